@@ -1,0 +1,190 @@
+/*
+** tensor.h: the tensor object, the autograd node and the C API of every op.
+**
+** A Tensor is a contiguous, row-major float32 N-d array. It is reference
+** counted (t_retain / t_release); Lua userdata hold one reference each.
+** reshape/view/flatten share the storage (a view); every other op allocates.
+**
+** Autograd: an op whose inputs require grad (and grad mode is on) records a
+** Node in out->grad_fn. The node holds strong references to its inputs and
+** saved tensors, never to its output, so a graph is freed as soon as the
+** last tensor referring to it is released. Backward rules are written with
+** the same differentiable ops, so a backward pass run with grad mode on is
+** itself recorded and can be differentiated again (ag_grad create_graph).
+*/
+#ifndef MAMLRUN_TENSOR_H
+#define MAMLRUN_TENSOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define T_MAXDIM 8
+/* largest tensor we agree to allocate (elements); larger is an error */
+#define T_MAXNUMEL ((int64_t)1 << 34)
+
+typedef struct Storage {
+  int refcount;
+  int64_t size; /* elements */
+  float *data;
+} Storage;
+
+struct Node;
+
+typedef struct Tensor {
+  int refcount;
+  int ndim;
+  int64_t shape[T_MAXDIM];
+  int64_t numel;
+  Storage *storage;
+  int64_t offset; /* in elements, into storage->data */
+  int requires_grad;
+  struct Node *grad_fn; /* NULL for leaves and constants */
+  /* engine scratch, only meaningful inside ag_grad */
+  struct Tensor *acc;
+} Tensor;
+
+#define T_DATA(t) ((t)->storage->data + (t)->offset)
+
+/* ------------------------------------------------------------ errors */
+/* Raise an error (never returns). The Lua bindings install a handler that
+** turns it into a Lua error; C tests install one that longjmps. Ops check
+** their arguments before they allocate, so an error leaks nothing. */
+typedef void (*t_error_handler)(const char *msg);
+void t_set_error_handler(t_error_handler h);
+#if defined(__GNUC__)
+#define T_NORETURN __attribute__((noreturn))
+#define T_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define T_NORETURN
+#define T_PRINTF(a, b)
+#endif
+T_NORETURN void t_error(const char *fmt, ...) T_PRINTF(1, 2);
+/* "bad argument #arg to 'fn' (...)", like luaL_argerror */
+T_NORETURN void t_argerror(const char *fn, int arg, const char *fmt, ...) T_PRINTF(3, 4);
+/* shape as "(2, 3, 4)" into buf; returns buf */
+char *t_shape_str(const Tensor *t, char *buf, size_t n);
+char *t_shape_str2(int ndim, const int64_t *shape, char *buf, size_t n);
+
+/* ------------------------------------------------------------ life cycle */
+Tensor *t_new(int ndim, const int64_t *shape); /* uninitialised data */
+Tensor *t_zeros(int ndim, const int64_t *shape);
+Tensor *t_full(int ndim, const int64_t *shape, float v);
+Tensor *t_zeros_like(const Tensor *t);
+Tensor *t_scalar(float v); /* 0-d tensor */
+Tensor *t_retain(Tensor *t);
+void t_release(Tensor *t); /* NULL is fine */
+/* check a shape given by a caller (sizes >= 0, product bounded) */
+void t_check_shape(const char *fn, int arg, int ndim, const int64_t *shape);
+int t_same_shape(const Tensor *a, const Tensor *b);
+/* bytes held by live storages, and the peak, for memory accounting */
+int64_t t_live_bytes(void);
+int64_t t_peak_bytes(void);
+void t_reset_peak_bytes(void);
+
+/* ------------------------------------------------------------ random numbers */
+/* xoshiro128** with splitmix64 seeding: the same numbers on every machine */
+typedef struct Generator {
+  uint32_t s[4];
+  int has_spare; /* Box-Muller keeps its second normal */
+  double spare;
+} Generator;
+void gen_seed(Generator *g, uint64_t seed);
+uint32_t gen_u32(Generator *g);
+double gen_uniform(Generator *g); /* [0, 1) with 53 random bits */
+double gen_normal(Generator *g);
+uint32_t gen_below(Generator *g, uint32_t n); /* uniform in [0, n), unbiased */
+Generator *gen_default(void);
+
+/* ------------------------------------------------------------ autograd */
+typedef struct Node Node;
+/* backward: given the gradient of the output, set gin[i] (a new reference,
+** or NULL) for each input i with needs[i] set. Written with t_* ops so that
+** with grad mode on it is recorded too. */
+typedef void (*backward_fn)(Node *n, Tensor *gout, Tensor **gin, const int *needs);
+
+#define NODE_MAXIN 4
+#define NODE_MAXSAVED 4
+struct Node {
+  int refcount;
+  const char *name;
+  backward_fn backward;
+  int ninputs;
+  Tensor *inputs[NODE_MAXIN];  /* strong refs */
+  Tensor *saved[NODE_MAXSAVED]; /* strong refs, constants for backward */
+  int64_t ints[2 * T_MAXDIM + 4];
+  double scalars[4];
+  int out_ndim; /* output shape, for checking and for zero-grads */
+  int64_t out_shape[T_MAXDIM];
+  /* engine scratch */
+  Tensor *acc;
+  uint32_t mark;
+  int needed;
+};
+
+int ag_is_enabled(void);
+int ag_set_enabled(int on); /* returns the previous value */
+/* If grad mode is on and any input requires grad, make out a non-leaf
+** requiring grad with a new node (returned, to fill ints/scalars/saved);
+** otherwise return NULL. The inputs are retained by the node. */
+Node *ag_record(Tensor *out, const char *name, backward_fn bw, int ninputs, Tensor **inputs);
+void node_release(Node *n);
+/* Gradients of the scalar (or grad_output-weighted) output with respect to
+** inputs. grads[i] gets a new reference, or NULL when output does not depend
+** on inputs[i] (the caller decides whether that is an error). */
+void ag_grad(Tensor *output, Tensor *grad_output, int ninputs, Tensor **inputs, int create_graph,
+             Tensor **grads);
+/* a tensor sharing x's data with no history */
+Tensor *t_detach(Tensor *x);
+
+/* ------------------------------------------------------------ ops */
+/* All ops return a new reference. Names in error messages are the Lua names. */
+
+/* elementwise, with numpy broadcasting (ops/elementwise.c) */
+Tensor *t_add(Tensor *a, Tensor *b);
+Tensor *t_sub(Tensor *a, Tensor *b);
+Tensor *t_mul(Tensor *a, Tensor *b);
+Tensor *t_div(Tensor *a, Tensor *b);
+Tensor *t_pow(Tensor *a, Tensor *b); /* a^b, elementwise */
+Tensor *t_add_scalar(Tensor *a, double s);
+Tensor *t_mul_scalar(Tensor *a, double s);
+Tensor *t_pow_scalar(Tensor *a, double p);
+Tensor *t_rsub_scalar(Tensor *a, double s); /* s - a */
+Tensor *t_rdiv_scalar(Tensor *a, double s); /* s / a */
+Tensor *t_neg(Tensor *a);
+Tensor *t_exp(Tensor *a);
+Tensor *t_log(Tensor *a);
+Tensor *t_sqrt(Tensor *a);
+Tensor *t_abs(Tensor *a);
+Tensor *t_sign(Tensor *a); /* not differentiable (zero gradient) */
+Tensor *t_relu(Tensor *a);
+Tensor *t_sigmoid(Tensor *a);
+Tensor *t_tanh(Tensor *a);
+/* comparisons give 0/1 floats and carry no gradient */
+enum { CMP_EQ, CMP_NE, CMP_LT, CMP_LE, CMP_GT, CMP_GE };
+Tensor *t_compare(Tensor *a, Tensor *b, int op);
+/* broadcasting helpers, each the other's backward */
+Tensor *t_expand(Tensor *a, int ndim, const int64_t *shape);
+Tensor *t_sum_to(Tensor *a, int ndim, const int64_t *shape);
+/* broadcast shape of a and b into out (returns ndim) or error naming fn */
+int t_broadcast_shape(const char *fn, const Tensor *a, const Tensor *b, int64_t *out);
+
+/* reductions (ops/reduce.c); dims is a bitmask over a's dims */
+Tensor *t_sum(Tensor *a, uint32_t dims, int keepdim);
+Tensor *t_mean(Tensor *a, uint32_t dims, int keepdim);
+Tensor *t_max(Tensor *a, int dim, int keepdim);   /* dim < 0: over all */
+Tensor *t_argmax(Tensor *a, int dim, int keepdim); /* 1-based indices as floats */
+Tensor *t_var(Tensor *a, uint32_t dims, int keepdim, int unbiased);
+
+/* shape ops (ops/shape.c) */
+Tensor *t_reshape(Tensor *a, int ndim, const int64_t *shape); /* view */
+Tensor *t_permute(Tensor *a, const int *perm);                /* copy */
+Tensor *t_transpose(Tensor *a, int d0, int d1);
+Tensor *t_narrow(Tensor *a, int dim, int64_t start, int64_t len); /* start 0-based */
+Tensor *t_pad_narrow(Tensor *g, int dim, int64_t start, int64_t full); /* narrow's backward */
+Tensor *t_cat(int n, Tensor **ts, int dim);
+Tensor *t_contiguous_copy(Tensor *a);
+
+/* linear algebra (ops/matmul.c) */
+Tensor *t_matmul(Tensor *a, Tensor *b);
+
+#endif
