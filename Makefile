@@ -38,3 +38,10 @@ ctests: $(CTESTS)
 test: mamlrun $(CTESTS)
 	@tests/run_all.sh
 
+# mamlrun finds its Lua library at <prefix>/share/mamlrun/lua (see vm/main.c)
+install: mamlrun
+	install -d '$(DESTDIR)$(PREFIX)/bin' '$(DESTDIR)$(PREFIX)/share/mamlrun/lua'
+	install -m 755 mamlrun '$(DESTDIR)$(PREFIX)/bin/mamlrun'
+	cd lua && find . -name '*.lua' -exec install -D -m 644 {} \
+	  '$(abspath $(DESTDIR)$(PREFIX))/share/mamlrun/lua/{}' \;
+

@@ -1,0 +1,95 @@
+-- tests/lua/host_spec.lua: the "mamlrun" module the host (vm/main.c) gives
+-- to scripts. The command line itself is tested in tests/sh/host_cli.sh.
+local mamlrun = require "mamlrun"
+
+local function self_pid()
+  local f = assert(io.open("/proc/self/stat"))
+  local pid = f:read("n")
+  f:close()
+  return pid
+end
+
+-- send sig to this process from a child (io.popen: os.execute's system()
+-- would ignore SIGINT while it waits)
+local function send(sig)
+  assert(io.popen("kill -" .. sig .. " " .. self_pid())):close()
+end
+
+-- poll like a training loop does, for at most 5 seconds
+local function wait_signal()
+  local start = mamlrun.time()
+  repeat
+    local name = mamlrun.signal_pending()
+    if name then return name end
+  until mamlrun.time() - start > 5
+end
+
+describe("mamlrun module", function()
+  it("describes the run", function()
+    assert.equals("0.1.0", mamlrun.version)
+    assert.is_table(mamlrun.overrides)
+    assert.is_string(mamlrun.script) -- busted itself
+    assert.is_true(mamlrun.root == nil or type(mamlrun.root) == "string")
+  end)
+
+  it("puts the project's Lua library before the system's on package.path", function()
+    -- (busted itself prepends ./src/?.lua and friends)
+    if mamlrun.root then
+      local project = package.path:find(mamlrun.root .. "/?.lua;", 1, true)
+      local system = package.path:find("/usr/share/lua/5.4/?.lua", 1, true)
+      assert.is_true(project ~= nil and (system == nil or project < system))
+    end
+  end)
+
+  it("time() is a monotonic clock in seconds", function()
+    local a = mamlrun.time()
+    assert.equals("float", math.type(a))
+    local b = mamlrun.time()
+    assert.is_true(b >= a and b - a < 1)
+  end)
+
+  it("rss_peak() is the peak resident size in bytes", function()
+    local before = mamlrun.rss_peak()
+    assert.equals("integer", math.type(before))
+    assert.is_true(before > 1024 * 1024)
+    local big = string.rep("x", 32 * 1024 * 1024)
+    assert.is_true(mamlrun.rss_peak() >= before + 16 * 1024 * 1024, "peak grows with a 32 MB string")
+    assert.equals(32 * 1024 * 1024, #big)
+  end)
+
+  it("is_tty(fd) tells whether a descriptor is a terminal", function()
+    assert.is_boolean(mamlrun.is_tty(1))
+    assert.is_boolean(mamlrun.is_tty())
+    assert.is_false(mamlrun.is_tty(12345))
+  end)
+
+  describe("signals", function()
+    after_each(function() mamlrun.on_signal(false) end)
+
+    it("signal_pending() is nil when nothing arrived", function()
+      mamlrun.on_signal()
+      assert.is_nil(mamlrun.signal_pending())
+    end)
+
+    it("flags SIGINT and SIGTERM once on_signal was called, calling fn", function()
+      local seen = {}
+      mamlrun.on_signal(function(name) seen[#seen + 1] = name end)
+      send("INT")
+      assert.equals("SIGINT", wait_signal())
+      assert.is_nil(mamlrun.signal_pending(), "the flag is cleared once reported")
+      send("TERM")
+      assert.equals("SIGTERM", wait_signal())
+      assert.same({"SIGINT", "SIGTERM"}, seen)
+    end)
+
+    it("works without a callback", function()
+      mamlrun.on_signal()
+      send("TERM")
+      assert.equals("SIGTERM", wait_signal())
+    end)
+
+    it("rejects a callback that is not a function", function()
+      assert.has_error(function() mamlrun.on_signal(42) end)
+    end)
+  end)
+end)

@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# tests/run_all.sh: the one entry to every test suite (`make test` calls it
+# after building). It builds nothing itself. Suites, in order:
+#   C      every executable $BUILD/tests/test_* (prints TAP: ok N - name / not ok N - name)
+#   Lua    each tests/lua/**/*_spec.lua, run by busted under ./mamlrun with TAP output
+#   shell  each executable tests/sh/*.sh is one test (exit 0 = pass)
+#   extra  each executable tests/suites.d/*.sh prints TAP (add a suite by dropping one in)
+# A TAP suite that crashes, times out, exits non-zero without a failing test,
+# stops short of its plan (1..N) or runs no test at all counts one extra failure.
+# Output: one line per suite (full output of failing ones, minus the "ok"
+# lines), a summary per section, and as the very last line "N passed, N failed".
+# Exit status 0 only if nothing failed.
+#
+# Environment: BUILD (default build), MAMLRUN (default ./mamlrun), BUSTED
+# (default: busted on PATH), TEST_TIMEOUT (seconds per suite, default 1200),
+# VERBOSE=1 (print every suite's full output).
+set -u
+cd "$(dirname "$0")/.." || exit 2
+ROOT=$(pwd)
+BUILD=${BUILD:-build}
+MAMLRUN=${MAMLRUN:-$ROOT/mamlrun}
+case $MAMLRUN in /*) ;; *) MAMLRUN=$ROOT/$MAMLRUN ;; esac
+BUSTED=${BUSTED:-$(command -v busted || echo /usr/bin/busted)}
+TEST_TIMEOUT=${TEST_TIMEOUT:-1200}
+VERBOSE=${VERBOSE:-0}
+export ROOT MAMLRUN BUSTED
+
+TIMEOUT=()
+if command -v timeout >/dev/null; then TIMEOUT=(timeout --kill-after=10 "$TEST_TIMEOUT"); fi
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/mamlrun-tests.XXXXXX") || exit 2
+trap 'rm -rf "$TMP"' EXIT
+LOG=$TMP/log
+
+total_pass=0 total_fail=0
+section_pass=0 section_fail=0
+
+section() {
+  section_pass=0 section_fail=0
+  echo "== $1"
+}
+
+end_section() {
+  echo "   $1: $section_pass passed, $section_fail failed"
+  total_pass=$((total_pass + section_pass))
+  total_fail=$((total_fail + section_fail))
+}
+
+# why a command with exit status $1 failed, for messages
+describe_status() {
+  if [ "$1" -eq 124 ]; then echo "timed out after ${TEST_TIMEOUT}s"
+  elif [ "$1" -gt 128 ]; then echo "crashed (signal $(($1 - 128)))"
+  else echo "exited with status $1"
+  fi
+}
+
+# print a failing suite's log, without the passing lines
+show_log() {
+  if [ "$VERBOSE" = 1 ]; then sed 's/^/     | /' "$LOG"; return; fi
+  grep -v '^ok ' "$LOG" | head -n 200 | sed 's/^/     | /'
+  local n
+  n=$(grep -vc '^ok ' "$LOG")
+  if [ "$n" -gt 200 ]; then echo "     | ... ($((n - 200)) more lines in the output)"; fi
+}
+
+# run_tap LABEL CMD...: run a command that prints TAP, add its counts
+run_tap() {
+  local label=$1
+  shift
+  local rc=0 pass fail ran plan note=""
+  # (the braces keep bash's own "Segmentation fault" notice out of the output)
+  { "${TIMEOUT[@]}" "$@" >"$LOG" 2>&1 </dev/null || rc=$?; } 2>/dev/null
+  pass=$(grep -c '^ok ' "$LOG")
+  fail=$(grep '^not ok ' "$LOG" | grep -vc '# *TODO')
+  ran=$(grep -cE '^(not )?ok ' "$LOG")
+  plan=$(sed -n 's/^1\.\.\([0-9][0-9]*\).*/\1/p' "$LOG" | tail -n 1)
+  if [ "$rc" -eq 124 ] || [ "$rc" -gt 128 ]; then
+    note=$(describe_status "$rc")
+  elif [ "$rc" -ne 0 ] && [ "$fail" -eq 0 ]; then
+    note="$(describe_status "$rc") without a failing test"
+  elif [ -n "$plan" ] && [ "$ran" -lt "$plan" ]; then
+    note="stopped after $ran of $plan planned tests"
+  elif [ "$ran" -eq 0 ]; then
+    note="no tests ran"
+  elif [ -z "$plan" ] && [ "$rc" -ne 0 ] && grep -q '^stack traceback:' "$LOG"; then
+    note="stopped by a Lua error"
+  fi
+  if [ -n "$note" ]; then fail=$((fail + 1)); fi
+  section_pass=$((section_pass + pass))
+  section_fail=$((section_fail + fail))
+  if [ "$fail" -eq 0 ]; then
+    printf '   %-40s %d passed\n' "$label" "$pass"
+    if [ "$VERBOSE" = 1 ]; then show_log; fi
+  else
+    printf '   %-40s %d passed, %d FAILED%s\n' "$label" "$pass" "$fail" "${note:+ ($note)}"
+    show_log
+  fi
+}
+
+# ---------------------------------------------------------------- C tests
+section "C tests ($BUILD/tests)"
+found=0
+for t in "$BUILD"/tests/test_*; do
+  [ -f "$t" ] && [ -x "$t" ] || continue
+  found=1
+  run_tap "${t#"$BUILD"/tests/}" "$t"
+done
+if [ "$found" = 0 ]; then echo "   (none)"; fi
+end_section "C tests"
+
+# ---------------------------------------------------------------- Lua tests
+section "Lua tests (busted under mamlrun, tests/lua)"
+specs=()
+if [ -d tests/lua ]; then
+  while IFS= read -r f; do specs+=("$f"); done < <(find tests/lua -name '*_spec.lua' | LC_ALL=C sort)
+fi
+if [ "${#specs[@]}" -eq 0 ]; then
+  echo "   (none)"
+elif [ ! -x "$MAMLRUN" ]; then
+  echo "   $MAMLRUN is not built: FAILED"
+  section_fail=$((section_fail + 1))
+elif [ ! -f "$BUSTED" ]; then
+  echo "   busted not found (install lua-busted): FAILED"
+  section_fail=$((section_fail + 1))
+else
+  # one busted per spec file, so a crash in one file does not hide the others
+  for f in "${specs[@]}"; do
+    # busted's TAP output loses a spec's syntax error, so compile it first
+    if ! echo 'local _, path = ... assert(loadfile(path))' | "$MAMLRUN" - "$f" >"$LOG" 2>&1; then
+      section_fail=$((section_fail + 1))
+      printf '   %-40s FAILED (does not compile)\n' "${f#tests/lua/}"
+      sed 's/^/     | /' "$LOG"
+      continue
+    fi
+    run_tap "${f#tests/lua/}" "$MAMLRUN" "$BUSTED" -- -o TAP "$f"
+  done
+fi
+end_section "Lua tests"
+
+# ---------------------------------------------------------------- shell tests
+section "shell tests (tests/sh)"
+found=0
+for t in tests/sh/*.sh; do
+  [ -f "$t" ] && [ -x "$t" ] || continue
+  found=1
+  rc=0
+  { "${TIMEOUT[@]}" "$t" >"$LOG" 2>&1 </dev/null || rc=$?; } 2>/dev/null
+  if [ "$rc" -eq 0 ]; then
+    section_pass=$((section_pass + 1))
+    printf '   %-40s ok\n' "${t#tests/sh/}"
+    if [ "$VERBOSE" = 1 ]; then sed 's/^/     | /' "$LOG"; fi
+  else
+    section_fail=$((section_fail + 1))
+    printf '   %-40s FAILED (%s)\n' "${t#tests/sh/}" "$(describe_status "$rc")"
+    tail -n 200 "$LOG" | sed 's/^/     | /'
+  fi
+done
+if [ "$found" = 0 ]; then echo "   (none)"; fi
+end_section "shell tests"
+
+# ---------------------------------------------------------------- extra suites
+# Hook for later suites (gradient checks, data, benchmarks-as-tests...): an
+# executable tests/suites.d/NAME.sh, run from the repo root, prints TAP.
+section "extra suites (tests/suites.d)"
+found=0
+for s in tests/suites.d/*.sh; do
+  [ -f "$s" ] && [ -x "$s" ] || continue
+  found=1
+  run_tap "${s#tests/suites.d/}" "$s"
+done
+if [ "$found" = 0 ]; then echo "   (none)"; fi
+end_section "extra suites"
+
+echo "$total_pass passed, $total_fail failed"
+[ "$total_fail" -eq 0 ]

@@ -1,0 +1,675 @@
+/*
+** main.c: the mamlrun host, a stand-alone Lua interpreter in the style of
+** Lua's own lua.c. It preloads the tensor, autograd and omniglot modules,
+** points package.path at the project's Lua library, turns key=value
+** arguments into an overrides table, and offers scripts a small "mamlrun"
+** module (clock, peak memory, tty test, SIGINT/SIGTERM polling).
+**
+**   mamlrun [options] SCRIPT [key=value ...] [args ...] [-- args ...]
+*/
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cblas.h> /* openblas_get_config */
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+#include "lua_tensor.h"
+
+#define MAMLRUN_VERSION "0.1.0"
+#define SIGNAL_FN_KEY "mamlrun.on_signal" /* registry: the on_signal callback */
+
+static const char *progname = "mamlrun";
+
+/* what the command line asked for; filled by collectargs before Lua starts */
+typedef struct Options {
+  int script;      /* argv index of SCRIPT, 0 if none */
+  int interactive; /* -i */
+} Options;
+
+/* ------------------------------------------------------------ messages */
+
+static void print_usage(FILE *f)
+{
+  fprintf(f,
+    "usage: %s [options] [SCRIPT [key=value ...] [args ...] [-- args ...]]\n"
+    "Runs the Lua file SCRIPT ('-' reads it from stdin) with the modules\n"
+    "tensor, autograd, omniglot and mamlrun preloaded.\n"
+    "Options (before SCRIPT):\n"
+    "  -e CODE        run the Lua string CODE (repeatable; runs before SCRIPT)\n"
+    "  -i             enter interactive mode after SCRIPT and -e\n"
+    "  -h, --help     show this help and exit\n"
+    "  -v, --version  show version information and exit\n"
+    "  --             stop handling options (the next argument is SCRIPT)\n"
+    "Arguments after SCRIPT:\n"
+    "  key=value      an override; key is a Lua name, dots make nested tables\n"
+    "                 (inner.lr=0.01 -> overrides.inner.lr). The value is a\n"
+    "                 number (1, 0.5, 1e-3), true/false, or else a string\n"
+    "                 ('...' or \"...\" force a string). A key given twice is\n"
+    "                 an error. SCRIPT gets them as its first argument\n"
+    "                 (local overrides = ...) and as require('mamlrun').overrides.\n"
+    "  other          plain arguments: the global arg[1..n], and the script's\n"
+    "                 varargs after the overrides table (arg[0] = SCRIPT)\n"
+    "  -- args        everything after '--' is a plain argument\n"
+    "Exit status: 0 success, 1 Lua error, 2 usage error.\n",
+    progname);
+}
+
+static void print_version(void)
+{
+  printf("mamlrun " MAMLRUN_VERSION " (" LUA_RELEASE ", %s)\n", openblas_get_config());
+}
+
+/* a usage error: message, then the usage (or a hint), exit status 2 */
+static int usage_error(int full_usage, const char *fmt, const char *what)
+{
+  fprintf(stderr, "%s: ", progname);
+  fprintf(stderr, fmt, what);
+  fputc('\n', stderr);
+  if (full_usage)
+    print_usage(stderr);
+  else
+    fprintf(stderr, "(try '%s --help')\n", progname);
+  return 2;
+}
+
+static void l_message(const char *pname, const char *msg)
+{
+  if (pname) fprintf(stderr, "%s: ", pname);
+  fprintf(stderr, "%s\n", msg);
+  fflush(stderr);
+}
+
+/* print the error message at the top of the stack, if status is an error */
+static int report(lua_State *L, int status)
+{
+  if (status != LUA_OK) {
+    const char *msg = lua_tostring(L, -1);
+    if (msg == NULL) msg = "(error object is not a string)";
+    l_message(progname, msg);
+    lua_pop(L, 1);
+  }
+  return status;
+}
+
+/* message handler: turn any error object into a string with a traceback */
+static int msghandler(lua_State *L)
+{
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL) {
+    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+      msg = lua_tostring(L, -1);
+    else
+      msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  }
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+/* call the function below narg arguments, with the message handler */
+static int docall(lua_State *L, int narg, int nres)
+{
+  int base = lua_gettop(L) - narg;
+  lua_pushcfunction(L, msghandler);
+  lua_insert(L, base);
+  int status = lua_pcall(L, narg, nres, base);
+  lua_remove(L, base);
+  return status;
+}
+
+/* ------------------------------------------------------------ the mamlrun module */
+
+static volatile sig_atomic_t pending_signal = 0;
+
+/* SIGINT/SIGTERM once Lua asked for them: only set a flag. A second signal
+** before the script polled the first one kills the process as usual. */
+static void flag_signal(int sig)
+{
+  if (pending_signal != 0) {
+    signal(sig, SIG_DFL);
+    raise(sig);
+    return;
+  }
+  pending_signal = sig;
+}
+
+static void set_signal_handlers(void (*handler)(int))
+{
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = handler;
+  sa.sa_flags = SA_RESTART; /* reads and writes of a training loop go on */
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+}
+
+/* is_tty([fd=1]): whether the file descriptor is a terminal */
+static int mr_is_tty(lua_State *L)
+{
+  int fd = (int)luaL_optinteger(L, 1, 1);
+  lua_pushboolean(L, isatty(fd));
+  return 1;
+}
+
+/* time(): monotonic clock in seconds, for durations */
+static int mr_time(lua_State *L)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec * 1e-9);
+  return 1;
+}
+
+/* rss_peak(): peak resident set size of the process, in bytes */
+static int mr_rss_peak(lua_State *L)
+{
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) != 0) return luaL_error(L, "getrusage failed");
+  lua_pushinteger(L, (lua_Integer)ru.ru_maxrss * 1024); /* Linux: kilobytes */
+  return 1;
+}
+
+/* on_signal([fn]): from now on SIGINT/SIGTERM set a flag that signal_pending
+** reports (calling fn(name) first, if given). on_signal(false) restores the
+** default behaviour (the signal terminates the process). */
+static int mr_on_signal(lua_State *L)
+{
+  if (lua_isboolean(L, 1) && !lua_toboolean(L, 1)) {
+    set_signal_handlers(SIG_DFL);
+    pending_signal = 0;
+    lua_pushnil(L);
+  } else {
+    if (!lua_isnoneornil(L, 1)) luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_settop(L, 1);
+    set_signal_handlers(flag_signal);
+  }
+  lua_setfield(L, LUA_REGISTRYINDEX, SIGNAL_FN_KEY);
+  return 0;
+}
+
+/* signal_pending(): "SIGINT" or "SIGTERM" if one arrived since the last poll
+** (the flag is cleared), else nil */
+static int mr_signal_pending(lua_State *L)
+{
+  int sig = pending_signal;
+  if (sig == 0) {
+    lua_pushnil(L);
+    return 1;
+  }
+  pending_signal = 0;
+  const char *name = (sig == SIGINT) ? "SIGINT" : "SIGTERM";
+  if (lua_getfield(L, LUA_REGISTRYINDEX, SIGNAL_FN_KEY) == LUA_TFUNCTION) {
+    lua_pushstring(L, name);
+    lua_call(L, 1, 0);
+  } else {
+    lua_pop(L, 1);
+  }
+  lua_pushstring(L, name);
+  return 1;
+}
+
+static const luaL_Reg mamlrun_funcs[] = {
+  {"is_tty", mr_is_tty},
+  {"time", mr_time},
+  {"rss_peak", mr_rss_peak},
+  {"on_signal", mr_on_signal},
+  {"signal_pending", mr_signal_pending},
+  {NULL, NULL}};
+
+/* ------------------------------------------------------------ overrides */
+
+/* length of the key if s is "key=value" with key a dotted Lua name, else 0 */
+static size_t override_key_len(const char *s)
+{
+  const char *p = s;
+  for (;;) {
+    if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || *p == '_')) return 0;
+    while ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+           *p == '_')
+      p++;
+    if (*p == '=') return (size_t)(p - s);
+    if (*p != '.') return 0;
+    p++;
+  }
+}
+
+/* push an override value: a quoted string, a boolean, a number, or a string */
+static void push_override_value(lua_State *L, const char *v)
+{
+  size_t n = strlen(v);
+  if (n >= 2 && (v[0] == '\'' || v[0] == '"') && v[n - 1] == v[0])
+    lua_pushlstring(L, v + 1, n - 2);
+  else if (strcmp(v, "true") == 0)
+    lua_pushboolean(L, 1);
+  else if (strcmp(v, "false") == 0)
+    lua_pushboolean(L, 0);
+  else if (lua_stringtonumber(L, v) == 0) /* pushes the number on success */
+    lua_pushstring(L, v);
+}
+
+/* set overrides[key] = value for "key=value" (keylen bytes of key) into the
+** table at index t; dots descend into (new) nested tables. Returns NULL or
+** an error message naming the key. */
+static const char *set_override(lua_State *L, int t, const char *kv, size_t keylen)
+{
+  const char *key = lua_pushlstring(L, kv, keylen); /* the full key, for messages */
+  lua_pushvalue(L, t);
+  const char *seg = kv, *end = kv + keylen;
+  for (;;) {
+    const char *dot = memchr(seg, '.', (size_t)(end - seg));
+    if (dot == NULL) break;
+    lua_pushlstring(L, seg, (size_t)(dot - seg));
+    int type = lua_rawget(L, -2);
+    if (type == LUA_TNIL) {
+      lua_pop(L, 1);
+      lua_newtable(L);
+      lua_pushlstring(L, seg, (size_t)(dot - seg));
+      lua_pushvalue(L, -2);
+      lua_rawset(L, -4);
+    } else if (type != LUA_TTABLE) {
+      return lua_pushfstring(L, "override '%s' conflicts with '%s' (already a value)", key,
+                             lua_pushlstring(L, kv, (size_t)(dot - kv)));
+    }
+    lua_remove(L, -2); /* descend */
+    seg = dot + 1;
+  }
+  lua_pushlstring(L, seg, (size_t)(end - seg));
+  int type = lua_rawget(L, -2);
+  lua_pop(L, 1);
+  if (type == LUA_TTABLE)
+    return lua_pushfstring(L, "override '%s' conflicts with '%s.*' given before", key, key);
+  if (type != LUA_TNIL) return lua_pushfstring(L, "duplicate override '%s' (key given twice)", key);
+  lua_pushlstring(L, seg, (size_t)(end - seg));
+  push_override_value(L, kv + keylen + 1);
+  lua_rawset(L, -3);
+  lua_pop(L, 2); /* table, key */
+  return NULL;
+}
+
+/* split the arguments after SCRIPT: overrides into a new table (pushed),
+** plain ones into the global 'arg' (with arg[0] = SCRIPT, arg[-1] = the
+** binary). Returns the number of plain arguments, or -1 after a usage error
+** message. */
+static int collect_script_args(lua_State *L, int argc, char **argv, int script)
+{
+  lua_newtable(L); /* overrides */
+  int overrides = lua_gettop(L);
+  lua_createtable(L, argc, 2); /* arg */
+  lua_pushstring(L, argv[0]);
+  lua_rawseti(L, -2, -1);
+  lua_pushstring(L, script ? argv[script] : argv[0]);
+  lua_rawseti(L, -2, 0);
+  int nplain = 0, only_plain = 0;
+  for (int i = script ? script + 1 : argc; i < argc; i++) {
+    size_t keylen;
+    if (!only_plain && strcmp(argv[i], "--") == 0) {
+      only_plain = 1;
+    } else if (!only_plain && (keylen = override_key_len(argv[i])) > 0) {
+      const char *err = set_override(L, overrides, argv[i], keylen);
+      if (err != NULL) {
+        usage_error(0, "%s", err);
+        return -1;
+      }
+    } else {
+      lua_pushstring(L, argv[i]);
+      lua_rawseti(L, -2, ++nplain);
+    }
+  }
+  lua_setglobal(L, "arg");
+  return nplain;
+}
+
+/* ------------------------------------------------------------ paths */
+
+static int is_dir(const char *path)
+{
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* the directory of this binary into buf (no trailing slash), or 0 */
+static int binary_dir(const char *argv0, char *buf)
+{
+  if (realpath("/proc/self/exe", buf) == NULL &&
+      (strchr(argv0, '/') == NULL || realpath(argv0, buf) == NULL))
+    return 0;
+  char *slash = strrchr(buf, '/');
+  if (slash == NULL) return 0;
+  *slash = '\0';
+  return 1;
+}
+
+/* push the project's Lua library directory: <bindir>/lua in the build tree,
+** else <prefix>/share/mamlrun/lua when the binary is <prefix>/bin/mamlrun;
+** nil when neither exists */
+static void push_lua_root(lua_State *L, const char *argv0)
+{
+  char dir[PATH_MAX];
+  if (binary_dir(argv0, dir)) {
+    const char *build = lua_pushfstring(L, "%s/lua", dir);
+    if (is_dir(build)) return;
+    lua_pop(L, 1);
+    size_t n = strlen(dir);
+    if (n >= 4 && strcmp(dir + n - 4, "/bin") == 0) {
+      const char *installed = lua_pushfstring(L, "%s/share/mamlrun/lua", lua_pushlstring(L, dir, n - 4));
+      lua_remove(L, -2);
+      if (is_dir(installed)) return;
+      lua_pop(L, 1);
+    }
+  }
+  lua_pushnil(L);
+}
+
+/* package.path = root/?.lua;root/?/init.lua;scriptdir/?.lua;<default> */
+static void set_package_path(lua_State *L, const char *root, const char *script)
+{
+  luaL_Buffer b;
+  lua_getglobal(L, "package");
+  luaL_buffinit(L, &b);
+  if (root != NULL) {
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", root, root);
+    luaL_addvalue(&b);
+  }
+  if (script != NULL && strcmp(script, "-") != 0) {
+    const char *slash = strrchr(script, '/');
+    if (slash == NULL)
+      luaL_addstring(&b, ".");
+    else
+      luaL_addlstring(&b, script, slash == script ? 1 : (size_t)(slash - script));
+    luaL_addstring(&b, "/?.lua;");
+  }
+  lua_getfield(L, -2, "path");
+  luaL_addvalue(&b);
+  luaL_pushresult(&b);
+  lua_setfield(L, -2, "path");
+  lua_pop(L, 1);
+}
+
+/* package.loaded.mamlrun = {version=, overrides=, script=, root=, ...};
+** expects the overrides table and the root (string or nil) at the top, and
+** pops the root */
+static void register_mamlrun_module(lua_State *L, const char *script)
+{
+  luaL_newlib(L, mamlrun_funcs);
+  lua_pushliteral(L, MAMLRUN_VERSION);
+  lua_setfield(L, -2, "version");
+  lua_pushvalue(L, -2);
+  lua_setfield(L, -2, "root");
+  lua_pushvalue(L, -3);
+  lua_setfield(L, -2, "overrides");
+  if (script != NULL) lua_pushstring(L, script);
+  else lua_pushnil(L);
+  lua_setfield(L, -2, "script");
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_insert(L, -2);
+  lua_setfield(L, -2, "mamlrun");
+  lua_pop(L, 2); /* the loaded table and the root */
+}
+
+static void preload_modules(lua_State *L)
+{
+  static const luaL_Reg modules[] = {
+    {"tensor", luaopen_tensor},
+    {"autograd", luaopen_autograd},
+    {"omniglot", luaopen_omniglot},
+    {NULL, NULL}};
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  for (const luaL_Reg *m = modules; m->name != NULL; m++) {
+    lua_pushcfunction(L, m->func);
+    lua_setfield(L, -2, m->name);
+  }
+  lua_pop(L, 1);
+}
+
+/* ------------------------------------------------------------ running code */
+
+static int dostring(lua_State *L, const char *code, const char *name)
+{
+  int status = luaL_loadbuffer(L, code, strlen(code), name);
+  if (status == LUA_OK) status = docall(L, 0, 0);
+  return report(L, status);
+}
+
+/* load SCRIPT and call it with the overrides table and the plain args */
+static int handle_script(lua_State *L, const char *fname, int overrides, int nplain)
+{
+  int status = luaL_loadfile(L, strcmp(fname, "-") == 0 ? NULL : fname);
+  if (status == LUA_OK) {
+    lua_pushvalue(L, overrides);
+    luaL_checkstack(L, nplain + 3, "too many script arguments");
+    lua_getglobal(L, "arg");
+    for (int i = 1; i <= nplain; i++) lua_rawgeti(L, -i, i);
+    lua_remove(L, -nplain - 1); /* the arg table */
+    status = docall(L, nplain + 1, 0);
+  }
+  return report(L, status);
+}
+
+/* ------------------------------------------------------------ REPL (from lua.c) */
+
+#define EOFMARK "<eof>"
+#define MARKLEN (sizeof(EOFMARK) - 1)
+
+/* read a line into the stack; 0 at end of input. Prompts only on a tty. */
+static int pushline(lua_State *L, int firstline)
+{
+  char *line = NULL;
+  size_t cap = 0;
+  if (isatty(STDIN_FILENO)) {
+    fputs(firstline ? "> " : ">> ", stdout);
+    fflush(stdout);
+  }
+  ssize_t n = getline(&line, &cap, stdin);
+  if (n < 0) {
+    free(line);
+    return 0;
+  }
+  if (n > 0 && line[n - 1] == '\n') line[--n] = '\0';
+  if (firstline && line[0] == '=') /* '=expr' as in Lua 5.2/5.3 */
+    lua_pushfstring(L, "return %s", line + 1);
+  else
+    lua_pushlstring(L, line, (size_t)n);
+  free(line);
+  return 1;
+}
+
+/* a syntax error that only says the chunk ended too early */
+static int incomplete(lua_State *L, int status)
+{
+  if (status == LUA_ERRSYNTAX) {
+    size_t lmsg;
+    const char *msg = lua_tolstring(L, -1, &lmsg);
+    if (lmsg >= MARKLEN && strcmp(msg + lmsg - MARKLEN, EOFMARK) == 0) {
+      lua_pop(L, 1);
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* try the line as 'return <line>;', so expressions print their values */
+static int addreturn(lua_State *L)
+{
+  const char *line = lua_tostring(L, -1);
+  const char *retline = lua_pushfstring(L, "return %s;", line);
+  int status = luaL_loadbuffer(L, retline, strlen(retline), "=stdin");
+  if (status == LUA_OK)
+    lua_remove(L, -2); /* the modified line */
+  else
+    lua_pop(L, 2); /* the error and the modified line */
+  return status;
+}
+
+/* compile the line as a statement, reading continuation lines as needed */
+static int multiline(lua_State *L)
+{
+  for (;;) {
+    size_t len;
+    const char *line = lua_tolstring(L, 1, &len);
+    int status = luaL_loadbuffer(L, line, len, "=stdin");
+    if (!incomplete(L, status) || !pushline(L, 0)) return status;
+    lua_pushliteral(L, "\n");
+    lua_insert(L, -2);
+    lua_concat(L, 3);
+  }
+}
+
+/* read and compile the next statement; -1 at end of input */
+static int loadline(lua_State *L)
+{
+  lua_settop(L, 0);
+  if (!pushline(L, 1)) return -1;
+  int status = addreturn(L);
+  if (status != LUA_OK) status = multiline(L);
+  lua_remove(L, 1); /* the line */
+  return status;
+}
+
+/* print the values on the stack with the global 'print' */
+static void l_print(lua_State *L)
+{
+  int n = lua_gettop(L);
+  if (n > 0) {
+    luaL_checkstack(L, LUA_MINSTACK, "too many results to print");
+    lua_getglobal(L, "print");
+    lua_insert(L, 1);
+    if (lua_pcall(L, n, 0, 0) != LUA_OK)
+      l_message(progname, lua_pushfstring(L, "error calling 'print' (%s)", lua_tostring(L, -1)));
+  }
+}
+
+static void doREPL(lua_State *L)
+{
+  const char *oldprogname = progname;
+  int status;
+  if (isatty(STDIN_FILENO)) print_version();
+  progname = NULL; /* errors in the REPL need no program name */
+  while ((status = loadline(L)) != -1) {
+    if (status == LUA_OK) status = docall(L, 0, LUA_MULTRET);
+    if (status == LUA_OK)
+      l_print(L);
+    else
+      report(L, status);
+  }
+  lua_settop(L, 0);
+  if (isatty(STDIN_FILENO)) fputs("\n", stdout);
+  fflush(stdout);
+  progname = oldprogname;
+}
+
+/* ------------------------------------------------------------ main */
+
+/* check the options before SCRIPT; returns -1 to go on, else an exit status
+** (0 after --help/--version, 2 after a usage error) */
+static int collectargs(int argc, char **argv, Options *o)
+{
+  int has_e = 0;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (a[0] != '-' || strcmp(a, "-") == 0) {
+      o->script = i;
+      break;
+    }
+    if (strcmp(a, "--") == 0) {
+      if (i + 1 < argc) o->script = i + 1;
+      break;
+    }
+    if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+      print_usage(stdout);
+      return 0;
+    }
+    if (strcmp(a, "-v") == 0 || strcmp(a, "--version") == 0) {
+      print_version();
+      return 0;
+    }
+    if (strcmp(a, "-i") == 0) {
+      o->interactive = 1;
+    } else if (strncmp(a, "-e", 2) == 0) {
+      if (a[2] == '\0' && ++i >= argc) return usage_error(1, "'%s' needs an argument", "-e");
+      has_e = 1;
+    } else {
+      return usage_error(1, "unrecognized option '%s'", a);
+    }
+  }
+  if (o->script == 0 && !has_e && !o->interactive)
+    return usage_error(1, "%s", "missing SCRIPT (or -e CODE, or -i)");
+  return -1;
+}
+
+/* run the -e chunks in order */
+static int run_e_options(lua_State *L, int argc, char **argv, int last)
+{
+  for (int i = 1; i < last && i < argc; i++) {
+    if (strcmp(argv[i], "--") == 0) break;
+    if (strncmp(argv[i], "-e", 2) == 0) {
+      const char *code = argv[i][2] != '\0' ? argv[i] + 2 : argv[++i];
+      if (dostring(L, code, "=(command line)") != LUA_OK) return 0;
+    }
+  }
+  return 1;
+}
+
+/* everything that runs inside the Lua state, protected; returns the exit
+** status as an integer */
+static int pmain(lua_State *L)
+{
+  int argc = (int)lua_tointeger(L, 1);
+  char **argv = (char **)lua_touserdata(L, 2);
+  const Options *o = (const Options *)lua_touserdata(L, 3);
+  const char *script = o->script ? argv[o->script] : NULL;
+  lua_settop(L, 0);
+  luaL_checkversion(L);
+  luaL_openlibs(L);
+  preload_modules(L);
+  int nplain = collect_script_args(L, argc, argv, o->script); /* pushes overrides */
+  if (nplain < 0) {
+    lua_pushinteger(L, 2);
+    return 1;
+  }
+  int overrides = lua_gettop(L);
+  push_lua_root(L, argv[0]);
+  set_package_path(L, lua_tostring(L, -1), script);
+  register_mamlrun_module(L, script); /* pops the root */
+  lua_gc(L, LUA_GCRESTART);
+  lua_gc(L, LUA_GCGEN, 0, 0);
+  if (!run_e_options(L, argc, argv, o->script ? o->script : argc) ||
+      (script != NULL && handle_script(L, script, overrides, nplain) != LUA_OK)) {
+    lua_pushinteger(L, 1);
+    return 1;
+  }
+  if (o->interactive) doREPL(L);
+  lua_pushinteger(L, 0);
+  return 1;
+}
+
+int main(int argc, char **argv)
+{
+  Options o = {0, 0};
+  if (argv[0] == NULL || argv[0][0] == '\0') argv[0] = (char *)"mamlrun";
+  int status = collectargs(argc, argv, &o);
+  if (status >= 0) return status;
+  lua_State *L = luaL_newstate();
+  if (L == NULL) {
+    l_message(progname, "cannot create state: not enough memory");
+    return EXIT_FAILURE;
+  }
+  lua_gc(L, LUA_GCSTOP); /* no collections while starting up */
+  lua_pushcfunction(L, pmain);
+  lua_pushinteger(L, argc);
+  lua_pushlightuserdata(L, argv);
+  lua_pushlightuserdata(L, &o);
+  status = lua_pcall(L, 3, 1, 0);
+  int result = (status == LUA_OK) ? (int)lua_tointeger(L, -1) : 1;
+  report(L, status);
+  lua_close(L);
+  return result;
+}
