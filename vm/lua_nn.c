@@ -1,0 +1,159 @@
+/*
+** lua_nn.c: Lua bindings of the convolution and pooling ops (ops/conv.c, ops/pool.c).
+**
+**   T.conv2d(x, w [, b [, {stride=1, padding=0}]])       x (N,C,H,W), w (O,C,KH,KW), b (O)
+**   T.max_pool2d(x, k [, {stride=k, padding=0}])         padding <= k/2
+**   T.avg_pool2d(x, k [, {stride=k, padding=0}])         padding counts as zeros
+**   T.global_avg_pool2d(x)                               (N,C,H,W) -> (N,C)
+**   T.conv2d_backward_input(gy, w, {H, W} [, opts])      the adjoint of conv2d in x
+**   T.conv2d_backward_weight(x, gy, {KH, KW} [, opts])   the adjoint of conv2d in w
+**
+** All are differentiable to any order, and also tensor methods (x:conv2d(w, b)).
+*/
+#include <limits.h>
+#include <string.h>
+
+#include "lua_tensor.h"
+#include "nnops.h"
+
+/* an integer that fits a C int, or a Lua error on argument arg naming what */
+static int to_int(lua_State *L, int arg, lua_Integer v, const char *what) {
+  if (v < INT_MIN || v > INT_MAX)
+    luaL_argerror(L, arg, lua_pushfstring(L, "%s out of range, got %I", what, v));
+  return (int)v;
+}
+
+/* The options table at arg (none or nil: keep the defaults): integer fields
+** whose names are in names[] (NULL-terminated) go to values[]; any other key
+** is an error, so a typo like {pading=1} does not pass silently. */
+static void check_options(lua_State *L, int arg, const char *const names[], int *values) {
+  if (lua_isnoneornil(L, arg)) return;
+  if (!lua_istable(L, arg)) luaL_typeerror(L, arg, "table of options");
+  lua_pushnil(L);
+  while (lua_next(L, arg)) {
+    if (lua_type(L, -2) != LUA_TSTRING)
+      luaL_argerror(L, arg, lua_pushfstring(L, "option names must be strings, got %s",
+                                             luaL_typename(L, -2)));
+    const char *key = lua_tostring(L, -2);
+    int i = 0;
+    while (names[i] && strcmp(names[i], key) != 0) i++;
+    if (!names[i]) luaL_argerror(L, arg, lua_pushfstring(L, "unknown option '%s'", key));
+    int isint;
+    lua_Integer v = lua_tointegerx(L, -1, &isint);
+    if (!isint)
+      luaL_argerror(L, arg, lua_pushfstring(L, "option '%s' must be an integer, got %s", key,
+                                             luaL_typename(L, -1)));
+    values[i] = to_int(L, arg, v, key);
+    lua_pop(L, 1);
+  }
+}
+
+/* two sizes {a, b} (or one number n meaning {n, n}) at arg */
+static void check_pair(lua_State *L, int arg, const char *what, int64_t pair[2]) {
+  if (lua_isinteger(L, arg) || lua_type(L, arg) == LUA_TNUMBER) {
+    pair[0] = pair[1] = luaL_checkinteger(L, arg);
+    return;
+  }
+  if (!lua_istable(L, arg))
+    luaL_argerror(L, arg, lua_pushfstring(L, "expected %s as a number or {h, w}, got %s", what,
+                                           luaL_typename(L, arg)));
+  if (luaL_len(L, arg) != 2)
+    luaL_argerror(L, arg, lua_pushfstring(L, "expected %s as {h, w}, got a table of length %I", what,
+                                           luaL_len(L, arg)));
+  for (int i = 0; i < 2; i++) {
+    int isint;
+    lua_geti(L, arg, i + 1);
+    pair[i] = lua_tointegerx(L, -1, &isint);
+    if (!isint)
+      luaL_argerror(L, arg, lua_pushfstring(L, "expected integers in %s, got %s", what,
+                                             luaL_typename(L, -1)));
+    lua_pop(L, 1);
+  }
+}
+
+static const char *const conv_options[] = {"stride", "padding", NULL};
+
+// T.conv2d(x (N,C,H,W), w (O,C,KH,KW) [, b (O) [, {stride=1, padding=0}]]) -> (N,O,OH,OW)
+static int l_conv2d(lua_State *L) {
+  Tensor *x = lt_check(L, 1), *w = lt_check(L, 2);
+  Tensor *b = lua_isnoneornil(L, 3) ? NULL : lt_check(L, 3);
+  int opt[2] = {1, 0};
+  check_options(L, 4, conv_options, opt);
+  lt_push(L, t_conv2d(x, w, b, opt[0], opt[1]));
+  return 1;
+}
+
+// T.conv2d_backward_input(gy (N,O,OH,OW), w (O,C,KH,KW), {H, W} [, opts]) -> (N,C,H,W)
+static int l_conv2d_backward_input(lua_State *L) {
+  Tensor *gy = lt_check(L, 1), *w = lt_check(L, 2);
+  int64_t hw[2];
+  check_pair(L, 3, "input size", hw);
+  int opt[2] = {1, 0};
+  check_options(L, 4, conv_options, opt);
+  lt_push(L, t_conv2d_backward_input(gy, w, hw[0], hw[1], opt[0], opt[1]));
+  return 1;
+}
+
+// T.conv2d_backward_weight(x (N,C,H,W), gy (N,O,OH,OW), {KH, KW} [, opts]) -> (O,C,KH,KW)
+static int l_conv2d_backward_weight(lua_State *L) {
+  Tensor *x = lt_check(L, 1), *gy = lt_check(L, 2);
+  int64_t k[2];
+  check_pair(L, 3, "kernel size", k);
+  int opt[2] = {1, 0};
+  check_options(L, 4, conv_options, opt);
+  lt_push(L, t_conv2d_backward_weight(x, gy, k[0], k[1], opt[0], opt[1]));
+  return 1;
+}
+
+/* x, k and {stride=k, padding=0} of a pooling */
+static Tensor *check_pool_args(lua_State *L, int *k, int *stride, int *padding) {
+  Tensor *x = lt_check(L, 1);
+  *k = to_int(L, 2, luaL_checkinteger(L, 2), "kernel size");
+  int opt[2] = {*k, 0};
+  check_options(L, 3, conv_options, opt);
+  *stride = opt[0];
+  *padding = opt[1];
+  return x;
+}
+
+// T.max_pool2d(x (N,C,H,W), k [, {stride=k, padding=0}]) -> (N,C,OH,OW)
+static int l_max_pool2d(lua_State *L) {
+  int k, stride, padding;
+  Tensor *x = check_pool_args(L, &k, &stride, &padding);
+  lt_push(L, t_max_pool2d(x, k, stride, padding, NULL));
+  return 1;
+}
+
+// T.avg_pool2d(x (N,C,H,W), k [, {stride=k, padding=0}]) -> (N,C,OH,OW)
+static int l_avg_pool2d(lua_State *L) {
+  int k, stride, padding;
+  Tensor *x = check_pool_args(L, &k, &stride, &padding);
+  lt_push(L, t_avg_pool2d(x, k, stride, padding));
+  return 1;
+}
+
+// T.global_avg_pool2d(x (N,C,H,W)) -> (N,C)
+static int l_global_avg_pool2d(lua_State *L) {
+  lt_push(L, t_global_avg_pool2d(lt_check(L, 1)));
+  return 1;
+}
+
+static const luaL_Reg nn_funcs[] = {
+    {"conv2d", l_conv2d},
+    {"conv2d_backward_input", l_conv2d_backward_input},
+    {"conv2d_backward_weight", l_conv2d_backward_weight},
+    {"max_pool2d", l_max_pool2d},
+    {"avg_pool2d", l_avg_pool2d},
+    {"global_avg_pool2d", l_global_avg_pool2d},
+    {NULL, NULL},
+};
+
+void lt_open_nn(lua_State *L, int module, int methods) {
+  module = lua_absindex(L, module);
+  methods = lua_absindex(L, methods);
+  lua_pushvalue(L, module);
+  luaL_setfuncs(L, nn_funcs, 0);
+  lua_pushvalue(L, methods);
+  luaL_setfuncs(L, nn_funcs, 0);
+  lua_pop(L, 2);
+}
