@@ -23,7 +23,7 @@
 #define T_MAXNUMEL ((int64_t)1 << 34)
 
 typedef struct Storage {
-  int refcount;
+  _Atomic int refcount; /* tensors are shared across worker threads */
   int64_t size; /* elements */
   float *data;
 } Storage;
@@ -31,7 +31,7 @@ typedef struct Storage {
 struct Node;
 
 typedef struct Tensor {
-  int refcount;
+  _Atomic int refcount;
   int ndim;
   int64_t shape[T_MAXDIM];
   int64_t numel;
@@ -39,8 +39,6 @@ typedef struct Tensor {
   int64_t offset; /* in elements, into storage->data */
   int requires_grad;
   struct Node *grad_fn; /* NULL for leaves and constants */
-  /* engine scratch, only meaningful inside ag_grad */
-  struct Tensor *acc;
 } Tensor;
 
 #define T_DATA(t) ((t)->storage->data + (t)->offset)
@@ -105,11 +103,12 @@ typedef void (*backward_fn)(Node *n, Tensor *gout, Tensor **gin, const int *need
 #define NODE_MAXIN 4
 #define NODE_MAXSAVED 4
 struct Node {
-  int refcount;
+  _Atomic int refcount;
   const char *name;
   backward_fn backward;
   int ninputs;
-  Tensor *inputs[NODE_MAXIN];  /* strong refs */
+  Tensor **inputs; /* strong refs; points at inline_inputs unless ninputs > NODE_MAXIN */
+  Tensor *inline_inputs[NODE_MAXIN];
   Tensor *saved[NODE_MAXSAVED]; /* strong refs, constants for backward */
   int64_t ints[2 * T_MAXDIM + 4];
   double scalars[4];

@@ -1,0 +1,104 @@
+-- gradcheck: compare analytic gradients with central finite differences.
+--
+-- gradcheck(f, inputs [, opts]) checks d/dx_i of sum(f(inputs) * r), r a fixed
+-- random weight (so every output element matters), element by element.
+-- gradgradcheck(f, inputs [, opts]) runs gradcheck on the gradient itself:
+-- h(x) = <grad_x sum(f(x) * r), v> built with create_graph, so the check
+-- compares Hessian-vector products against differences of gradients.
+--
+-- Everything is float32, so the step is large (eps = 1e-2 by default, relative
+-- to the element's size) and the tolerance is set for float32 rounding; the
+-- differences are taken in double in Lua. Inputs must stay away from kinks
+-- (relu at 0, ties in max) by more than eps.
+local T = require "tensor"
+local ag = require "autograd"
+
+local M = {}
+
+local defaults = { eps = 1e-2, rtol = 2e-2, atol = 2e-3, max_elements = 64, seed = 1234 }
+
+local function options(opts)
+  local o = {}
+  for k, v in pairs(defaults) do o[k] = v end
+  for k, v in pairs(opts or {}) do
+    if defaults[k] == nil then error(("gradcheck: unknown option '%s'"):format(k), 3) end
+    o[k] = v
+  end
+  return o
+end
+
+-- the elements to probe: all of a small tensor, a fixed random sample of a big one
+local function probe_indices(n, max, gen)
+  if n <= max then
+    local all = {}
+    for i = 1, n do all[i] = i end
+    return all
+  end
+  local perm = gen:permutation(n)
+  local some = {}
+  for i = 1, max do some[i] = perm[i] end
+  table.sort(some)
+  return some
+end
+
+local function scalar_of(f, inputs, weights)
+  local out = f(table.unpack(inputs))
+  if not T.is_tensor(out) then error("gradcheck: f must return a tensor, got " .. type(out), 3) end
+  if weights[1] == nil then weights[1] = T.rand(out:shape(), weights.gen) + 0.5 end
+  return (out * weights[1]):sum()
+end
+
+function M.gradcheck(f, inputs, opts)
+  local o = options(opts)
+  local gen = T.generator(o.seed)
+  local weights = { gen = gen }
+  for i, x in ipairs(inputs) do
+    if not T.is_tensor(x) or not x:requires_grad() or not x:is_leaf() then
+      error(("gradcheck: input %d must be a leaf tensor with requires_grad(true)"):format(i), 2)
+    end
+  end
+  local analytic = ag.grad(scalar_of(f, inputs, weights), inputs, { allow_unused = true })
+  -- not under no_grad: for gradgradcheck, f itself takes gradients
+  local numeric_f = function() return scalar_of(f, inputs, weights):item() end
+  for i, x in ipairs(inputs) do
+    for _, k in ipairs(probe_indices(x:numel(), o.max_elements, gen)) do
+      local v = x:get(k)
+      local h = o.eps * math.max(1, math.abs(v))
+      x:set(v + h, k)
+      local fp = numeric_f()
+      x:set(v - h, k)
+      local fm = numeric_f()
+      x:set(v, k)
+      local numeric = (fp - fm) / (2 * h)
+      local a = analytic[i] and analytic[i]:get(k) or 0
+      if math.abs(a - numeric) > o.atol + o.rtol * math.max(math.abs(a), math.abs(numeric)) then
+        error(("gradcheck: input %d (shape {%s}) element %d: analytic %.6g vs numeric %.6g"):format(
+          i, table.concat(x:shape(), ", "), k, a, numeric), 2)
+      end
+    end
+  end
+  return true
+end
+
+function M.gradgradcheck(f, inputs, opts)
+  local o = options(opts)
+  local gen = T.generator(o.seed + 1)
+  local weights = { gen = gen }
+  local directions = {}
+  for i, x in ipairs(inputs) do directions[i] = T.rand(x:shape(), gen) - 0.5 end
+  -- h(x) = sum_i <grad_i(x), v_i>: differentiable because of create_graph
+  local function h(...)
+    local xs = { ... }
+    local grads = ag.grad(scalar_of(f, xs, weights), xs, { create_graph = true, allow_unused = true })
+    local total = T.zeros {}
+    for i, g in ipairs(grads) do
+      if g and g:requires_grad() then total = total + (g * directions[i]):sum() end
+    end
+    return total
+  end
+  local probe = h(table.unpack(inputs))
+  if not probe:requires_grad() then return true end -- f is linear in every input
+  return M.gradcheck(h, inputs, opts)
+end
+
+return M

@@ -1,0 +1,182 @@
+/*
+** loss.c: the network pieces that are compositions of differentiable
+** primitives (so their first and second derivatives come for free):
+** linear, log_softmax, softmax, cross_entropy, mse_loss, batch_norm.
+*/
+#include <math.h>
+#include <string.h>
+
+#include "loss.h"
+
+// x (..., in), w (out, in), b (out) or NULL -> (..., out)
+Tensor *t_linear(Tensor *x, Tensor *w, Tensor *b) {
+  char b1[160], b2[160];
+  if (w->ndim != 2) t_argerror("linear", 2, "expected 2-d weight (out, in), got %s", t_shape_str(w, b1, sizeof b1));
+  if (x->ndim < 1 || x->shape[x->ndim - 1] != w->shape[1])
+    t_argerror("linear", 1, "expected input (..., %lld) for weight %s, got %s", (long long)w->shape[1],
+               t_shape_str(w, b2, sizeof b2), t_shape_str(x, b1, sizeof b1));
+  if (b && (b->ndim != 1 || b->shape[0] != w->shape[0]))
+    t_argerror("linear", 3, "expected bias of shape (%lld), got %s", (long long)w->shape[0],
+               t_shape_str(b, b1, sizeof b1));
+  Tensor *wt = t_transpose(w, 0, 1), *y = t_matmul(x, wt);
+  t_release(wt);
+  if (!b) return y;
+  Tensor *z = t_add(y, b);
+  t_release(y);
+  return z;
+}
+
+static int check_dim(const char *fn, Tensor *x, int dim) {
+  if (x->ndim == 0) t_argerror(fn, 1, "expected a tensor with at least 1 dim, got a scalar");
+  if (dim < 0 || dim >= x->ndim) t_argerror(fn, 2, "dim %d out of range for a %d-d tensor", dim + 1, x->ndim);
+  return dim;
+}
+
+Tensor *t_log_softmax(Tensor *x, int dim) {
+  check_dim("log_softmax", x, dim);
+  int old = ag_set_enabled(0); /* the shift is a constant: log_softmax ignores it */
+  Tensor *m = t_max(x, dim, 1);
+  ag_set_enabled(old);
+  Tensor *z = t_sub(x, m), *e = t_exp(z), *s = t_sum(e, 1u << dim, 1), *lse = t_log(s);
+  Tensor *out = t_sub(z, lse);
+  t_release(m);
+  t_release(z);
+  t_release(e);
+  t_release(s);
+  t_release(lse);
+  return out;
+}
+
+Tensor *t_softmax(Tensor *x, int dim) {
+  check_dim("softmax", x, dim);
+  Tensor *l = t_log_softmax(x, dim), *out = t_exp(l);
+  t_release(l);
+  return out;
+}
+
+// logits (N, C), labels[N] in 1..C -> mean cross-entropy (0-d)
+Tensor *t_cross_entropy(Tensor *logits, const int64_t *labels, int64_t nlabels) {
+  char b1[160];
+  if (logits->ndim != 2)
+    t_argerror("cross_entropy", 1, "expected 2-d logits (N, C), got %s", t_shape_str(logits, b1, sizeof b1));
+  int64_t n = logits->shape[0], c = logits->shape[1];
+  if (nlabels != n) t_argerror("cross_entropy", 2, "expected %lld labels, got %lld", (long long)n, (long long)nlabels);
+  if (n == 0) t_argerror("cross_entropy", 1, "expected at least one example");
+  for (int64_t i = 0; i < n; i++)
+    if (labels[i] < 1 || labels[i] > c)
+      t_argerror("cross_entropy", 2, "label %lld at position %lld is outside 1..%lld", (long long)labels[i],
+                 (long long)i + 1, (long long)c);
+  Tensor *onehot = t_zeros(2, logits->shape);
+  float *o = T_DATA(onehot);
+  for (int64_t i = 0; i < n; i++) o[i * c + labels[i] - 1] = -1.0f / (float)n;
+  Tensor *l = t_log_softmax(logits, 1), *p = t_mul(l, onehot), *out = t_sum(p, 0, 0);
+  t_release(onehot);
+  t_release(l);
+  t_release(p);
+  return out;
+}
+
+Tensor *t_mse_loss(Tensor *a, Tensor *b) {
+  char b1[160], b2[160];
+  if (!t_same_shape(a, b))
+    t_argerror("mse_loss", 2, "expected the shape of argument #1 %s, got %s", t_shape_str(a, b1, sizeof b1),
+               t_shape_str(b, b2, sizeof b2));
+  Tensor *d = t_sub(a, b), *d2 = t_pow_scalar(d, 2.0), *out = t_mean(d2, 0, 0);
+  t_release(d);
+  t_release(d2);
+  return out;
+}
+
+double t_accuracy(Tensor *logits, const int64_t *labels, int64_t nlabels) {
+  char b1[160];
+  if (logits->ndim != 2)
+    t_argerror("accuracy", 1, "expected 2-d logits (N, C), got %s", t_shape_str(logits, b1, sizeof b1));
+  int64_t n = logits->shape[0], c = logits->shape[1];
+  if (nlabels != n) t_argerror("accuracy", 2, "expected %lld labels, got %lld", (long long)n, (long long)nlabels);
+  if (n == 0 || c == 0) t_argerror("accuracy", 1, "expected a non-empty (N, C) tensor");
+  const float *x = T_DATA(logits);
+  int64_t correct = 0;
+  for (int64_t i = 0; i < n; i++) {
+    int64_t best = 0;
+    for (int64_t j = 1; j < c; j++)
+      if (x[i * c + j] > x[i * c + best]) best = j;
+    correct += best + 1 == labels[i];
+  }
+  return (double)correct / (double)n;
+}
+
+/* ------------------------------------------------------------ batch norm */
+
+/* v (C) -> (1, C, 1, ..., 1) to broadcast against an nd-d input */
+static Tensor *per_channel(Tensor *v, int nd) {
+  int64_t shape[T_MAXDIM];
+  for (int i = 0; i < nd; i++) shape[i] = i == 1 ? v->numel : 1;
+  return t_reshape(v, nd, shape);
+}
+
+static void check_channel_vector(const char *what, int arg, Tensor *v, int64_t c) {
+  char b1[160];
+  if (v && (v->ndim != 1 || v->shape[0] != c))
+    t_argerror("batch_norm", arg, "expected %s of shape (%lld), got %s", what, (long long)c,
+               t_shape_str(v, b1, sizeof b1));
+}
+
+// x (N, C, ...) normalised per channel, then * weight + bias (each optional)
+Tensor *t_batch_norm(Tensor *x, Tensor *weight, Tensor *bias, const BatchNormOpts *o) {
+  char b1[160];
+  if (x->ndim < 2) t_argerror("batch_norm", 1, "expected input (N, C, ...), got %s", t_shape_str(x, b1, sizeof b1));
+  int64_t c = x->shape[1], count = x->numel / (c ? c : 1);
+  check_channel_vector("weight", 2, weight, c);
+  check_channel_vector("bias", 3, bias, c);
+  check_channel_vector("running_mean", 4, o->running_mean, c);
+  check_channel_vector("running_var", 4, o->running_var, c);
+  if (o->running_mean && o->running_mean->grad_fn)
+    t_argerror("batch_norm", 4, "running_mean must be a buffer, not a result of differentiable ops");
+  if (o->running_var && o->running_var->grad_fn)
+    t_argerror("batch_norm", 4, "running_var must be a buffer, not a result of differentiable ops");
+  if (!o->training && (!o->running_mean || !o->running_var))
+    t_argerror("batch_norm", 4, "eval mode (training=false) needs running_mean and running_var");
+  if (o->training && count < 2 && x->numel > 0)
+    t_argerror("batch_norm", 1, "training mode needs more than 1 value per channel, got input %s",
+               t_shape_str(x, b1, sizeof b1));
+  uint32_t dims = 0;
+  for (int i = 0; i < x->ndim; i++)
+    if (i != 1) dims |= 1u << i;
+  Tensor *mean, *var;
+  if (o->training) {
+    mean = t_mean(x, dims, 1);
+    var = t_var(x, dims, 1, 0);
+    if (o->running_mean) { /* r = (1 - m) r + m * batch value; unbiased var like torch */
+      const float *pm = T_DATA(mean), *pv = T_DATA(var);
+      float *rm = T_DATA(o->running_mean), *rv = T_DATA(o->running_var);
+      float m = (float)o->momentum, unbias = (float)count / (float)(count - 1);
+      for (int64_t k = 0; k < c; k++) {
+        rm[k] = (1 - m) * rm[k] + m * pm[k];
+        if (rv) rv[k] = (1 - m) * rv[k] + m * pv[k] * unbias;
+      }
+    }
+  } else {
+    mean = per_channel(o->running_mean, x->ndim);
+    var = per_channel(o->running_var, x->ndim);
+  }
+  Tensor *centered = t_sub(x, mean), *ve = t_add_scalar(var, o->eps), *sd = t_sqrt(ve);
+  Tensor *y = t_div(centered, sd);
+  t_release(mean);
+  t_release(var);
+  t_release(centered);
+  t_release(ve);
+  t_release(sd);
+  if (weight) {
+    Tensor *w = per_channel(weight, x->ndim), *yw = t_mul(y, w);
+    t_release(w);
+    t_release(y);
+    y = yw;
+  }
+  if (bias) {
+    Tensor *b = per_channel(bias, x->ndim), *yb = t_add(y, b);
+    t_release(b);
+    t_release(y);
+    y = yb;
+  }
+  return y;
+}

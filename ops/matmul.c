@@ -1,0 +1,119 @@
+/*
+** matmul.c: (batched) matrix product on OpenBLAS sgemm.
+** a (..., n, k) @ b (..., k, m) -> (..., n, m); batch dims equal, or one
+** side 2-d (shared by every batch entry); 1-d operands are vectors.
+*/
+#include <cblas.h>
+#include <string.h>
+
+#include "tensor.h"
+
+static void matmul_backward(Node *n, Tensor *g, Tensor **gin, const int *needs) {
+  Tensor *a = n->inputs[0], *b = n->inputs[1];
+  if (needs[0]) { /* ga = g @ b^T, summed over broadcast batch dims */
+    Tensor *bt = t_transpose(b, b->ndim - 2, b->ndim - 1), *ga = t_matmul(g, bt);
+    gin[0] = t_sum_to(ga, a->ndim, a->shape);
+    t_release(bt);
+    t_release(ga);
+  }
+  if (needs[1]) { /* gb = a^T @ g */
+    Tensor *gb;
+    if (b->ndim == 2 && a->ndim > 2) { /* fold a's batch into rows */
+      int64_t as[2] = {a->numel / a->shape[a->ndim - 1], a->shape[a->ndim - 1]};
+      int64_t gs[2] = {g->numel / g->shape[g->ndim - 1], g->shape[g->ndim - 1]};
+      Tensor *a2 = t_reshape(a, 2, as), *g2 = t_reshape(g, 2, gs), *a2t = t_transpose(a2, 0, 1);
+      gb = t_matmul(a2t, g2);
+      t_release(a2);
+      t_release(g2);
+      t_release(a2t);
+    } else {
+      Tensor *at = t_transpose(a, a->ndim - 2, a->ndim - 1), *p = t_matmul(at, g);
+      gb = t_sum_to(p, b->ndim, b->shape);
+      t_release(at);
+      t_release(p);
+    }
+    gin[1] = gb;
+  }
+}
+
+static Tensor *matmul_2d_plus(Tensor *a, Tensor *b) {
+  char b1[160], b2[160];
+  int na = a->ndim, nb = b->ndim;
+  int64_t n = a->shape[na - 2], k = a->shape[na - 1], m = b->shape[nb - 1];
+  if (b->shape[nb - 2] != k)
+    t_argerror("matmul", 2, "inner sizes differ: %s @ %s (%lld vs %lld)", t_shape_str(a, b1, sizeof b1),
+               t_shape_str(b, b2, sizeof b2), (long long)k, (long long)b->shape[nb - 2]);
+  int64_t shape[T_MAXDIM];
+  int nd;
+  int64_t batch = 1;
+  if (na > 2 && nb > 2) {
+    if (na != nb || memcmp(a->shape, b->shape, (size_t)(na - 2) * sizeof(int64_t)))
+      t_argerror("matmul", 2, "batch dims differ: %s @ %s", t_shape_str(a, b1, sizeof b1),
+                 t_shape_str(b, b2, sizeof b2));
+  }
+  Tensor *big = na >= nb ? a : b;
+  nd = big->ndim;
+  for (int i = 0; i < nd - 2; i++) {
+    shape[i] = big->shape[i];
+    batch *= shape[i];
+  }
+  shape[nd - 2] = n;
+  shape[nd - 1] = m;
+  Tensor *out = t_new(nd, shape);
+  const float *pa = T_DATA(a), *pb = T_DATA(b);
+  float *po = T_DATA(out);
+  if (out->numel == 0) return out;
+  if (k == 0) {
+    memset(po, 0, (size_t)out->numel * sizeof *po);
+  } else if (nb == 2) { /* every batch entry of a times the same b: one GEMM */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(batch * n), (int)m, (int)k, 1.0f, pa,
+                (int)k, pb, (int)m, 0.0f, po, (int)m);
+  } else {
+    int64_t sa = na > 2 ? n * k : 0, sb = k * m;
+    for (int64_t i = 0; i < batch; i++)
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)m, (int)k, 1.0f, pa + i * sa, (int)k,
+                  pb + i * sb, (int)m, 0.0f, po + i * n * m, (int)m);
+  }
+  return out;
+}
+
+Tensor *t_matmul(Tensor *a, Tensor *b) {
+  if (a->ndim == 0) t_argerror("matmul", 1, "expected a tensor with at least 1 dim, got a scalar");
+  if (b->ndim == 0) t_argerror("matmul", 2, "expected a tensor with at least 1 dim, got a scalar");
+  int64_t ka = a->shape[a->ndim - 1], kb = b->shape[b->ndim == 1 ? 0 : b->ndim - 2];
+  if (ka != kb) {
+    char b1[160], b2[160];
+    t_argerror("matmul", 2, "inner sizes differ: %s @ %s (%lld vs %lld)", t_shape_str(a, b1, sizeof b1),
+               t_shape_str(b, b2, sizeof b2), (long long)ka, (long long)kb);
+  }
+  if (a->ndim == 1 || b->ndim == 1) { /* vectors: promote, multiply, squeeze */
+    int64_t as[T_MAXDIM], bs[T_MAXDIM];
+    Tensor *a2 = a, *b2 = b;
+    if (a->ndim == 1) {
+      as[0] = 1;
+      as[1] = a->shape[0];
+      a2 = t_reshape(a, 2, as);
+    }
+    if (b->ndim == 1) {
+      bs[0] = b->shape[0];
+      bs[1] = 1;
+      b2 = t_reshape(b, 2, bs);
+    }
+    Tensor *p = t_matmul(a2, b2);
+    int64_t shape[T_MAXDIM];
+    int nd = 0;
+    for (int i = 0; i < p->ndim; i++) {
+      if (i == p->ndim - 2 && a->ndim == 1) continue;
+      if (i == p->ndim - 1 && b->ndim == 1) continue;
+      shape[nd++] = p->shape[i];
+    }
+    Tensor *r = t_reshape(p, nd, shape);
+    if (a2 != a) t_release(a2);
+    if (b2 != b) t_release(b2);
+    t_release(p);
+    return r;
+  }
+  Tensor *out = matmul_2d_plus(a, b);
+  ag_record(out, "matmul", matmul_backward, 2, (Tensor *[]){a, b});
+  return out;
+}

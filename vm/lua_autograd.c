@@ -1,0 +1,105 @@
+/*
+** lua_autograd.c: the "autograd" module: grad, no_grad, enabled.
+*/
+#include <stdlib.h>
+
+#include "lua_tensor.h"
+
+/* ag.grad(output, inputs, {create_graph=, allow_unused=, grad_output=}) */
+static int l_grad(lua_State *L) {
+  Tensor *out = lt_check(L, 1);
+  if (!lua_istable(L, 2))
+    return luaL_error(L, "bad argument #2 to 'grad' (expected a list of tensors, got %s)", luaL_typename(L, 2));
+  int create_graph = 0, allow_unused = 0;
+  Tensor *grad_output = NULL;
+  if (!lua_isnoneornil(L, 3)) {
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lua_getfield(L, 3, "create_graph");
+    create_graph = lua_toboolean(L, -1);
+    lua_getfield(L, 3, "allow_unused");
+    allow_unused = lua_toboolean(L, -1);
+    lua_getfield(L, 3, "grad_output");
+    if (!lua_isnil(L, -1)) {
+      grad_output = lt_test(L, -1);
+      if (!grad_output)
+        return luaL_error(L, "bad argument #3 to 'grad' (option grad_output must be a tensor, got %s)", luaL_typename(L, -1));
+    }
+    lua_pop(L, 2); /* grad_output stays referenced by the options table */
+    lua_pop(L, 1);
+  }
+  char b1[160], b2[160];
+  if (!out->requires_grad)
+    return luaL_error(L, "bad argument #1 to 'grad' (output does not require grad: none of the tensors it was "
+                         "computed from had requires_grad(true), or it was computed under no_grad)");
+  if (grad_output && !t_same_shape(grad_output, out))
+    return luaL_error(L, "bad argument #3 to 'grad' (grad_output has shape %s, output has %s)",
+                      t_shape_str(grad_output, b1, sizeof b1), t_shape_str(out, b2, sizeof b2));
+  if (!grad_output && out->numel != 1)
+    return luaL_error(L, "bad argument #1 to 'grad' (output has shape %s: give opts.grad_output for a non-scalar output)",
+                      t_shape_str(out, b1, sizeof b1));
+  lua_Integer n = luaL_len(L, 2);
+  if (n < 1 || n > (1 << 20)) return luaL_error(L, "bad argument #2 to 'grad' (expected a non-empty list of tensors)");
+  Tensor **inputs = lua_newuserdatauv(L, (size_t)n * 2 * sizeof *inputs, 0);
+  Tensor **grads = inputs + n;
+  for (lua_Integer k = 1; k <= n; k++) {
+    lua_geti(L, 2, k);
+    inputs[k - 1] = lt_test(L, -1);
+    if (!inputs[k - 1])
+      return luaL_error(L, "bad argument #2 to 'grad' (input %d is %s, expected a tensor)", (int)k, luaL_typename(L, -1));
+    if (!inputs[k - 1]->requires_grad)
+      return luaL_error(L, "bad argument #2 to 'grad' (input %d does not require grad)", (int)k);
+    lua_pop(L, 1);
+  }
+  Tensor *seed = grad_output;
+  if (seed) t_retain(seed);
+  else seed = t_full(out->ndim, out->shape, 1.0f);
+  ag_grad(out, seed, (int)n, inputs, create_graph, grads);
+  t_release(seed);
+  for (lua_Integer k = 0; k < n; k++)
+    if (!grads[k] && !allow_unused) {
+      for (lua_Integer j = 0; j < n; j++) t_release(grads[j]);
+      return luaL_error(L, "bad argument #2 to 'grad' (output does not depend on input %d; pass allow_unused=true to get nil)",
+                        (int)k + 1);
+    }
+  lua_createtable(L, (int)n, 0);
+  for (lua_Integer k = 0; k < n; k++) {
+    if (grads[k]) lt_push(L, grads[k]);
+    else lua_pushnil(L);
+    lua_rawseti(L, -2, k + 1);
+  }
+  return 1;
+}
+
+static int restore_mode(lua_State *L, int status, lua_KContext ctx) {
+  ag_set_enabled((int)ctx);
+  if (status != LUA_OK && status != LUA_YIELD) return lua_error(L);
+  return lua_gettop(L);
+}
+
+/* ag.no_grad(fn, ...): fn's results, computed without recording */
+static int l_no_grad(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  int old = ag_set_enabled(0);
+  int nargs = lua_gettop(L) - 1;
+  int status = lua_pcallk(L, nargs, LUA_MULTRET, 0, old, restore_mode);
+  return restore_mode(L, status, old);
+}
+
+static int l_enabled(lua_State *L) {
+  lua_pushboolean(L, ag_is_enabled());
+  return 1;
+}
+
+static int l_set_enabled(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TBOOLEAN);
+  lua_pushboolean(L, ag_set_enabled(lua_toboolean(L, 1)));
+  return 1;
+}
+
+static const luaL_Reg autograd_functions[] = {
+    {"grad", l_grad}, {"no_grad", l_no_grad}, {"enabled", l_enabled}, {"set_enabled", l_set_enabled}, {NULL, NULL}};
+
+int luaopen_autograd(lua_State *L) {
+  luaL_newlib(L, autograd_functions);
+  return 1;
+}

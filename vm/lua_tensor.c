@@ -1,0 +1,1334 @@
+/*
+** lua_tensor.c: the "tensor" module. Tensors are full userdata holding one
+** reference to a C Tensor; methods and metamethods live in LT_TENSOR_MT.
+** A binding checks its arguments, calls the op, pushes the result.
+*/
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "loss.h"
+#include "lua_tensor.h"
+
+/* ------------------------------------------------------------ bridge */
+
+static Generator *check_gen(lua_State *L, int i);
+
+/* the state whose C function is running: t_error raises the Lua error there */
+static _Thread_local lua_State *current_L;
+
+static void lua_error_handler(const char *msg) {
+  lua_State *L = current_L;
+  luaL_error(L, "%s", msg);
+}
+
+static void enter(lua_State *L) {
+  current_L = L;
+  t_set_error_handler(lua_error_handler);
+}
+
+typedef struct {
+  Tensor *t;
+} TensorBox;
+
+/* Lua's collector sees a few bytes per tensor, not the megabytes behind it:
+** collect when the tensor memory has doubled since the last collection. */
+static int64_t gc_threshold = 64 << 20;
+
+void lt_push(lua_State *L, Tensor *t) {
+  enter(L);
+  if (t_live_bytes() > gc_threshold) {
+    lua_gc(L, LUA_GCCOLLECT);
+    int64_t live = t_live_bytes();
+    gc_threshold = live * 2 > (64 << 20) ? live * 2 : (64 << 20);
+  }
+  TensorBox *box = lua_newuserdatauv(L, sizeof *box, 0);
+  box->t = t;
+  luaL_setmetatable(L, LT_TENSOR_MT);
+}
+
+Tensor *lt_test(lua_State *L, int i) {
+  TensorBox *box = luaL_testudata(L, i, LT_TENSOR_MT);
+  return box && box->t ? box->t : NULL;
+}
+
+Tensor *lt_check(lua_State *L, int i) {
+  enter(L);
+  Tensor *t = lt_test(L, i);
+  if (!t) {
+    const char *got = luaL_typename(L, i);
+    luaL_typeerror(L, i, "tensor");
+    (void)got;
+  }
+  return t;
+}
+
+Tensor *lt_check_tensor_or_number(lua_State *L, int i, Tensor **owned) {
+  *owned = NULL;
+  if (lua_type(L, i) == LUA_TNUMBER) {
+    *owned = t_scalar((float)lua_tonumber(L, i));
+    return *owned;
+  }
+  Tensor *t = lt_test(L, i);
+  if (!t) luaL_typeerror(L, i, "tensor or number");
+  return t;
+}
+
+int lt_check_shape(lua_State *L, int i, int64_t *shape, const char *fn) {
+  enter(L);
+  if (lua_type(L, i) != LUA_TTABLE)
+    return luaL_error(L, "bad argument #%d to '%s' (expected shape table like {2, 3}, got %s)", i, fn,
+                      luaL_typename(L, i));
+  lua_Integer n = luaL_len(L, i);
+  if (n > T_MAXDIM) return luaL_error(L, "bad argument #%d to '%s' (expected at most %d dims, got %d)", i, fn, T_MAXDIM, (int)n);
+  for (lua_Integer k = 1; k <= n; k++) {
+    lua_geti(L, i, k);
+    int isnum;
+    lua_Integer v = lua_tointegerx(L, -1, &isnum);
+    if (!isnum)
+      return luaL_error(L, "bad argument #%d to '%s' (expected integer sizes, got %s at position %d)", i, fn,
+                        lua_type(L, -1) == LUA_TNUMBER ? "a fraction" : luaL_typename(L, -1), (int)k);
+    if (v < 0)
+      return luaL_error(L, "bad argument #%d to '%s' (expected sizes >= 0, got %lld at position %d)", i, fn,
+                        (long long)v, (int)k);
+    shape[k - 1] = v;
+    lua_pop(L, 1);
+  }
+  t_check_shape(fn, i, (int)n, shape);
+  return (int)n;
+}
+
+int lt_check_dim(lua_State *L, int i, int ndim, const char *fn) {
+  int isnum;
+  lua_Integer d = lua_tointegerx(L, i, &isnum);
+  if (!isnum) return luaL_error(L, "bad argument #%d to '%s' (expected integer dim, got %s)", i, fn, luaL_typename(L, i));
+  if (d < 0) d += ndim + 1;
+  if (d < 1 || d > ndim)
+    return luaL_error(L, "bad argument #%d to '%s' (dim %lld out of range for a %d-d tensor)", i, fn,
+                      (long long)lua_tointeger(L, i), ndim);
+  return (int)d - 1;
+}
+
+Generator *lt_opt_generator(lua_State *L, int i) {
+  enter(L);
+  if (lua_isnoneornil(L, i)) return gen_default();
+  return check_gen(L, i);
+}
+
+void lt_register(lua_State *L, const luaL_Reg *funcs) { luaL_setfuncs(L, funcs, 0); }
+
+static void push_shape(lua_State *L, int nd, const int64_t *shape) {
+  lua_createtable(L, nd, 0);
+  for (int i = 0; i < nd; i++) {
+    lua_pushinteger(L, shape[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+}
+
+/* ------------------------------------------------------------ construction */
+
+static void infer_shape(lua_State *L, int idx, int depth, int *nd, int64_t *shape) {
+  if (depth >= T_MAXDIM) luaL_error(L, "bad argument #1 to 'tensor' (more than %d levels of nesting)", T_MAXDIM);
+  lua_Integer n = luaL_len(L, idx);
+  shape[depth] = n;
+  *nd = depth + 1;
+  if (n > 0) {
+    lua_geti(L, idx, 1);
+    if (lua_istable(L, -1)) infer_shape(L, lua_gettop(L), depth + 1, nd, shape);
+    lua_pop(L, 1);
+  }
+}
+
+static float *fill_from_table(lua_State *L, int idx, int depth, int nd, const int64_t *shape, float *out) {
+  lua_Integer n = luaL_len(L, idx);
+  if (n != shape[depth])
+    luaL_error(L, "bad argument #1 to 'tensor' (ragged nesting: expected %lld entries at depth %d, got %lld)",
+               (long long)shape[depth], depth + 1, (long long)n);
+  for (lua_Integer k = 1; k <= n; k++) {
+    lua_geti(L, idx, k);
+    if (depth + 1 < nd) {
+      if (!lua_istable(L, -1))
+        luaL_error(L, "bad argument #1 to 'tensor' (expected a table at depth %d, got %s)", depth + 2,
+                   luaL_typename(L, -1));
+      out = fill_from_table(L, lua_gettop(L), depth + 1, nd, shape, out);
+    } else {
+      if (lua_type(L, -1) != LUA_TNUMBER)
+        luaL_error(L, "bad argument #1 to 'tensor' (expected numbers, got %s at depth %d)", luaL_typename(L, -1),
+                   depth + 1);
+      *out++ = (float)lua_tonumber(L, -1);
+    }
+    lua_pop(L, 1);
+  }
+  return out;
+}
+
+static int l_tensor(lua_State *L) {
+  enter(L);
+  if (lua_type(L, 1) == LUA_TNUMBER) {
+    lt_push(L, t_scalar((float)lua_tonumber(L, 1)));
+    return 1;
+  }
+  Tensor *src = lt_test(L, 1);
+  if (src) {
+    int old = ag_set_enabled(0);
+    Tensor *t = t_contiguous_copy(src);
+    ag_set_enabled(old);
+    lt_push(L, t);
+    return 1;
+  }
+  luaL_checktype(L, 1, LUA_TTABLE);
+  int64_t shape[T_MAXDIM];
+  int nd = 0;
+  infer_shape(L, 1, 0, &nd, shape);
+  t_check_shape("tensor", 1, nd, shape);
+  /* fill a scratch userdata first: a ragged table errors without leaking */
+  int64_t numel = 1;
+  for (int i = 0; i < nd; i++) numel *= shape[i];
+  float *tmp = lua_newuserdatauv(L, (size_t)(numel ? numel : 1) * sizeof(float), 0);
+  fill_from_table(L, 1, 0, nd, shape, tmp);
+  Tensor *t = t_new(nd, shape);
+  memcpy(T_DATA(t), tmp, (size_t)numel * sizeof(float));
+  lt_push(L, t);
+  return 1;
+}
+
+static int l_zeros(lua_State *L) {
+  int64_t shape[T_MAXDIM];
+  int nd = lt_check_shape(L, 1, shape, "zeros");
+  lt_push(L, t_zeros(nd, shape));
+  return 1;
+}
+
+static int l_ones(lua_State *L) {
+  int64_t shape[T_MAXDIM];
+  int nd = lt_check_shape(L, 1, shape, "ones");
+  lt_push(L, t_full(nd, shape, 1.0f));
+  return 1;
+}
+
+static int l_full(lua_State *L) {
+  int64_t shape[T_MAXDIM];
+  int nd = lt_check_shape(L, 1, shape, "full");
+  float v = (float)luaL_checknumber(L, 2);
+  lt_push(L, t_full(nd, shape, v));
+  return 1;
+}
+
+static int l_arange(lua_State *L) {
+  enter(L);
+  double a = luaL_checknumber(L, 1), b, step = luaL_optnumber(L, 3, 1.0);
+  if (lua_isnoneornil(L, 2)) {
+    b = a;
+    a = 0;
+  } else {
+    b = luaL_checknumber(L, 2);
+  }
+  luaL_argcheck(L, step != 0 && isfinite(step), 3, "expected a finite non-zero step");
+  luaL_argcheck(L, isfinite(a) && isfinite(b), 1, "expected finite bounds");
+  double count = ceil((b - a) / step);
+  if (count < 0) count = 0;
+  if (count > (double)T_MAXNUMEL) return luaL_error(L, "bad argument #2 to 'arange' (more than %lld elements)", (long long)T_MAXNUMEL);
+  int64_t n = (int64_t)count;
+  Tensor *t = t_new(1, &n);
+  float *d = T_DATA(t);
+  for (int64_t i = 0; i < n; i++) d[i] = (float)(a + (double)i * step);
+  lt_push(L, t);
+  return 1;
+}
+
+static int random_tensor(lua_State *L, const char *fn, int normal) {
+  int64_t shape[T_MAXDIM];
+  int nd = lt_check_shape(L, 1, shape, fn);
+  Generator *g = lt_opt_generator(L, 2);
+  Tensor *t = t_new(nd, shape);
+  float *d = T_DATA(t);
+  for (int64_t i = 0; i < t->numel; i++) d[i] = (float)(normal ? gen_normal(g) : gen_uniform(g));
+  lt_push(L, t);
+  return 1;
+}
+
+static int l_randn(lua_State *L) { return random_tensor(L, "randn", 1); }
+static int l_rand(lua_State *L) { return random_tensor(L, "rand", 0); }
+
+/* ------------------------------------------------------------ generators */
+
+/* a generator userdata points at its own state, or at the default one */
+typedef struct {
+  Generator *g;
+  Generator own;
+} GeneratorBox;
+
+static Generator *check_gen(lua_State *L, int i) {
+  return ((GeneratorBox *)luaL_checkudata(L, i, LT_GENERATOR_MT))->g;
+}
+
+static Generator *push_generator(lua_State *L, Generator *shared) {
+  GeneratorBox *box = lua_newuserdatauv(L, sizeof *box, 0);
+  box->g = shared ? shared : &box->own;
+  luaL_setmetatable(L, LT_GENERATOR_MT);
+  return box->g;
+}
+
+static uint64_t check_seed(lua_State *L, int i) {
+  int isnum;
+  lua_Integer s = lua_tointegerx(L, i, &isnum);
+  if (!isnum) luaL_typeerror(L, i, "integer seed");
+  return (uint64_t)s;
+}
+
+static int l_generator(lua_State *L) {
+  uint64_t seed = check_seed(L, 1);
+  gen_seed(push_generator(L, NULL), seed);
+  return 1;
+}
+
+static int l_manual_seed(lua_State *L) {
+  gen_seed(gen_default(), check_seed(L, 1));
+  return 0;
+}
+
+static int l_default_generator(lua_State *L) {
+  push_generator(L, gen_default());
+  return 1;
+}
+
+static int g_uniform(lua_State *L) {
+  lua_pushnumber(L, gen_uniform(check_gen(L, 1)));
+  return 1;
+}
+
+static int g_normal(lua_State *L) {
+  lua_pushnumber(L, gen_normal(check_gen(L, 1)));
+  return 1;
+}
+
+static int g_random(lua_State *L) {
+  Generator *g = check_gen(L, 1);
+  lua_Integer n = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, n >= 1 && n <= 0xffffffffLL, 2, "expected 1 <= n < 2^32");
+  lua_pushinteger(L, (lua_Integer)gen_below(g, (uint32_t)n) + 1);
+  return 1;
+}
+
+static int g_permutation(lua_State *L) { /* Fisher-Yates */
+  Generator *g = check_gen(L, 1);
+  lua_Integer n = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, n >= 0 && n <= (1 << 26), 2, "expected 0 <= n <= 2^26");
+  int *p = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *p, 0);
+  for (lua_Integer i = 0; i < n; i++) p[i] = (int)i + 1;
+  for (lua_Integer i = n - 1; i > 0; i--) {
+    lua_Integer j = gen_below(g, (uint32_t)(i + 1));
+    int t = p[i];
+    p[i] = p[j];
+    p[j] = t;
+  }
+  lua_createtable(L, (int)n, 0);
+  for (lua_Integer i = 0; i < n; i++) {
+    lua_pushinteger(L, p[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 1;
+}
+
+static int g_get_state(lua_State *L) {
+  Generator *g = check_gen(L, 1);
+  char buf[128];
+  int64_t spare_bits;
+  memcpy(&spare_bits, &g->spare, sizeof spare_bits);
+  snprintf(buf, sizeof buf, "xoshiro128ss:%08x%08x%08x%08x:%d:%016llx", g->s[0], g->s[1], g->s[2], g->s[3],
+           g->has_spare, (unsigned long long)spare_bits);
+  lua_pushstring(L, buf);
+  return 1;
+}
+
+static int g_set_state(lua_State *L) {
+  Generator *g = check_gen(L, 1);
+  const char *s = luaL_checkstring(L, 2);
+  unsigned a, b, c, d;
+  int spare;
+  unsigned long long bits;
+  char tail;
+  if (sscanf(s, "xoshiro128ss:%8x%8x%8x%8x:%d:%16llx%c", &a, &b, &c, &d, &spare, &bits, &tail) != 6 ||
+      (spare != 0 && spare != 1) || !(a | b | c | d))
+    return luaL_error(L, "bad argument #2 to 'set_state' (expected a string from get_state, got '%s')", s);
+  g->s[0] = a;
+  g->s[1] = b;
+  g->s[2] = c;
+  g->s[3] = d;
+  g->has_spare = spare;
+  memcpy(&g->spare, &bits, sizeof bits);
+  return 0;
+}
+
+static int g_clone(lua_State *L) {
+  Generator *g = check_gen(L, 1);
+  *push_generator(L, NULL) = *g;
+  return 1;
+}
+
+static int g_tostring(lua_State *L) {
+  check_gen(L, 1);
+  lua_pushfstring(L, "generator (%p)", lua_topointer(L, 1));
+  return 1;
+}
+
+static const luaL_Reg generator_methods[] = {{"uniform", g_uniform},     {"normal", g_normal},
+                                             {"random", g_random},       {"permutation", g_permutation},
+                                             {"get_state", g_get_state}, {"set_state", g_set_state},
+                                             {"clone", g_clone},         {NULL, NULL}};
+
+/* ------------------------------------------------------------ inspection */
+
+static int m_shape(lua_State *L) {
+  Tensor *t = lt_check(L, 1);
+  push_shape(L, t->ndim, t->shape);
+  return 1;
+}
+
+static int m_size(lua_State *L) {
+  Tensor *t = lt_check(L, 1);
+  if (lua_isnoneornil(L, 2)) return m_shape(L);
+  int d = lt_check_dim(L, 2, t->ndim, "size");
+  lua_pushinteger(L, t->shape[d]);
+  return 1;
+}
+
+static int m_dim(lua_State *L) {
+  lua_pushinteger(L, lt_check(L, 1)->ndim);
+  return 1;
+}
+
+static int m_numel(lua_State *L) {
+  lua_pushinteger(L, lt_check(L, 1)->numel);
+  return 1;
+}
+
+static int m_item(lua_State *L) {
+  Tensor *t = lt_check(L, 1);
+  char b[160];
+  if (t->numel != 1)
+    return luaL_error(L, "bad argument #1 to 'item' (expected a tensor with one element, got shape %s)",
+                      t_shape_str(t, b, sizeof b));
+  lua_pushnumber(L, T_DATA(t)[0]);
+  return 1;
+}
+
+static void push_nested(lua_State *L, const float *d, int nd, const int64_t *shape) {
+  if (nd == 0) {
+    lua_pushnumber(L, d[0]);
+    return;
+  }
+  int64_t stride = 1;
+  for (int i = 1; i < nd; i++) stride *= shape[i];
+  lua_createtable(L, (int)shape[0], 0);
+  for (int64_t i = 0; i < shape[0]; i++) {
+    if (nd == 1) lua_pushnumber(L, d[i]);
+    else push_nested(L, d + i * stride, nd - 1, shape + 1);
+    lua_rawseti(L, -2, i + 1);
+  }
+}
+
+static int m_totable(lua_State *L) {
+  Tensor *t = lt_check(L, 1);
+  luaL_checkstack(L, t->ndim + 4, "tensor nesting too deep");
+  push_nested(L, T_DATA(t), t->ndim, t->shape);
+  return 1;
+}
+
+/* print values like torch: all of a small tensor, the edges of a large one */
+static void format_values(luaL_Buffer *b, const float *d, int nd, const int64_t *shape, int abbreviate, int indent) {
+  char num[48];
+  if (nd == 0) {
+    snprintf(num, sizeof num, "%.4g", d[0]);
+    luaL_addstring(b, num);
+    return;
+  }
+  int64_t stride = 1;
+  for (int i = 1; i < nd; i++) stride *= shape[i];
+  luaL_addchar(b, '{');
+  for (int64_t i = 0; i < shape[0]; i++) {
+    if (abbreviate && shape[0] > 6 && i == 3) {
+      luaL_addstring(b, "..., ");
+      i = shape[0] - 3;
+    }
+    if (nd == 1) {
+      snprintf(num, sizeof num, "%.4g", d[i]);
+      luaL_addstring(b, num);
+    } else {
+      format_values(b, d + i * stride, nd - 1, shape + 1, abbreviate, indent + 1);
+    }
+    if (i + 1 < shape[0]) {
+      luaL_addchar(b, ',');
+      if (nd > 1) {
+        luaL_addchar(b, '\n');
+        for (int k = 0; k < indent + 1; k++) luaL_addchar(b, ' ');
+      } else {
+        luaL_addchar(b, ' ');
+      }
+    }
+  }
+  luaL_addchar(b, '}');
+}
+
+static int m_tostring(lua_State *L) {
+  Tensor *t = lt_check(L, 1);
+  luaL_Buffer b;
+  char sh[160];
+  luaL_buffinit(L, &b);
+  luaL_addstring(&b, "tensor(");
+  format_values(&b, T_DATA(t), t->ndim, t->shape, t->numel > 1000, 8);
+  luaL_addstring(&b, ", shape ");
+  luaL_addstring(&b, t_shape_str(t, sh, sizeof sh));
+  if (t->requires_grad) luaL_addstring(&b, t->grad_fn ? ", grad_fn " : ", requires_grad");
+  if (t->grad_fn) luaL_addstring(&b, t->grad_fn->name);
+  luaL_addchar(&b, ')');
+  luaL_pushresult(&b);
+  return 1;
+}
+
+static int m_gc(lua_State *L) {
+  TensorBox *box = luaL_checkudata(L, 1, LT_TENSOR_MT);
+  t_release(box->t);
+  box->t = NULL;
+  return 0;
+}
+
+static int l_is_tensor(lua_State *L) {
+  lua_pushboolean(L, lt_test(L, 1) != NULL);
+  return 1;
+}
+
+/* the flat offset of x[i1, i2, ...] (1-based; one index = flat position) */
+static int64_t check_index(lua_State *L, Tensor *t, int first, int last, const char *fn) {
+  int n = last - first + 1;
+  if (n == 1) {
+    lua_Integer i = luaL_checkinteger(L, first);
+    if (i < 1 || i > t->numel)
+      luaL_error(L, "bad argument #%d to '%s' (flat index %lld outside 1..%lld)", first, fn, (long long)i, (long long)t->numel);
+    return i - 1;
+  }
+  if (n != t->ndim) luaL_error(L, "bad argument #%d to '%s' (expected 1 flat index or %d indices, got %d)", first, fn, t->ndim, n);
+  int64_t off = 0;
+  for (int k = 0; k < n; k++) {
+    lua_Integer i = luaL_checkinteger(L, first + k);
+    if (i < 1 || i > t->shape[k])
+      luaL_error(L, "bad argument #%d to '%s' (index %lld outside 1..%lld of dim %d)", first + k, fn, (long long)i,
+                 (long long)t->shape[k], k + 1);
+    off = off * t->shape[k] + (i - 1);
+  }
+  return off;
+}
+
+static int m_get(lua_State *L) {
+  Tensor *t = lt_check(L, 1);
+  lua_pushnumber(L, T_DATA(t)[check_index(L, t, 2, lua_gettop(L), "get")]);
+  return 1;
+}
+
+static int m_set(lua_State *L) { /* x:set(value, i...) */
+  Tensor *t = lt_check(L, 1);
+  float v = (float)luaL_checknumber(L, 2);
+  if (t->grad_fn) return luaL_error(L, "bad argument #1 to 'set' (in-place change of a tensor computed by differentiable ops; detach() it first)");
+  T_DATA(t)[check_index(L, t, 3, lua_gettop(L), "set")] = v;
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* ------------------------------------------------------------ arithmetic */
+
+typedef Tensor *(*binary_op)(Tensor *, Tensor *);
+
+/* a op b where either may be a number; numbers take the cheap scalar paths */
+static int arith(lua_State *L, int op) {
+  enter(L);
+  Tensor *a = lt_test(L, 1), *b = lt_test(L, 2), *out = NULL;
+  int na = lua_type(L, 1) == LUA_TNUMBER, nb = lua_type(L, 2) == LUA_TNUMBER;
+  static const char *names[] = {"add", "sub", "mul", "div"};
+  if (!a && !na) return luaL_error(L, "bad argument #1 to '%s' (expected tensor or number, got %s)", names[op], luaL_typename(L, 1));
+  if (!b && !nb) return luaL_error(L, "bad argument #2 to '%s' (expected tensor or number, got %s)", names[op], luaL_typename(L, 2));
+  if (a && b) {
+    static const binary_op ops[] = {t_add, t_sub, t_mul, t_div};
+    out = ops[op](a, b);
+  } else if (a) {
+    double s = lua_tonumber(L, 2);
+    switch (op) {
+      case 0: out = t_add_scalar(a, s); break;
+      case 1: out = t_add_scalar(a, -s); break;
+      case 2: out = t_mul_scalar(a, s); break;
+      default: out = t_mul_scalar(a, 1.0 / s); break;
+    }
+  } else {
+    double s = lua_tonumber(L, 1);
+    switch (op) {
+      case 0: out = t_add_scalar(b, s); break;
+      case 1: out = t_rsub_scalar(b, s); break;
+      case 2: out = t_mul_scalar(b, s); break;
+      default: out = t_rdiv_scalar(b, s); break;
+    }
+  }
+  lt_push(L, out);
+  return 1;
+}
+
+static int m_add(lua_State *L) { return arith(L, 0); }
+static int m_sub(lua_State *L) { return arith(L, 1); }
+static int m_mul(lua_State *L) { return arith(L, 2); }
+static int m_div(lua_State *L) { return arith(L, 3); }
+
+static int m_pow(lua_State *L) {
+  Tensor *a = lt_check(L, 1);
+  if (lua_type(L, 2) == LUA_TNUMBER) {
+    lt_push(L, t_pow_scalar(a, lua_tonumber(L, 2)));
+    return 1;
+  }
+  Tensor *b = lt_test(L, 2);
+  if (!b) return luaL_typeerror(L, 2, "tensor or number");
+  lt_push(L, t_pow(a, b));
+  return 1;
+}
+
+#define UNARY(name, fn)                 \
+  static int name(lua_State *L) {       \
+    lt_push(L, fn(lt_check(L, 1)));     \
+    return 1;                           \
+  }
+UNARY(m_neg, t_neg)
+UNARY(m_exp, t_exp)
+UNARY(m_log, t_log)
+UNARY(m_sqrt, t_sqrt)
+UNARY(m_abs, t_abs)
+UNARY(m_sign, t_sign)
+UNARY(m_relu, t_relu)
+UNARY(m_sigmoid, t_sigmoid)
+UNARY(m_tanh, t_tanh)
+
+static int compare(lua_State *L, int op) {
+  Tensor *a = lt_check(L, 1), *owned, *b = lt_check_tensor_or_number(L, 2, &owned);
+  Tensor *out = t_compare(a, b, op);
+  t_release(owned);
+  lt_push(L, out);
+  return 1;
+}
+static int m_eq(lua_State *L) { return compare(L, CMP_EQ); }
+static int m_ne(lua_State *L) { return compare(L, CMP_NE); }
+static int m_lt(lua_State *L) { return compare(L, CMP_LT); }
+static int m_le(lua_State *L) { return compare(L, CMP_LE); }
+static int m_gt(lua_State *L) { return compare(L, CMP_GT); }
+static int m_ge(lua_State *L) { return compare(L, CMP_GE); }
+
+/* ------------------------------------------------------------ reductions */
+
+/* dims at index i: nil (all), a number, or a list; returns a bitmask */
+static uint32_t check_dims(lua_State *L, int i, Tensor *t, const char *fn) {
+  if (lua_isnoneornil(L, i)) return t->ndim ? (1u << t->ndim) - 1 : 0;
+  if (lua_type(L, i) == LUA_TNUMBER) return 1u << lt_check_dim(L, i, t->ndim, fn);
+  if (!lua_istable(L, i)) luaL_error(L, "bad argument #%d to '%s' (expected dim or list of dims, got %s)", i, fn, luaL_typename(L, i));
+  uint32_t mask = 0;
+  lua_Integer n = luaL_len(L, i);
+  for (lua_Integer k = 1; k <= n; k++) {
+    lua_geti(L, i, k);
+    mask |= 1u << lt_check_dim(L, lua_gettop(L), t->ndim, fn);
+    lua_pop(L, 1);
+  }
+  return mask;
+}
+
+static int m_sum(lua_State *L) {
+  Tensor *t = lt_check(L, 1);
+  uint32_t dims = check_dims(L, 2, t, "sum");
+  lt_push(L, t_sum(t, dims, lua_toboolean(L, 3)));
+  return 1;
+}
+
+static int m_mean(lua_State *L) {
+  Tensor *t = lt_check(L, 1);
+  uint32_t dims = check_dims(L, 2, t, "mean");
+  lt_push(L, t_mean(t, dims, lua_toboolean(L, 3)));
+  return 1;
+}
+
+static int m_var(lua_State *L) {
+  Tensor *t = lt_check(L, 1);
+  uint32_t dims = check_dims(L, 2, t, "var");
+  int unbiased = lua_isnoneornil(L, 4) ? 1 : lua_toboolean(L, 4);
+  lt_push(L, t_var(t, dims, lua_toboolean(L, 3), unbiased));
+  return 1;
+}
+
+static int m_max(lua_State *L) {
+  Tensor *t = lt_check(L, 1);
+  if (lua_isnoneornil(L, 2)) {
+    lt_push(L, t_max(t, -1, 0));
+    return 1;
+  }
+  int d = lt_check_dim(L, 2, t->ndim, "max");
+  int keep = lua_toboolean(L, 3);
+  lt_push(L, t_max(t, d, keep));
+  lt_push(L, t_argmax(t, d, keep));
+  return 2;
+}
+
+static int m_argmax(lua_State *L) {
+  Tensor *t = lt_check(L, 1);
+  int d = lua_isnoneornil(L, 2) ? -1 : lt_check_dim(L, 2, t->ndim, "argmax");
+  lt_push(L, t_argmax(t, d, lua_toboolean(L, 3)));
+  return 1;
+}
+
+static int m_matmul(lua_State *L) {
+  Tensor *a = lt_check(L, 1), *b = lt_check(L, 2);
+  lt_push(L, t_matmul(a, b));
+  return 1;
+}
+
+/* ------------------------------------------------------------ shape ops */
+
+/* shape at i, with one -1 inferred from numel */
+static int check_view_shape(lua_State *L, int i, Tensor *t, int64_t *shape, const char *fn) {
+  enter(L);
+  if (lua_type(L, i) != LUA_TTABLE)
+    return luaL_error(L, "bad argument #%d to '%s' (expected shape table like {2, -1}, got %s)", i, fn, luaL_typename(L, i));
+  lua_Integer n = luaL_len(L, i);
+  if (n > T_MAXDIM) return luaL_error(L, "bad argument #%d to '%s' (expected at most %d dims)", i, fn, T_MAXDIM);
+  int infer = -1;
+  int64_t known = 1;
+  for (lua_Integer k = 1; k <= n; k++) {
+    lua_geti(L, i, k);
+    int isnum;
+    lua_Integer v = lua_tointegerx(L, -1, &isnum);
+    lua_pop(L, 1);
+    if (!isnum || v < -1 || (v == -1 && infer >= 0))
+      return luaL_error(L, "bad argument #%d to '%s' (expected sizes >= 0 and at most one -1, got entry %d)", i, fn, (int)k);
+    shape[k - 1] = v;
+    if (v == -1) infer = (int)k - 1;
+    else if (v > 0 && known <= T_MAXNUMEL) known *= v;
+    else if (v == 0) known = 0;
+  }
+  if (infer >= 0) {
+    char b[160];
+    if (known == 0 || t->numel % known)
+      return luaL_error(L, "bad argument #%d to '%s' (cannot infer -1 reshaping %s)", i, fn, t_shape_str(t, b, sizeof b));
+    shape[infer] = t->numel / known;
+  }
+  return (int)n;
+}
+
+static int m_reshape(lua_State *L) {
+  Tensor *t = lt_check(L, 1);
+  int64_t shape[T_MAXDIM];
+  int nd = check_view_shape(L, 2, t, shape, "reshape");
+  lt_push(L, t_reshape(t, nd, shape));
+  return 1;
+}
+
+static int m_view(lua_State *L) {
+  Tensor *t = lt_check(L, 1);
+  int64_t shape[T_MAXDIM];
+  int nd = check_view_shape(L, 2, t, shape, "view");
+  lt_push(L, t_reshape(t, nd, shape));
+  return 1;
+}
+
+static int m_transpose(lua_State *L) {
+  Tensor *t = lt_check(L, 1);
+  int d0 = lt_check_dim(L, 2, t->ndim, "transpose"), d1 = lt_check_dim(L, 3, t->ndim, "transpose");
+  lt_push(L, t_transpose(t, d0, d1));
+  return 1;
+}
+
+static int m_permute(lua_State *L) {
+  Tensor *t = lt_check(L, 1);
+  int perm[T_MAXDIM];
+  luaL_checktype(L, 2, LUA_TTABLE);
+  if (luaL_len(L, 2) != t->ndim)
+    return luaL_error(L, "bad argument #2 to 'permute' (expected a permutation of %d dims, got %d entries)", t->ndim,
+                      (int)luaL_len(L, 2));
+  for (int k = 0; k < t->ndim; k++) {
+    lua_geti(L, 2, k + 1);
+    perm[k] = lt_check_dim(L, lua_gettop(L), t->ndim, "permute");
+    lua_pop(L, 1);
+  }
+  lt_push(L, t_permute(t, perm));
+  return 1;
+}
+
+static int m_narrow(lua_State *L) {
+  Tensor *t = lt_check(L, 1);
+  int d = lt_check_dim(L, 2, t->ndim, "narrow");
+  lua_Integer start = luaL_checkinteger(L, 3), len = luaL_checkinteger(L, 4);
+  if (start < 1 || len < 0 || start - 1 + len > t->shape[d])
+    return luaL_error(L, "bad argument #3 to 'narrow' (slice %lld..%lld outside 1..%lld of dim %d)", (long long)start,
+                      (long long)(start + len - 1), (long long)t->shape[d], d + 1);
+  lt_push(L, t_narrow(t, d, start - 1, len));
+  return 1;
+}
+
+static int m_select(lua_State *L) {
+  Tensor *t = lt_check(L, 1);
+  int d = lt_check_dim(L, 2, t->ndim, "select");
+  lua_Integer i = luaL_checkinteger(L, 3);
+  if (i < 0) i += t->shape[d] + 1;
+  if (i < 1 || i > t->shape[d])
+    return luaL_error(L, "bad argument #3 to 'select' (index %lld outside 1..%lld of dim %d)", (long long)lua_tointeger(L, 3),
+                      (long long)t->shape[d], d + 1);
+  Tensor *n = t_narrow(t, d, i - 1, 1);
+  int64_t shape[T_MAXDIM];
+  int nd = 0;
+  for (int k = 0; k < t->ndim; k++)
+    if (k != d) shape[nd++] = t->shape[k];
+  Tensor *r = t_reshape(n, nd, shape);
+  t_release(n);
+  lt_push(L, r);
+  return 1;
+}
+
+static int m_flatten(lua_State *L) {
+  Tensor *t = lt_check(L, 1);
+  int start = lua_isnoneornil(L, 2) ? 0 : (t->ndim ? lt_check_dim(L, 2, t->ndim, "flatten") : 0);
+  int64_t shape[T_MAXDIM];
+  int nd = 0;
+  for (int k = 0; k < start; k++) shape[nd++] = t->shape[k];
+  int64_t rest = 1;
+  for (int k = start; k < t->ndim; k++) rest *= t->shape[k];
+  shape[nd++] = rest;
+  lt_push(L, t_reshape(t, nd, shape));
+  return 1;
+}
+
+static int m_unsqueeze(lua_State *L) {
+  Tensor *t = lt_check(L, 1);
+  if (t->ndim >= T_MAXDIM) return luaL_error(L, "bad argument #1 to 'unsqueeze' (already %d dims)", T_MAXDIM);
+  int d = lt_check_dim(L, 2, t->ndim + 1, "unsqueeze");
+  int64_t shape[T_MAXDIM];
+  for (int k = 0, j = 0; k <= t->ndim; k++) shape[k] = k == d ? 1 : t->shape[j++];
+  lt_push(L, t_reshape(t, t->ndim + 1, shape));
+  return 1;
+}
+
+static int m_squeeze(lua_State *L) {
+  Tensor *t = lt_check(L, 1);
+  int only = lua_isnoneornil(L, 2) ? -1 : lt_check_dim(L, 2, t->ndim, "squeeze");
+  int64_t shape[T_MAXDIM];
+  int nd = 0;
+  for (int k = 0; k < t->ndim; k++)
+    if (!(t->shape[k] == 1 && (only < 0 || only == k))) shape[nd++] = t->shape[k];
+  lt_push(L, t_reshape(t, nd, shape));
+  return 1;
+}
+
+static int m_expand(lua_State *L) {
+  Tensor *t = lt_check(L, 1);
+  int64_t shape[T_MAXDIM];
+  int nd = lt_check_shape(L, 2, shape, "expand");
+  lt_push(L, t_expand(t, nd, shape));
+  return 1;
+}
+
+static int m_clone(lua_State *L) {
+  lt_push(L, t_contiguous_copy(lt_check(L, 1)));
+  return 1;
+}
+
+static int m_contiguous(lua_State *L) {
+  lt_push(L, t_retain(lt_check(L, 1))); /* always contiguous */
+  return 1;
+}
+
+/* a Lua list of tensors at index i into a malloc'd array (in a userdata) */
+static Tensor **check_tensor_list(lua_State *L, int i, int *n, const char *fn) {
+  enter(L);
+  if (!lua_istable(L, i)) luaL_error(L, "bad argument #%d to '%s' (expected a list of tensors, got %s)", i, fn, luaL_typename(L, i));
+  lua_Integer len = luaL_len(L, i);
+  if (len < 1 || len > (1 << 24)) luaL_error(L, "bad argument #%d to '%s' (expected a non-empty list of tensors)", i, fn);
+  Tensor **ts = lua_newuserdatauv(L, (size_t)len * sizeof *ts, 0);
+  for (lua_Integer k = 1; k <= len; k++) {
+    lua_geti(L, i, k);
+    ts[k - 1] = lt_test(L, -1);
+    if (!ts[k - 1])
+      luaL_error(L, "bad argument #%d to '%s' (expected a tensor at position %d, got %s)", i, fn, (int)k, luaL_typename(L, -1));
+    lua_pop(L, 1);
+  }
+  *n = (int)len;
+  return ts; /* kept alive by the userdata on the stack */
+}
+
+static int l_cat(lua_State *L) {
+  int n;
+  Tensor **ts = check_tensor_list(L, 1, &n, "cat");
+  int d = lua_isnoneornil(L, 2) ? 0 : lt_check_dim(L, 2, ts[0]->ndim, "cat");
+  lt_push(L, t_cat(n, ts, d));
+  return 1;
+}
+
+static int l_stack(lua_State *L) {
+  int n;
+  Tensor **ts = check_tensor_list(L, 1, &n, "stack");
+  int nd = ts[0]->ndim;
+  if (nd >= T_MAXDIM) return luaL_error(L, "bad argument #1 to 'stack' (tensors already have %d dims)", T_MAXDIM);
+  int d = lua_isnoneornil(L, 2) ? 0 : lt_check_dim(L, 2, nd + 1, "stack");
+  char b1[160], b2[160];
+  for (int k = 1; k < n; k++)
+    if (!t_same_shape(ts[k], ts[0]))
+      return luaL_error(L, "bad argument #1 to 'stack' (tensor %d has shape %s, expected %s like tensor 1)", k + 1,
+                        t_shape_str(ts[k], b1, sizeof b1), t_shape_str(ts[0], b2, sizeof b2));
+  int64_t shape[T_MAXDIM];
+  for (int k = 0, j = 0; k <= nd; k++) shape[k] = k == d ? 1 : ts[0]->shape[j++];
+  Tensor **us = lua_newuserdatauv(L, (size_t)n * sizeof *us, 0);
+  for (int k = 0; k < n; k++) us[k] = t_reshape(ts[k], nd + 1, shape);
+  Tensor *out = t_cat(n, us, d);
+  for (int k = 0; k < n; k++) t_release(us[k]);
+  lt_push(L, out);
+  return 1;
+}
+
+/* ------------------------------------------------------------ in place */
+
+static Tensor *check_inplace(lua_State *L, const char *fn) {
+  Tensor *t = lt_check(L, 1);
+  if (t->grad_fn)
+    luaL_error(L, "bad argument #1 to '%s' (in-place change of a tensor computed by differentiable ops; detach() it first)", fn);
+  return t;
+}
+
+static Tensor *check_same(lua_State *L, int i, Tensor *t, const char *fn) {
+  Tensor *s = lt_check(L, i);
+  char b1[160], b2[160];
+  if (s->numel != t->numel || (!t_same_shape(s, t) && s->numel != 1))
+    luaL_error(L, "bad argument #%d to '%s' (expected shape %s, got %s)", i, fn, t_shape_str(t, b1, sizeof b1),
+               t_shape_str(s, b2, sizeof b2));
+  return s;
+}
+
+static int m_copy_(lua_State *L) {
+  Tensor *t = check_inplace(L, "copy_"), *s = check_same(L, 2, t, "copy_");
+  if (T_DATA(s) != T_DATA(t)) memmove(T_DATA(t), T_DATA(s), (size_t)t->numel * sizeof(float));
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int m_fill_(lua_State *L) {
+  Tensor *t = check_inplace(L, "fill_");
+  float v = (float)luaL_checknumber(L, 2);
+  float *d = T_DATA(t);
+  for (int64_t i = 0; i < t->numel; i++) d[i] = v;
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int m_zero_(lua_State *L) {
+  Tensor *t = check_inplace(L, "zero_");
+  memset(T_DATA(t), 0, (size_t)t->numel * sizeof(float));
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int m_add_(lua_State *L) { /* t += alpha * y, y a tensor or a number */
+  Tensor *t = check_inplace(L, "add_");
+  float *d = T_DATA(t);
+  if (lua_type(L, 2) == LUA_TNUMBER) {
+    float v = (float)lua_tonumber(L, 2);
+    for (int64_t i = 0; i < t->numel; i++) d[i] += v;
+  } else {
+    Tensor *y = check_same(L, 2, t, "add_");
+    float alpha = (float)luaL_optnumber(L, 3, 1.0);
+    const float *s = T_DATA(y);
+    for (int64_t i = 0; i < t->numel; i++) d[i] += alpha * s[i];
+  }
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int m_mul_(lua_State *L) {
+  Tensor *t = check_inplace(L, "mul_");
+  float *d = T_DATA(t);
+  if (lua_type(L, 2) == LUA_TNUMBER) {
+    float v = (float)lua_tonumber(L, 2);
+    for (int64_t i = 0; i < t->numel; i++) d[i] *= v;
+  } else {
+    const float *s = T_DATA(check_same(L, 2, t, "mul_"));
+    for (int64_t i = 0; i < t->numel; i++) d[i] *= s[i];
+  }
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int m_addcmul_(lua_State *L) { /* t += v * a * b */
+  Tensor *t = check_inplace(L, "addcmul_");
+  const float *a = T_DATA(check_same(L, 2, t, "addcmul_")), *b = T_DATA(check_same(L, 3, t, "addcmul_"));
+  float v = (float)luaL_optnumber(L, 4, 1.0);
+  float *d = T_DATA(t);
+  for (int64_t i = 0; i < t->numel; i++) d[i] += v * a[i] * b[i];
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int m_addcdiv_(lua_State *L) { /* t += v * a / b */
+  Tensor *t = check_inplace(L, "addcdiv_");
+  const float *a = T_DATA(check_same(L, 2, t, "addcdiv_")), *b = T_DATA(check_same(L, 3, t, "addcdiv_"));
+  float v = (float)luaL_optnumber(L, 4, 1.0);
+  float *d = T_DATA(t);
+  for (int64_t i = 0; i < t->numel; i++) d[i] += v * a[i] / b[i];
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* ------------------------------------------------------------ autograd flags */
+
+static int m_requires_grad(lua_State *L) {
+  Tensor *t = lt_check(L, 1);
+  if (lua_isnone(L, 2)) {
+    lua_pushboolean(L, t->requires_grad);
+    return 1;
+  }
+  luaL_checktype(L, 2, LUA_TBOOLEAN);
+  int on = lua_toboolean(L, 2);
+  if (t->grad_fn && !on)
+    return luaL_error(L, "bad argument #1 to 'requires_grad' (a tensor computed by differentiable ops cannot stop requiring grad; use detach())");
+  if (!t->grad_fn) t->requires_grad = on;
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int m_detach(lua_State *L) {
+  lt_push(L, t_detach(lt_check(L, 1)));
+  return 1;
+}
+
+static int m_is_leaf(lua_State *L) {
+  lua_pushboolean(L, lt_check(L, 1)->grad_fn == NULL);
+  return 1;
+}
+
+static int m_grad_fn(lua_State *L) {
+  Tensor *t = lt_check(L, 1);
+  if (t->grad_fn) lua_pushstring(L, t->grad_fn->name);
+  else lua_pushnil(L);
+  return 1;
+}
+
+/* ------------------------------------------------------------ network pieces */
+
+/* labels at index i: a tensor of 1-based classes or a Lua list; the array
+** lives in a userdata left on the stack */
+static int64_t *check_labels(lua_State *L, int i, int64_t *n, const char *fn) {
+  Tensor *t = lt_test(L, i);
+  if (t) {
+    *n = t->numel;
+    int64_t *out = lua_newuserdatauv(L, (size_t)(*n ? *n : 1) * sizeof *out, 0);
+    const float *d = T_DATA(t);
+    for (int64_t k = 0; k < *n; k++) {
+      if (d[k] != floorf(d[k]) || !isfinite(d[k]))
+        luaL_error(L, "bad argument #%d to '%s' (label %g at position %lld is not an integer class)", i, fn, d[k], (long long)k + 1);
+      out[k] = (int64_t)d[k];
+    }
+    return out;
+  }
+  if (!lua_istable(L, i)) luaL_error(L, "bad argument #%d to '%s' (expected labels as a tensor or a list, got %s)", i, fn, luaL_typename(L, i));
+  *n = luaL_len(L, i);
+  int64_t *out = lua_newuserdatauv(L, (size_t)(*n > 0 ? *n : 1) * sizeof *out, 0);
+  for (int64_t k = 0; k < *n; k++) {
+    lua_geti(L, i, k + 1);
+    int isnum;
+    lua_Integer v = lua_tointegerx(L, -1, &isnum);
+    if (!isnum) luaL_error(L, "bad argument #%d to '%s' (expected integer labels, got %s at position %lld)", i, fn, luaL_typename(L, -1), (long long)k + 1);
+    out[k] = v;
+    lua_pop(L, 1);
+  }
+  return out;
+}
+
+static int l_cross_entropy(lua_State *L) {
+  Tensor *x = lt_check(L, 1);
+  int64_t n;
+  int64_t *labels = check_labels(L, 2, &n, "cross_entropy");
+  lt_push(L, t_cross_entropy(x, labels, n));
+  return 1;
+}
+
+static int l_accuracy(lua_State *L) {
+  Tensor *x = lt_check(L, 1);
+  int64_t n;
+  int64_t *labels = check_labels(L, 2, &n, "accuracy");
+  lua_pushnumber(L, t_accuracy(x, labels, n));
+  return 1;
+}
+
+static Tensor *opt_tensor(lua_State *L, int i, const char *fn) {
+  if (lua_isnoneornil(L, i)) return NULL;
+  Tensor *t = lt_test(L, i);
+  if (!t) luaL_error(L, "bad argument #%d to '%s' (expected tensor or nil, got %s)", i, fn, luaL_typename(L, i));
+  return t;
+}
+
+static int l_linear(lua_State *L) {
+  Tensor *x = lt_check(L, 1), *w = lt_check(L, 2), *b = opt_tensor(L, 3, "linear");
+  lt_push(L, t_linear(x, w, b));
+  return 1;
+}
+
+static int l_log_softmax(lua_State *L) {
+  Tensor *x = lt_check(L, 1);
+  lt_push(L, t_log_softmax(x, lt_check_dim(L, 2, x->ndim, "log_softmax")));
+  return 1;
+}
+
+static int l_softmax(lua_State *L) {
+  Tensor *x = lt_check(L, 1);
+  lt_push(L, t_softmax(x, lt_check_dim(L, 2, x->ndim, "softmax")));
+  return 1;
+}
+
+static int l_mse_loss(lua_State *L) {
+  Tensor *a = lt_check(L, 1), *b = lt_check(L, 2);
+  lt_push(L, t_mse_loss(a, b));
+  return 1;
+}
+
+/* option `key` of the table at i: a number in [lo, hi], or def */
+static double opt_number_field(lua_State *L, int i, const char *fn, const char *key, double def, double lo, double hi) {
+  if (lua_isnoneornil(L, i)) return def;
+  lua_getfield(L, i, key);
+  double v = def;
+  if (!lua_isnil(L, -1)) {
+    if (lua_type(L, -1) != LUA_TNUMBER)
+      luaL_error(L, "bad argument #%d to '%s' (option '%s' must be a number, got %s)", i, fn, key, luaL_typename(L, -1));
+    v = lua_tonumber(L, -1);
+    if (!(v >= lo && v <= hi)) luaL_error(L, "bad argument #%d to '%s' (option '%s' must be in [%g, %g], got %g)", i, fn, key, lo, hi, v);
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+static int l_batch_norm(lua_State *L) {
+  Tensor *x = lt_check(L, 1), *w = opt_tensor(L, 2, "batch_norm"), *b = opt_tensor(L, 3, "batch_norm");
+  BatchNormOpts o = {NULL, NULL, 1, 0.1, 1e-5};
+  if (!lua_isnoneornil(L, 4)) {
+    luaL_checktype(L, 4, LUA_TTABLE);
+    lua_getfield(L, 4, "running_mean");
+    o.running_mean = opt_tensor(L, -1, "batch_norm");
+    lua_getfield(L, 4, "running_var");
+    o.running_var = opt_tensor(L, -1, "batch_norm");
+    lua_getfield(L, 4, "training");
+    if (!lua_isnil(L, -1)) {
+      if (!lua_isboolean(L, -1)) return luaL_error(L, "bad argument #4 to 'batch_norm' (option 'training' must be a boolean, got %s)", luaL_typename(L, -1));
+      o.training = lua_toboolean(L, -1);
+    }
+    lua_pop(L, 3); /* the buffers stay referenced by the options table */
+    if (!o.running_mean != !o.running_var)
+      return luaL_error(L, "bad argument #4 to 'batch_norm' (give both running_mean and running_var, or neither)");
+    o.momentum = opt_number_field(L, 4, "batch_norm", "momentum", 0.1, 0.0, 1.0);
+    o.eps = opt_number_field(L, 4, "batch_norm", "eps", 1e-5, 0.0, 1.0);
+  }
+  lt_push(L, t_batch_norm(x, w, b, &o));
+  return 1;
+}
+
+/* ------------------------------------------------------------ serialisation */
+
+static const char TENSOR_MAGIC[4] = {'M', 'R', 'T', '1'};
+
+static int l_serialize(lua_State *L) {
+  Tensor *t = lt_check(L, 1);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  luaL_addlstring(&b, TENSOR_MAGIC, 4);
+  uint32_t nd = (uint32_t)t->ndim;
+  luaL_addlstring(&b, (const char *)&nd, sizeof nd);
+  luaL_addlstring(&b, (const char *)t->shape, (size_t)t->ndim * sizeof(int64_t));
+  luaL_addlstring(&b, (const char *)T_DATA(t), (size_t)t->numel * sizeof(float));
+  luaL_pushresult(&b);
+  return 1;
+}
+
+static int l_deserialize(lua_State *L) {
+  enter(L);
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  uint32_t nd;
+  if (len < 8 || memcmp(s, TENSOR_MAGIC, 4))
+    return luaL_error(L, "bad argument #1 to 'deserialize' (not a serialized tensor: bad magic)");
+  memcpy(&nd, s + 4, sizeof nd);
+  if (nd > T_MAXDIM) return luaL_error(L, "bad argument #1 to 'deserialize' (corrupt: %u dims)", nd);
+  if (len < 8 + nd * sizeof(int64_t)) return luaL_error(L, "bad argument #1 to 'deserialize' (truncated header)");
+  int64_t shape[T_MAXDIM];
+  memcpy(shape, s + 8, nd * sizeof(int64_t));
+  for (uint32_t i = 0; i < nd; i++)
+    if (shape[i] < 0 || shape[i] > T_MAXNUMEL) return luaL_error(L, "bad argument #1 to 'deserialize' (corrupt shape)");
+  t_check_shape("deserialize", 1, (int)nd, shape);
+  int64_t numel = 1;
+  for (uint32_t i = 0; i < nd; i++) numel *= shape[i];
+  size_t need = 8 + nd * sizeof(int64_t) + (size_t)numel * sizeof(float);
+  if (len != need)
+    return luaL_error(L, "bad argument #1 to 'deserialize' (expected %zu bytes for shape, got %zu)", need, len);
+  Tensor *t = t_new((int)nd, shape);
+  memcpy(T_DATA(t), s + 8 + nd * sizeof(int64_t), (size_t)numel * sizeof(float));
+  lt_push(L, t);
+  return 1;
+}
+
+static uint32_t crc32_update(uint32_t crc, const unsigned char *p, size_t n) {
+  static uint32_t table[256];
+  if (!table[1])
+    for (uint32_t i = 0; i < 256; i++) {
+      uint32_t c = i;
+      for (int k = 0; k < 8; k++) c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
+      table[i] = c;
+    }
+  crc = ~crc;
+  for (size_t i = 0; i < n; i++) crc = table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
+  return ~crc;
+}
+
+static int l_crc32(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  lua_pushinteger(L, crc32_update(0, (const unsigned char *)s, len));
+  return 1;
+}
+
+/* Write data to path atomically: a temp file beside it, fsync, rename.
+** MAMLRUN_WRITE_LIMIT=N makes writes fail with ENOSPC after N bytes (tests). */
+static int l_write_atomic(lua_State *L) {
+  size_t len;
+  const char *path = luaL_checkstring(L, 1);
+  const char *data = luaL_checklstring(L, 2, &len);
+  const char *limit_env = getenv("MAMLRUN_WRITE_LIMIT");
+  size_t limit = limit_env ? (size_t)strtoull(limit_env, NULL, 10) : (size_t)-1;
+  char *tmp = lua_newuserdatauv(L, strlen(path) + 32, 0);
+  sprintf(tmp, "%s.tmp.%ld", path, (long)getpid());
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) return luaL_error(L, "write_atomic: cannot create '%s': %s (the previous file is unchanged)", tmp, strerror(errno));
+  size_t done = 0;
+  int err = 0;
+  while (done < len) {
+    size_t chunk = len - done;
+    if (done + chunk > limit) chunk = limit > done ? limit - done : 0;
+    if (chunk == 0) {
+      err = ENOSPC;
+      break;
+    }
+    ssize_t w = write(fd, data + done, chunk);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      err = errno;
+      break;
+    }
+    done += (size_t)w;
+  }
+  if (!err && fsync(fd) != 0) err = errno;
+  if (close(fd) != 0 && !err) err = errno;
+  if (!err && rename(tmp, path) != 0) err = errno;
+  if (err) {
+    unlink(tmp);
+    return luaL_error(L, "write_atomic: cannot write '%s': %s (the previous file is unchanged)", path, strerror(err));
+  }
+  /* make the rename itself durable */
+  char *dir = lua_newuserdatauv(L, strlen(path) + 2, 0);
+  strcpy(dir, path);
+  char *slash = strrchr(dir, '/');
+  if (slash) *slash = 0;
+  else strcpy(dir, ".");
+  int dfd = open(slash && slash == dir ? "/" : dir, O_RDONLY);
+  if (dfd >= 0) {
+    fsync(dfd);
+    close(dfd);
+  }
+  return 0;
+}
+
+static int l_memory(lua_State *L) {
+  lua_createtable(L, 0, 2);
+  lua_pushinteger(L, t_live_bytes());
+  lua_setfield(L, -2, "live_bytes");
+  lua_pushinteger(L, t_peak_bytes());
+  lua_setfield(L, -2, "peak_bytes");
+  return 1;
+}
+
+static int l_reset_peak_memory(lua_State *L) {
+  (void)L;
+  t_reset_peak_bytes();
+  return 0;
+}
+
+/* ------------------------------------------------------------ registration */
+
+static const luaL_Reg tensor_methods[] = {
+    {"shape", m_shape},         {"size", m_size},           {"dim", m_dim},
+    {"numel", m_numel},         {"item", m_item},           {"totable", m_totable},
+    {"add", m_add},             {"sub", m_sub},             {"mul", m_mul},
+    {"div", m_div},             {"pow", m_pow},             {"neg", m_neg},
+    {"exp", m_exp},             {"log", m_log},             {"sqrt", m_sqrt},
+    {"abs", m_abs},             {"sign", m_sign},           {"relu", m_relu},
+    {"sigmoid", m_sigmoid},     {"tanh", m_tanh},           {"eq", m_eq},
+    {"ne", m_ne},               {"lt", m_lt},               {"le", m_le},
+    {"gt", m_gt},               {"ge", m_ge},               {"sum", m_sum},
+    {"mean", m_mean},           {"var", m_var},             {"max", m_max},
+    {"argmax", m_argmax},       {"matmul", m_matmul},       {"reshape", m_reshape},
+    {"view", m_view},           {"transpose", m_transpose}, {"permute", m_permute},
+    {"narrow", m_narrow},       {"select", m_select},       {"flatten", m_flatten},
+    {"unsqueeze", m_unsqueeze}, {"squeeze", m_squeeze},     {"expand", m_expand},
+    {"clone", m_clone},         {"contiguous", m_contiguous}, {"copy_", m_copy_},
+    {"fill_", m_fill_},         {"zero_", m_zero_},         {"add_", m_add_},
+    {"mul_", m_mul_},           {"addcmul_", m_addcmul_},   {"addcdiv_", m_addcdiv_},
+    {"requires_grad", m_requires_grad}, {"detach", m_detach}, {"is_leaf", m_is_leaf},
+    {"grad_fn", m_grad_fn},     {"get", m_get},             {"set", m_set},
+    {NULL, NULL}};
+
+static const luaL_Reg tensor_functions[] = {
+    {"tensor", l_tensor},         {"zeros", l_zeros},         {"ones", l_ones},
+    {"full", l_full},             {"arange", l_arange},       {"randn", l_randn},
+    {"rand", l_rand},             {"generator", l_generator}, {"manual_seed", l_manual_seed},
+    {"default_generator", l_default_generator}, {"is_tensor", l_is_tensor}, {"cat", l_cat},
+    {"stack", l_stack},           {"cross_entropy", l_cross_entropy}, {"accuracy", l_accuracy},
+    {"linear", l_linear},         {"log_softmax", l_log_softmax}, {"softmax", l_softmax},
+    {"mse_loss", l_mse_loss},     {"batch_norm", l_batch_norm}, {"serialize", l_serialize},
+    {"deserialize", l_deserialize}, {"crc32", l_crc32},       {"write_atomic", l_write_atomic},
+    {"memory", l_memory},         {"reset_peak_memory", l_reset_peak_memory}, {NULL, NULL}};
+
+/* methods that are also module functions: T.exp(x) == x:exp() */
+static const char *const method_functions[] = {"add", "sub", "mul", "div", "pow", "neg", "exp", "log", "sqrt", "abs",
+                                               "sign", "relu", "sigmoid", "tanh", "sum", "mean", "var", "max",
+                                               "argmax", "matmul", "reshape", "view", "transpose", "permute",
+                                               "narrow", "select", "flatten", "unsqueeze", "squeeze", "expand",
+                                               "clone", "detach", "eq", "ne", "lt", "le", "gt", "ge", NULL};
+
+int luaopen_tensor(lua_State *L) {
+  enter(L);
+  luaL_newlib(L, tensor_functions); /* module */
+  int module = lua_gettop(L);
+  luaL_newlib(L, tensor_methods); /* methods */
+  int methods = lua_gettop(L);
+  lt_open_nn(L, module, methods);
+  for (int i = 0; method_functions[i]; i++) {
+    lua_getfield(L, methods, method_functions[i]);
+    lua_setfield(L, module, method_functions[i]);
+  }
+  if (luaL_newmetatable(L, LT_TENSOR_MT)) {
+    lua_pushvalue(L, methods);
+    lua_setfield(L, -2, "__index");
+    static const luaL_Reg meta[] = {{"__add", m_add},     {"__sub", m_sub}, {"__mul", m_mul},
+                                    {"__div", m_div},     {"__unm", m_neg}, {"__pow", m_pow}, {"__tostring", m_tostring},
+                                    {"__gc", m_gc},       {"__close", m_gc}, {NULL, NULL}};
+    luaL_setfuncs(L, meta, 0);
+    lua_pushliteral(L, "tensor");
+    lua_setfield(L, -2, "__name");
+  }
+  lua_pop(L, 1);
+  if (luaL_newmetatable(L, LT_GENERATOR_MT)) {
+    luaL_newlib(L, generator_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, g_tostring);
+    lua_setfield(L, -2, "__tostring");
+  }
+  lua_pop(L, 1);
+  lua_pushvalue(L, methods);
+  lua_setfield(L, module, "methods"); /* for Lua extensions of the tensor type */
+  lua_settop(L, module);
+  return 1;
+}

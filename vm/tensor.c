@@ -1,0 +1,250 @@
+/*
+** tensor.c: tensor allocation and reference counting, errors, and the
+** random number generator.
+*/
+#include "tensor.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------ errors */
+
+static void default_error_handler(const char *msg) {
+  fprintf(stderr, "mamlrun: %s\n", msg);
+  abort();
+}
+
+static _Thread_local t_error_handler error_handler = default_error_handler;
+
+void t_set_error_handler(t_error_handler h) { error_handler = h ? h : default_error_handler; }
+
+void t_error(const char *fmt, ...) {
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  error_handler(msg);
+  abort(); /* a handler must not return */
+}
+
+void t_argerror(const char *fn, int arg, const char *fmt, ...) {
+  char detail[400];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(detail, sizeof detail, fmt, ap);
+  va_end(ap);
+  t_error("bad argument #%d to '%s' (%s)", arg, fn, detail);
+}
+
+char *t_shape_str2(int ndim, const int64_t *shape, char *buf, size_t n) {
+  size_t len = 0;
+  len += (size_t)snprintf(buf, n, "(");
+  for (int i = 0; i < ndim && len < n; i++)
+    len += (size_t)snprintf(buf + len, n - len, i ? ", %lld" : "%lld", (long long)shape[i]);
+  if (len < n) snprintf(buf + len, n - len, ")");
+  return buf;
+}
+
+char *t_shape_str(const Tensor *t, char *buf, size_t n) {
+  return t_shape_str2(t->ndim, t->shape, buf, n);
+}
+
+/* ------------------------------------------------------------ life cycle */
+
+static _Atomic int64_t live_bytes, peak_bytes;
+
+int64_t t_live_bytes(void) { return live_bytes; }
+int64_t t_peak_bytes(void) { return peak_bytes; }
+void t_reset_peak_bytes(void) { peak_bytes = live_bytes; }
+
+void t_check_shape(const char *fn, int arg, int ndim, const int64_t *shape) {
+  if (ndim < 0 || ndim > T_MAXDIM)
+    t_argerror(fn, arg, "expected at most %d dims, got %d", T_MAXDIM, ndim);
+  int64_t numel = 1;
+  for (int i = 0; i < ndim; i++) {
+    if (shape[i] < 0)
+      t_argerror(fn, arg, "expected sizes >= 0, got %lld in dim %d", (long long)shape[i], i + 1);
+    if (shape[i] > 0 && numel > T_MAXNUMEL / shape[i]) {
+      char buf[160];
+      t_argerror(fn, arg, "shape %s has more than %lld elements", t_shape_str2(ndim, shape, buf, sizeof buf),
+                 (long long)T_MAXNUMEL);
+    }
+    numel *= shape[i];
+  }
+}
+
+Tensor *t_new(int ndim, const int64_t *shape) {
+  t_check_shape("tensor", 1, ndim, shape);
+  int64_t numel = 1;
+  for (int i = 0; i < ndim; i++) numel *= shape[i];
+  Tensor *t = calloc(1, sizeof *t);
+  Storage *s = calloc(1, sizeof *s);
+  /* 64-byte aligned data for the SIMD kernels */
+  size_t bytes = (size_t)(numel > 0 ? numel : 1) * sizeof(float);
+  size_t rounded = (bytes + 63) & ~(size_t)63;
+  float *data = aligned_alloc(64, rounded);
+  if (!t || !s || !data) {
+    free(t);
+    free(s);
+    free(data);
+    t_error("out of memory allocating a tensor of %lld elements", (long long)numel);
+  }
+  s->refcount = 1;
+  s->size = numel;
+  s->data = data;
+  live_bytes += (int64_t)bytes;
+  if (live_bytes > peak_bytes) peak_bytes = live_bytes;
+  t->refcount = 1;
+  t->ndim = ndim;
+  memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
+  t->numel = numel;
+  t->storage = s;
+  return t;
+}
+
+Tensor *t_zeros(int ndim, const int64_t *shape) {
+  Tensor *t = t_new(ndim, shape);
+  memset(T_DATA(t), 0, (size_t)t->numel * sizeof(float));
+  return t;
+}
+
+Tensor *t_full(int ndim, const int64_t *shape, float v) {
+  Tensor *t = t_new(ndim, shape);
+  float *d = T_DATA(t);
+  for (int64_t i = 0; i < t->numel; i++) d[i] = v;
+  return t;
+}
+
+Tensor *t_zeros_like(const Tensor *t) { return t_zeros(t->ndim, t->shape); }
+
+Tensor *t_scalar(float v) { return t_full(0, NULL, v); }
+
+Tensor *t_retain(Tensor *t) {
+  t->refcount++;
+  return t;
+}
+
+static void storage_release(Storage *s) {
+  if (--s->refcount == 0) {
+    live_bytes -= (int64_t)((s->size > 0 ? s->size : 1) * (int64_t)sizeof(float));
+    free(s->data);
+    free(s);
+  }
+}
+
+/* Releasing a long chain (a graph of 100k nodes) must not recurse 100k deep:
+** tensors whose count drops to zero go on a work list. */
+void t_release(Tensor *t) {
+  static _Thread_local Tensor **pending;
+  static _Thread_local size_t npending, cap;
+  static _Thread_local int releasing;
+  if (!t) return;
+  if (--t->refcount > 0) return;
+  if (npending == cap) {
+    size_t ncap = cap ? 2 * cap : 256;
+    Tensor **p = realloc(pending, ncap * sizeof *p);
+    if (!p) abort();
+    pending = p;
+    cap = ncap;
+  }
+  pending[npending++] = t;
+  if (releasing) return;
+  releasing = 1;
+  while (npending > 0) {
+    Tensor *x = pending[--npending];
+    storage_release(x->storage);
+    Node *n = x->grad_fn;
+    free(x);
+    if (n) node_release(n); /* may push more tensors */
+  }
+  releasing = 0;
+}
+
+int t_same_shape(const Tensor *a, const Tensor *b) {
+  if (a->ndim != b->ndim) return 0;
+  for (int i = 0; i < a->ndim; i++)
+    if (a->shape[i] != b->shape[i]) return 0;
+  return 1;
+}
+
+/* ------------------------------------------------------------ random numbers */
+
+static uint64_t splitmix64(uint64_t *x) {
+  uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+void gen_seed(Generator *g, uint64_t seed) {
+  uint64_t x = seed;
+  uint64_t a = splitmix64(&x), b = splitmix64(&x);
+  g->s[0] = (uint32_t)a;
+  g->s[1] = (uint32_t)(a >> 32);
+  g->s[2] = (uint32_t)b;
+  g->s[3] = (uint32_t)(b >> 32);
+  if (!(g->s[0] | g->s[1] | g->s[2] | g->s[3])) g->s[0] = 1;
+  g->has_spare = 0;
+  g->spare = 0;
+}
+
+static uint32_t rotl(uint32_t x, int k) { return (x << k) | (x >> (32 - k)); }
+
+uint32_t gen_u32(Generator *g) { /* xoshiro128** */
+  uint32_t *s = g->s;
+  uint32_t result = rotl(s[1] * 5, 7) * 9;
+  uint32_t t = s[1] << 9;
+  s[2] ^= s[0];
+  s[3] ^= s[1];
+  s[1] ^= s[2];
+  s[0] ^= s[3];
+  s[2] ^= t;
+  s[3] = rotl(s[3], 11);
+  return result;
+}
+
+double gen_uniform(Generator *g) {
+  uint64_t hi = gen_u32(g) >> 5, lo = gen_u32(g) >> 6; /* 27 + 26 bits */
+  return (double)(hi * 67108864.0 + lo) / 9007199254740992.0;
+}
+
+double gen_normal(Generator *g) { /* Box-Muller, both values used */
+  if (g->has_spare) {
+    g->has_spare = 0;
+    return g->spare;
+  }
+  double u1 = gen_uniform(g), u2 = gen_uniform(g);
+  if (u1 < 1e-300) u1 = 1e-300;
+  double r = sqrt(-2.0 * log(u1)), th = 2.0 * 3.14159265358979323846 * u2;
+  g->spare = r * sin(th);
+  g->has_spare = 1;
+  return r * cos(th);
+}
+
+uint32_t gen_below(Generator *g, uint32_t n) { /* Lemire's method, unbiased */
+  uint64_t m = (uint64_t)gen_u32(g) * n;
+  uint32_t l = (uint32_t)m;
+  if (l < n) {
+    uint32_t t = (uint32_t)(-n) % n;
+    while (l < t) {
+      m = (uint64_t)gen_u32(g) * n;
+      l = (uint32_t)m;
+    }
+  }
+  return (uint32_t)(m >> 32);
+}
+
+Generator *gen_default(void) {
+  static Generator g;
+  static int seeded;
+  if (!seeded) {
+    gen_seed(&g, 0);
+    seeded = 1;
+  }
+  return &g;
+}
