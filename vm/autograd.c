@@ -8,6 +8,7 @@
 ** create_graph, grad mode stays on during the walk, so the gradients come out
 ** with a graph of their own and can be differentiated again.
 */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -88,7 +89,8 @@ static void list_push(NodeList *l, Node *x) {
   l->v[l->n++] = x;
 }
 
-static _Thread_local uint32_t current_mark;
+/* global, not per thread: a node's mark must never match another thread's walk */
+static _Atomic uint32_t current_mark;
 
 /* add g into *slot (taking over g's reference) */
 static void accumulate(Tensor **slot, Tensor *g) {

@@ -38,7 +38,7 @@ typedef struct {
 
 /* Lua's collector sees a few bytes per tensor, not the megabytes behind it:
 ** collect when the tensor memory has doubled since the last collection. */
-static int64_t gc_threshold = 64 << 20;
+static _Thread_local int64_t gc_threshold = 64 << 20;
 
 void lt_push(lua_State *L, Tensor *t) {
   enter(L);

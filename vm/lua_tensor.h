@@ -35,6 +35,7 @@ void lt_register(lua_State *L, const luaL_Reg *funcs);
 int luaopen_tensor(lua_State *L);
 int luaopen_autograd(lua_State *L);
 int luaopen_omniglot(lua_State *L);
+int luaopen_parallel(lua_State *L);
 
 /* extra op families register their functions into the tensor module table
 ** at the top of the stack, and methods into the tensor metatable's method

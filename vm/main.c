@@ -421,6 +421,7 @@ static void preload_modules(lua_State *L)
     {"tensor", luaopen_tensor},
     {"autograd", luaopen_autograd},
     {"omniglot", luaopen_omniglot},
+    {"parallel", luaopen_parallel},
     {NULL, NULL}};
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   for (const luaL_Reg *m = modules; m->name != NULL; m++) {
