@@ -45,3 +45,46 @@ install: mamlrun
 	cd lua && find . -name '*.lua' -exec install -D -m 644 {} \
 	  '$(abspath $(DESTDIR)$(PREFIX))/share/mamlrun/lua/{}' \;
 
+
+# ---------------------------------------------------------------- set-up and running
+DEBIAN_PKGS := build-essential pkg-config liblua5.4-dev lua5.4 libopenblas-dev libpng-dev lua-busted unzip
+EXPERIMENT  ?= experiments/omniglot5w1s.lua
+
+# install missing Debian packages (as root, or with sudo when available)
+deps:
+	@missing=$$(for p in $(DEBIAN_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get install -y $$missing || { $$SUDO apt-get update && $$SUDO apt-get install -y $$missing; }; \
+	fi
+
+# everything from a fresh clone: dependencies, build, data, the main experiment
+run: deps
+	$(MAKE) mamlrun
+	$(MAKE) data
+	./mamlrun $(EXPERIMENT) $(ARGS)
+
+# ---------------------------------------------------------------- checks
+SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+
+# AddressSanitizer + UndefinedBehaviorSanitizer build in build-san/, then the whole test suite on it
+sanitize:
+	$(MAKE) BUILD=build-san OPT="$(SAN_FLAGS)" mamlrun-san build-san-ctests
+	BUILD=build-san MAMLRUN=./mamlrun-san ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1 tests/run_all.sh
+
+# beside ./mamlrun, so that it finds lua/ the same way
+mamlrun-san: $(BUILD)/vm/main.o $(BUILD)/libmamlrun.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+build-san-ctests: $(CTESTS)
+
+bench: mamlrun
+	@bench/run_all.sh
+
+format:
+	clang-format -i vm/*.c vm/*.h ops/*.c ops/*.h tests/c/*.c
+
+clean:
+	rm -rf $(BUILD) build-san mamlrun mamlrun-san
