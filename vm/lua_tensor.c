@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,12 +20,27 @@
 
 static Generator *check_gen(lua_State *L, int i);
 
+/* luaL_error with C printf formats: lua_pushfstring knows no %lld, %zu, %g or
+** %u, and fails with "invalid option" instead of reporting the error */
+static int lt_error(lua_State *L, const char *fmt, ...) T_PRINTF(2, 3);
+static int lt_error(lua_State *L, const char *fmt, ...) {
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  luaL_where(L, 1);
+  lua_pushstring(L, msg);
+  lua_concat(L, 2);
+  return lua_error(L);
+}
+
 /* the state whose C function is running: t_error raises the Lua error there */
 static _Thread_local lua_State *current_L;
 
 static void lua_error_handler(const char *msg) {
   lua_State *L = current_L;
-  luaL_error(L, "%s", msg);
+  lt_error(L, "%s", msg);
 }
 
 static void enter(lua_State *L) {
@@ -82,19 +98,19 @@ Tensor *lt_check_tensor_or_number(lua_State *L, int i, Tensor **owned) {
 int lt_check_shape(lua_State *L, int i, int64_t *shape, const char *fn) {
   enter(L);
   if (lua_type(L, i) != LUA_TTABLE)
-    return luaL_error(L, "bad argument #%d to '%s' (expected shape table like {2, 3}, got %s)", i, fn,
+    return lt_error(L, "bad argument #%d to '%s' (expected shape table like {2, 3}, got %s)", i, fn,
                       luaL_typename(L, i));
   lua_Integer n = luaL_len(L, i);
-  if (n > T_MAXDIM) return luaL_error(L, "bad argument #%d to '%s' (expected at most %d dims, got %d)", i, fn, T_MAXDIM, (int)n);
+  if (n > T_MAXDIM) return lt_error(L, "bad argument #%d to '%s' (expected at most %d dims, got %d)", i, fn, T_MAXDIM, (int)n);
   for (lua_Integer k = 1; k <= n; k++) {
     lua_geti(L, i, k);
     int isnum;
     lua_Integer v = lua_tointegerx(L, -1, &isnum);
     if (!isnum)
-      return luaL_error(L, "bad argument #%d to '%s' (expected integer sizes, got %s at position %d)", i, fn,
+      return lt_error(L, "bad argument #%d to '%s' (expected integer sizes, got %s at position %d)", i, fn,
                         lua_type(L, -1) == LUA_TNUMBER ? "a fraction" : luaL_typename(L, -1), (int)k);
     if (v < 0)
-      return luaL_error(L, "bad argument #%d to '%s' (expected sizes >= 0, got %lld at position %d)", i, fn,
+      return lt_error(L, "bad argument #%d to '%s' (expected sizes >= 0, got %lld at position %d)", i, fn,
                         (long long)v, (int)k);
     shape[k - 1] = v;
     lua_pop(L, 1);
@@ -106,10 +122,10 @@ int lt_check_shape(lua_State *L, int i, int64_t *shape, const char *fn) {
 int lt_check_dim(lua_State *L, int i, int ndim, const char *fn) {
   int isnum;
   lua_Integer d = lua_tointegerx(L, i, &isnum);
-  if (!isnum) return luaL_error(L, "bad argument #%d to '%s' (expected integer dim, got %s)", i, fn, luaL_typename(L, i));
+  if (!isnum) return lt_error(L, "bad argument #%d to '%s' (expected integer dim, got %s)", i, fn, luaL_typename(L, i));
   if (d < 0) d += ndim + 1;
   if (d < 1 || d > ndim)
-    return luaL_error(L, "bad argument #%d to '%s' (dim %lld out of range for a %d-d tensor)", i, fn,
+    return lt_error(L, "bad argument #%d to '%s' (dim %lld out of range for a %d-d tensor)", i, fn,
                       (long long)lua_tointeger(L, i), ndim);
   return (int)d - 1;
 }
@@ -133,7 +149,7 @@ static void push_shape(lua_State *L, int nd, const int64_t *shape) {
 /* ------------------------------------------------------------ construction */
 
 static void infer_shape(lua_State *L, int idx, int depth, int *nd, int64_t *shape) {
-  if (depth >= T_MAXDIM) luaL_error(L, "bad argument #1 to 'tensor' (more than %d levels of nesting)", T_MAXDIM);
+  if (depth >= T_MAXDIM) lt_error(L, "bad argument #1 to 'tensor' (more than %d levels of nesting)", T_MAXDIM);
   lua_Integer n = luaL_len(L, idx);
   shape[depth] = n;
   *nd = depth + 1;
@@ -147,18 +163,18 @@ static void infer_shape(lua_State *L, int idx, int depth, int *nd, int64_t *shap
 static float *fill_from_table(lua_State *L, int idx, int depth, int nd, const int64_t *shape, float *out) {
   lua_Integer n = luaL_len(L, idx);
   if (n != shape[depth])
-    luaL_error(L, "bad argument #1 to 'tensor' (ragged nesting: expected %lld entries at depth %d, got %lld)",
+    lt_error(L, "bad argument #1 to 'tensor' (ragged nesting: expected %lld entries at depth %d, got %lld)",
                (long long)shape[depth], depth + 1, (long long)n);
   for (lua_Integer k = 1; k <= n; k++) {
     lua_geti(L, idx, k);
     if (depth + 1 < nd) {
       if (!lua_istable(L, -1))
-        luaL_error(L, "bad argument #1 to 'tensor' (expected a table at depth %d, got %s)", depth + 2,
+        lt_error(L, "bad argument #1 to 'tensor' (expected a table at depth %d, got %s)", depth + 2,
                    luaL_typename(L, -1));
       out = fill_from_table(L, lua_gettop(L), depth + 1, nd, shape, out);
     } else {
       if (lua_type(L, -1) != LUA_TNUMBER)
-        luaL_error(L, "bad argument #1 to 'tensor' (expected numbers, got %s at depth %d)", luaL_typename(L, -1),
+        lt_error(L, "bad argument #1 to 'tensor' (expected numbers, got %s at depth %d)", luaL_typename(L, -1),
                    depth + 1);
       *out++ = (float)lua_tonumber(L, -1);
     }
@@ -232,7 +248,7 @@ static int l_arange(lua_State *L) {
   luaL_argcheck(L, isfinite(a) && isfinite(b), 1, "expected finite bounds");
   double count = ceil((b - a) / step);
   if (count < 0) count = 0;
-  if (count > (double)T_MAXNUMEL) return luaL_error(L, "bad argument #2 to 'arange' (more than %lld elements)", (long long)T_MAXNUMEL);
+  if (count > (double)T_MAXNUMEL) return lt_error(L, "bad argument #2 to 'arange' (more than %lld elements)", (long long)T_MAXNUMEL);
   int64_t n = (int64_t)count;
   Tensor *t = t_new(1, &n);
   float *d = T_DATA(t);
@@ -355,7 +371,7 @@ static int g_set_state(lua_State *L) {
   char tail;
   if (sscanf(s, "xoshiro128ss:%8x%8x%8x%8x:%d:%16llx%c", &a, &b, &c, &d, &spare, &bits, &tail) != 6 ||
       (spare != 0 && spare != 1) || !(a | b | c | d))
-    return luaL_error(L, "bad argument #2 to 'set_state' (expected a string from get_state, got '%s')", s);
+    return lt_error(L, "bad argument #2 to 'set_state' (expected a string from get_state, got '%s')", s);
   g->s[0] = a;
   g->s[1] = b;
   g->s[2] = c;
@@ -412,7 +428,7 @@ static int m_item(lua_State *L) {
   Tensor *t = lt_check(L, 1);
   char b[160];
   if (t->numel != 1)
-    return luaL_error(L, "bad argument #1 to 'item' (expected a tensor with one element, got shape %s)",
+    return lt_error(L, "bad argument #1 to 'item' (expected a tensor with one element, got shape %s)",
                       t_shape_str(t, b, sizeof b));
   lua_pushnumber(L, T_DATA(t)[0]);
   return 1;
@@ -509,15 +525,15 @@ static int64_t check_index(lua_State *L, Tensor *t, int first, int last, const c
   if (n == 1) {
     lua_Integer i = luaL_checkinteger(L, first);
     if (i < 1 || i > t->numel)
-      luaL_error(L, "bad argument #%d to '%s' (flat index %lld outside 1..%lld)", first, fn, (long long)i, (long long)t->numel);
+      lt_error(L, "bad argument #%d to '%s' (flat index %lld outside 1..%lld)", first, fn, (long long)i, (long long)t->numel);
     return i - 1;
   }
-  if (n != t->ndim) luaL_error(L, "bad argument #%d to '%s' (expected 1 flat index or %d indices, got %d)", first, fn, t->ndim, n);
+  if (n != t->ndim) lt_error(L, "bad argument #%d to '%s' (expected 1 flat index or %d indices, got %d)", first, fn, t->ndim, n);
   int64_t off = 0;
   for (int k = 0; k < n; k++) {
     lua_Integer i = luaL_checkinteger(L, first + k);
     if (i < 1 || i > t->shape[k])
-      luaL_error(L, "bad argument #%d to '%s' (index %lld outside 1..%lld of dim %d)", first + k, fn, (long long)i,
+      lt_error(L, "bad argument #%d to '%s' (index %lld outside 1..%lld of dim %d)", first + k, fn, (long long)i,
                  (long long)t->shape[k], k + 1);
     off = off * t->shape[k] + (i - 1);
   }
@@ -533,7 +549,7 @@ static int m_get(lua_State *L) {
 static int m_set(lua_State *L) { /* x:set(value, i...) */
   Tensor *t = lt_check(L, 1);
   float v = (float)luaL_checknumber(L, 2);
-  if (t->grad_fn) return luaL_error(L, "bad argument #1 to 'set' (in-place change of a tensor computed by differentiable ops; detach() it first)");
+  if (t->grad_fn) return lt_error(L, "bad argument #1 to 'set' (in-place change of a tensor computed by differentiable ops; detach() it first)");
   T_DATA(t)[check_index(L, t, 3, lua_gettop(L), "set")] = v;
   lua_settop(L, 1);
   return 1;
@@ -549,8 +565,8 @@ static int arith(lua_State *L, int op) {
   Tensor *a = lt_test(L, 1), *b = lt_test(L, 2), *out = NULL;
   int na = lua_type(L, 1) == LUA_TNUMBER, nb = lua_type(L, 2) == LUA_TNUMBER;
   static const char *names[] = {"add", "sub", "mul", "div"};
-  if (!a && !na) return luaL_error(L, "bad argument #1 to '%s' (expected tensor or number, got %s)", names[op], luaL_typename(L, 1));
-  if (!b && !nb) return luaL_error(L, "bad argument #2 to '%s' (expected tensor or number, got %s)", names[op], luaL_typename(L, 2));
+  if (!a && !na) return lt_error(L, "bad argument #1 to '%s' (expected tensor or number, got %s)", names[op], luaL_typename(L, 1));
+  if (!b && !nb) return lt_error(L, "bad argument #2 to '%s' (expected tensor or number, got %s)", names[op], luaL_typename(L, 2));
   if (a && b) {
     static const binary_op ops[] = {t_add, t_sub, t_mul, t_div};
     out = ops[op](a, b);
@@ -627,7 +643,7 @@ static int m_ge(lua_State *L) { return compare(L, CMP_GE); }
 static uint32_t check_dims(lua_State *L, int i, Tensor *t, const char *fn) {
   if (lua_isnoneornil(L, i)) return t->ndim ? (1u << t->ndim) - 1 : 0;
   if (lua_type(L, i) == LUA_TNUMBER) return 1u << lt_check_dim(L, i, t->ndim, fn);
-  if (!lua_istable(L, i)) luaL_error(L, "bad argument #%d to '%s' (expected dim or list of dims, got %s)", i, fn, luaL_typename(L, i));
+  if (!lua_istable(L, i)) lt_error(L, "bad argument #%d to '%s' (expected dim or list of dims, got %s)", i, fn, luaL_typename(L, i));
   uint32_t mask = 0;
   lua_Integer n = luaL_len(L, i);
   for (lua_Integer k = 1; k <= n; k++) {
@@ -692,9 +708,9 @@ static int m_matmul(lua_State *L) {
 static int check_view_shape(lua_State *L, int i, Tensor *t, int64_t *shape, const char *fn) {
   enter(L);
   if (lua_type(L, i) != LUA_TTABLE)
-    return luaL_error(L, "bad argument #%d to '%s' (expected shape table like {2, -1}, got %s)", i, fn, luaL_typename(L, i));
+    return lt_error(L, "bad argument #%d to '%s' (expected shape table like {2, -1}, got %s)", i, fn, luaL_typename(L, i));
   lua_Integer n = luaL_len(L, i);
-  if (n > T_MAXDIM) return luaL_error(L, "bad argument #%d to '%s' (expected at most %d dims)", i, fn, T_MAXDIM);
+  if (n > T_MAXDIM) return lt_error(L, "bad argument #%d to '%s' (expected at most %d dims)", i, fn, T_MAXDIM);
   int infer = -1;
   int64_t known = 1;
   for (lua_Integer k = 1; k <= n; k++) {
@@ -703,7 +719,7 @@ static int check_view_shape(lua_State *L, int i, Tensor *t, int64_t *shape, cons
     lua_Integer v = lua_tointegerx(L, -1, &isnum);
     lua_pop(L, 1);
     if (!isnum || v < -1 || (v == -1 && infer >= 0))
-      return luaL_error(L, "bad argument #%d to '%s' (expected sizes >= 0 and at most one -1, got entry %d)", i, fn, (int)k);
+      return lt_error(L, "bad argument #%d to '%s' (expected sizes >= 0 and at most one -1, got entry %d)", i, fn, (int)k);
     shape[k - 1] = v;
     if (v == -1) infer = (int)k - 1;
     else if (v > 0 && known <= T_MAXNUMEL) known *= v;
@@ -712,7 +728,7 @@ static int check_view_shape(lua_State *L, int i, Tensor *t, int64_t *shape, cons
   if (infer >= 0) {
     char b[160];
     if (known == 0 || t->numel % known)
-      return luaL_error(L, "bad argument #%d to '%s' (cannot infer -1 reshaping %s)", i, fn, t_shape_str(t, b, sizeof b));
+      return lt_error(L, "bad argument #%d to '%s' (cannot infer -1 reshaping %s)", i, fn, t_shape_str(t, b, sizeof b));
     shape[infer] = t->numel / known;
   }
   return (int)n;
@@ -746,7 +762,7 @@ static int m_permute(lua_State *L) {
   int perm[T_MAXDIM];
   luaL_checktype(L, 2, LUA_TTABLE);
   if (luaL_len(L, 2) != t->ndim)
-    return luaL_error(L, "bad argument #2 to 'permute' (expected a permutation of %d dims, got %d entries)", t->ndim,
+    return lt_error(L, "bad argument #2 to 'permute' (expected a permutation of %d dims, got %d entries)", t->ndim,
                       (int)luaL_len(L, 2));
   for (int k = 0; k < t->ndim; k++) {
     lua_geti(L, 2, k + 1);
@@ -762,7 +778,7 @@ static int m_narrow(lua_State *L) {
   int d = lt_check_dim(L, 2, t->ndim, "narrow");
   lua_Integer start = luaL_checkinteger(L, 3), len = luaL_checkinteger(L, 4);
   if (start < 1 || len < 0 || start - 1 + len > t->shape[d])
-    return luaL_error(L, "bad argument #3 to 'narrow' (slice %lld..%lld outside 1..%lld of dim %d)", (long long)start,
+    return lt_error(L, "bad argument #3 to 'narrow' (slice %lld..%lld outside 1..%lld of dim %d)", (long long)start,
                       (long long)(start + len - 1), (long long)t->shape[d], d + 1);
   lt_push(L, t_narrow(t, d, start - 1, len));
   return 1;
@@ -774,7 +790,7 @@ static int m_select(lua_State *L) {
   lua_Integer i = luaL_checkinteger(L, 3);
   if (i < 0) i += t->shape[d] + 1;
   if (i < 1 || i > t->shape[d])
-    return luaL_error(L, "bad argument #3 to 'select' (index %lld outside 1..%lld of dim %d)", (long long)lua_tointeger(L, 3),
+    return lt_error(L, "bad argument #3 to 'select' (index %lld outside 1..%lld of dim %d)", (long long)lua_tointeger(L, 3),
                       (long long)t->shape[d], d + 1);
   Tensor *n = t_narrow(t, d, i - 1, 1);
   int64_t shape[T_MAXDIM];
@@ -802,7 +818,7 @@ static int m_flatten(lua_State *L) {
 
 static int m_unsqueeze(lua_State *L) {
   Tensor *t = lt_check(L, 1);
-  if (t->ndim >= T_MAXDIM) return luaL_error(L, "bad argument #1 to 'unsqueeze' (already %d dims)", T_MAXDIM);
+  if (t->ndim >= T_MAXDIM) return lt_error(L, "bad argument #1 to 'unsqueeze' (already %d dims)", T_MAXDIM);
   int d = lt_check_dim(L, 2, t->ndim + 1, "unsqueeze");
   int64_t shape[T_MAXDIM];
   for (int k = 0, j = 0; k <= t->ndim; k++) shape[k] = k == d ? 1 : t->shape[j++];
@@ -842,15 +858,15 @@ static int m_contiguous(lua_State *L) {
 /* a Lua list of tensors at index i into a malloc'd array (in a userdata) */
 static Tensor **check_tensor_list(lua_State *L, int i, int *n, const char *fn) {
   enter(L);
-  if (!lua_istable(L, i)) luaL_error(L, "bad argument #%d to '%s' (expected a list of tensors, got %s)", i, fn, luaL_typename(L, i));
+  if (!lua_istable(L, i)) lt_error(L, "bad argument #%d to '%s' (expected a list of tensors, got %s)", i, fn, luaL_typename(L, i));
   lua_Integer len = luaL_len(L, i);
-  if (len < 1 || len > (1 << 24)) luaL_error(L, "bad argument #%d to '%s' (expected a non-empty list of tensors)", i, fn);
+  if (len < 1 || len > (1 << 24)) lt_error(L, "bad argument #%d to '%s' (expected a non-empty list of tensors)", i, fn);
   Tensor **ts = lua_newuserdatauv(L, (size_t)len * sizeof *ts, 0);
   for (lua_Integer k = 1; k <= len; k++) {
     lua_geti(L, i, k);
     ts[k - 1] = lt_test(L, -1);
     if (!ts[k - 1])
-      luaL_error(L, "bad argument #%d to '%s' (expected a tensor at position %d, got %s)", i, fn, (int)k, luaL_typename(L, -1));
+      lt_error(L, "bad argument #%d to '%s' (expected a tensor at position %d, got %s)", i, fn, (int)k, luaL_typename(L, -1));
     lua_pop(L, 1);
   }
   *n = (int)len;
@@ -869,12 +885,12 @@ static int l_stack(lua_State *L) {
   int n;
   Tensor **ts = check_tensor_list(L, 1, &n, "stack");
   int nd = ts[0]->ndim;
-  if (nd >= T_MAXDIM) return luaL_error(L, "bad argument #1 to 'stack' (tensors already have %d dims)", T_MAXDIM);
+  if (nd >= T_MAXDIM) return lt_error(L, "bad argument #1 to 'stack' (tensors already have %d dims)", T_MAXDIM);
   int d = lua_isnoneornil(L, 2) ? 0 : lt_check_dim(L, 2, nd + 1, "stack");
   char b1[160], b2[160];
   for (int k = 1; k < n; k++)
     if (!t_same_shape(ts[k], ts[0]))
-      return luaL_error(L, "bad argument #1 to 'stack' (tensor %d has shape %s, expected %s like tensor 1)", k + 1,
+      return lt_error(L, "bad argument #1 to 'stack' (tensor %d has shape %s, expected %s like tensor 1)", k + 1,
                         t_shape_str(ts[k], b1, sizeof b1), t_shape_str(ts[0], b2, sizeof b2));
   int64_t shape[T_MAXDIM];
   for (int k = 0, j = 0; k <= nd; k++) shape[k] = k == d ? 1 : ts[0]->shape[j++];
@@ -891,7 +907,7 @@ static int l_stack(lua_State *L) {
 static Tensor *check_inplace(lua_State *L, const char *fn) {
   Tensor *t = lt_check(L, 1);
   if (t->grad_fn)
-    luaL_error(L, "bad argument #1 to '%s' (in-place change of a tensor computed by differentiable ops; detach() it first)", fn);
+    lt_error(L, "bad argument #1 to '%s' (in-place change of a tensor computed by differentiable ops; detach() it first)", fn);
   return t;
 }
 
@@ -899,7 +915,7 @@ static Tensor *check_same(lua_State *L, int i, Tensor *t, const char *fn) {
   Tensor *s = lt_check(L, i);
   char b1[160], b2[160];
   if (s->numel != t->numel || (!t_same_shape(s, t) && s->numel != 1))
-    luaL_error(L, "bad argument #%d to '%s' (expected shape %s, got %s)", i, fn, t_shape_str(t, b1, sizeof b1),
+    lt_error(L, "bad argument #%d to '%s' (expected shape %s, got %s)", i, fn, t_shape_str(t, b1, sizeof b1),
                t_shape_str(s, b2, sizeof b2));
   return s;
 }
@@ -988,7 +1004,7 @@ static int m_requires_grad(lua_State *L) {
   luaL_checktype(L, 2, LUA_TBOOLEAN);
   int on = lua_toboolean(L, 2);
   if (t->grad_fn && !on)
-    return luaL_error(L, "bad argument #1 to 'requires_grad' (a tensor computed by differentiable ops cannot stop requiring grad; use detach())");
+    return lt_error(L, "bad argument #1 to 'requires_grad' (a tensor computed by differentiable ops cannot stop requiring grad; use detach())");
   if (!t->grad_fn) t->requires_grad = on;
   lua_settop(L, 1);
   return 1;
@@ -1023,19 +1039,19 @@ static int64_t *check_labels(lua_State *L, int i, int64_t *n, const char *fn) {
     const float *d = T_DATA(t);
     for (int64_t k = 0; k < *n; k++) {
       if (d[k] != floorf(d[k]) || !isfinite(d[k]))
-        luaL_error(L, "bad argument #%d to '%s' (label %g at position %lld is not an integer class)", i, fn, d[k], (long long)k + 1);
+        lt_error(L, "bad argument #%d to '%s' (label %g at position %lld is not an integer class)", i, fn, d[k], (long long)k + 1);
       out[k] = (int64_t)d[k];
     }
     return out;
   }
-  if (!lua_istable(L, i)) luaL_error(L, "bad argument #%d to '%s' (expected labels as a tensor or a list, got %s)", i, fn, luaL_typename(L, i));
+  if (!lua_istable(L, i)) lt_error(L, "bad argument #%d to '%s' (expected labels as a tensor or a list, got %s)", i, fn, luaL_typename(L, i));
   *n = luaL_len(L, i);
   int64_t *out = lua_newuserdatauv(L, (size_t)(*n > 0 ? *n : 1) * sizeof *out, 0);
   for (int64_t k = 0; k < *n; k++) {
     lua_geti(L, i, k + 1);
     int isnum;
     lua_Integer v = lua_tointegerx(L, -1, &isnum);
-    if (!isnum) luaL_error(L, "bad argument #%d to '%s' (expected integer labels, got %s at position %lld)", i, fn, luaL_typename(L, -1), (long long)k + 1);
+    if (!isnum) lt_error(L, "bad argument #%d to '%s' (expected integer labels, got %s at position %lld)", i, fn, luaL_typename(L, -1), (long long)k + 1);
     out[k] = v;
     lua_pop(L, 1);
   }
@@ -1061,7 +1077,7 @@ static int l_accuracy(lua_State *L) {
 static Tensor *opt_tensor(lua_State *L, int i, const char *fn) {
   if (lua_isnoneornil(L, i)) return NULL;
   Tensor *t = lt_test(L, i);
-  if (!t) luaL_error(L, "bad argument #%d to '%s' (expected tensor or nil, got %s)", i, fn, luaL_typename(L, i));
+  if (!t) lt_error(L, "bad argument #%d to '%s' (expected tensor or nil, got %s)", i, fn, luaL_typename(L, i));
   return t;
 }
 
@@ -1096,9 +1112,9 @@ static double opt_number_field(lua_State *L, int i, const char *fn, const char *
   double v = def;
   if (!lua_isnil(L, -1)) {
     if (lua_type(L, -1) != LUA_TNUMBER)
-      luaL_error(L, "bad argument #%d to '%s' (option '%s' must be a number, got %s)", i, fn, key, luaL_typename(L, -1));
+      lt_error(L, "bad argument #%d to '%s' (option '%s' must be a number, got %s)", i, fn, key, luaL_typename(L, -1));
     v = lua_tonumber(L, -1);
-    if (!(v >= lo && v <= hi)) luaL_error(L, "bad argument #%d to '%s' (option '%s' must be in [%g, %g], got %g)", i, fn, key, lo, hi, v);
+    if (!(v >= lo && v <= hi)) lt_error(L, "bad argument #%d to '%s' (option '%s' must be in [%g, %g], got %g)", i, fn, key, lo, hi, v);
   }
   lua_pop(L, 1);
   return v;
@@ -1115,12 +1131,12 @@ static int l_batch_norm(lua_State *L) {
     o.running_var = opt_tensor(L, -1, "batch_norm");
     lua_getfield(L, 4, "training");
     if (!lua_isnil(L, -1)) {
-      if (!lua_isboolean(L, -1)) return luaL_error(L, "bad argument #4 to 'batch_norm' (option 'training' must be a boolean, got %s)", luaL_typename(L, -1));
+      if (!lua_isboolean(L, -1)) return lt_error(L, "bad argument #4 to 'batch_norm' (option 'training' must be a boolean, got %s)", luaL_typename(L, -1));
       o.training = lua_toboolean(L, -1);
     }
     lua_pop(L, 3); /* the buffers stay referenced by the options table */
     if (!o.running_mean != !o.running_var)
-      return luaL_error(L, "bad argument #4 to 'batch_norm' (give both running_mean and running_var, or neither)");
+      return lt_error(L, "bad argument #4 to 'batch_norm' (give both running_mean and running_var, or neither)");
     o.momentum = opt_number_field(L, 4, "batch_norm", "momentum", 0.1, 0.0, 1.0);
     o.eps = opt_number_field(L, 4, "batch_norm", "eps", 1e-5, 0.0, 1.0);
   }
@@ -1151,20 +1167,20 @@ static int l_deserialize(lua_State *L) {
   const char *s = luaL_checklstring(L, 1, &len);
   uint32_t nd;
   if (len < 8 || memcmp(s, TENSOR_MAGIC, 4))
-    return luaL_error(L, "bad argument #1 to 'deserialize' (not a serialized tensor: bad magic)");
+    return lt_error(L, "bad argument #1 to 'deserialize' (not a serialized tensor: bad magic)");
   memcpy(&nd, s + 4, sizeof nd);
-  if (nd > T_MAXDIM) return luaL_error(L, "bad argument #1 to 'deserialize' (corrupt: %u dims)", nd);
-  if (len < 8 + nd * sizeof(int64_t)) return luaL_error(L, "bad argument #1 to 'deserialize' (truncated header)");
+  if (nd > T_MAXDIM) return lt_error(L, "bad argument #1 to 'deserialize' (corrupt: %u dims)", nd);
+  if (len < 8 + nd * sizeof(int64_t)) return lt_error(L, "bad argument #1 to 'deserialize' (truncated header)");
   int64_t shape[T_MAXDIM];
   memcpy(shape, s + 8, nd * sizeof(int64_t));
   for (uint32_t i = 0; i < nd; i++)
-    if (shape[i] < 0 || shape[i] > T_MAXNUMEL) return luaL_error(L, "bad argument #1 to 'deserialize' (corrupt shape)");
+    if (shape[i] < 0 || shape[i] > T_MAXNUMEL) return lt_error(L, "bad argument #1 to 'deserialize' (corrupt shape)");
   t_check_shape("deserialize", 1, (int)nd, shape);
   int64_t numel = 1;
   for (uint32_t i = 0; i < nd; i++) numel *= shape[i];
   size_t need = 8 + nd * sizeof(int64_t) + (size_t)numel * sizeof(float);
   if (len != need)
-    return luaL_error(L, "bad argument #1 to 'deserialize' (expected %zu bytes for shape, got %zu)", need, len);
+    return lt_error(L, "bad argument #1 to 'deserialize' (expected %zu bytes for shape, got %zu)", need, len);
   Tensor *t = t_new((int)nd, shape);
   memcpy(T_DATA(t), s + 8 + nd * sizeof(int64_t), (size_t)numel * sizeof(float));
   lt_push(L, t);
@@ -1202,7 +1218,7 @@ static int l_write_atomic(lua_State *L) {
   char *tmp = lua_newuserdatauv(L, strlen(path) + 32, 0);
   sprintf(tmp, "%s.tmp.%ld", path, (long)getpid());
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) return luaL_error(L, "write_atomic: cannot create '%s': %s (the previous file is unchanged)", tmp, strerror(errno));
+  if (fd < 0) return lt_error(L, "write_atomic: cannot create '%s': %s (the previous file is unchanged)", tmp, strerror(errno));
   size_t done = 0;
   int err = 0;
   while (done < len) {
@@ -1225,7 +1241,7 @@ static int l_write_atomic(lua_State *L) {
   if (!err && rename(tmp, path) != 0) err = errno;
   if (err) {
     unlink(tmp);
-    return luaL_error(L, "write_atomic: cannot write '%s': %s (the previous file is unchanged)", path, strerror(err));
+    return lt_error(L, "write_atomic: cannot write '%s': %s (the previous file is unchanged)", path, strerror(err));
   }
   /* make the rename itself durable */
   char *dir = lua_newuserdatauv(L, strlen(path) + 2, 0);
