@@ -777,9 +777,9 @@ static int m_narrow(lua_State *L) {
   Tensor *t = lt_check(L, 1);
   int d = lt_check_dim(L, 2, t->ndim, "narrow");
   lua_Integer start = luaL_checkinteger(L, 3), len = luaL_checkinteger(L, 4);
-  if (start < 1 || len < 0 || start - 1 + len > t->shape[d])
-    return lt_error(L, "bad argument #3 to 'narrow' (slice %lld..%lld outside 1..%lld of dim %d)", (long long)start,
-                      (long long)(start + len - 1), (long long)t->shape[d], d + 1);
+  if (start < 1 || len < 0 || start - 1 > t->shape[d] - len) /* (no overflow with a huge start or len) */
+    return lt_error(L, "bad argument #3 to 'narrow' (start %lld, length %lld: not within 1..%lld of dim %d)",
+                    (long long)start, (long long)len, (long long)t->shape[d], d + 1);
   lt_push(L, t_narrow(t, d, start - 1, len));
   return 1;
 }
