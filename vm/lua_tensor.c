@@ -875,6 +875,7 @@ static Tensor **check_tensor_list(lua_State *L, int i, int *n, const char *fn) {
 
 static int l_cat(lua_State *L) {
   int n;
+  lua_settop(L, 2); /* the list's scratch userdata goes to 3, not into the dim's slot */
   Tensor **ts = check_tensor_list(L, 1, &n, "cat");
   int d = lua_isnoneornil(L, 2) ? 0 : lt_check_dim(L, 2, ts[0]->ndim, "cat");
   lt_push(L, t_cat(n, ts, d));
@@ -883,6 +884,7 @@ static int l_cat(lua_State *L) {
 
 static int l_stack(lua_State *L) {
   int n;
+  lua_settop(L, 2); /* the list's scratch userdata goes to 3, not into the dim's slot */
   Tensor **ts = check_tensor_list(L, 1, &n, "stack");
   int nd = ts[0]->ndim;
   if (nd >= T_MAXDIM) return lt_error(L, "bad argument #1 to 'stack' (tensors already have %d dims)", T_MAXDIM);
