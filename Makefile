@@ -59,6 +59,10 @@ deps:
 	  $$SUDO apt-get install -y $$missing || { $$SUDO apt-get update && $$SUDO apt-get install -y $$missing; }; \
 	fi
 
+# Omniglot into data/omniglot/ (OMNIGLOT_ZIPS=DIR: the two zips from a local folder; see docs/omniglot.md)
+data:
+	@sh data/fetch_omniglot.sh
+
 # everything from a fresh clone: dependencies, build, data, the main experiment
 run: deps
 	$(MAKE) mamlrun

@@ -1,0 +1,115 @@
+#!/bin/sh
+# fetch_omniglot.sh: get the two official Omniglot archives, check them, unpack them.
+#
+#   sh data/fetch_omniglot.sh                           download from the brendenlake/omniglot repository
+#   OMNIGLOT_ZIPS=../shared/omniglot sh data/fetch_omniglot.sh    take the zips from a local folder
+#
+# Result: $OMNIGLOT_DIR (default data/omniglot)/images_background/ and images_evaluation/,
+# each <alphabet>/<character>/*.png. An archive is accepted when its md5 is the official one, or
+# when its sha256 is listed in a SHA256SUMS file beside it (a re-packed mirror with identical
+# images). Downloads are kept in data/cache/. Unpacking needs `unzip` (Debian package unzip)
+# or, failing that, `bsdtar` (Debian package libarchive-tools). Safe to re-run: a set that was
+# unpacked completely before (marker file .<set>.ok) is skipped.
+set -eu
+
+DEST=${OMNIGLOT_DIR:-data/omniglot}
+ZIPS=${OMNIGLOT_ZIPS:-}
+DOWNLOADS=${OMNIGLOT_DOWNLOADS:-data/cache}
+URL=https://github.com/brendenlake/omniglot/raw/master/python
+
+die() {
+  echo "fetch_omniglot: $*" >&2
+  exit 1
+}
+
+official_md5() {
+  case $1 in
+    images_background) echo 68d2efa1b9178cc56df9314c21c6e718 ;;
+    images_evaluation) echo 6b91aef0f799c5bb55b94e3f2daec811 ;;
+  esac
+}
+
+expected_pngs() {
+  case $1 in
+    images_background) echo 19280 ;;
+    images_evaluation) echo 13180 ;;
+  esac
+}
+
+# check_zip SET FILE: succeed when FILE has the official md5 or a sha256 listed beside it
+check_zip() {
+  set_name=$1
+  zip=$2
+  [ -s "$zip" ] || return 1
+  md5=$(md5sum "$zip" | cut -d' ' -f1)
+  [ "$md5" = "$(official_md5 "$set_name")" ] && return 0
+  sums=$(dirname "$zip")/SHA256SUMS
+  if [ -f "$sums" ]; then
+    sha=$(sha256sum "$zip" | cut -d' ' -f1)
+    grep -q "^$sha  *\*\{0,1\}$set_name.zip\$" "$sums" && return 0
+  fi
+  return 1
+}
+
+unpack() {
+  zip=$1
+  into=$2
+  if command -v unzip >/dev/null 2>&1; then
+    unzip -q -o "$zip" -d "$into"
+  elif command -v bsdtar >/dev/null 2>&1; then
+    bsdtar -xf "$zip" -C "$into"
+  else
+    die "neither unzip nor bsdtar is installed: apt-get install unzip"
+  fi
+}
+
+download() {
+  set_name=$1
+  out=$2
+  mkdir -p "$(dirname "$out")"
+  if command -v curl >/dev/null 2>&1; then
+    curl -fL --retry 3 -o "$out.part" "$URL/$set_name.zip" ||
+      die "download of $URL/$set_name.zip failed; without network, put the zips in a folder and run with OMNIGLOT_ZIPS=DIR"
+  elif command -v wget >/dev/null 2>&1; then
+    wget -q -O "$out.part" "$URL/$set_name.zip" ||
+      die "download of $URL/$set_name.zip failed; without network, put the zips in a folder and run with OMNIGLOT_ZIPS=DIR"
+  else
+    die "neither curl nor wget is installed: apt-get install curl, or set OMNIGLOT_ZIPS=DIR to a folder with the zips"
+  fi
+  mv "$out.part" "$out"
+}
+
+mkdir -p "$DEST"
+for set_name in images_background images_evaluation; do
+  if [ -f "$DEST/.$set_name.ok" ] && [ -d "$DEST/$set_name" ]; then
+    echo "fetch_omniglot: $DEST/$set_name is already unpacked"
+    continue
+  fi
+  if [ -n "$ZIPS" ]; then
+    zip=$ZIPS/$set_name.zip
+    [ -f "$zip" ] || die "OMNIGLOT_ZIPS=$ZIPS has no $set_name.zip: put the official archive there, or unset OMNIGLOT_ZIPS to download it"
+    check_zip "$set_name" "$zip" ||
+      die "$zip is corrupt or not the Omniglot archive: its md5 is not $(official_md5 "$set_name") and its sha256 is not in $ZIPS/SHA256SUMS; replace it with the official $set_name.zip"
+  else
+    zip=$DOWNLOADS/$set_name.zip
+    if ! check_zip "$set_name" "$zip"; then
+      echo "fetch_omniglot: downloading $URL/$set_name.zip"
+      download "$set_name" "$zip"
+      check_zip "$set_name" "$zip" ||
+        die "downloaded $zip does not have the official md5 $(official_md5 "$set_name"): delete it and run again, or use OMNIGLOT_ZIPS=DIR"
+    fi
+  fi
+  tmp=$DEST/.unpack.$$
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
+  unpack "$zip" "$tmp" || { rm -rf "$tmp"; die "unpacking $zip failed"; }
+  [ -d "$tmp/$set_name" ] || { rm -rf "$tmp"; die "$zip has no top folder $set_name/"; }
+  n=$(find "$tmp/$set_name" -type f -name '*.png' | wc -l)
+  want=$(expected_pngs "$set_name")
+  [ "$n" -eq "$want" ] || { rm -rf "$tmp"; die "$zip holds $n PNG files, expected $want: replace the archive"; }
+  rm -rf "${DEST:?}/$set_name"
+  mv "$tmp/$set_name" "$DEST/$set_name"
+  rm -rf "$tmp"
+  touch "$DEST/.$set_name.ok"
+  echo "fetch_omniglot: unpacked $n images into $DEST/$set_name"
+done
