@@ -567,6 +567,7 @@ static int arith(lua_State *L, int op) {
   static const char *names[] = {"add", "sub", "mul", "div"};
   if (!a && !na) return lt_error(L, "bad argument #1 to '%s' (expected tensor or number, got %s)", names[op], luaL_typename(L, 1));
   if (!b && !nb) return lt_error(L, "bad argument #2 to '%s' (expected tensor or number, got %s)", names[op], luaL_typename(L, 2));
+  if (!a && !b) return lt_error(L, "bad argument #1 to '%s' (expected a tensor on one side, got two numbers)", names[op]);
   if (a && b) {
     static const binary_op ops[] = {t_add, t_sub, t_mul, t_div};
     out = ops[op](a, b);
