@@ -1,0 +1,900 @@
+-- experiment: the runner behind experiments/*.lua. Resolves a config (script values, then the
+-- command-line overrides), builds the task source, network and MAML learner, trains with progress,
+-- metrics, plots and checkpoints, and ends with the 600-task evaluation.
+--
+--   -- experiments/omniglot5w1s.lua
+--   return require("experiment").run{ name = "omniglot5w1s", ways = 5, shots = 1, ... }
+--
+--   -- an ablation: a base experiment plus a few changed keys
+--   local experiment = require "experiment"
+--   local base = experiment.config "experiments/omniglot5w1s.lua"
+--   return experiment.run(experiment.extend(base, {name = "omniglot5w1s_first_order", first_order = true}))
+--
+-- experiment.run(cfg [, opts]) takes the overrides from require("mamlrun").overrides (the host's
+-- key=value arguments) unless opts.overrides is given. Other opts, mainly for tests and variants:
+-- source (a task source object: see lua/sinusoid.lua for the interface), host (replacements for
+-- the mamlrun module's is_tty/time/on_signal/signal_pending/rss_peak), print (a function for output).
+-- Every valid key, its type, default and meaning is in M.keys below (`experiment.help()` prints them).
+local T = require "tensor"
+local ag = require "autograd"
+local nn = require "nn"
+local optim = require "optim"
+local maml = require "maml"
+local json = require "json"
+local plot = require "plot"
+local checkpoint = require "checkpoint"
+
+local M = {}
+
+-- ------------------------------------------------------------------ types of config values
+
+local types = {}
+
+types.integer = {name = "an integer", convert = function(v)
+  if type(v) == "number" and v == math.floor(v) and math.abs(v) < 2^53 then return math.tointeger(v) end
+end}
+types.number = {name = "a number", convert = function(v)
+  if type(v) == "number" then return v end
+end}
+types.boolean = {name = "a boolean (true or false)", convert = function(v)
+  if type(v) == "boolean" then return v end
+end}
+types.string = {name = "a string", convert = function(v)
+  if type(v) == "string" then return v end
+  if type(v) == "number" then return tostring(v) end
+end}
+types.integer_list = {name = "a list of integers (e.g. 40,40)", convert = function(v)
+  if type(v) == "number" and math.tointeger(v) then return {math.tointeger(v)} end
+  if type(v) == "string" then
+    local out = {}
+    for item in v:gmatch("[^,%s]+") do
+      local n = math.tointeger(tonumber(item))
+      if not n then return nil end
+      out[#out + 1] = n
+    end
+    if #out > 0 then return out end
+    return nil
+  end
+  if type(v) == "table" then
+    local out = {}
+    for i, n in ipairs(v) do
+      out[i] = math.tointeger(n)
+      if not out[i] then return nil end
+    end
+    if #out > 0 then return out end
+  end
+end}
+
+local function one_of(choices)
+  return {name = "one of " .. table.concat(choices, ", "), choices = choices, convert = function(v)
+    for _, c in ipairs(choices) do
+      if v == c then return v end
+    end
+  end}
+end
+
+local function number_or(choice)
+  return {name = string.format("a number or \"%s\"", choice), convert = function(v)
+    if type(v) == "number" or v == choice then return v end
+  end}
+end
+
+-- ------------------------------------------------------------------ the config keys
+
+local function key(name, type_, default, doc) return {name = name, type = type_, default = default, doc = doc} end
+
+--- Every config key by group: {name, type, default, doc}. The valid keys of an experiment are the
+--- common ones, those of its task and those of its model.
+M.keys = {
+  common = {
+    key("name", types.string, "experiment", "experiment name; the run folder is <out_dir>/<name>-<timestamp>"),
+    key("task", one_of{"omniglot", "sinusoid", "custom"}, "omniglot",
+      "task family (custom: a source passed to experiment.run)"),
+    key("model", one_of{"conv4", "peer_net", "mlp"}, "conv4", "network (nn.conv4, nn.peer_net, nn.mlp)"),
+    key("seed", types.integer, 1, "seed of the training generator (initialisation and task sampling)"),
+    key("iterations", types.integer, 60000, "meta-iterations (meta-batches)"),
+    key("meta_batch", types.integer, 32, "tasks per meta-batch"),
+    key("meta_lr", types.number, 1e-3, "Adam learning rate of the meta-parameters"),
+    key("steps", types.integer, 1, "inner SGD steps in meta-training"),
+    key("steps_test", types.integer, 3, "inner steps at meta-test (the headline number)"),
+    key("steps_test_max", types.integer, 10,
+      "evaluation reports the metric after 0..max(steps_test, steps_test_max) steps"),
+    key("inner_lr", types.number, 0.4, "inner-loop SGD step size"),
+    key("inner_loss_scale", number_or("ways"), "ways",
+      "factor of the inner loss: \"ways\" = N x mean cross-entropy (the paper's code), 1 = plain mean"),
+    key("first_order", types.boolean, false, "FOMAML: do not differentiate through the inner gradients"),
+    key("bn_mode", one_of{"batch", "running"}, "batch",
+      "batch norm at meta-test: batch statistics (the paper's code, transductive) or running statistics"),
+    key("on_nonfinite", one_of{"stop", "skip"}, "stop",
+      "a NaN/inf meta-loss or gradient: stop the run, or skip that meta-update"),
+    key("log_every", types.integer, 20, "iterations per metrics record and per log line"),
+    key("eval_every", types.integer, 1000, "iterations between validation evaluations (0: never)"),
+    key("val_tasks", types.integer, 200, "tasks per validation evaluation"),
+    key("test_tasks", types.integer, 600, "tasks of the final evaluation"),
+    key("checkpoint_every", types.integer, 1000, "iterations between checkpoints (0: only at the end)"),
+    key("eval_seed", types.integer, 12345,
+      "seed of the validation (eval_seed) and test (eval_seed + 1) tasks, the same for every run"),
+    key("out_dir", types.string, "runs", "folder of the run folders"),
+    key("progress", one_of{"auto", "line", "log", "none"}, "auto",
+      "auto: a live line on a terminal, log lines otherwise; line; log; none (quiet)"),
+    key("resume", types.string, "", "a run folder to continue (its config, checkpoint.bin and metrics)"),
+    key("eval_only", types.boolean, false, "only evaluate the model in `checkpoint` on the test tasks"),
+    key("checkpoint", types.string, "", "checkpoint file for eval_only"),
+  },
+  omniglot = {
+    key("ways", types.integer, 5, "classes per task (N)"),
+    key("shots", types.integer, 1, "support images per class (K)"),
+    key("queries", types.integer, 1,
+      "query images per class in meta-training (the paper's code: as many as the shots; the seed: 15)"),
+    key("queries_test", types.integer, 15, "query images per class of each evaluation task"),
+    key("rotate", types.boolean, true, "rotate each class of a task by a random multiple of 90 degrees"),
+    key("image", types.integer, 28, "image side in pixels"),
+    key("split", types.string, "paper", "class split of the task module (paper: 1200 train / 423 test)"),
+    key("data", types.string, "", "Omniglot folder or cache (empty: the loader's default)"),
+  },
+  sinusoid = {
+    key("shots", types.integer, 10, "support points per task in meta-training (K)"),
+    key("queries", types.integer, 10, "query points per task in meta-training"),
+    key("shots_test", types.integer, 5, "support points per evaluation task"),
+    key("queries_test", types.integer, 100, "query points per evaluation task"),
+    key("amp_min", types.number, 0.1, "amplitude range low"),
+    key("amp_max", types.number, 5.0, "amplitude range high"),
+    key("phase_min", types.number, 0.0, "phase range low"),
+    key("phase_max", types.number, math.pi, "phase range high"),
+    key("x_min", types.number, -5.0, "input range low"),
+    key("x_max", types.number, 5.0, "input range high"),
+  },
+  custom = {
+    key("ways", types.integer, 5, "classes per task (N)"),
+    key("shots", types.integer, 1, "support examples per class (K)"),
+    key("queries", types.integer, 1, "query examples per class in meta-training"),
+    key("queries_test", types.integer, 5, "query examples per class of each evaluation task"),
+  },
+  conv4 = {
+    key("channels", types.integer, 64, "filters per conv layer"),
+    key("pool", one_of{"stride", "max"}, "stride", "stride-2 convs + mean (Omniglot) or max-pool (MiniImagenet)"),
+    key("order", one_of{"norm_relu", "relu_norm"}, "norm_relu", "conv -> BN -> ReLU (paper) or conv -> ReLU -> BN"),
+    key("bn_scale", types.boolean, false, "batch norm has a learned scale (gamma); the paper's code: no"),
+    key("bn_adapt", types.boolean, false, "the inner loop adapts the batch-norm parameters; the paper's code: no"),
+    key("bn_eps", types.number, 1e-3, "batch-norm epsilon (TF's default 1e-3)"),
+    key("init", one_of{"paper", "kaiming"}, "paper",
+      "paper: Xavier-uniform conv, standard-normal linear weights; kaiming: Kaiming normal"),
+  },
+  peer_net = {},
+  mlp = {
+    key("hidden", types.integer_list, {40, 40}, "hidden layer sizes"),
+    key("init", one_of{"paper", "kaiming"}, "paper", "paper: truncated normal std 0.01; kaiming: Kaiming normal"),
+  },
+}
+
+local default_model = {omniglot = "conv4", sinusoid = "mlp", custom = "conv4"}
+
+-- the key list of a (task, model) pair, as a map name -> entry and a sorted list of names
+local function schema(task, model)
+  local map, names = {}, {}
+  for _, group in ipairs{M.keys.common, M.keys[task] or {}, M.keys[model] or {}} do
+    for _, k in ipairs(group) do
+      if not map[k.name] then names[#names + 1] = k.name end
+      map[k.name] = k
+    end
+  end
+  table.sort(names)
+  return map, names
+end
+
+local function deep_copy(v)
+  if type(v) ~= "table" or T.is_tensor(v) then return v end
+  local out = {}
+  for k, x in pairs(v) do out[k] = deep_copy(x) end
+  return out
+end
+
+local function describe(v)
+  if type(v) == "string" then return string.format("%q", v) end
+  if type(v) == "table" then return json.encode(v) end
+  return tostring(v)
+end
+
+-- check and convert one value; `where` says whose value it is in errors
+local function convert(k, v, where)
+  local out = k.type.convert(v)
+  if out == nil then
+    error(string.format("config key '%s' expects %s, got %s %s%s", k.name, k.type.name, type(v), describe(v),
+      where), 0)
+  end
+  return out
+end
+
+local function merge_extra(dst, src, path)
+  for k, v in pairs(src) do
+    local full = path .. "." .. k
+    if type(v) == "table" then
+      if dst[k] ~= nil and type(dst[k]) ~= "table" then
+        error(string.format("config key '%s' is %s, not a table", full, describe(dst[k])), 0)
+      end
+      dst[k] = dst[k] or {}
+      merge_extra(dst[k], v, full)
+    else
+      if dst[k] ~= nil and type(dst[k]) ~= type(v) then
+        if type(dst[k]) == "string" then v = tostring(v)
+        else
+          error(string.format("config key '%s' expects a %s (like its value %s), got %s %s", full,
+            type(dst[k]), describe(dst[k]), type(v), describe(v)), 0)
+        end
+      end
+      dst[k] = v
+    end
+  end
+end
+
+--- The resolved config: script values over the defaults, then the overrides over those. Errors on an
+--- unknown key (listing the valid ones) and on a value of the wrong type (naming the key). The
+--- `extra` table is free-form for variants: its keys are checked against the types of its values.
+function M.resolve(script_cfg, overrides)
+  overrides = overrides or {}
+  local cfg = deep_copy(script_cfg or {})
+  local common = schema("common", "none")
+  local task = convert(common.task, overrides.task or cfg.task or "omniglot", "")
+  local model = convert(common.model, overrides.model or cfg.model or default_model[task], "")
+  local map, names = schema(task, model)
+  local function unknown(k, where)
+    return string.format("unknown config key '%s'%s for a %s experiment with model %s; valid keys: %s",
+      tostring(k), where, task, model, table.concat(names, ", ") .. ", extra.*")
+  end
+  local out = {extra = {}}
+  for k, v in pairs(cfg) do
+    if k == "extra" then
+      if type(v) ~= "table" then error("config key 'extra' must be a table", 0) end
+      merge_extra(out.extra, v, "extra")
+    elseif not map[k] then
+      error(unknown(k, " in the experiment script"), 0)
+    else
+      out[k] = convert(map[k], v, " in the experiment script")
+    end
+  end
+  for k, v in pairs(overrides) do
+    if k == "extra" then
+      if type(v) ~= "table" then error("override 'extra' must be extra.<key>=<value>", 0) end
+      merge_extra(out.extra, v, "extra")
+    elseif not map[k] then
+      error(unknown(k, " on the command line"), 0)
+    else
+      out[k] = convert(map[k], v, " on the command line")
+    end
+  end
+  for _, name in ipairs(names) do
+    if out[name] == nil then out[name] = deep_copy(map[name].default) end
+  end
+  out.task, out.model = task, model
+  for _, name in ipairs{"iterations", "meta_batch", "val_tasks", "test_tasks", "log_every"} do
+    if out[name] < (name == "iterations" and 0 or 1) then
+      error(string.format("config key '%s' must be positive, got %d", name, out[name]), 0)
+    end
+  end
+  for _, name in ipairs{"steps", "steps_test", "eval_every", "checkpoint_every"} do
+    if out[name] < 0 then error(string.format("config key '%s' must be >= 0, got %d", name, out[name]), 0) end
+  end
+  return out
+end
+
+--- The text of every key of a (task, model) pair with type, default and meaning.
+function M.help(task, model)
+  task = task or "omniglot"
+  model = model or default_model[task]
+  local map, names = schema(task, model)
+  local lines = {string.format("config keys of a %s experiment with model %s:", task, model)}
+  for _, name in ipairs(names) do
+    local k = map[name]
+    lines[#lines + 1] = string.format("  %-17s %-10s %s (%s)", name, describe(k.default), k.doc, k.type.name)
+  end
+  return table.concat(lines, "\n")
+end
+
+-- ------------------------------------------------------------------ configs of scripts
+
+M.config_only = false
+
+-- a path as given, else relative to the project root (the folder above the Lua library)
+local function find_file(path)
+  local f = io.open(path, "r")
+  if f then
+    f:close()
+    return path
+  end
+  local ok, host = pcall(require, "mamlrun")
+  if ok and type(host) == "table" and host.root and path:sub(1, 1) ~= "/" then
+    local alt = host.root .. "/../" .. path
+    f = io.open(alt, "r")
+    if f then
+      f:close()
+      return alt
+    end
+  end
+  return path
+end
+
+--- The config table of an experiment script (run in config-only mode: its experiment.run call
+--- returns the table instead of training). Overrides are not applied.
+function M.config(path)
+  local chunk, err = loadfile(find_file(path))
+  if not chunk then error("experiment.config: " .. tostring(err), 2) end
+  local was = M.config_only
+  M.config_only = true
+  local ok, result = pcall(chunk, {})
+  M.config_only = was
+  if not ok then error(result, 0) end
+  if type(result) ~= "table" then
+    error("experiment.config: " .. path .. " did not return experiment.run{...}", 2)
+  end
+  return result
+end
+
+--- A copy of base with the keys of changes replacing its own (nested tables merged).
+function M.extend(base, changes)
+  local out = deep_copy(base)
+  for k, v in pairs(changes or {}) do
+    if type(v) == "table" and type(out[k]) == "table" and k == "extra" then
+      for k2, v2 in pairs(v) do out[k][k2] = deep_copy(v2) end
+    else
+      out[k] = deep_copy(v)
+    end
+  end
+  return out
+end
+
+-- ------------------------------------------------------------------ building blocks
+
+--- The task source of a config (opts.source when given).
+function M.build_source(cfg, injected)
+  if injected then return injected end
+  if cfg.task == "sinusoid" then
+    return require("sinusoid").new{amplitude = {cfg.amp_min, cfg.amp_max},
+      phase = {cfg.phase_min, cfg.phase_max}, x = {cfg.x_min, cfg.x_max}}
+  elseif cfg.task == "omniglot" then
+    return require("omniglot_source").new(cfg)
+  end
+  error("task 'custom' needs a task source: experiment.run(cfg, {source = ...})", 0)
+end
+
+--- The network of a config.
+function M.build_net(cfg, source)
+  if cfg.model == "conv4" then
+    return nn.conv4{ways = cfg.ways, channels = cfg.channels, image = source.image_size or cfg.image,
+      in_channels = source.channels or 1, pool = cfg.pool, order = cfg.order, bn_scale = cfg.bn_scale,
+      bn_adapt = cfg.bn_adapt, bn_eps = cfg.bn_eps, init = cfg.init}
+  elseif cfg.model == "peer_net" then
+    return nn.peer_net{ways = cfg.ways, in_channels = source.channels or 1}
+  elseif cfg.model == "mlp" then
+    local sizes = {source.input_size or 1}
+    for _, h in ipairs(cfg.hidden) do sizes[#sizes + 1] = h end
+    sizes[#sizes + 1] = source.kind == "regression" and (source.output_size or 1) or cfg.ways
+    return nn.mlp{sizes = sizes, init = cfg.init}
+  end
+  error("unknown model " .. tostring(cfg.model), 0)
+end
+
+--- The MAML learner of a config.
+function M.build_learner(cfg, net, source)
+  local scale = cfg.inner_loss_scale
+  if scale == "ways" then
+    scale = source.kind == "regression" and 1 or cfg.ways
+  end
+  return maml.new{net = net, inner_lr = cfg.inner_lr, steps = cfg.steps, loss = source.loss or "cross_entropy",
+    metric = source.metric or "accuracy", inner_loss_scale = scale, first_order = cfg.first_order,
+    bn_mode = cfg.bn_mode}
+end
+
+-- task shapes for training and evaluation
+local function train_shape(cfg)
+  return {ways = cfg.ways, shots = cfg.shots, queries = cfg.queries}
+end
+local function test_shape(cfg)
+  return {ways = cfg.ways, shots = cfg.shots_test or cfg.shots, queries = cfg.queries_test}
+end
+
+local function named_shapes(names, tensors)
+  local out = {}
+  for i, t in ipairs(tensors) do out[i] = {names[i], t:shape()} end
+  return out
+end
+
+--- The state of a run as a checkpoint tree.
+function M.checkpoint_tree(run)
+  local net = run.net
+  return {
+    format = "mamlrun-maml", experiment = run.cfg.name, iteration = run.iteration,
+    shapes = {params = named_shapes(net:parameter_names(), net:parameters()),
+              buffers = named_shapes(net:buffer_names(), net:buffers())},
+    params = net:parameters(), buffers = net:buffers(),
+    optimizer = run.opt and run.opt:state() or nil,
+    generator = run.gen and run.gen:get_state() or nil,
+    window = run.window,
+    metrics = run.metrics_lines and table.concat(run.metrics_lines, "\n") or nil,
+    config = json.encode(run.cfg),
+  }
+end
+
+--- Load a checkpoint file's parameters and buffers into net (checking every shape); returns the tree.
+function M.load_into(path, net)
+  local tree = checkpoint.load(path)
+  if tree.format ~= "mamlrun-maml" then
+    error(path .. " is a mamlrun checkpoint but not of a MAML run (format " .. tostring(tree.format) .. ")", 0)
+  end
+  local diff = checkpoint.compare_shapes("parameter", tree.shapes.params,
+    named_shapes(net:parameter_names(), net:parameters()))
+  diff = diff or checkpoint.compare_shapes("buffer", tree.shapes.buffers,
+    named_shapes(net:buffer_names(), net:buffers()))
+  if diff then
+    error(string.format("checkpoint %s (experiment %s) does not fit this experiment's network:\n  %s",
+      path, tostring(tree.experiment), diff), 0)
+  end
+  ag.no_grad(function()
+    nn.copy_into(net:parameters(), tree.params, net:parameter_names())
+    nn.copy_into(net:buffers(), tree.buffers, net:buffer_names())
+  end)
+  return tree
+end
+
+-- ------------------------------------------------------------------ output and files
+
+local function host_functions(opts)
+  local ok, host = pcall(require, "mamlrun")
+  if not ok or type(host) ~= "table" then host = {} end
+  local h = opts.host or {}
+  return {
+    is_tty = h.is_tty or host.is_tty or function() return false end,
+    time = h.time or host.time or os.clock,
+    on_signal = h.on_signal or host.on_signal or function() end,
+    signal_pending = h.signal_pending or host.signal_pending or function() return nil end,
+    rss_peak = h.rss_peak or host.rss_peak or function() return 0 end,
+    overrides = host.overrides,
+  }
+end
+
+local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+local function mkdir_p(path)
+  local ok = os.execute("mkdir -p " .. shell_quote(path))
+  if not ok then error("cannot create the folder " .. path, 0) end
+end
+
+local function exists(path)
+  local f = io.open(path, "r")
+  if f then f:close() end
+  return f ~= nil
+end
+
+local function read_file(path)
+  local f, err = io.open(path, "rb")
+  if not f then error(err, 0) end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function write_file(path, text) T.write_atomic(path, text) end
+
+-- a config as a Lua chunk `return {...}` with sorted keys
+local function lua_literal(v, indent)
+  indent = indent or ""
+  if type(v) == "string" then return string.format("%q", v) end
+  if type(v) == "number" then
+    if math.type(v) == "integer" then return tostring(v) end
+    if v == math.pi then return "math.pi" end
+    return string.format("%.17g", v):find("[.eEn]") and string.format("%.17g", v) or string.format("%.1f", v)
+  end
+  if type(v) ~= "table" then return tostring(v) end
+  local keys = {}
+  for k in pairs(v) do keys[#keys + 1] = k end
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  if #keys == #v then
+    local items = {}
+    for i = 1, #v do items[i] = lua_literal(v[i], indent) end
+    return "{" .. table.concat(items, ", ") .. "}"
+  end
+  local lines = {"{"}
+  for _, k in ipairs(keys) do
+    lines[#lines + 1] = string.format("%s  %s = %s,", indent, k, lua_literal(v[k], indent .. "  "))
+  end
+  lines[#lines + 1] = indent .. "}"
+  return table.concat(lines, "\n")
+end
+
+local function new_run_dir(cfg)
+  local base = cfg.out_dir .. "/" .. cfg.name .. "-" .. os.date("%Y%m%d-%H%M%S")
+  local dir, n = base, 1
+  while exists(dir .. "/config.lua") or exists(dir) do
+    n = n + 1
+    dir = base .. "-" .. n
+  end
+  mkdir_p(dir)
+  return dir
+end
+
+local function fmt_time(s)
+  if s ~= s or s == math.huge then return "?" end
+  s = math.floor(s + 0.5)
+  if s >= 3600 then return string.format("%dh%02dm", s // 3600, (s % 3600) // 60) end
+  if s >= 60 then return string.format("%dm%02ds", s // 60, s % 60) end
+  return string.format("%ds", s)
+end
+
+local function is_finite(x) return x == x and x ~= math.huge and x ~= -math.huge end
+
+-- ------------------------------------------------------------------ evaluation
+
+local function metric_label(source)
+  return (source.metric or "accuracy") == "accuracy" and "accuracy" or (source.metric or "metric")
+end
+
+--- Evaluate the learner's parameters on n tasks of `split` drawn with a generator seeded `seed`.
+function M.evaluate(run, split, n_tasks, seed, should_stop)
+  local cfg, source, learner = run.cfg, run.source, run.learner
+  local gen = T.generator(seed)
+  local shape = test_shape(cfg)
+  local steps = math.max(cfg.steps_test, cfg.steps_test_max)
+  return learner:evaluate(learner.params, n_tasks, function()
+    local b = source:sample(split, 1, gen, shape)
+    return b.support_x:select(1, 1), b.support_y:select(1, 1), b.query_x:select(1, 1), b.query_y:select(1, 1)
+  end, steps, should_stop)
+end
+
+--- The final-evaluation table as text.
+function M.format_table(result, cfg, source, title)
+  local pct = (source.metric or "accuracy") == "accuracy"
+  local lines = {title or string.format("%d tasks", result.n)}
+  lines[#lines + 1] = string.format("  %5s  %10s  %10s", "steps", metric_label(source), "95% CI")
+  for i, m in ipairs(result.mean) do
+    local step = i - 1
+    local mark = step == cfg.steps_test and "  <- steps_test" or ""
+    if pct then
+      lines[#lines + 1] = string.format("  %5d  %9.2f%%  %9.2f%%%s", step, 100 * m, 100 * result.ci95[i], mark)
+    else
+      lines[#lines + 1] = string.format("  %5d  %10.4f  %10.4f%s", step, m, result.ci95[i], mark)
+    end
+  end
+  return table.concat(lines, "\n")
+end
+
+-- ------------------------------------------------------------------ the run
+
+local Run = {}
+Run.__index = Run
+
+function Run:say(fmt, ...)
+  if self.cfg.progress == "none" then return end
+  if self.live_line then
+    self.print_raw("\n")
+    self.live_line = false
+  end
+  self.print_raw(string.format(fmt, ...) .. "\n")
+end
+
+function Run:record(rec)
+  local line = json.encode(rec)
+  self.metrics_lines[#self.metrics_lines + 1] = line
+  if self.metrics_file then
+    self.metrics_file:write(line, "\n")
+    self.metrics_file:flush()
+  end
+end
+
+function Run:write_plot()
+  if not self.dir then return end
+  local train_x, train_loss, train_metric = {}, {}, {}
+  local val_x, val_metric, val_pre = {}, {}, {}
+  for _, line in ipairs(self.metrics_lines) do
+    local r = json.decode(line)
+    if r.type == "train" then
+      train_x[#train_x + 1], train_loss[#train_loss + 1] = r.iter, r.loss
+      train_metric[#train_metric + 1] = r[self.metric_key]
+    elseif r.type == "val" then
+      val_x[#val_x + 1] = r.iter
+      val_metric[#val_metric + 1] = r[self.metric_key .. "_steps_test"]
+      val_pre[#val_pre + 1] = r[self.metric_key] and r[self.metric_key][1]
+    end
+  end
+  local accuracy = self.metric_key == "acc"
+  local steps = self.cfg.steps_test
+  plot.write(self.dir .. "/curves.svg", {
+    title = string.format("%s (%s)", self.cfg.name, self.dir:match("[^/]+$")),
+    panels = {
+      {title = "meta-training: query loss after adaptation", ylabel = "loss",
+       series = {{name = "meta-train loss", x = train_x, y = train_loss}}},
+      {title = accuracy and "accuracy" or "MSE", ylabel = accuracy and "accuracy" or "MSE",
+       ylim = accuracy and {0, 1} or nil,
+       series = {{name = "meta-train (query)", x = train_x, y = train_metric},
+                 {name = string.format("validation, %d step%s", steps, steps == 1 and "" or "s"),
+                  x = val_x, y = val_metric, marker = true},
+                 {name = "validation, 0 steps", x = val_x, y = val_pre, marker = true}}},
+    },
+  })
+end
+
+function Run:save_checkpoint(why)
+  if not self.dir then return end
+  local path = self.dir .. "/checkpoint.bin"
+  checkpoint.save(path, M.checkpoint_tree(self))
+  self.last_checkpoint = {path = path, iteration = self.iteration}
+  if why then self:say("checkpoint (%s) at iteration %d: %s", why, self.iteration, path) end
+end
+
+function Run:validate()
+  local result = M.evaluate(self, "val", self.cfg.val_tasks, self.cfg.eval_seed, function()
+    return self:signal()
+  end)
+  if result.n == 0 then return nil end
+  local rec = {type = "val", iter = self.iteration, tasks = result.n}
+  rec[self.metric_key] = result.mean
+  rec[self.metric_key .. "_ci95"] = result.ci95
+  rec[self.metric_key .. "_steps_test"] = result.mean[self.cfg.steps_test + 1]
+  self:record(rec)
+  local v = result.mean[self.cfg.steps_test + 1]
+  if self.metric_key == "acc" then
+    self:say("validation at %d: accuracy %.2f%% after %d steps (%.2f%% before adaptation), %d tasks",
+      self.iteration, 100 * v, self.cfg.steps_test, 100 * result.mean[1], result.n)
+  else
+    self:say("validation at %d: MSE %.4f after %d steps (%.4f before adaptation), %d tasks",
+      self.iteration, v, self.cfg.steps_test, result.mean[1], result.n)
+  end
+  self:write_plot()
+  return result
+end
+
+-- poll the host for SIGINT/SIGTERM; remembers it once seen
+function Run:signal()
+  if not self.signal_name then self.signal_name = self.host.signal_pending() end
+  return self.signal_name
+end
+
+function Run:progress(it, stats)
+  local now = self.host.time()
+  local cfg = self.cfg
+  self.rate_window[#self.rate_window + 1] = {it, now}
+  if #self.rate_window > 50 then table.remove(self.rate_window, 1) end
+  local first = self.rate_window[1]
+  local rate = (it > first[1] and now > first[2]) and (it - first[1]) / (now - first[2]) or 0
+  self.rate = rate
+  local eta = rate > 0 and (cfg.iterations - it) / rate or math.huge
+  local metric = self.metric_key == "acc" and string.format("train acc %5.1f%%", 100 * stats.metric)
+    or string.format("train mse %.4f", stats.metric)
+  local text = string.format("iter %d/%d  %.2f it/s  ETA %s  loss %.4f  %s", it, cfg.iterations, rate,
+    fmt_time(eta), stats.loss, metric)
+  if self.mode == "line" then
+    if now - (self.last_draw or -1) >= 0.2 or it == cfg.iterations then
+      self.print_raw("\r" .. text .. "\27[K")
+      self.live_line = true
+      self.last_draw = now
+    end
+  elseif self.mode == "log" and it % cfg.log_every == 0 then
+    self:say("%s", text)
+  end
+end
+
+-- one meta-iteration: sample, meta-gradient, checks, Adam
+function Run:step(it)
+  local cfg = self.cfg
+  local batch = self.source:sample("train", cfg.meta_batch, self.gen, train_shape(cfg))
+  local stats, grads = self.learner:meta_gradient(batch)
+  local sq = 0
+  for _, g in ipairs(grads) do sq = sq + (g * g):sum():item() end
+  stats.grad_norm = math.sqrt(sq)
+  if not (is_finite(stats.loss) and is_finite(stats.grad_norm)) then
+    local what = string.format("non-finite %s (%s) at iteration %d",
+      is_finite(stats.loss) and "meta-gradient norm" or "meta-loss",
+      tostring(is_finite(stats.loss) and stats.grad_norm or stats.loss), it)
+    if cfg.on_nonfinite == "skip" then
+      self.skipped = self.skipped + 1
+      self:record({type = "skipped", iter = it, reason = what})
+      self:say("%s: meta-update skipped (on_nonfinite=skip)", what)
+      return stats
+    end
+    local last = self.last_checkpoint
+    local msg = what .. "; the run stopped (on_nonfinite=stop); last good checkpoint: "
+      .. (last and string.format("%s (iteration %d)", last.path, last.iteration) or "none")
+    self:record({type = "stopped", iter = it, reason = what})
+    self:write_plot()
+    error(msg, 0)
+  end
+  self.opt:step(self.learner.params, grads)
+  return stats
+end
+
+function Run:train()
+  local cfg = self.cfg
+  self.host.on_signal()
+  local t_start = self.host.time()
+  local train_time, train_iters = 0, 0
+  for it = self.iteration + 1, cfg.iterations do
+    local t0 = self.host.time()
+    local stats = self:step(it)
+    train_time = train_time + (self.host.time() - t0)
+    train_iters = train_iters + 1
+    self.iteration = it
+    local w = self.window
+    if is_finite(stats.loss) then
+      w.loss, w.metric, w.n = w.loss + stats.loss, w.metric + stats.metric, w.n + 1
+      w.grad_norm = w.grad_norm + stats.grad_norm
+    end
+    self:progress(it, stats)
+    if it % cfg.log_every == 0 and w.n > 0 then
+      local rec = {type = "train", iter = it, loss = w.loss / w.n, grad_norm = w.grad_norm / w.n,
+        it_per_s = self.rate, time = self.host.time() - t_start}
+      rec[self.metric_key] = w.metric / w.n
+      self:record(rec)
+      self.window = {loss = 0, metric = 0, n = 0, grad_norm = 0}
+    end
+    if cfg.eval_every > 0 and it % cfg.eval_every == 0 and it < cfg.iterations then self:validate() end
+    if cfg.checkpoint_every > 0 and it % cfg.checkpoint_every == 0 then self:save_checkpoint() end
+    local sig = self:signal()
+    if sig then
+      self:save_checkpoint(sig)
+      self:write_plot()
+      self:say("%s: stopped at iteration %d; continue with: mamlrun %s resume=%s", sig, it,
+        self.script or "<experiment script>", self.dir or "?")
+      return false
+    end
+  end
+  self.seconds_per_iteration = train_iters > 0 and train_time / train_iters or nil
+  return true
+end
+
+function Run:final_evaluation()
+  local cfg = self.cfg
+  local t0 = self.host.time()
+  local result = M.evaluate(self, "test", cfg.test_tasks, cfg.eval_seed + 1, function() return self:signal() end)
+  if self:signal() then return nil end
+  local seconds = self.host.time() - t0
+  local title = string.format("final evaluation of %s at iteration %d: %d test tasks%s, inner lr %g, "
+    .. "bn_mode %s", cfg.name, self.iteration, result.n,
+    cfg.ways and self.source.kind ~= "regression" and string.format(" (%d-way %d-shot, %d queries per class)",
+      cfg.ways, cfg.shots, cfg.queries_test) or "", cfg.inner_lr, cfg.bn_mode)
+  local text = M.format_table(result, cfg, self.source, title)
+  self:say("%s", text)
+  local rec = {type = "test", iter = self.iteration, tasks = result.n, seconds = seconds}
+  rec[self.metric_key] = result.mean
+  rec[self.metric_key .. "_std"] = result.std
+  rec[self.metric_key .. "_ci95"] = result.ci95
+  self:record(rec)
+  return result, text
+end
+
+function Run:write_summary(result, text)
+  if not self.dir then return end
+  local cfg = self.cfg
+  local summary = {
+    name = cfg.name, run = self.dir, iteration = self.iteration, iterations = cfg.iterations,
+    seconds_per_iteration = self.seconds_per_iteration, skipped_updates = self.skipped,
+    rss_peak_bytes = self.host.rss_peak(), metric = self.metric_key, steps_test = cfg.steps_test,
+  }
+  if result then
+    summary.test = {tasks = result.n, mean = result.mean, std = result.std, ci95 = result.ci95}
+    summary.test_at_steps_test = {mean = result.mean[cfg.steps_test + 1], ci95 = result.ci95[cfg.steps_test + 1]}
+  end
+  write_file(self.dir .. "/summary.json", json.encode(summary) .. "\n")
+  if text then
+    local extra = self.seconds_per_iteration and
+      string.format("\n%.3f s per meta-iteration (training only)\n", self.seconds_per_iteration) or "\n"
+    write_file(self.dir .. "/summary.txt", text .. extra)
+  end
+end
+
+--- Set up a run for cfg: source, net, learner, optimizer, generator (nothing is written yet).
+function M.prepare(cfg, opts)
+  opts = opts or {}
+  local source = M.build_source(cfg, opts.source)
+  local net = M.build_net(cfg, source)
+  local run = setmetatable({
+    cfg = cfg, source = source, net = net, iteration = 0, skipped = 0,
+    metrics_lines = {}, rate_window = {}, window = {loss = 0, metric = 0, n = 0, grad_norm = 0},
+    host = host_functions(opts), script = opts.script,
+    print_raw = opts.print or function(s) io.stdout:write(s); io.stdout:flush() end,
+    metric_key = (source.metric or "accuracy") == "accuracy" and "acc" or source.metric,
+  }, Run)
+  run.gen = T.generator(cfg.seed)
+  net:init(run.gen)
+  run.learner = M.build_learner(cfg, net, source)
+  run.opt = optim.adam{lr = cfg.meta_lr}
+  if cfg.progress == "auto" then
+    run.mode = run.host.is_tty(1) and "line" or "log"
+  else
+    run.mode = cfg.progress
+  end
+  return run
+end
+
+-- restore the training state of a checkpoint tree into run
+local function restore(run, tree, path)
+  local msg = optim.check_state(tree.optimizer or {}, run.learner.params, run.learner.names)
+  if msg then error("checkpoint " .. path .. ": " .. msg, 0) end
+  run.opt:load_state(tree.optimizer)
+  run.gen:set_state(tree.generator)
+  run.iteration = tree.iteration
+  run.window = tree.window or run.window
+  run.metrics_lines = {}
+  for line in (tree.metrics or ""):gmatch("[^\n]+") do run.metrics_lines[#run.metrics_lines + 1] = line end
+end
+
+--- Run an experiment: resolve the config with the overrides, then train and evaluate (or, in
+--- config-only mode, return the script's config table). Returns a result table:
+--- {dir=, cfg=, test=, interrupted=, iteration=}.
+function M.run(script_cfg, opts)
+  if M.config_only then return deep_copy(script_cfg) end
+  opts = opts or {}
+  local host = host_functions(opts)
+  local overrides = opts.overrides or host.overrides or {}
+  local resume_dir = overrides.resume
+  local cfg
+  local resume_tree
+  if resume_dir and resume_dir ~= "" then
+    local path = resume_dir .. "/checkpoint.bin"
+    if not exists(path) then error("resume: no checkpoint.bin in " .. resume_dir, 0) end
+    resume_tree = checkpoint.load(path)
+    local saved = json.decode(resume_tree.config or "{}")
+    saved.resume = nil
+    local rest = {}
+    for k, v in pairs(overrides) do if k ~= "resume" then rest[k] = v end end
+    cfg = M.resolve(saved, rest)
+    cfg.resume = resume_dir
+  else
+    cfg = M.resolve(script_cfg, overrides)
+  end
+  local run = M.prepare(cfg, opts)
+
+  if cfg.eval_only then
+    if cfg.checkpoint == "" then error("eval_only=true needs checkpoint=<file>", 0) end
+    local tree = M.load_into(cfg.checkpoint, run.net)
+    run.iteration = tree.iteration or 0
+    run.dir = new_run_dir{out_dir = cfg.out_dir, name = cfg.name .. "-eval"}
+    write_file(run.dir .. "/config.lua", "return " .. lua_literal(cfg) .. "\n")
+    run.metrics_file = assert(io.open(run.dir .. "/metrics.jsonl", "w"))
+    run:say("evaluating %s (iteration %d) -> %s", cfg.checkpoint, run.iteration, run.dir)
+    local result, text = run:final_evaluation()
+    run.metrics_file:close()
+    run:write_summary(result, text)
+    return {dir = run.dir, cfg = cfg, test = result, iteration = run.iteration, interrupted = result == nil}
+  end
+
+  if resume_tree then
+    run.dir = resume_dir
+    M.load_into(resume_dir .. "/checkpoint.bin", run.net)
+    restore(run, resume_tree, resume_dir .. "/checkpoint.bin")
+    run.last_checkpoint = {path = resume_dir .. "/checkpoint.bin", iteration = run.iteration}
+    local f = assert(io.open(run.dir .. "/metrics.jsonl", "w"))
+    for _, line in ipairs(run.metrics_lines) do f:write(line, "\n") end
+    run.metrics_file = f
+    run:say("resuming %s at iteration %d of %d", run.dir, run.iteration, cfg.iterations)
+  else
+    run.dir = new_run_dir(cfg)
+    run.metrics_file = assert(io.open(run.dir .. "/metrics.jsonl", "w"))
+  end
+  write_file(run.dir .. "/config.lua", "-- resolved config of this run\nreturn " .. lua_literal(cfg) .. "\n")
+  write_file(run.dir .. "/config.json", json.encode(cfg) .. "\n")
+  run:say("%s: %s, %d meta-parameters (%d tensors, %d adapted), run folder %s", cfg.name,
+    tostring(run.net.kind), run.net:num_elements(), #run.learner.params,
+    (function() local n = 0; for _, a in ipairs(run.learner.adapted) do if a then n = n + 1 end end; return n end)(),
+    run.dir)
+
+  local ok, err = pcall(function() return run:train() end)
+  if not ok then
+    run.metrics_file:close()
+    error(err, 0)
+  end
+  local finished = err
+  if not finished then
+    run.metrics_file:close()
+    run:write_summary(nil, nil)
+    return {dir = run.dir, cfg = cfg, interrupted = true, iteration = run.iteration, net = run.net}
+  end
+  if run.live_line then run:say("") end
+  run:save_checkpoint()
+  local result, text = run:final_evaluation()
+  run.metrics_file:close()
+  run:write_plot()
+  run:write_summary(result, text)
+  if result then run:say("run folder: %s", run.dir) end
+  return {dir = run.dir, cfg = cfg, test = result, iteration = run.iteration, interrupted = result == nil,
+    net = run.net, seconds_per_iteration = run.seconds_per_iteration}
+end
+
+return M

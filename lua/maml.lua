@@ -1,0 +1,200 @@
+-- maml: Model-Agnostic Meta-Learning (Finn et al. 2017) on the public tensor/autograd/nn API.
+--
+--   local maml = require "maml"
+--   local learner = maml.new{net = net, inner_lr = 0.4, steps = 1, loss = "cross_entropy",
+--                            inner_loss_scale = 5, first_order = false, bn_mode = "batch"}
+--   local stats, grads = learner:meta_gradient(batch)     -- batch: support_x (B, ...), ...
+--   opt:step(learner.params, grads)                        -- e.g. optim.adam
+--   local per_step = learner:finetune(learner.params, sx, sy, qx, qy, 3)   -- metric after 0..3 steps
+--
+-- The meta-parameters are net:parameters(); which of them the inner loop adapts is net:adapted()
+-- (the others, e.g. the paper's batch-norm shifts, are used as they are and learned by the outer
+-- optimizer only). Inner loop: fast = w - inner_lr * d(inner_loss_scale * loss(support))/dw, `steps`
+-- times, with create_graph so the meta-gradient d loss(query; fast) / d w is exact second order;
+-- first_order=true drops the second-order term (FOMAML): the inner gradients are constants.
+-- Meta-loss: the query loss after adaptation (a plain mean over query points), averaged over the
+-- tasks of the meta-batch. The meta-gradient is accumulated task by task, so only one task's graph
+-- is alive at a time (same gradient as one backward over the summed loss).
+local T = require "tensor"
+local ag = require "autograd"
+
+local M = {}
+
+--- Losses by name: f(output, target) -> scalar tensor, a mean over the examples.
+M.losses = {
+  cross_entropy = function(logits, labels) return T.cross_entropy(logits, labels) end,
+  mse = function(pred, target) return T.mse_loss(pred, target) end,
+}
+
+--- Metrics by name: f(output, target) -> Lua number.
+M.metrics = {
+  accuracy = function(logits, labels) return T.accuracy(logits, labels) end,
+  mse = function(pred, target) return T.mse_loss(pred, target):item() end,
+}
+
+local Learner = {}
+Learner.__index = Learner
+
+--- maml.new{net=, inner_lr=, steps=1, loss="cross_entropy"|"mse"|fn, metric="accuracy"|"mse"|fn,
+---          inner_loss_scale=1, first_order=false, bn_mode="batch"|"running"}
+--- inner_loss_scale multiplies the support loss of the inner step (the paper's code steps on
+--- N x mean cross-entropy: inner_loss_scale = ways). bn_mode: "batch" normalises with the batch
+--- statistics also at meta-test (the paper's code, transductive); "running" uses the running
+--- statistics (accumulated during meta-training) for every forward of finetune().
+function M.new(opts)
+  local net = opts.net or error("maml.new: 'net' is required", 2)
+  local loss = opts.loss or "cross_entropy"
+  local metric = opts.metric or (loss == "mse" and "mse" or "accuracy")
+  local self = setmetatable({
+    net = net,
+    params = net:parameters(),
+    adapted = net:adapted(),
+    names = net:parameter_names(),
+    inner_lr = opts.inner_lr or error("maml.new: 'inner_lr' is required", 2),
+    steps = opts.steps or 1,
+    loss_name = type(loss) == "string" and loss or "custom",
+    loss = type(loss) == "function" and loss or M.losses[loss],
+    metric_name = type(metric) == "string" and metric or "custom",
+    metric = type(metric) == "function" and metric or M.metrics[metric],
+    inner_loss_scale = opts.inner_loss_scale or 1,
+    first_order = opts.first_order == true,
+    bn_mode = opts.bn_mode or "batch",
+  }, Learner)
+  if not self.loss then error("maml.new: unknown loss '" .. tostring(loss) .. "'", 2) end
+  if not self.metric then error("maml.new: unknown metric '" .. tostring(metric) .. "'", 2) end
+  if self.bn_mode ~= "batch" and self.bn_mode ~= "running" then
+    error("maml.new: bn_mode must be \"batch\" or \"running\", got " .. tostring(self.bn_mode), 2)
+  end
+  return self
+end
+
+--- The inner loop: `steps` SGD steps on (x, y) from `params`; returns the fast weights (a new list;
+--- entries not adapted are the given tensors themselves). create_graph=true keeps the steps
+--- differentiable (second order); false makes each gradient a constant (first order).
+function Learner:adapt(params, x, y, steps, create_graph)
+  local fast = {}
+  for i, p in ipairs(params) do fast[i] = p end
+  local adapted_idx = {}
+  for i, a in ipairs(self.adapted) do
+    if a then adapted_idx[#adapted_idx + 1] = i end
+  end
+  for _ = 1, steps do
+    local adapted_list = {}
+    for n, i in ipairs(adapted_idx) do adapted_list[n] = fast[i] end
+    local loss = self.loss(self.net:forward(x, fast), y)
+    if self.inner_loss_scale ~= 1 then loss = loss * self.inner_loss_scale end
+    local grads = ag.grad(loss, adapted_list, {create_graph = create_graph, allow_unused = true})
+    for n, i in ipairs(adapted_idx) do
+      if grads[n] ~= nil then fast[i] = fast[i] - grads[n] * self.inner_lr end
+    end
+  end
+  return fast
+end
+
+-- add g into acc[i] (a fresh tensor the first time)
+local function accumulate(acc, i, g, scale)
+  if g == nil then return end
+  if acc[i] == nil then
+    acc[i] = g:detach() * scale
+  else
+    acc[i]:add_(g, scale)
+  end
+end
+
+--- The meta-gradient of one meta-batch (tables of tensors with the task as first dimension:
+--- support_x, support_y, query_x, query_y). Returns stats {loss=, metric=} (means over tasks of the
+--- query loss and metric after adaptation) and the gradient list, parallel to self.params
+--- (zeros for parameters that did not influence the loss).
+function Learner:meta_gradient(batch, params)
+  params = params or self.params
+  local n_tasks = batch.support_x:size(1)
+  local grads = {}
+  local total_loss, total_metric = 0, 0
+  self.net:train(true)
+  self.net:update_buffers(true)
+  for t = 1, n_tasks do
+    local sx, sy = batch.support_x:select(1, t), batch.support_y:select(1, t)
+    local qx, qy = batch.query_x:select(1, t), batch.query_y:select(1, t)
+    local fast = self:adapt(params, sx, sy, self.steps, not self.first_order)
+    local out = self.net:forward(qx, fast)
+    local loss = self.loss(out, qy)
+    local g = ag.grad(loss, params, {allow_unused = true})
+    for i = 1, #params do accumulate(grads, i, g[i], 1 / n_tasks) end
+    total_loss = total_loss + loss:item()
+    total_metric = total_metric + ag.no_grad(self.metric, out:detach(), qy)
+  end
+  for i, p in ipairs(params) do
+    if grads[i] == nil then grads[i] = T.zeros(p:shape()) end
+  end
+  return {loss = total_loss / n_tasks, metric = total_metric / n_tasks}, grads
+end
+
+--- Meta-test one task: adapt a detached copy of params on the support set (first order: no
+--- meta-gradient is needed) and return the query metric after 0, 1, ..., steps inner steps
+--- (a list of steps + 1 numbers). Does not change the net's parameters or buffers.
+function Learner:finetune(params, sx, sy, qx, qy, steps)
+  params = params or self.params
+  local net = self.net
+  local was_training, was_updating = net.is_training, net.updates_buffers
+  if self.bn_mode == "batch" then
+    net:train(true)          -- batch statistics, as in meta-training
+    net:update_buffers(false)
+  else
+    net:train(false)         -- running statistics
+  end
+  local fast = {}
+  for i, p in ipairs(params) do
+    fast[i] = p:detach()
+    if self.adapted[i] then fast[i]:requires_grad(true) end
+  end
+  local results = {}
+  local ok, err = pcall(function()
+    for step = 0, steps do
+      results[step + 1] = ag.no_grad(function() return self.metric(net:forward(qx, fast), qy) end)
+      if step < steps then
+        local next_fast = self:adapt(fast, sx, sy, 1, false)
+        for i, w in ipairs(next_fast) do
+          if self.adapted[i] then fast[i] = w:detach():requires_grad(true) end
+        end
+      end
+    end
+  end)
+  net:train(was_training)
+  net:update_buffers(was_updating)
+  if not ok then error(err, 0) end
+  return results
+end
+
+--- Evaluate over tasks: `next_task()` returns support_x, support_y, query_x, query_y of one task
+--- (or nil to stop early). Returns {mean = {...}, std = {...}, ci95 = {...}, n = tasks}, each
+--- list indexed by inner step + 1; ci95 = 1.96 * std / sqrt(n) (std: population standard deviation,
+--- as numpy's np.std in the paper's code).
+function Learner:evaluate(params, n_tasks, next_task, steps, should_stop)
+  local per_task = {}
+  for t = 1, n_tasks do
+    if should_stop and should_stop() then break end
+    local sx, sy, qx, qy = next_task(t)
+    if sx == nil then break end
+    per_task[#per_task + 1] = self:finetune(params, sx, sy, qx, qy, steps)
+  end
+  return M.summarize(per_task)
+end
+
+--- Mean, std and 95% interval per column of a list of equal-length rows.
+function M.summarize(rows)
+  local n = #rows
+  local out = {mean = {}, std = {}, ci95 = {}, n = n}
+  if n == 0 then return out end
+  for c = 1, #rows[1] do
+    local sum = 0
+    for r = 1, n do sum = sum + rows[r][c] end
+    local mean = sum / n
+    local sq = 0
+    for r = 1, n do sq = sq + (rows[r][c] - mean) ^ 2 end
+    local std = math.sqrt(sq / n)
+    out.mean[c], out.std[c], out.ci95[c] = mean, std, 1.96 * std / math.sqrt(n)
+  end
+  return out
+end
+
+return M

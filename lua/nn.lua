@@ -1,0 +1,474 @@
+-- nn: layers as small tables, run functionally so MAML can run a network with weights not its own.
+--
+--   local nn = require "nn"
+--   local net = nn.sequential{ nn.conv2d(1, 8, 3, {padding = 1}), nn.batchnorm2d(8), nn.relu(),
+--                              nn.flatten(), nn.linear(8 * 28 * 28, 5) }
+--   net:init(T.generator(1))
+--   local y  = net:forward(x)              -- the net's own parameters
+--   local y2 = net:forward(x, fast)        -- `fast`: a flat list in net:parameters() order
+--
+-- Every layer has:
+--   layer:parameters()        flat list of its parameter tensors (the meta-parameters in MAML)
+--   layer:parameter_names()   parallel list of names ("conv1.weight", ...)
+--   layer:adapted()           parallel list of booleans: true = adapted in MAML's inner loop
+--   layer:buffers(), layer:buffer_names()   batch-norm running statistics (not parameters)
+--   layer:forward(x [, params])             params default to layer:parameters()
+--   layer:init(gen)                         re-initialise the parameters in place (see init below)
+--   layer:train(flag)                       batch norm: true = batch statistics (default), false =
+--                                           running statistics
+--   layer:update_buffers(flag)              batch norm in training mode: whether a forward updates
+--                                           the running statistics (default true)
+--   layer:named(name)                       set the layer's name (prefix of its parameter names)
+-- A layer implements `apply(self, x, params, k)`: run on x with its parameters taken from
+-- params[k], params[k+1], ... (that is how a sequential threads one flat list through its children).
+--
+-- Initialisation (layer:init): conv2d and linear weights Kaiming normal (std = sqrt(2 / fan_in), the
+-- ReLU gain, fan_in = cin * k * k), biases 0; batch norm scale 1, shift 0, running mean 0, var 1.
+-- A layer's `init_scheme` field chooses another weight scheme: "kaiming_normal" (default),
+-- "xavier_uniform" (U(-a, a), a = sqrt(6 / (fan_in + fan_out))), "normal" (std `init_std`, default 1)
+-- or "truncated_normal" (std `init_std`, redrawn beyond 2 std).
+local T = require "tensor"
+
+local M = {}
+
+-- ------------------------------------------------------------------ initialisation schemes
+
+local function fans(shape)
+  local receptive = 1
+  for d = 3, #shape do receptive = receptive * shape[d] end
+  if #shape == 1 then return shape[1], shape[1] end
+  return shape[2] * receptive, shape[1] * receptive -- fan_in, fan_out
+end
+
+--- Fill w in place with a sample of the named scheme (see the header comment).
+function M.init_weight(w, scheme, gen, std)
+  local shape = w:shape()
+  local fan_in, fan_out = fans(shape)
+  local value
+  if scheme == "kaiming_normal" then
+    value = T.randn(shape, gen) * math.sqrt(2 / fan_in)
+  elseif scheme == "xavier_uniform" then
+    local a = math.sqrt(6 / (fan_in + fan_out))
+    value = T.rand(shape, gen) * (2 * a) - a
+  elseif scheme == "normal" then
+    value = T.randn(shape, gen) * (std or 1)
+  elseif scheme == "truncated_normal" then
+    std = std or 1
+    local flat = {}
+    for i = 1, w:numel() do
+      local v
+      repeat v = gen:normal() until math.abs(v) <= 2
+      flat[i] = v * std
+    end
+    value = T.tensor(flat):reshape(shape)
+  else
+    error(string.format("nn.init_weight: unknown scheme '%s' (expected kaiming_normal, xavier_uniform, "
+      .. "normal or truncated_normal)", tostring(scheme)), 2)
+  end
+  w:copy_(value)
+  return w
+end
+
+-- ------------------------------------------------------------------ the layer base
+
+local Layer = {}
+Layer.__index = Layer
+M.Layer = Layer
+
+--- A new layer table of class `kind` with parameters {name = tensor, ...} given as a list of
+--- {name, tensor, adapted} triples, and buffers as a list of {name, tensor}.
+local function new_layer(kind, fields, params, buffers)
+  local layer = setmetatable(fields or {}, Layer)
+  layer.kind = kind
+  layer.own_params, layer.own_param_names, layer.own_adapted = {}, {}, {}
+  for i, p in ipairs(params or {}) do
+    layer.own_params[i] = p[2]:requires_grad(true)
+    layer.own_param_names[i] = p[1]
+    layer.own_adapted[i] = p[3] ~= false
+  end
+  layer.own_buffers, layer.own_buffer_names = {}, {}
+  for i, b in ipairs(buffers or {}) do
+    layer.own_buffer_names[i], layer.own_buffers[i] = b[1], b[2]
+  end
+  layer.children = {}
+  layer.is_training, layer.updates_buffers = true, true
+  return layer
+end
+M.new_layer = new_layer
+
+local function prefixed(prefix, name)
+  if prefix == nil or prefix == "" then return name end
+  return prefix .. "." .. name
+end
+
+-- walk own entries then children, collecting with f(layer, list, prefix)
+local function collect(layer, own, own_names, prefix, out, names)
+  for i, v in ipairs(layer[own]) do
+    out[#out + 1] = v
+    if names then names[#names + 1] = prefixed(prefix, layer[own_names][i]) end
+  end
+  for i, child in ipairs(layer.children) do
+    collect(child, own, own_names, prefixed(prefix, child.name or tostring(i)), out, names)
+  end
+  return out, names
+end
+
+function Layer:parameters() return (collect(self, "own_params", "own_param_names", nil, {})) end
+function Layer:parameter_names()
+  return select(2, collect(self, "own_params", "own_param_names", nil, {}, {}))
+end
+function Layer:adapted() return (collect(self, "own_adapted", "own_param_names", nil, {})) end
+function Layer:buffers() return (collect(self, "own_buffers", "own_buffer_names", nil, {})) end
+function Layer:buffer_names()
+  return select(2, collect(self, "own_buffers", "own_buffer_names", nil, {}, {}))
+end
+
+--- Number of parameter tensors (not elements).
+function Layer:num_parameters() return #self:parameters() end
+
+--- Total number of parameter elements.
+function Layer:num_elements()
+  local n = 0
+  for _, p in ipairs(self:parameters()) do n = n + p:numel() end
+  return n
+end
+
+function Layer:named(name)
+  self.name = name
+  return self
+end
+
+function Layer:forward(x, params)
+  local n = self:num_parameters()
+  if params == nil then
+    params = self:parameters()
+  elseif #params ~= n then
+    error(string.format("%s:forward: expected %d parameter tensors (net:parameters() order), got %d",
+      self.kind, n, #params), 2)
+  end
+  return self:apply(x, params, 1)
+end
+
+function Layer:train(flag)
+  if flag == nil then flag = true end
+  self.is_training = flag
+  for _, child in ipairs(self.children) do child:train(flag) end
+  return self
+end
+
+function Layer:update_buffers(flag)
+  if flag == nil then flag = true end
+  self.updates_buffers = flag
+  for _, child in ipairs(self.children) do child:update_buffers(flag) end
+  return self
+end
+
+function Layer:init(gen)
+  gen = gen or T.default_generator()
+  self:reset(gen)
+  for _, child in ipairs(self.children) do child:init(gen) end
+  return self
+end
+
+-- own parameters' initialisation; layers override it
+function Layer:reset(gen) end -- luacheck: ignore
+
+--- Output shape for an input shape (runs a forward on zeros; used to size linear layers).
+function Layer:output_shape(input_shape)
+  local y = require("autograd").no_grad(function()
+    local was = self.updates_buffers
+    self:update_buffers(false)
+    local out = self:forward(T.zeros(input_shape))
+    self:update_buffers(was)
+    return out
+  end)
+  return y:shape()
+end
+
+function Layer:__tostring()
+  local lines = {self.kind .. (self.desc and ("(" .. self.desc .. ")") or "")}
+  for i, child in ipairs(self.children) do
+    local s = tostring(child):gsub("\n", "\n  ")
+    lines[#lines + 1] = "  (" .. (child.name or tostring(i)) .. ") " .. s
+  end
+  return table.concat(lines, "\n")
+end
+
+-- ------------------------------------------------------------------ layers
+
+local function shape_str(shape) return "(" .. table.concat(shape, ", ") .. ")" end
+
+--- nn.conv2d(cin, cout, k, {stride=1, padding=0, bias=true}): weight (cout, cin, k, k), bias (cout).
+function M.conv2d(cin, cout, k, opts)
+  opts = opts or {}
+  local stride, padding = opts.stride or 1, opts.padding or 0
+  local params = {{"weight", T.zeros{cout, cin, k, k}}}
+  if opts.bias ~= false then params[2] = {"bias", T.zeros{cout}} end
+  local layer = new_layer("conv2d", {
+    desc = string.format("%d -> %d, %dx%d, stride %d, padding %d", cin, cout, k, k, stride, padding),
+    stride = stride, padding = padding, has_bias = opts.bias ~= false,
+    init_scheme = opts.init or "kaiming_normal", init_std = opts.init_std,
+  }, params)
+  local conv_opts = {stride = stride, padding = padding}
+  function layer:apply(x, p, i)
+    return T.conv2d(x, p[i], self.has_bias and p[i + 1] or nil, conv_opts)
+  end
+  function layer:reset(gen)
+    M.init_weight(self.own_params[1], self.init_scheme, gen, self.init_std)
+    if self.has_bias then self.own_params[2]:zero_() end
+  end
+  return layer
+end
+
+--- nn.linear(cin, cout, {bias=true}): weight (cout, cin), bias (cout); x (N, cin) -> (N, cout).
+function M.linear(cin, cout, opts)
+  opts = opts or {}
+  local params = {{"weight", T.zeros{cout, cin}}}
+  if opts.bias ~= false then params[2] = {"bias", T.zeros{cout}} end
+  local layer = new_layer("linear", {
+    desc = string.format("%d -> %d", cin, cout), has_bias = opts.bias ~= false,
+    init_scheme = opts.init or "kaiming_normal", init_std = opts.init_std,
+  }, params)
+  function layer:apply(x, p, i)
+    return T.linear(x, p[i], self.has_bias and p[i + 1] or nil)
+  end
+  function layer:reset(gen)
+    M.init_weight(self.own_params[1], self.init_scheme, gen, self.init_std)
+    if self.has_bias then self.own_params[2]:zero_() end
+  end
+  return layer
+end
+
+--- nn.batchnorm2d(c, {scale=true, shift=true, adapt=true, momentum=0.1, eps=1e-5}) over (N, c, H, W)
+--- (also (N, c)). scale/shift: whether the learned per-channel weight (gamma) / bias (beta) exist;
+--- adapt: whether MAML's inner loop adapts them. Running mean/var are buffers of the layer.
+--- Training mode normalises with the batch statistics and (when update_buffers) updates the running
+--- ones; eval mode (layer:train(false)) normalises with the running statistics.
+function M.batchnorm2d(c, opts)
+  opts = opts or {}
+  local params = {}
+  local scale, shift = opts.scale ~= false, opts.shift ~= false
+  if scale then params[#params + 1] = {"weight", T.ones{c}, opts.adapt} end
+  if shift then params[#params + 1] = {"bias", T.zeros{c}, opts.adapt} end
+  local layer = new_layer("batchnorm2d", {
+    desc = string.format("%d, scale %s, shift %s, adapted %s", c, tostring(scale), tostring(shift),
+      tostring(opts.adapt ~= false)),
+    has_scale = scale, has_shift = shift,
+    momentum = opts.momentum or 0.1, eps = opts.eps or 1e-5,
+  }, params, {{"running_mean", T.zeros{c}}, {"running_var", T.ones{c}}})
+  function layer:apply(x, p, i)
+    local weight, bias
+    if self.has_scale then weight, i = p[i], i + 1 end
+    if self.has_shift then bias = p[i] end
+    local track = not self.is_training or self.updates_buffers
+    return T.batch_norm(x, weight, bias, {
+      running_mean = track and self.own_buffers[1] or nil,
+      running_var = track and self.own_buffers[2] or nil,
+      training = self.is_training, momentum = self.momentum, eps = self.eps,
+    })
+  end
+  function layer:reset()
+    if self.has_scale then self.own_params[1]:fill_(1) end
+    if self.has_shift then self.own_params[#self.own_params]:zero_() end
+    self.own_buffers[1]:zero_()
+    self.own_buffers[2]:fill_(1)
+  end
+  return layer
+end
+
+--- nn.relu()
+function M.relu()
+  local layer = new_layer("relu")
+  function layer:apply(x) return x:relu() end
+  return layer
+end
+
+--- nn.tanh() (smooth, for gradient tests and small regressors)
+function M.tanh()
+  local layer = new_layer("tanh")
+  function layer:apply(x) return x:tanh() end
+  return layer
+end
+
+--- nn.max_pool2d(k, {stride=k, padding=0})
+function M.max_pool2d(k, opts)
+  opts = opts or {}
+  local pool_opts = {stride = opts.stride or k, padding = opts.padding or 0}
+  local layer = new_layer("max_pool2d", {desc = string.format("%dx%d, stride %d, padding %d",
+    k, k, pool_opts.stride, pool_opts.padding)})
+  function layer:apply(x) return T.max_pool2d(x, k, pool_opts) end
+  return layer
+end
+
+--- nn.mean_pool(): the mean over all spatial positions, (N, C, H, W) -> (N, C)
+--- (the paper's code: tf.reduce_mean(hidden4, [1, 2])).
+function M.mean_pool()
+  local layer = new_layer("mean_pool")
+  function layer:apply(x) return T.global_avg_pool2d(x) end
+  return layer
+end
+
+--- nn.flatten(): (N, ...) -> (N, prod(...))
+function M.flatten()
+  local layer = new_layer("flatten")
+  function layer:apply(x) return x:flatten(2) end
+  return layer
+end
+
+--- nn.sequential{layer, layer, ...}: runs the layers in order; its parameters are its children's,
+--- concatenated in order. Child i's parameter names are prefixed with its name or its index.
+function M.sequential(layers)
+  local layer = new_layer("sequential")
+  for i, child in ipairs(layers) do
+    if getmetatable(child) ~= Layer then
+      error(string.format("nn.sequential: element %d is a %s, expected an nn layer", i, type(child)), 2)
+    end
+    layer.children[i] = child
+  end
+  layer.counts = {}
+  for i, child in ipairs(layer.children) do layer.counts[i] = child:num_parameters() end
+  function layer:apply(x, p, k)
+    for i, child in ipairs(self.children) do
+      x = child:apply(x, p, k)
+      k = k + self.counts[i]
+    end
+    return x
+  end
+  return layer
+end
+
+-- ------------------------------------------------------------------ networks
+
+--- nn.conv4{ways=, channels=64, image=28, in_channels=1, pool="stride"|"max", bn_scale=false,
+---          bn_shift=true, bn_adapt=false, bn_eps=1e-3, bn_momentum=0.1, order="norm_relu"|"relu_norm",
+---          init="paper"|"kaiming"}
+--- The MAML paper's few-shot network (cbfinn/maml, defaults follow its code):
+---   pool="stride" (Omniglot): 4 x [conv 3x3 stride 2 padding 1 -> BN -> ReLU], 28->14->7->4->2, then
+---     the mean over the remaining positions -> linear(channels -> ways). (TF's 'SAME' pads 0 before
+---     and 1 after on even sizes; padding 1 on both sides gives the same sizes.)
+---   pool="max" (its MiniImagenet network): 4 x [conv 3x3 stride 1 padding 1 -> BN -> ReLU ->
+---     max-pool 2], then flatten -> linear.
+--- bn_scale=false, bn_shift=true: TF batch_norm's defaults (beta, no gamma); bn_adapt=false: beta is
+--- meta-learned but not adapted in the inner loop; bn_eps 1e-3 is TF's default.
+--- order="norm_relu": conv -> BN -> ReLU as the paper (the seed tutorial and the peer use
+--- "relu_norm"). init="paper": conv weights Xavier uniform, linear weights standard normal, biases 0;
+--- init="kaiming": Kaiming normal conv and linear weights (nn's default).
+function M.conv4(opts)
+  opts = opts or {}
+  local ways = opts.ways or error("nn.conv4: 'ways' (number of output logits) is required", 2)
+  local channels, image, cin = opts.channels or 64, opts.image or 28, opts.in_channels or 1
+  local pool = opts.pool or "stride"
+  local order = opts.order or "norm_relu"
+  local init = opts.init or "paper"
+  if pool ~= "stride" and pool ~= "max" then
+    error("nn.conv4: pool must be \"stride\" or \"max\", got " .. tostring(pool), 2)
+  end
+  if order ~= "norm_relu" and order ~= "relu_norm" then
+    error("nn.conv4: order must be \"norm_relu\" or \"relu_norm\", got " .. tostring(order), 2)
+  end
+  if init ~= "paper" and init ~= "kaiming" then
+    error("nn.conv4: init must be \"paper\" or \"kaiming\", got " .. tostring(init), 2)
+  end
+  local conv_init = init == "paper" and "xavier_uniform" or "kaiming_normal"
+  local linear_init = init == "paper" and "normal" or "kaiming_normal"
+  local layers = {}
+  local c = cin
+  for b = 1, 4 do
+    local conv = M.conv2d(c, channels, 3, {stride = pool == "stride" and 2 or 1, padding = 1,
+      init = conv_init}):named("conv" .. b)
+    local bn = M.batchnorm2d(channels, {scale = opts.bn_scale == true, shift = opts.bn_shift ~= false,
+      adapt = opts.bn_adapt == true, eps = opts.bn_eps or 1e-3, momentum = opts.bn_momentum or 0.1})
+      :named("bn" .. b)
+    layers[#layers + 1] = conv
+    if order == "norm_relu" then
+      layers[#layers + 1] = bn
+      layers[#layers + 1] = M.relu()
+    else
+      layers[#layers + 1] = M.relu()
+      layers[#layers + 1] = bn
+    end
+    if pool == "max" then layers[#layers + 1] = M.max_pool2d(2) end
+    c = channels
+  end
+  local features
+  if pool == "stride" then
+    layers[#layers + 1] = M.mean_pool()
+    features = channels
+  else
+    layers[#layers + 1] = M.flatten()
+    local h = image
+    for _ = 1, 4 do h = h // 2 end
+    features = channels * h * h
+  end
+  layers[#layers + 1] = M.linear(features, ways, {init = linear_init, init_std = 1}):named("fc")
+  local net = M.sequential(layers)
+  net.kind = "conv4"
+  return net
+end
+
+--- nn.peer_net{ways=}: the network of ../shared/peers/maml_torch.py (dragen1860's Omniglot net):
+---   3 x [conv 3x3 stride 2 padding 0 -> ReLU -> BN(scale, shift)], conv 2x2 stride 1 -> ReLU -> BN,
+---   28 -> 13 -> 6 -> 2 -> 1, flatten, linear 64 -> ways; Kaiming normal weights, zero biases, all
+---   parameters adapted in the inner loop.
+function M.peer_net(opts)
+  opts = opts or {}
+  local ways = opts.ways or error("nn.peer_net: 'ways' is required", 2)
+  local layers, c = {}, opts.in_channels or 1
+  local convs = {{3, 2}, {3, 2}, {3, 2}, {2, 1}} -- kernel, stride
+  for b, kc in ipairs(convs) do
+    layers[#layers + 1] = M.conv2d(c, 64, kc[1], {stride = kc[2], padding = 0}):named("conv" .. b)
+    layers[#layers + 1] = M.relu()
+    layers[#layers + 1] = M.batchnorm2d(64, {eps = 1e-5}):named("bn" .. b)
+    c = 64
+  end
+  layers[#layers + 1] = M.flatten()
+  layers[#layers + 1] = M.linear(64, ways):named("fc")
+  local net = M.sequential(layers)
+  net.kind = "peer_net"
+  return net
+end
+
+--- nn.mlp{sizes={1, 40, 40, 1}, init="paper"|"kaiming"}: linear layers with ReLU between them (the
+--- paper's sinusoid regressor). init="paper": truncated normal std 0.01 weights, zero biases (the
+--- paper's code); "kaiming": Kaiming normal.
+function M.mlp(opts)
+  opts = opts or {}
+  local sizes = opts.sizes or {1, 40, 40, 1}
+  local init = opts.init or "paper"
+  if init ~= "paper" and init ~= "kaiming" then
+    error("nn.mlp: init must be \"paper\" or \"kaiming\", got " .. tostring(init), 2)
+  end
+  local layers = {}
+  for i = 1, #sizes - 1 do
+    layers[#layers + 1] = M.linear(sizes[i], sizes[i + 1], {
+      init = init == "paper" and "truncated_normal" or "kaiming_normal", init_std = 0.01,
+    }):named("fc" .. i)
+    if i < #sizes - 1 then layers[#layers + 1] = M.relu() end
+  end
+  local net = M.sequential(layers)
+  net.kind = "mlp"
+  net.desc = table.concat(sizes, " -> ")
+  return net
+end
+
+-- ------------------------------------------------------------------ state helpers
+
+--- Copy the tensors of `src` (a list) into the net's parameters (or `dst` list) in place, checking
+--- shapes; errors name the parameter.
+function M.copy_into(dst, src, names)
+  if #dst ~= #src then
+    error(string.format("nn.copy_into: %d tensors given for %d", #src, #dst), 2)
+  end
+  for i = 1, #dst do
+    local a, b = dst[i]:shape(), src[i]:shape()
+    if shape_str(a) ~= shape_str(b) then
+      error(string.format("nn.copy_into: %s is %s, the source %s", names and names[i] or ("#" .. i),
+        shape_str(a), shape_str(b)), 2)
+    end
+    dst[i]:copy_(src[i])
+  end
+end
+
+M.shape_str = shape_str
+
+return M
