@@ -723,15 +723,23 @@ static int check_view_shape(lua_State *L, int i, Tensor *t, int64_t *shape, cons
       return lt_error(L, "bad argument #%d to '%s' (expected sizes >= 0 and at most one -1, got entry %d)", i, fn, (int)k);
     shape[k - 1] = v;
     if (v == -1) infer = (int)k - 1;
-    else if (v > 0 && known <= T_MAXNUMEL) known *= v;
+    else if (v > 0) known = known > T_MAXNUMEL || v > T_MAXNUMEL ? T_MAXNUMEL + 1 : known * v; /* no overflow */
     else if (v == 0) known = 0;
   }
+  char b1[160], b2[160];
   if (infer >= 0) {
-    char b[160];
     if (known == 0 || t->numel % known)
-      return lt_error(L, "bad argument #%d to '%s' (cannot infer -1 reshaping %s)", i, fn, t_shape_str(t, b, sizeof b));
+      return lt_error(L, "bad argument #%d to '%s' (cannot infer -1 reshaping %s)", i, fn, t_shape_str(t, b1, sizeof b1));
     shape[infer] = t->numel / known;
   }
+  /* checked here so that the error names view or reshape, whichever was called */
+  t_check_shape(fn, i, (int)n, shape);
+  int64_t numel = 1;
+  for (int k = 0; k < n; k++) numel *= shape[k];
+  if (numel != t->numel)
+    return lt_error(L, "bad argument #%d to '%s' (cannot reshape %s (%lld elements) to %s (%lld elements))", i, fn,
+                    t_shape_str(t, b1, sizeof b1), (long long)t->numel, t_shape_str2((int)n, shape, b2, sizeof b2),
+                    (long long)numel);
   return (int)n;
 }
 
