@@ -35,7 +35,7 @@ static int check_dim(const char *fn, Tensor *x, int dim) {
 Tensor *t_log_softmax(Tensor *x, int dim) {
   check_dim("log_softmax", x, dim);
   int old = ag_set_enabled(0); /* the shift is a constant: log_softmax ignores it */
-  Tensor *m = t_max(x, dim, 1);
+  Tensor *m = x->numel ? t_max(x, dim, 1) : t_scalar(0.0f); /* an empty x gives an empty result */
   ag_set_enabled(old);
   Tensor *z = t_sub(x, m), *e = t_exp(z), *s = t_sum(e, 1u << dim, 1), *lse = t_log(s);
   Tensor *out = t_sub(z, lse);
