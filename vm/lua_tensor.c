@@ -456,11 +456,17 @@ static int m_totable(lua_State *L) {
   return 1;
 }
 
+/* one value as %.4g; NaN as "nan" whatever its sign bit (0/0 gives "-nan" on x86) */
+static void format_number(char *num, size_t n, float v) {
+  if (isnan(v)) snprintf(num, n, "nan");
+  else snprintf(num, n, "%.4g", v);
+}
+
 /* print values like torch: all of a small tensor, the edges of a large one */
 static void format_values(luaL_Buffer *b, const float *d, int nd, const int64_t *shape, int abbreviate, int indent) {
   char num[48];
   if (nd == 0) {
-    snprintf(num, sizeof num, "%.4g", d[0]);
+    format_number(num, sizeof num, d[0]);
     luaL_addstring(b, num);
     return;
   }
@@ -473,7 +479,7 @@ static void format_values(luaL_Buffer *b, const float *d, int nd, const int64_t 
       i = shape[0] - 3;
     }
     if (nd == 1) {
-      snprintf(num, sizeof num, "%.4g", d[i]);
+      format_number(num, sizeof num, d[i]);
       luaL_addstring(b, num);
     } else {
       format_values(b, d + i * stride, nd - 1, shape + 1, abbreviate, indent + 1);
