@@ -1,10 +1,11 @@
 /*
 ** conv.c: 2-d convolution, its two backward ops, and the kernels behind them.
 **
-** Each kernel is im2col + one OpenBLAS sgemm over a chunk of images at once
-** (the MAML maps are small: 13x13 .. 1x1, so one GEMM per image would be far
-** too small), then a copy back to NCHW (forward) or col2im (backward input).
-** Column buffers are thread-local scratch that only grows, so a training loop
+** Kernels: a chunk of images at a time is turned channels-last (N,H,W,C), so
+** that im2col copies whole runs of C floats, and one OpenBLAS sgemm covers
+** the chunk (the MAML maps are small, 13x13 .. 1x1: one GEMM per image would
+** be far too small). Weights are used as (O, KH*KW*C) in the same order.
+** Scratch buffers are thread-local and only grow, so a training loop
 ** allocates nothing here after its first iteration.
 **
 ** Second order: conv2d, conv2d_backward_input and conv2d_backward_weight are
@@ -15,6 +16,9 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE__
+#include <xmmintrin.h>
+#endif
 
 #include "nnops.h"
 
@@ -30,9 +34,11 @@ ConvGeom conv2d_geom(int64_t n, int64_t c, int64_t h, int64_t w, int64_t o, int6
 
 /* ------------------------------------------------------------ scratch */
 
-/* slot 0: columns (K, nb*P); slot 1: a chunk of output or gradient (O, nb*P) */
-static _Thread_local float *scratch_data[2];
-static _Thread_local int64_t scratch_size[2];
+/* per thread: columns (nb*P, K), a chunk of y or gy (O, nb*P), a chunk of x or gx
+** channels-last (nb,H,W,C), the weight or its gradient channels-last (O, K) */
+enum { COLS, YCHUNK, XCHUNK, WEIGHT, NSCRATCH };
+static _Thread_local float *scratch_data[NSCRATCH];
+static _Thread_local int64_t scratch_size[NSCRATCH];
 static int64_t chunk_floats = (int64_t)1 << 18;
 
 int64_t conv2d_set_chunk_floats(int64_t n) {
@@ -51,7 +57,7 @@ static float *scratch(int slot, int64_t n) {
   return scratch_data[slot];
 }
 
-/* images per chunk: the column buffer (K, nb*P) holds about chunk_floats */
+/* images per chunk: the columns (nb*P, K) hold about chunk_floats */
 static int64_t chunk_images(const ConvGeom *g) {
   int64_t per_image = g->c * g->kh * g->kw * g->oh * g->ow;
   int64_t nb = per_image > 0 ? chunk_floats / per_image : g->n;
@@ -63,74 +69,62 @@ static int64_t chunk_images(const ConvGeom *g) {
 /* grow the scratch before an op allocates its output, so a failure leaks nothing */
 static void reserve_scratch(const ConvGeom *g) {
   int64_t nb = chunk_images(g), p = g->oh * g->ow, k = g->c * g->kh * g->kw;
-  if (k * p > INT_MAX || k > INT_MAX || g->o > INT_MAX || nb * p > INT_MAX)
+  if (k > INT_MAX || g->o > INT_MAX || nb * p > INT_MAX)
     t_error("conv2d: too large for one GEMM (K=%lld, OH*OW=%lld)", (long long)k, (long long)p);
-  scratch(0, k * nb * p);
-  if (nb > 1) scratch(1, g->o * nb * p);
+  scratch(COLS, nb * p * k);
+  scratch(YCHUNK, g->o * nb * p);
+  scratch(XCHUNK, nb * g->h * g->w * g->c);
+  scratch(WEIGHT, g->o * k);
 }
 
-/* ------------------------------------------------------------ im2col / col2im */
+/* ------------------------------------------------------------ layouts */
 
-static int64_t ceil_div(int64_t a, int64_t b) { return a <= 0 ? 0 : (a + b - 1) / b; }
-
-/* output columns [lo, hi) read input column ow*stride - padding + j inside [0, W) */
-static void valid_cols(const ConvGeom *g, int64_t j, int64_t *lo, int64_t *hi) {
-  *lo = ceil_div(g->padding - j, g->stride);
-  *hi = ceil_div(g->w + g->padding - j, g->stride);
-  if (*hi > g->ow) *hi = g->ow;
-  if (*lo > *hi) *lo = *hi;
+// a (rows, cols) -> at (cols, rows), by 4x4 blocks in SSE registers
+static void transpose(const float *a, int64_t rows, int64_t cols, float *at) {
+  int64_t r0 = 0;
+#ifdef __SSE__
+  for (; r0 + 4 <= rows; r0 += 4) {
+    int64_t c0 = 0;
+    for (; c0 + 4 <= cols; c0 += 4) {
+      const float *src = a + r0 * cols + c0;
+      __m128 x0 = _mm_loadu_ps(src), x1 = _mm_loadu_ps(src + cols);
+      __m128 x2 = _mm_loadu_ps(src + 2 * cols), x3 = _mm_loadu_ps(src + 3 * cols);
+      _MM_TRANSPOSE4_PS(x0, x1, x2, x3);
+      float *dst = at + c0 * rows + r0;
+      _mm_storeu_ps(dst, x0);
+      _mm_storeu_ps(dst + rows, x1);
+      _mm_storeu_ps(dst + 2 * rows, x2);
+      _mm_storeu_ps(dst + 3 * rows, x3);
+    }
+    for (; c0 < cols; c0++)
+      for (int64_t r = r0; r < r0 + 4; r++) at[c0 * rows + r] = a[r * cols + c0];
+  }
+#endif
+  for (; r0 < rows; r0++)
+    for (int64_t c = 0; c < cols; c++) at[c * rows + r0] = a[r0 * cols + c];
 }
 
-// x (N,C,H,W) images n0..n0+nb-1 -> col (C*KH*KW, nb*OH*OW), zeros where the window is in padding
-static void im2col(const ConvGeom *g, const float *x, int64_t n0, int64_t nb, float *col) {
-  const int64_t p = g->oh * g->ow, ld = nb * p, s = g->stride;
-  for (int64_t c = 0; c < g->c; c++)
-    for (int64_t i = 0; i < g->kh; i++)
-      for (int64_t j = 0; j < g->kw; j++) {
-        float *row = col + ((c * g->kh + i) * g->kw + j) * ld;
-        int64_t lo, hi;
-        valid_cols(g, j, &lo, &hi);
-        for (int64_t n = 0; n < nb; n++) {
-          const float *plane = x + ((n0 + n) * g->c + c) * g->h * g->w;
-          for (int64_t oh = 0; oh < g->oh; oh++) {
-            float *dst = row + n * p + oh * g->ow;
-            int64_t ih = oh * s - g->padding + i;
-            if (ih < 0 || ih >= g->h) {
-              memset(dst, 0, (size_t)g->ow * sizeof(float));
-              continue;
-            }
-            const float *src = plane + ih * g->w + lo * s - g->padding + j;
-            for (int64_t ow = 0; ow < lo; ow++) dst[ow] = 0;
-            if (s == 1)
-              memcpy(dst + lo, src, (size_t)(hi - lo) * sizeof(float));
-            else
-              for (int64_t t = 0; t < hi - lo; t++) dst[lo + t] = src[t * s];
-            for (int64_t ow = hi; ow < g->ow; ow++) dst[ow] = 0;
-          }
-        }
-      }
+// x (nb,C,H*W) -> xt (nb,H*W,C)
+static void to_channels_last(const ConvGeom *g, const float *x, int64_t nb, float *xt) {
+  const int64_t hw = g->h * g->w;
+  for (int64_t n = 0; n < nb; n++) transpose(x + n * g->c * hw, g->c, hw, xt + n * hw * g->c);
 }
 
-// col (C*KH*KW, nb*OH*OW) -> gx (N,C,H,W) images n0..n0+nb-1, added; the adjoint of im2col
-static void col2im(const ConvGeom *g, const float *col, int64_t n0, int64_t nb, float *gx) {
-  const int64_t p = g->oh * g->ow, ld = nb * p, s = g->stride;
-  for (int64_t c = 0; c < g->c; c++)
-    for (int64_t i = 0; i < g->kh; i++)
-      for (int64_t j = 0; j < g->kw; j++) {
-        const float *row = col + ((c * g->kh + i) * g->kw + j) * ld;
-        int64_t lo, hi;
-        valid_cols(g, j, &lo, &hi);
-        for (int64_t n = 0; n < nb; n++) {
-          float *plane = gx + ((n0 + n) * g->c + c) * g->h * g->w;
-          for (int64_t oh = 0; oh < g->oh; oh++) {
-            int64_t ih = oh * s - g->padding + i;
-            if (ih < 0 || ih >= g->h) continue;
-            const float *src = row + n * p + oh * g->ow + lo;
-            float *dst = plane + ih * g->w + lo * s - g->padding + j;
-            for (int64_t t = 0; t < hi - lo; t++) dst[t * s] += src[t];
-          }
-        }
-      }
+// xt (nb,H*W,C) -> x (nb,C,H*W)
+static void from_channels_last(const ConvGeom *g, const float *xt, int64_t nb, float *x) {
+  const int64_t hw = g->h * g->w;
+  for (int64_t n = 0; n < nb; n++) transpose(xt + n * hw * g->c, hw, g->c, x + n * g->c * hw);
+}
+
+// w (O,C,KH*KW) -> wt (O,KH*KW,C), and back
+static void weight_to_channels_last(const ConvGeom *g, const float *w, float *wt) {
+  const int64_t kk = g->kh * g->kw;
+  for (int64_t o = 0; o < g->o; o++) transpose(w + o * g->c * kk, g->c, kk, wt + o * kk * g->c);
+}
+
+static void weight_from_channels_last(const ConvGeom *g, const float *wt, float *w) {
+  const int64_t kk = g->kh * g->kw;
+  for (int64_t o = 0; o < g->o; o++) transpose(wt + o * kk * g->c, kk, g->c, w + o * g->c * kk);
 }
 
 // y (N,O,P) images n0..n0+nb-1 -> ychunk (O, nb*P)
@@ -141,9 +135,54 @@ static void gather_chunk(const ConvGeom *g, const float *y, int64_t n0, int64_t 
       memcpy(ychunk + o * nb * p + n * p, y + ((n0 + n) * g->o + o) * p, (size_t)p * sizeof(float));
 }
 
+/* ------------------------------------------------------------ im2col / col2im */
+
+// xt (nb,H,W,C) -> col (nb*OH*OW, KH*KW*C): row (n,oh,ow) holds the window at (oh,ow),
+// tap by tap, C floats each, zeros where the tap is in the padding
+static void im2col(const ConvGeom *g, const float *xt, int64_t nb, float *col) {
+  const int64_t c = g->c, k = g->kh * g->kw * c;
+  float *row = col;
+  for (int64_t n = 0; n < nb; n++)
+    for (int64_t oh = 0; oh < g->oh; oh++)
+      for (int64_t ow = 0; ow < g->ow; ow++, row += k)
+        for (int64_t i = 0; i < g->kh; i++) {
+          int64_t ih = oh * g->stride - g->padding + i;
+          for (int64_t j = 0; j < g->kw; j++) {
+            int64_t iw = ow * g->stride - g->padding + j;
+            float *dst = row + (i * g->kw + j) * c;
+            if (ih < 0 || ih >= g->h || iw < 0 || iw >= g->w)
+              for (int64_t q = 0; q < c; q++) dst[q] = 0;
+            else if (c == 1) /* the first layer: no call per float */
+              dst[0] = xt[(n * g->h + ih) * g->w + iw];
+            else
+              memcpy(dst, xt + ((n * g->h + ih) * g->w + iw) * c, (size_t)c * sizeof(float));
+          }
+        }
+}
+
+// col (nb*OH*OW, KH*KW*C) -> gxt (nb,H,W,C), added: the adjoint of im2col
+static void col2im(const ConvGeom *g, const float *col, int64_t nb, float *gxt) {
+  const int64_t c = g->c, k = g->kh * g->kw * c;
+  const float *row = col;
+  for (int64_t n = 0; n < nb; n++)
+    for (int64_t oh = 0; oh < g->oh; oh++)
+      for (int64_t ow = 0; ow < g->ow; ow++, row += k)
+        for (int64_t i = 0; i < g->kh; i++) {
+          int64_t ih = oh * g->stride - g->padding + i;
+          if (ih < 0 || ih >= g->h) continue;
+          for (int64_t j = 0; j < g->kw; j++) {
+            int64_t iw = ow * g->stride - g->padding + j;
+            if (iw < 0 || iw >= g->w) continue;
+            const float *src = row + (i * g->kw + j) * c;
+            float *dst = gxt + ((n * g->h + ih) * g->w + iw) * c;
+            for (int64_t q = 0; q < c; q++) dst[q] += src[q];
+          }
+        }
+}
+
 /* ------------------------------------------------------------ kernels */
 
-// out (N,O,OH,OW) = w (O,K) @ im2col(x) (K, N*P) + b (O), K = C*KH*KW, P = OH*OW
+// out (N,O,OH,OW) = wt (O,K) @ cols^T (K, N*P) + b (O), K = KH*KW*C, P = OH*OW
 void conv2d_forward_kernel(const ConvGeom *g, float *out, const float *x, const float *w,
                            const float *b) {
   const int64_t p = g->oh * g->ow, k = g->c * g->kh * g->kw, nbmax = chunk_images(g);
@@ -153,15 +192,17 @@ void conv2d_forward_kernel(const ConvGeom *g, float *out, const float *x, const 
       for (int64_t q = 0; q < p; q++) out[i * p + q] = b ? b[i % g->o] : 0.0f;
     return;
   }
-  float *col = scratch(0, k * nbmax * p);
-  float *ychunk = nbmax > 1 ? scratch(1, g->o * nbmax * p) : NULL;
+  float *col = scratch(COLS, nbmax * p * k), *ychunk = scratch(YCHUNK, g->o * nbmax * p);
+  float *xt = scratch(XCHUNK, nbmax * g->h * g->w * g->c), *wt = scratch(WEIGHT, g->o * k);
+  weight_to_channels_last(g, w, wt);
   for (int64_t n0 = 0; n0 < g->n; n0 += nbmax) {
     int64_t nb = g->n - n0 < nbmax ? g->n - n0 : nbmax;
-    im2col(g, x, n0, nb, col);
-    // one image: straight into out; several: into (O, nb*P), then out (nb, O, P)
+    to_channels_last(g, x + n0 * g->c * g->h * g->w, nb, xt);
+    im2col(g, xt, nb, col);
+    // one image: (O, P) straight into out; several: (O, nb*P), then to out (nb, O, P)
     float *y = nb == 1 ? out + n0 * g->o * p : ychunk;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g->o, (int)(nb * p), (int)k, 1.0f,
-                w, (int)k, col, (int)(nb * p), 0.0f, y, (int)(nb * p));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g->o, (int)(nb * p), (int)k, 1.0f,
+                wt, (int)k, col, (int)k, 0.0f, y, (int)(nb * p));
     for (int64_t n = 0; n < nb; n++)
       for (int64_t o = 0; o < g->o; o++) {
         float *dst = out + ((n0 + n) * g->o + o) * p;
@@ -177,13 +218,17 @@ void conv2d_forward_kernel(const ConvGeom *g, float *out, const float *x, const 
   }
 }
 
-// gx (N,C,H,W) = col2im(w^T (K,O) @ gy (O, N*P))
+// gx (N,C,H,W) = col2im(gy^T (N*P, O) @ wt (O, K))
 void conv2d_backward_input_kernel(const ConvGeom *g, float *gx, const float *gy, const float *w) {
   const int64_t p = g->oh * g->ow, k = g->c * g->kh * g->kw, nbmax = chunk_images(g);
-  memset(gx, 0, (size_t)(g->n * g->c * g->h * g->w) * sizeof(float));
-  if (g->n * p * k == 0 || g->o == 0) return;
-  float *col = scratch(0, k * nbmax * p);
-  float *gychunk = nbmax > 1 ? scratch(1, g->o * nbmax * p) : NULL;
+  const int64_t xsize = g->c * g->h * g->w;
+  if (g->n * p * k == 0 || g->o == 0) {
+    memset(gx, 0, (size_t)(g->n * xsize) * sizeof(float));
+    return;
+  }
+  float *col = scratch(COLS, nbmax * p * k), *gychunk = scratch(YCHUNK, g->o * nbmax * p);
+  float *gxt = scratch(XCHUNK, nbmax * xsize), *wt = scratch(WEIGHT, g->o * k);
+  weight_to_channels_last(g, w, wt);
   for (int64_t n0 = 0; n0 < g->n; n0 += nbmax) {
     int64_t nb = g->n - n0 < nbmax ? g->n - n0 : nbmax;
     const float *gyc = gy + n0 * g->o * p;
@@ -191,19 +236,24 @@ void conv2d_backward_input_kernel(const ConvGeom *g, float *gx, const float *gy,
       gather_chunk(g, gy, n0, nb, gychunk);
       gyc = gychunk;
     }
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)k, (int)(nb * p), (int)g->o, 1.0f,
-                w, (int)k, gyc, (int)(nb * p), 0.0f, col, (int)(nb * p));
-    col2im(g, col, n0, nb, gx);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(nb * p), (int)k, (int)g->o, 1.0f,
+                gyc, (int)(nb * p), wt, (int)k, 0.0f, col, (int)k);
+    memset(gxt, 0, (size_t)(nb * xsize) * sizeof(float));
+    col2im(g, col, nb, gxt);
+    from_channels_last(g, gxt, nb, gx + n0 * xsize);
   }
 }
 
-// gw (O,K) = sum over chunks of gy (O, nb*P) @ im2col(x)^T (nb*P, K)
+// gw (O,C,KH,KW) from gwt (O,K) = sum over chunks of gy (O, nb*P) @ cols (nb*P, K)
 void conv2d_backward_weight_kernel(const ConvGeom *g, float *gw, const float *x, const float *gy) {
   const int64_t p = g->oh * g->ow, k = g->c * g->kh * g->kw, nbmax = chunk_images(g);
-  memset(gw, 0, (size_t)(g->o * k) * sizeof(float));
-  if (g->n * p * k == 0 || g->o == 0) return;
-  float *col = scratch(0, k * nbmax * p);
-  float *gychunk = nbmax > 1 ? scratch(1, g->o * nbmax * p) : NULL;
+  const int64_t xsize = g->c * g->h * g->w;
+  if (g->n * p * k == 0 || g->o == 0) {
+    memset(gw, 0, (size_t)(g->o * k) * sizeof(float));
+    return;
+  }
+  float *col = scratch(COLS, nbmax * p * k), *gychunk = scratch(YCHUNK, g->o * nbmax * p);
+  float *xt = scratch(XCHUNK, nbmax * xsize), *gwt = scratch(WEIGHT, g->o * k);
   for (int64_t n0 = 0; n0 < g->n; n0 += nbmax) {
     int64_t nb = g->n - n0 < nbmax ? g->n - n0 : nbmax;
     const float *gyc = gy + n0 * g->o * p;
@@ -211,10 +261,12 @@ void conv2d_backward_weight_kernel(const ConvGeom *g, float *gw, const float *x,
       gather_chunk(g, gy, n0, nb, gychunk);
       gyc = gychunk;
     }
-    im2col(g, x, n0, nb, col);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g->o, (int)k, (int)(nb * p), 1.0f,
-                gyc, (int)(nb * p), col, (int)(nb * p), n0 == 0 ? 0.0f : 1.0f, gw, (int)k);
+    to_channels_last(g, x + n0 * xsize, nb, xt);
+    im2col(g, xt, nb, col);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g->o, (int)k, (int)(nb * p), 1.0f,
+                gyc, (int)(nb * p), col, (int)k, n0 == 0 ? 0.0f : 1.0f, gwt, (int)k);
   }
+  weight_from_channels_last(g, gwt, gw);
 }
 
 /* ------------------------------------------------------------ argument checks */
