@@ -91,7 +91,8 @@ function M.gradgradcheck(f, inputs, opts)
     local xs = { ... }
     local grads = ag.grad(scalar_of(f, xs, weights), xs, { create_graph = true, allow_unused = true })
     local total = T.zeros {}
-    for i, g in ipairs(grads) do
+    for i = 1, #xs do -- not ipairs: grads has holes (nil) for unused inputs
+      local g = grads[i]
       if g and g:requires_grad() then total = total + (g * directions[i]):sum() end
     end
     return total
