@@ -620,7 +620,7 @@ int om_cache_read(const char *path, const OmOptions *opt, uint64_t expect_finger
   memset(ds, 0, sizeof *ds);
   FILE *f = fopen(path, "rb");
   if (!f) {
-    if (errno == ENOENT)
+    if (errno == ENOENT || errno == ENOTDIR)
       snprintf(why, whylen, "no cache file");
     else
       snprintf(why, whylen, "cannot open (%s)", strerror(errno));
