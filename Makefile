@@ -1,7 +1,7 @@
 # mamlrun: make (build), make test, make run, make bench, make sanitize, make install
 PKGS     := lua5.4 openblas libpng
 CC       ?= cc
-OPT      ?= -O2 -march=x86-64-v2 -mtune=generic
+OPT      ?= -O3 -march=x86-64-v2 -mtune=generic
 CFLAGS   ?= $(OPT) -g
 CFLAGS   += -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra -Ivm -Iops \
             $(shell pkg-config --cflags $(PKGS) 2>/dev/null)

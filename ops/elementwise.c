@@ -55,7 +55,7 @@ enum { OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_POW, OP_EQ, OP_NE, OP_LT, OP_LE, OP_GT
       }                                                                               \
   } while (0)
 
-static void binary_inner(int op, int64_t n, const float *pa, int64_t sa, const float *pb, int64_t sb,
+T_HOT static void binary_inner(int op, int64_t n, const float *pa, int64_t sa, const float *pb, int64_t sb,
                          float *po) {
   switch (op) {
     case OP_ADD: INNER(x + y); break;
@@ -73,6 +73,33 @@ static void binary_inner(int op, int64_t n, const float *pa, int64_t sa, const f
   }
 }
 
+/* Merge adjacent dims that every operand walks the same way (both
+** contiguous, or both broadcast), and drop size-1 dims, so that a
+** per-channel op on (N, C, H, W) runs as (N, C, H*W) with long inner loops.
+** strides[k] are nops arrays of nd entries; returns the new nd. */
+static int coalesce(int nd, int64_t *shape, int nops, int64_t **strides) {
+  int out = 0;
+  for (int i = 0; i < nd; i++) {
+    if (shape[i] == 1) continue;
+    if (out > 0) {
+      int ok = 1;
+      for (int k = 0; k < nops && ok; k++) {
+        int64_t prev = strides[k][out - 1], cur = strides[k][i];
+        ok = (prev == 0 && cur == 0) || (cur != 0 && prev == cur * shape[i]);
+      }
+      if (ok) {
+        shape[out - 1] *= shape[i];
+        for (int k = 0; k < nops; k++) strides[k][out - 1] = strides[k][i];
+        continue;
+      }
+    }
+    shape[out] = shape[i];
+    for (int k = 0; k < nops; k++) strides[k][out] = strides[k][i];
+    out++;
+  }
+  return out;
+}
+
 static Tensor *binary_forward(const char *fn, int op, Tensor *a, Tensor *b) {
   int64_t shape[T_MAXDIM], sa[T_MAXDIM], sb[T_MAXDIM];
   int nd = t_broadcast_shape(fn, a, b, shape);
@@ -86,6 +113,7 @@ static Tensor *binary_forward(const char *fn, int op, Tensor *a, Tensor *b) {
   }
   bcast_strides(a, nd, shape, sa);
   bcast_strides(b, nd, shape, sb);
+  nd = coalesce(nd, shape, 2, (int64_t *[]){sa, sb});
   if (nd == 0) {
     binary_inner(op, 1, da, 1, db, 1, dout);
     return out;
@@ -158,12 +186,15 @@ Tensor *t_sum_to(Tensor *a, int nd, const int64_t *shape) {
                t_shape_str(a, b1, sizeof b1));
   if (a->ndim == nd && !memcmp(a->shape, shape, (size_t)nd * sizeof *shape)) return t_retain(a);
   Tensor *out = t_zeros(nd, shape);
-  int64_t so[T_MAXDIM], idx[T_MAXDIM] = {0};
-  bcast_strides(out, a->ndim, a->shape, so);
+  int64_t so[T_MAXDIM], sa[T_MAXDIM], ishape[T_MAXDIM], idx[T_MAXDIM] = {0};
+  int and = a->ndim;
+  memcpy(ishape, a->shape, (size_t)and * sizeof *ishape);
+  bcast_strides(out, and, a->shape, so);
+  bcast_strides(a, and, a->shape, sa);
+  and = coalesce(and, ishape, 2, (int64_t *[]){so, sa});
   const float *da = T_DATA(a);
   float *dout = T_DATA(out);
-  int and = a->ndim;
-  int64_t inner = and ? a->shape[and - 1] : 1, outer = inner ? a->numel / inner : 0;
+  int64_t inner = and ? ishape[and - 1] : 1, outer = inner ? a->numel / inner : 0;
   int64_t oo = 0, s_in = and ? so[and - 1] : 0;
   for (int64_t r = 0; r < outer; r++) {
     const float *pa = da + r * inner;
@@ -172,13 +203,14 @@ Tensor *t_sum_to(Tensor *a, int nd, const int64_t *shape) {
       for (int64_t j = 0; j < inner; j++) acc += pa[j];
       dout[oo] += (float)acc;
     } else {
-      for (int64_t j = 0; j < inner; j++) dout[oo + j] += pa[j];
+      float *po = dout + oo;
+      for (int64_t j = 0; j < inner; j++) po[j] += pa[j];
     }
     for (int d = and - 2; d >= 0; d--) {
       idx[d]++;
       oo += so[d];
-      if (idx[d] < a->shape[d]) break;
-      oo -= so[d] * a->shape[d];
+      if (idx[d] < ishape[d]) break;
+      oo -= so[d] * ishape[d];
       idx[d] = 0;
     }
   }
@@ -304,11 +336,8 @@ static Tensor *t_mask_positive(Tensor *g, Tensor *x) {
 
 enum { U_ADDS, U_MULS, U_POWS, U_RSUBS, U_RDIVS, U_NEG, U_EXP, U_LOG, U_SQRT, U_ABS, U_SIGN, U_RELU, U_SIGMOID, U_TANH };
 
-static Tensor *unary_forward(int op, Tensor *a, double s) {
-  Tensor *out = t_new(a->ndim, a->shape);
-  const float *x = T_DATA(a);
-  float *y = T_DATA(out);
-  int64_t n = a->numel;
+/* y = op(x), elementwise */
+T_HOT static void unary_kernel(int op, int64_t n, const float *x, float *y, double s) {
   float f = (float)s;
   switch (op) {
     case U_ADDS: for (int64_t i = 0; i < n; i++) y[i] = x[i] + f; break;
@@ -332,6 +361,11 @@ static Tensor *unary_forward(int op, Tensor *a, double s) {
     case U_SIGMOID: for (int64_t i = 0; i < n; i++) y[i] = 1.0f / (1.0f + expf(-x[i])); break;
     case U_TANH: for (int64_t i = 0; i < n; i++) y[i] = tanhf(x[i]); break;
   }
+}
+
+static Tensor *unary_forward(int op, Tensor *a, double s) {
+  Tensor *out = t_new(a->ndim, a->shape);
+  unary_kernel(op, a->numel, T_DATA(a), T_DATA(out), s);
   return out;
 }
 

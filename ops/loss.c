@@ -6,6 +6,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "batchnorm.h"
 #include "loss.h"
 
 // x (..., in), w (out, in), b (out) or NULL -> (..., out)
@@ -139,33 +140,31 @@ Tensor *t_batch_norm(Tensor *x, Tensor *weight, Tensor *bias, const BatchNormOpt
   if (o->training && count < 2 && x->numel > 0)
     t_argerror("batch_norm", 1, "training mode needs more than 1 value per channel, got input %s",
                t_shape_str(x, b1, sizeof b1));
-  uint32_t dims = 0;
-  for (int i = 0; i < x->ndim; i++)
-    if (i != 1) dims |= 1u << i;
-  Tensor *mean, *var;
-  if (o->training) {
-    mean = t_mean(x, dims, 1);
-    var = t_var(x, dims, 1, 0);
+  Tensor *y;
+  if (o->training) { /* fused, batch statistics */
+    Tensor *mean = NULL, *var = NULL;
+    y = t_bn_normalize(x, o->eps, o->running_mean ? &mean : NULL, o->running_var ? &var : NULL);
     if (o->running_mean) { /* r = (1 - m) r + m * batch value; unbiased var like torch */
       const float *pm = T_DATA(mean), *pv = T_DATA(var);
       float *rm = T_DATA(o->running_mean), *rv = T_DATA(o->running_var);
       float m = (float)o->momentum, unbias = (float)count / (float)(count - 1);
       for (int64_t k = 0; k < c; k++) {
         rm[k] = (1 - m) * rm[k] + m * pm[k];
-        if (rv) rv[k] = (1 - m) * rv[k] + m * pv[k] * unbias;
+        rv[k] = (1 - m) * rv[k] + m * pv[k] * unbias;
       }
     }
-  } else {
-    mean = per_channel(o->running_mean, x->ndim);
-    var = per_channel(o->running_var, x->ndim);
+    t_release(mean);
+    t_release(var);
+  } else { /* running statistics: an affine map with constants */
+    Tensor *mean = per_channel(o->running_mean, x->ndim), *var = per_channel(o->running_var, x->ndim);
+    Tensor *centered = t_sub(x, mean), *ve = t_add_scalar(var, o->eps), *sd = t_sqrt(ve);
+    y = t_div(centered, sd);
+    t_release(mean);
+    t_release(var);
+    t_release(centered);
+    t_release(ve);
+    t_release(sd);
   }
-  Tensor *centered = t_sub(x, mean), *ve = t_add_scalar(var, o->eps), *sd = t_sqrt(ve);
-  Tensor *y = t_div(centered, sd);
-  t_release(mean);
-  t_release(var);
-  t_release(centered);
-  t_release(ve);
-  t_release(sd);
   if (weight) {
     Tensor *w = per_channel(weight, x->ndim), *yw = t_mul(y, w);
     t_release(w);

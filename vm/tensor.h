@@ -41,6 +41,13 @@ typedef struct Tensor {
   struct Node *grad_fn; /* NULL for leaves and constants */
 } Tensor;
 
+/* hot kernels get an AVX2 clone picked at load time (GCC ifunc) */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define T_HOT __attribute__((target_clones("avx2", "default")))
+#else
+#define T_HOT
+#endif
+
 #define T_DATA(t) ((t)->storage->data + (t)->offset)
 
 /* ------------------------------------------------------------ errors */
