@@ -137,50 +137,66 @@ static void gather_chunk(const ConvGeom *g, const float *y, int64_t n0, int64_t 
 
 /* ------------------------------------------------------------ im2col / col2im */
 
-// xt (nb,H,W,C) -> col (nb*OH*OW, KH*KW*C): row (n,oh,ow) holds the window at (oh,ow),
-// tap by tap, C floats each, zeros where the tap is in the padding
+/* taps [lo, hi) of a window row starting at input column iw0 lie inside [0, W) */
+static void valid_taps(const ConvGeom *g, int64_t iw0, int64_t *lo, int64_t *hi) {
+  *lo = iw0 < 0 ? -iw0 : 0;
+  *hi = g->w - iw0 < g->kw ? g->w - iw0 : g->kw;
+  if (*hi < *lo) *hi = *lo;
+}
+
+// xt (nb,H,W,C) -> col (nb*OH*OW, KH*KW*C): row (n,oh,ow) holds the window at (oh,ow);
+// a window row is KW*C contiguous floats of xt, zeros where it is in the padding
 static void im2col(const ConvGeom *g, const float *xt, int64_t nb, float *col) {
-  const int64_t c = g->c, k = g->kh * g->kw * c;
+  const int64_t c = g->c, rowlen = g->kw * c, k = g->kh * rowlen;
   float *row = col;
   for (int64_t n = 0; n < nb; n++)
     for (int64_t oh = 0; oh < g->oh; oh++)
-      for (int64_t ow = 0; ow < g->ow; ow++, row += k)
+      for (int64_t ow = 0; ow < g->ow; ow++, row += k) {
+        int64_t iw0 = ow * g->stride - g->padding, lo, hi;
+        valid_taps(g, iw0, &lo, &hi);
         for (int64_t i = 0; i < g->kh; i++) {
           int64_t ih = oh * g->stride - g->padding + i;
-          for (int64_t j = 0; j < g->kw; j++) {
-            int64_t iw = ow * g->stride - g->padding + j;
-            float *dst = row + (i * g->kw + j) * c;
-            if (ih < 0 || ih >= g->h || iw < 0 || iw >= g->w)
-              for (int64_t q = 0; q < c; q++) dst[q] = 0;
-            else if (c == 1) /* the first layer: no call per float */
-              dst[0] = xt[(n * g->h + ih) * g->w + iw];
-            else
-              memcpy(dst, xt + ((n * g->h + ih) * g->w + iw) * c, (size_t)c * sizeof(float));
+          float *dst = row + i * rowlen;
+          if (ih < 0 || ih >= g->h) {
+            memset(dst, 0, (size_t)rowlen * sizeof(float));
+            continue;
           }
+          const float *src = xt + ((n * g->h + ih) * g->w + iw0 + lo) * c; /* tap lo */
+          for (int64_t q = 0; q < lo * c; q++) dst[q] = 0;
+          if (rowlen <= 4)
+            for (int64_t q = 0; q < (hi - lo) * c; q++) dst[lo * c + q] = src[q];
+          else
+            memcpy(dst + lo * c, src, (size_t)((hi - lo) * c) * sizeof(float));
+          for (int64_t q = hi * c; q < rowlen; q++) dst[q] = 0;
         }
+      }
 }
 
 // col (nb*OH*OW, KH*KW*C) -> gxt (nb,H,W,C), added: the adjoint of im2col
 static void col2im(const ConvGeom *g, const float *col, int64_t nb, float *gxt) {
-  const int64_t c = g->c, k = g->kh * g->kw * c;
+  const int64_t c = g->c, rowlen = g->kw * c, k = g->kh * rowlen;
   const float *row = col;
   for (int64_t n = 0; n < nb; n++)
     for (int64_t oh = 0; oh < g->oh; oh++)
-      for (int64_t ow = 0; ow < g->ow; ow++, row += k)
+      for (int64_t ow = 0; ow < g->ow; ow++, row += k) {
+        int64_t iw0 = ow * g->stride - g->padding, lo, hi;
+        valid_taps(g, iw0, &lo, &hi);
         for (int64_t i = 0; i < g->kh; i++) {
           int64_t ih = oh * g->stride - g->padding + i;
           if (ih < 0 || ih >= g->h) continue;
-          for (int64_t j = 0; j < g->kw; j++) {
-            int64_t iw = ow * g->stride - g->padding + j;
-            if (iw < 0 || iw >= g->w) continue;
-            const float *src = row + (i * g->kw + j) * c;
-            float *dst = gxt + ((n * g->h + ih) * g->w + iw) * c;
-            for (int64_t q = 0; q < c; q++) dst[q] += src[q];
-          }
+          const float *src = row + i * rowlen + lo * c;
+          float *dst = gxt + ((n * g->h + ih) * g->w + iw0 + lo) * c; /* tap lo */
+          for (int64_t q = 0; q < (hi - lo) * c; q++) dst[q] += src[q];
         }
+      }
 }
 
 /* ------------------------------------------------------------ kernels */
+
+/* Images per GEMM inside a chunk: all of them when the maps are small (P =
+** OH*OW below 64, the MAML layers after the first), else one at a time,
+** which reads gy and writes y in place instead of through (O, nb*P) copies. */
+static int64_t gemm_images(const ConvGeom *g, int64_t nb) { return g->oh * g->ow >= 64 ? 1 : nb; }
 
 // out (N,O,OH,OW) = wt (O,K) @ cols^T (K, N*P) + b (O), K = KH*KW*C, P = OH*OW
 void conv2d_forward_kernel(const ConvGeom *g, float *out, const float *x, const float *w,
@@ -196,25 +212,27 @@ void conv2d_forward_kernel(const ConvGeom *g, float *out, const float *x, const 
   float *xt = scratch(XCHUNK, nbmax * g->h * g->w * g->c), *wt = scratch(WEIGHT, g->o * k);
   weight_to_channels_last(g, w, wt);
   for (int64_t n0 = 0; n0 < g->n; n0 += nbmax) {
-    int64_t nb = g->n - n0 < nbmax ? g->n - n0 : nbmax;
+    int64_t nb = g->n - n0 < nbmax ? g->n - n0 : nbmax, gb = gemm_images(g, nb);
     to_channels_last(g, x + n0 * g->c * g->h * g->w, nb, xt);
     im2col(g, xt, nb, col);
-    // one image: (O, P) straight into out; several: (O, nb*P), then to out (nb, O, P)
-    float *y = nb == 1 ? out + n0 * g->o * p : ychunk;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g->o, (int)(nb * p), (int)k, 1.0f,
-                wt, (int)k, col, (int)k, 0.0f, y, (int)(nb * p));
-    for (int64_t n = 0; n < nb; n++)
-      for (int64_t o = 0; o < g->o; o++) {
-        float *dst = out + ((n0 + n) * g->o + o) * p;
-        const float *src = y + o * nb * p + n * p;
-        float bias = b ? b[o] : 0.0f;
-        if (nb == 1) {
-          if (b)
-            for (int64_t q = 0; q < p; q++) dst[q] += bias;
-        } else {
-          for (int64_t q = 0; q < p; q++) dst[q] = src[q] + bias;
+    for (int64_t m = 0; m < nb; m += gb) {
+      // one image: (O, P) straight into out; several: (O, gb*P), then to out (gb, O, P)
+      float *y = gb == 1 ? out + (n0 + m) * g->o * p : ychunk;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g->o, (int)(gb * p), (int)k, 1.0f,
+                  wt, (int)k, col + m * p * k, (int)k, 0.0f, y, (int)(gb * p));
+      for (int64_t n = 0; n < gb; n++)
+        for (int64_t o = 0; o < g->o; o++) {
+          float *dst = out + ((n0 + m + n) * g->o + o) * p;
+          const float *src = y + o * gb * p + n * p;
+          float bias = b ? b[o] : 0.0f;
+          if (gb == 1) {
+            if (b)
+              for (int64_t q = 0; q < p; q++) dst[q] += bias;
+          } else {
+            for (int64_t q = 0; q < p; q++) dst[q] = src[q] + bias;
+          }
         }
-      }
+    }
   }
 }
 
@@ -230,14 +248,16 @@ void conv2d_backward_input_kernel(const ConvGeom *g, float *gx, const float *gy,
   float *gxt = scratch(XCHUNK, nbmax * xsize), *wt = scratch(WEIGHT, g->o * k);
   weight_to_channels_last(g, w, wt);
   for (int64_t n0 = 0; n0 < g->n; n0 += nbmax) {
-    int64_t nb = g->n - n0 < nbmax ? g->n - n0 : nbmax;
-    const float *gyc = gy + n0 * g->o * p;
-    if (nb > 1) {
-      gather_chunk(g, gy, n0, nb, gychunk);
-      gyc = gychunk;
+    int64_t nb = g->n - n0 < nbmax ? g->n - n0 : nbmax, gb = gemm_images(g, nb);
+    for (int64_t m = 0; m < nb; m += gb) {
+      const float *gyc = gy + (n0 + m) * g->o * p;
+      if (gb > 1) {
+        gather_chunk(g, gy, n0 + m, gb, gychunk);
+        gyc = gychunk;
+      }
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(gb * p), (int)k, (int)g->o, 1.0f,
+                  gyc, (int)(gb * p), wt, (int)k, 0.0f, col + m * p * k, (int)k);
     }
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(nb * p), (int)k, (int)g->o, 1.0f,
-                gyc, (int)(nb * p), wt, (int)k, 0.0f, col, (int)k);
     memset(gxt, 0, (size_t)(nb * xsize) * sizeof(float));
     col2im(g, col, nb, gxt);
     from_channels_last(g, gxt, nb, gx + n0 * xsize);
@@ -255,16 +275,19 @@ void conv2d_backward_weight_kernel(const ConvGeom *g, float *gw, const float *x,
   float *col = scratch(COLS, nbmax * p * k), *gychunk = scratch(YCHUNK, g->o * nbmax * p);
   float *xt = scratch(XCHUNK, nbmax * xsize), *gwt = scratch(WEIGHT, g->o * k);
   for (int64_t n0 = 0; n0 < g->n; n0 += nbmax) {
-    int64_t nb = g->n - n0 < nbmax ? g->n - n0 : nbmax;
-    const float *gyc = gy + n0 * g->o * p;
-    if (nb > 1) {
-      gather_chunk(g, gy, n0, nb, gychunk);
-      gyc = gychunk;
-    }
+    int64_t nb = g->n - n0 < nbmax ? g->n - n0 : nbmax, gb = gemm_images(g, nb);
     to_channels_last(g, x + n0 * xsize, nb, xt);
     im2col(g, xt, nb, col);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g->o, (int)k, (int)(nb * p), 1.0f,
-                gyc, (int)(nb * p), col, (int)k, n0 == 0 ? 0.0f : 1.0f, gwt, (int)k);
+    for (int64_t m = 0; m < nb; m += gb) {
+      const float *gyc = gy + (n0 + m) * g->o * p;
+      if (gb > 1) {
+        gather_chunk(g, gy, n0 + m, gb, gychunk);
+        gyc = gychunk;
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g->o, (int)k, (int)(gb * p), 1.0f,
+                  gyc, (int)(gb * p), col + m * p * k, (int)k, n0 + m == 0 ? 0.0f : 1.0f, gwt,
+                  (int)k);
+    }
   }
   weight_from_channels_last(g, gwt, gw);
 }
