@@ -15,8 +15,9 @@ return require("experiment").run{
   meta_lr          = 1e-3,        -- Adam
   iterations       = 60000,
   first_order      = false,       -- exact second-order MAML
-  rotate           = true,        -- each class rotated by k * 90 degrees, per task
+  rotation         = "task",      -- each class rotated by k * 90 degrees, drawn per task
   split            = "paper",     -- 1200 train / 423 test characters
+  val_classes      = 0,           -- validation tasks from the test classes (monitoring only)
   image            = 28,
   model            = "conv4",     -- 4 x [conv 3x3, stride 2, 64 filters -> BN -> ReLU], mean, linear
   bn_scale         = false,       -- BN: learned shift, no learned scale

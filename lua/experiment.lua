@@ -13,7 +13,8 @@
 -- experiment.run(cfg [, opts]) takes the overrides from require("mamlrun").overrides (the host's
 -- key=value arguments) unless opts.overrides is given. Other opts, mainly for tests and variants:
 -- source (a task source object: see lua/sinusoid.lua for the interface), host (replacements for
--- the mamlrun module's is_tty/time/on_signal/signal_pending/rss_peak), print (a function for output).
+-- the mamlrun module's is_tty/time/on_signal/signal_pending/rss_peak), print (a function for output),
+-- after_iteration (a function(run, iteration) called after each meta-iteration).
 -- Every valid key, its type, default and meaning is in M.keys below (`experiment.help()` prints them).
 local T = require "tensor"
 local ag = require "autograd"
@@ -127,10 +128,18 @@ M.keys = {
     key("queries", types.integer, 1,
       "query images per class in meta-training (the paper's code: as many as the shots; the seed: 15)"),
     key("queries_test", types.integer, 15, "query images per class of each evaluation task"),
-    key("rotate", types.boolean, true, "rotate each class of a task by a random multiple of 90 degrees"),
+    key("rotation", one_of{"task", "classes", "none"}, "task",
+      "task: each class of a task rotated by a random multiple of 90 degrees, per task (the paper's code); "
+      .. "classes: rotated copies are classes of their own; none"),
     key("image", types.integer, 28, "image side in pixels"),
-    key("split", types.string, "paper", "class split of the task module (paper: 1200 train / 423 test)"),
-    key("data", types.string, "", "Omniglot folder or cache (empty: the loader's default)"),
+    key("split", one_of{"paper", "maml", "seed", "lake"}, "paper",
+      "class split (lua/tasks.lua): paper = maml: 1200 random train characters / 423 test; seed: the first "
+      .. "1200 in load order; lake: background / evaluation alphabets"),
+    key("val_classes", types.integer, 0,
+      "classes carved from the training ones for validation (the paper's code: 100); 0: validation "
+      .. "tasks come from the test classes (monitoring only: nothing is selected on them, and the final "
+      .. "test draws other tasks)"),
+    key("data", types.string, "", "Omniglot folder (empty: $OMNIGLOT_DIR or data/omniglot)"),
   },
   sinusoid = {
     key("shots", types.integer, 10, "support points per task in meta-training (K)"),
@@ -182,6 +191,16 @@ local function schema(task, model)
   return map, names
 end
 
+-- whether name is a key of any group
+local function any_key(name)
+  for _, group in pairs(M.keys) do
+    for _, k in ipairs(group) do
+      if k.name == name then return true end
+    end
+  end
+  return false
+end
+
 local function deep_copy(v)
   if type(v) ~= "table" or T.is_tensor(v) then return v end
   local out = {}
@@ -230,6 +249,8 @@ end
 --- The resolved config: script values over the defaults, then the overrides over those. Errors on an
 --- unknown key (listing the valid ones) and on a value of the wrong type (naming the key). The
 --- `extra` table is free-form for variants: its keys are checked against the types of its values.
+--- Keys of the script that belong to another task or model (conv4's bn_scale when the model is
+--- changed to peer_net) are dropped; the second result lists them.
 function M.resolve(script_cfg, overrides)
   overrides = overrides or {}
   local cfg = deep_copy(script_cfg or {})
@@ -238,16 +259,18 @@ function M.resolve(script_cfg, overrides)
   local model = convert(common.model, overrides.model or cfg.model or default_model[task], "")
   local map, names = schema(task, model)
   local function unknown(k, where)
-    return string.format("unknown config key '%s'%s for a %s experiment with model %s; valid keys: %s",
+    return string.format("unknown config key '%s'%s (task %s, model %s); valid keys: %s",
       tostring(k), where, task, model, table.concat(names, ", ") .. ", extra.*")
   end
-  local out = {extra = {}}
+  local out, ignored = {extra = {}}, {}
   for k, v in pairs(cfg) do
     if k == "extra" then
       if type(v) ~= "table" then error("config key 'extra' must be a table", 0) end
       merge_extra(out.extra, v, "extra")
     elseif not map[k] then
-      error(unknown(k, " in the experiment script"), 0)
+      if not any_key(k) then error(unknown(k, " in the experiment script"), 0) end
+      -- a key of another task or model (e.g. conv4's bn_scale after model=peer_net): not used
+      ignored[#ignored + 1] = k
     else
       out[k] = convert(map[k], v, " in the experiment script")
     end
@@ -266,6 +289,7 @@ function M.resolve(script_cfg, overrides)
     if out[name] == nil then out[name] = deep_copy(map[name].default) end
   end
   out.task, out.model = task, model
+  table.sort(ignored)
   for _, name in ipairs{"iterations", "meta_batch", "val_tasks", "test_tasks", "log_every"} do
     if out[name] < (name == "iterations" and 0 or 1) then
       error(string.format("config key '%s' must be positive, got %d", name, out[name]), 0)
@@ -274,7 +298,7 @@ function M.resolve(script_cfg, overrides)
   for _, name in ipairs{"steps", "steps_test", "eval_every", "checkpoint_every"} do
     if out[name] < 0 then error(string.format("config key '%s' must be >= 0, got %d", name, out[name]), 0) end
   end
-  return out
+  return out, ignored
 end
 
 --- The text of every key of a (task, model) pair with type, default and meaning.
@@ -351,7 +375,16 @@ function M.build_source(cfg, injected)
     return require("sinusoid").new{amplitude = {cfg.amp_min, cfg.amp_max},
       phase = {cfg.phase_min, cfg.phase_max}, x = {cfg.x_min, cfg.x_max}}
   elseif cfg.task == "omniglot" then
-    return require("omniglot_source").new(cfg)
+    local source = require("tasks").source{root = cfg.data ~= "" and cfg.data or nil, size = cfg.image,
+      split = cfg.split, val = cfg.val_classes, rotation = cfg.rotation}
+    if cfg.val_classes == 0 then
+      -- validation tasks from the test classes (drawn with their own generator)
+      local sample = source.sample
+      function source.sample(self, split, ...)
+        return sample(self, split == "val" and "test" or split, ...)
+      end
+    end
+    return source
   end
   error("task 'custom' needs a task source: experiment.run(cfg, {source = ...})", 0)
 end
@@ -448,6 +481,7 @@ local function host_functions(opts)
     signal_pending = h.signal_pending or host.signal_pending or function() return nil end,
     rss_peak = h.rss_peak or host.rss_peak or function() return 0 end,
     overrides = host.overrides,
+    script = host.script,
   }
 end
 
@@ -462,14 +496,6 @@ local function exists(path)
   local f = io.open(path, "r")
   if f then f:close() end
   return f ~= nil
-end
-
-local function read_file(path)
-  local f, err = io.open(path, "rb")
-  if not f then error(err, 0) end
-  local s = f:read("a")
-  f:close()
-  return s
 end
 
 local function write_file(path, text) T.write_atomic(path, text) end
@@ -656,9 +682,8 @@ function Run:progress(it, stats)
   local rate = (it > first[1] and now > first[2]) and (it - first[1]) / (now - first[2]) or 0
   self.rate = rate
   local eta = rate > 0 and (cfg.iterations - it) / rate or math.huge
-  local metric = self.metric_key == "acc" and string.format("train acc %5.1f%%", 100 * stats.metric)
-    or string.format("train mse %.4f", stats.metric)
-  local text = string.format("iter %d/%d  %.2f it/s  ETA %s  loss %.4f  %s", it, cfg.iterations, rate,
+  local metric = self.metric_key == "acc" and string.format("  train acc %5.1f%%", 100 * stats.metric) or ""
+  local text = string.format("iter %d/%d  %.2f it/s  ETA %s  loss %.4f%s", it, cfg.iterations, rate,
     fmt_time(eta), stats.loss, metric)
   if self.mode == "line" then
     if now - (self.last_draw or -1) >= 0.2 or it == cfg.iterations then
@@ -666,9 +691,17 @@ function Run:progress(it, stats)
       self.live_line = true
       self.last_draw = now
     end
-  elseif self.mode == "log" and it % cfg.log_every == 0 then
-    self:say("%s", text)
   end
+end
+
+-- a plain log line with the averages of the last log_every iterations
+function Run:log_line(rec)
+  if self.mode ~= "log" then return end
+  local cfg = self.cfg
+  local eta = (self.rate or 0) > 0 and (cfg.iterations - rec.iter) / self.rate or math.huge
+  local metric = self.metric_key == "acc" and string.format("  train acc %5.1f%%", 100 * rec.acc) or ""
+  self:say("iter %d/%d  %.2f it/s  ETA %s  loss %.4f%s  |grad| %.3g", rec.iter, cfg.iterations,
+    self.rate or 0, fmt_time(eta), rec.loss, metric, rec.grad_norm)
 end
 
 -- one meta-iteration: sample, meta-gradient, checks, Adam
@@ -722,10 +755,12 @@ function Run:train()
         it_per_s = self.rate, time = self.host.time() - t_start}
       rec[self.metric_key] = w.metric / w.n
       self:record(rec)
+      self:log_line(rec)
       self.window = {loss = 0, metric = 0, n = 0, grad_norm = 0}
     end
-    if cfg.eval_every > 0 and it % cfg.eval_every == 0 and it < cfg.iterations then self:validate() end
+    if cfg.eval_every > 0 and it % cfg.eval_every == 0 then self:validate() end
     if cfg.checkpoint_every > 0 and it % cfg.checkpoint_every == 0 then self:save_checkpoint() end
+    if self.after_iteration then self.after_iteration(self, it) end
     local sig = self:signal()
     if sig then
       self:save_checkpoint(sig)
@@ -787,7 +822,8 @@ function M.prepare(cfg, opts)
   local run = setmetatable({
     cfg = cfg, source = source, net = net, iteration = 0, skipped = 0,
     metrics_lines = {}, rate_window = {}, window = {loss = 0, metric = 0, n = 0, grad_norm = 0},
-    host = host_functions(opts), script = opts.script,
+    host = host_functions(opts), script = opts.script or host_functions(opts).script,
+    after_iteration = opts.after_iteration,
     print_raw = opts.print or function(s) io.stdout:write(s); io.stdout:flush() end,
     metric_key = (source.metric or "accuracy") == "accuracy" and "acc" or source.metric,
   }, Run)
@@ -824,7 +860,7 @@ function M.run(script_cfg, opts)
   local host = host_functions(opts)
   local overrides = opts.overrides or host.overrides or {}
   local resume_dir = overrides.resume
-  local cfg
+  local cfg, ignored
   local resume_tree
   if resume_dir and resume_dir ~= "" then
     local path = resume_dir .. "/checkpoint.bin"
@@ -837,9 +873,13 @@ function M.run(script_cfg, opts)
     cfg = M.resolve(saved, rest)
     cfg.resume = resume_dir
   else
-    cfg = M.resolve(script_cfg, overrides)
+    cfg, ignored = M.resolve(script_cfg, overrides)
   end
   local run = M.prepare(cfg, opts)
+  if ignored and #ignored > 0 then
+    run:say("note: keys of the script not used with task %s and model %s: %s", cfg.task, cfg.model,
+      table.concat(ignored, ", "))
+  end
 
   if cfg.eval_only then
     if cfg.checkpoint == "" then error("eval_only=true needs checkpoint=<file>", 0) end

@@ -1,0 +1,349 @@
+-- tests/lua/experiment_spec.lua: the experiment runner (lua/experiment.lua) on a tiny synthetic task
+-- source (no dataset): config resolution and override errors, run folder contents, checkpoints
+-- (round trip, corruption, shape mismatch), resume equal to an uninterrupted run, Ctrl-C, NaN handling,
+-- eval_only; plus lua/json.lua and lua/checkpoint.lua.
+local T = require "tensor"
+local experiment = require "experiment"
+local checkpoint = require "checkpoint"
+local json = require "json"
+
+local function tmpdir()
+  local p = io.popen("mktemp -d /tmp/mamlrun-experiment-spec.XXXXXX")
+  local dir = p:read("l")
+  p:close()
+  return dir
+end
+
+local function read(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function write(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+end
+
+-- Synthetic N-way tasks on 8x8 images: each class a random prototype, examples = prototype + noise.
+-- `poison` makes the query inputs of the poison-th sampled batch NaN.
+local function synthetic_source(poison)
+  local calls = 0
+  return {
+    kind = "classification", loss = "cross_entropy", metric = "accuracy", image_size = 8, channels = 1,
+    sample = function(_, split, n_tasks, gen, shape)
+      calls = calls + (split == "train" and 1 or 0)
+      local function part(per, protos)
+        local n = shape.ways * per
+        local xs, labels = {}, {}
+        for t = 1, n_tasks do
+          local imgs = {}
+          for j = 1, n do
+            local c = (j - 1) % shape.ways + 1
+            imgs[j] = protos[t][c] + T.randn({1, 8, 8}, gen) * 0.5
+            labels[j] = c
+          end
+          xs[t] = T.stack(imgs, 1)
+        end
+        local y = {}
+        for t = 1, n_tasks do y[t] = T.tensor(labels) end
+        return T.stack(xs, 1), T.stack(y, 1)
+      end
+      local protos = {}
+      for t = 1, n_tasks do
+        protos[t] = {}
+        for c = 1, shape.ways do protos[t][c] = T.randn({1, 8, 8}, gen) end
+      end
+      local sx, sy = part(shape.shots, protos)
+      local qx, qy = part(shape.queries, protos)
+      if poison and split == "train" and calls == poison then qx = T.full(qx:shape(), 0 / 0) end
+      return {support_x = sx, support_y = sy, query_x = qx, query_y = qy}
+    end,
+  }
+end
+
+local tiny = {
+  name = "tiny", task = "custom", model = "conv4", channels = 4, ways = 3, shots = 1, queries = 2,
+  queries_test = 2, meta_batch = 2, steps = 1, steps_test = 1, steps_test_max = 2, inner_lr = 0.4,
+  iterations = 6, eval_every = 3, val_tasks = 3, test_tasks = 4, checkpoint_every = 3, log_every = 1,
+  progress = "none",
+}
+
+local function run_tiny(dir, overrides, opts)
+  opts = opts or {}
+  local o = {out_dir = dir}
+  for k, v in pairs(overrides or {}) do o[k] = v end
+  return experiment.run(tiny, {overrides = o, source = opts.source or synthetic_source(opts.poison),
+    host = opts.host, after_iteration = opts.after_iteration, print = opts.print})
+end
+
+local function params_of(result)
+  local out = {}
+  for i, p in ipairs(result.net:parameters()) do out[i] = p:totable() end
+  for i, b in ipairs(result.net:buffers()) do out[#out + 1] = b:totable(); local _ = i end
+  return out
+end
+
+-- metrics records without the wall-clock fields
+local function records(dir)
+  local out = {}
+  for line in read(dir .. "/metrics.jsonl"):gmatch("[^\n]+") do
+    local r = json.decode(line)
+    r.time, r.it_per_s, r.seconds = nil, nil, nil
+    out[#out + 1] = r
+  end
+  return out
+end
+
+describe("experiment config", function()
+  it("takes overrides with their types and fills defaults", function()
+    local cfg = experiment.resolve({name = "x", ways = 5}, {iterations = 2000, inner_lr = 0.1, seed = 3,
+      first_order = true, bn_mode = "running", inner_loss_scale = 1})
+    assert.equals(2000, cfg.iterations)
+    assert.equals("integer", math.type(cfg.iterations))
+    assert.equals(0.1, cfg.inner_lr)
+    assert.is_true(cfg.first_order)
+    assert.equals("running", cfg.bn_mode)
+    assert.equals(1, cfg.inner_loss_scale)
+    assert.equals(32, cfg.meta_batch) -- a default
+    assert.equals("conv4", cfg.model)
+  end)
+
+  it("accepts 2e3 for an integer key and a comma list for hidden sizes", function()
+    assert.equals(2000, experiment.resolve({}, {iterations = 2e3}).iterations)
+    assert.same({20, 30}, experiment.resolve({task = "sinusoid"}, {hidden = "20,30"}).hidden)
+  end)
+
+  it("rejects an unknown key and lists the valid ones", function()
+    local ok, err = pcall(experiment.resolve, {name = "x"}, {inner_lrr = 0.1})
+    assert.is_false(ok)
+    assert.truthy(err:find("unknown config key 'inner_lrr' on the command line", 1, true))
+    assert.truthy(err:find("valid keys: ", 1, true))
+    assert.truthy(err:find("inner_lr,", 1, true))
+    ok, err = pcall(experiment.resolve, {name = "x", itterations = 5}, {})
+    assert.truthy(err:find("unknown config key 'itterations' in the experiment script", 1, true))
+  end)
+
+  it("rejects a value of the wrong type, naming the key", function()
+    local cases = {
+      {{iterations = "abc"}, "config key 'iterations' expects an integer, got string \"abc\""},
+      {{iterations = 2.5}, "config key 'iterations' expects an integer, got number 2.5"},
+      {{inner_lr = true}, "config key 'inner_lr' expects a number, got boolean true"},
+      {{first_order = "yes"}, "config key 'first_order' expects a boolean (true or false), got string \"yes\""},
+      {{bn_mode = "train"}, "config key 'bn_mode' expects one of batch, running, got string \"train\""},
+      {{inner_loss_scale = "n"}, "config key 'inner_loss_scale' expects a number or \"ways\""},
+    }
+    for _, case in ipairs(cases) do
+      local ok, err = pcall(experiment.resolve, {}, case[1])
+      assert.is_false(ok)
+      assert.truthy(err:find(case[2], 1, true), err)
+    end
+  end)
+
+  it("keys of another model are an error on the command line", function()
+    local ok, err = pcall(experiment.resolve, {task = "sinusoid"}, {bn_scale = true})
+    assert.is_false(ok)
+    assert.truthy(err:find("unknown config key 'bn_scale'", 1, true))
+  end)
+
+  it("extra.* is free-form but typed by the script's value", function()
+    local cfg = experiment.resolve({extra = {alpha = 0.5}}, {extra = {alpha = 2, beta = "b"}})
+    assert.equals(2, cfg.extra.alpha)
+    assert.equals("b", cfg.extra.beta)
+    assert.has_error(function() experiment.resolve({extra = {alpha = 0.5}}, {extra = {alpha = "x"}}) end)
+  end)
+
+  it("loads every experiment script in config-only mode, and each resolves", function()
+    local p = io.popen("ls experiments/*.lua")
+    local n = 0
+    for path in p:lines() do
+      local cfg = experiment.config(path)
+      assert.is_string(cfg.name, path)
+      local resolved = experiment.resolve(cfg, {})
+      assert.equals(cfg.name, resolved.name)
+      n = n + 1
+    end
+    p:close()
+    assert.is_true(n >= 10)
+  end)
+
+  it("the paper's settings are in the Omniglot scripts", function()
+    local c = experiment.resolve(experiment.config("experiments/omniglot5w1s.lua"), {})
+    assert.same({5, 1, 32, 1, 3, 0.4, 1e-3, 60000, "ways", false, false, "task"},
+      {c.ways, c.shots, c.meta_batch, c.steps, c.steps_test, c.inner_lr, c.meta_lr, c.iterations,
+       c.inner_loss_scale, c.bn_scale, c.bn_adapt, c.rotation})
+    c = experiment.resolve(experiment.config("experiments/omniglot20w5s.lua"), {})
+    assert.same({20, 5, 16, 5, 0.1}, {c.ways, c.shots, c.meta_batch, c.steps, c.inner_lr})
+  end)
+
+  it("an ablation extends its base in a few keys", function()
+    local base = experiment.config("experiments/omniglot5w1s.lua")
+    local abl = experiment.config("experiments/ablation_first_order.lua")
+    assert.is_true(abl.first_order)
+    for k, v in pairs(base) do
+      if k ~= "name" and k ~= "first_order" then assert.same(v, abl[k], k) end
+    end
+  end)
+
+  it("help lists every key with its default", function()
+    local text = experiment.help("omniglot", "conv4")
+    assert.truthy(text:find("inner_loss_scale", 1, true))
+    assert.truthy(text:find("bn_mode", 1, true))
+  end)
+end)
+
+describe("json", function()
+  it("round-trips configs and metrics", function()
+    local v = {a = 1, b = 0.1, c = {1, 2.5, "x"}, d = {e = true, f = false}, s = "q\"\n\t"}
+    assert.same(v, json.decode(json.encode(v)))
+    assert.equals('{"a":[1,2],"b":null}', json.encode{a = {1, 2}, b = 0 / 0})
+    assert.equals(1 / 3, json.decode(json.encode(1 / 3)))
+    assert.has_error(function() json.decode("{") end)
+    assert.has_error(function() json.encode{f = print} end)
+  end)
+end)
+
+describe("checkpoint files", function()
+  it("round-trip a tree of numbers, strings and tensors", function()
+    local dir = tmpdir()
+    local x = T.randn{2, 3}
+    local tree = {iteration = 7, lr = 1e-3, name = "a\0b", flag = true, list = {x, T.zeros{0}}, nested = {k = {1, 2}}}
+    checkpoint.save(dir .. "/c.bin", tree)
+    local back = checkpoint.load(dir .. "/c.bin")
+    assert.equals(7, back.iteration)
+    assert.equals("integer", math.type(back.iteration))
+    assert.equals(1e-3, back.lr)
+    assert.equals("a\0b", back.name)
+    assert.is_true(back.flag)
+    assert.same(x:totable(), back.list[1]:totable())
+    assert.same({1, 2}, back.nested.k)
+  end)
+
+  it("refuse a corrupt, truncated or foreign file with a reason", function()
+    local dir = tmpdir()
+    checkpoint.save(dir .. "/c.bin", {w = T.randn{4}})
+    local bytes = read(dir .. "/c.bin")
+    write(dir .. "/flip.bin", bytes:sub(1, 40) .. string.char((bytes:byte(41) + 1) % 256) .. bytes:sub(42))
+    assert.has_error(function() checkpoint.load(dir .. "/flip.bin") end, dir .. "/flip.bin is corrupt (checksum mismatch)")
+    write(dir .. "/short.bin", bytes:sub(1, #bytes - 3))
+    local ok, err = pcall(checkpoint.load, dir .. "/short.bin")
+    assert.truthy(not ok and err:find("is truncated", 1, true))
+    write(dir .. "/other.bin", "hello world, this is not a checkpoint")
+    ok, err = pcall(checkpoint.load, dir .. "/other.bin")
+    assert.truthy(not ok and err:find("not a mamlrun checkpoint", 1, true))
+    ok, err = pcall(checkpoint.load, dir .. "/missing.bin")
+    assert.truthy(not ok and err:find("cannot open checkpoint", 1, true))
+  end)
+end)
+
+describe("experiment runs", function()
+  local dir, full
+
+  setup(function()
+    dir = tmpdir()
+    full = run_tiny(dir .. "/full")
+  end)
+
+  it("write config, metrics, checkpoint, curves and summary into the run folder", function()
+    local run = full.dir
+    assert.truthy(run:find(dir .. "/full/tiny-", 1, true))
+    local cfg = dofile(run .. "/config.lua")
+    assert.equals("tiny", cfg.name)
+    assert.equals(6, cfg.iterations)
+    assert.equals("tiny", json.decode(read(run .. "/config.json")).name)
+    local recs = records(run)
+    local kinds = {}
+    for _, r in ipairs(recs) do kinds[r.type] = (kinds[r.type] or 0) + 1 end
+    assert.equals(6, kinds.train)
+    assert.equals(2, kinds.val) -- at 3 and 6
+    assert.equals(1, kinds.test)
+    assert.truthy(read(run .. "/curves.svg"):find("<svg", 1, true))
+    local summary = json.decode(read(run .. "/summary.json"))
+    assert.equals(4, summary.test.tasks)
+    assert.equals(3, #summary.test.mean) -- steps 0..2
+    assert.truthy(read(run .. "/summary.txt"):find("95% CI", 1, true))
+    assert.equals(6, checkpoint.load(run .. "/checkpoint.bin").iteration)
+    assert.equals(4, full.test.n)
+  end)
+
+  it("are reproducible with the same seed", function()
+    local again = run_tiny(dir .. "/again")
+    assert.same(params_of(full), params_of(again))
+  end)
+
+  it("resume: 3 iterations, then resume to 6, equals the uninterrupted run", function()
+    local first = run_tiny(dir .. "/part", {iterations = 3})
+    assert.equals(3, first.iteration)
+    local resumed = run_tiny(dir .. "/unused", {resume = first.dir, iterations = 6})
+    assert.equals(first.dir, resumed.dir)
+    assert.equals(6, resumed.iteration)
+    assert.same(params_of(full), params_of(resumed))
+    local a, b = records(full.dir), records(resumed.dir)
+    assert.same(a, b)
+  end)
+
+  it("Ctrl-C saves a checkpoint and stops; resuming gives the uninterrupted result", function()
+    local fire = false
+    local host = {signal_pending = function() return fire and "SIGINT" or nil end, on_signal = function() end}
+    local lines = {}
+    local stopped = run_tiny(dir .. "/sig", {progress = "log"}, {host = host,
+      after_iteration = function(_, it) if it == 4 then fire = true end end,
+      print = function(s) lines[#lines + 1] = s end})
+    assert.is_true(stopped.interrupted)
+    assert.equals(4, stopped.iteration)
+    assert.equals(4, checkpoint.load(stopped.dir .. "/checkpoint.bin").iteration)
+    assert.truthy(table.concat(lines):find("SIGINT: stopped at iteration 4", 1, true))
+    local resumed = run_tiny(dir .. "/unused", {resume = stopped.dir, progress = "none"})
+    assert.equals(6, resumed.iteration)
+    assert.same(params_of(full), params_of(resumed))
+  end)
+
+  it("eval_only evaluates a saved model like the end of its run", function()
+    local result = run_tiny(dir .. "/eval", {eval_only = true, checkpoint = full.dir .. "/checkpoint.bin"})
+    assert.same(full.test.mean, result.test.mean)
+    assert.truthy(read(result.dir .. "/summary.txt"):find("95% CI", 1, true))
+  end)
+
+  it("refuses a checkpoint of a network with other shapes, saying what differs", function()
+    local ok, err = pcall(run_tiny, dir .. "/eval", {eval_only = true, ways = 4,
+      checkpoint = full.dir .. "/checkpoint.bin"})
+    assert.is_false(ok)
+    assert.truthy(err:find("does not fit this experiment's network", 1, true), err)
+    assert.truthy(err:find("fc.weight (3, 4), this experiment fc.weight (4, 4)", 1, true), err)
+  end)
+
+  it("a NaN meta-loss stops the run naming the iteration and the last good checkpoint", function()
+    local ok, err = pcall(run_tiny, dir .. "/nan", {checkpoint_every = 1}, {poison = 3})
+    assert.is_false(ok)
+    -- (the loss or, when ReLU maps NaN to 0, the meta-gradient)
+    assert.truthy(err:match("non%-finite meta%-[%a ]+ %(%-?nan%) at iteration 3;"), err)
+    assert.truthy(err:find("checkpoint.bin (iteration 2)", 1, true), err)
+  end)
+
+  it("on_nonfinite=skip skips that update and goes on", function()
+    local result = run_tiny(dir .. "/skip", {on_nonfinite = "skip"}, {poison = 2})
+    assert.equals(6, result.iteration)
+    assert.equals(1, json.decode(read(result.dir .. "/summary.json")).skipped_updates)
+    local skipped = 0
+    for _, r in ipairs(records(result.dir)) do skipped = skipped + (r.type == "skipped" and 1 or 0) end
+    assert.equals(1, skipped)
+  end)
+
+  it("shows a live progress line with \\r on a terminal", function()
+    local out = {}
+    run_tiny(dir .. "/tty", {progress = "auto", iterations = 2, eval_every = 0},
+      {host = {is_tty = function() return true end}, print = function(s) out[#out + 1] = s end})
+    local text = table.concat(out)
+    assert.truthy(text:find("\riter 2/2", 1, true), text)
+    assert.truthy(text:find("it/s", 1, true))
+    assert.truthy(text:find("ETA", 1, true))
+  end)
+
+  it("resume of a folder without a checkpoint is an error", function()
+    local ok, err = pcall(run_tiny, dir .. "/x", {resume = dir .. "/nothing-here"})
+    assert.is_false(ok)
+    assert.truthy(err:find("no checkpoint.bin", 1, true))
+  end)
+end)
