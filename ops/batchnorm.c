@@ -202,3 +202,96 @@ static Tensor *bn_double_backward_op(Tensor *u, Tensor *g, Tensor *x, Tensor *me
   }
   return out;
 }
+
+/* ------------------------------------------------------------ per-channel affine */
+/* channel_affine(x, w, b) = x * w[c] + b[c]   backward: channel_affine(g, w), channel_dot(g, x), channel_sum(g)
+** channel_dot(a, b)[c] = sum of a * b over channel c   backward: channel_affine(b, g), channel_affine(a, g)
+** channel_sum(a)[c] = sum of a over channel c         backward: g[c] broadcast (expand) */
+
+static void check_channels(const char *what, int arg, Tensor *v, int64_t c) {
+  char b[160];
+  if (v && (v->ndim != 1 || v->shape[0] != c))
+    t_argerror("batch_norm", arg, "expected %s of shape (%lld), got %s", what, (long long)c, t_shape_str(v, b, sizeof b));
+}
+
+static void channel_affine_backward(Node *n, Tensor *g, Tensor **gin, const int *needs) {
+  Tensor *x = n->inputs[0], *w = n->inputs[1];
+  if (needs[0]) gin[0] = w ? t_channel_affine(g, w, NULL) : t_retain(g);
+  if (n->ninputs > 1 && needs[1]) gin[1] = t_channel_dot(g, x);
+  if (n->ninputs > 2 && needs[2]) gin[2] = t_channel_sum(g);
+}
+
+// x (N, C, ...), w (C) or NULL, b (C) or NULL -> x * w + b per channel
+Tensor *t_channel_affine(Tensor *x, Tensor *w, Tensor *b) {
+  ChannelGeom g = channel_geom(x);
+  check_channels("weight", 2, w, g.c);
+  check_channels("bias", 3, b, g.c);
+  Tensor *out = t_new(x->ndim, x->shape);
+  const float *px = T_DATA(x), *pw = w ? T_DATA(w) : NULL, *pb = b ? T_DATA(b) : NULL;
+  float *po = T_DATA(out);
+  for (int64_t n = 0; n < g.n; n++)
+    for (int64_t c = 0; c < g.c; c++) {
+      int64_t off = (n * g.c + c) * g.hw;
+      float s = pw ? pw[c] : 1.0f, t = pb ? pb[c] : 0.0f;
+      for (int64_t k = 0; k < g.hw; k++) po[off + k] = px[off + k] * s + t;
+    }
+  /* inputs: x, then w (may be NULL), then b only when given */
+  Node *node = ag_record(out, "channel_affine", channel_affine_backward, b ? 3 : (w ? 2 : 1), (Tensor *[]){x, w, b});
+  (void)node;
+  return out;
+}
+
+static void channel_dot_backward(Node *n, Tensor *g, Tensor **gin, const int *needs) {
+  if (needs[0]) gin[0] = t_channel_affine(n->inputs[1], g, NULL);
+  if (needs[1]) gin[1] = t_channel_affine(n->inputs[0], g, NULL);
+}
+
+// a, b (N, C, ...) -> (C): sum of a * b over each channel
+Tensor *t_channel_dot(Tensor *a, Tensor *b) {
+  ChannelGeom g = channel_geom(a);
+  Tensor *out = t_new(1, &g.c);
+  const float *pa = T_DATA(a), *pb = T_DATA(b);
+  float *po = T_DATA(out);
+  for (int64_t c = 0; c < g.c; c++) {
+    double s = 0;
+    for (int64_t n = 0; n < g.n; n++) {
+      int64_t off = (n * g.c + c) * g.hw;
+      float part = 0;
+      for (int64_t k = 0; k < g.hw; k++) part += pa[off + k] * pb[off + k];
+      s += part;
+    }
+    po[c] = (float)s;
+  }
+  ag_record(out, "channel_dot", channel_dot_backward, 2, (Tensor *[]){a, b});
+  return out;
+}
+
+static void channel_sum_backward(Node *n, Tensor *g, Tensor **gin, const int *needs) {
+  if (!needs[0]) return;
+  Tensor *a = n->inputs[0];
+  int64_t shape[T_MAXDIM];
+  for (int i = 0; i < a->ndim; i++) shape[i] = i == 1 ? a->shape[1] : 1;
+  Tensor *gc = t_reshape(g, a->ndim, shape);
+  gin[0] = t_expand(gc, a->ndim, a->shape);
+  t_release(gc);
+}
+
+// a (N, C, ...) -> (C): sum over each channel
+Tensor *t_channel_sum(Tensor *a) {
+  ChannelGeom g = channel_geom(a);
+  Tensor *out = t_new(1, &g.c);
+  const float *pa = T_DATA(a);
+  float *po = T_DATA(out);
+  for (int64_t c = 0; c < g.c; c++) {
+    double s = 0;
+    for (int64_t n = 0; n < g.n; n++) {
+      int64_t off = (n * g.c + c) * g.hw;
+      float part = 0;
+      for (int64_t k = 0; k < g.hw; k++) part += pa[off + k];
+      s += part;
+    }
+    po[c] = (float)s;
+  }
+  ag_record(out, "channel_sum", channel_sum_backward, 1, &a);
+  return out;
+}

@@ -10,4 +10,10 @@
 ** for running-statistics buffers). Differentiable to any order. */
 Tensor *t_bn_normalize(Tensor *x, double eps, Tensor **mean_out, Tensor **var_out);
 
+/* per-channel pieces (channel = dim 2 of (N, C, ...)), each differentiable:
+** x * w[c] + b[c] (w, b may be NULL); sum of a * b per channel; sum per channel */
+Tensor *t_channel_affine(Tensor *x, Tensor *w, Tensor *b);
+Tensor *t_channel_dot(Tensor *a, Tensor *b);
+Tensor *t_channel_sum(Tensor *a);
+
 #endif

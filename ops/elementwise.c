@@ -165,11 +165,27 @@ Tensor *t_expand(Tensor *a, int nd, const int64_t *shape) {
     t_argerror("expand", 2, "cannot expand shape %s to %s", t_shape_str(a, b1, sizeof b1),
                t_shape_str2(nd, shape, b2, sizeof b2));
   if (a->ndim == nd && !memcmp(a->shape, shape, (size_t)nd * sizeof *shape)) return t_retain(a);
-  Tensor *zero = t_zeros(nd, shape);
-  int old = ag_set_enabled(0);
-  Tensor *out = binary_forward("expand", OP_ADD, zero, a);
-  ag_set_enabled(old);
-  t_release(zero);
+  Tensor *out = t_new(nd, shape);
+  int64_t sa[T_MAXDIM], so[T_MAXDIM], oshape[T_MAXDIM], idx[T_MAXDIM] = {0};
+  memcpy(oshape, shape, (size_t)nd * sizeof *shape);
+  bcast_strides(a, nd, shape, sa);
+  bcast_strides(out, nd, shape, so);
+  int cnd = coalesce(nd, oshape, 2, (int64_t *[]){sa, so});
+  const float *pa = T_DATA(a);
+  float *po = T_DATA(out);
+  int64_t inner = cnd ? oshape[cnd - 1] : 1, outer = inner ? out->numel / inner : 0, off = 0;
+  int64_t s_in = cnd ? sa[cnd - 1] : 0;
+  for (int64_t r = 0; r < outer; r++, po += inner) {
+    if (s_in == 0) for (int64_t j = 0; j < inner; j++) po[j] = pa[off];
+    else memcpy(po, pa + off, (size_t)inner * sizeof *po);
+    for (int d = cnd - 2; d >= 0; d--) {
+      idx[d]++;
+      off += sa[d];
+      if (idx[d] < oshape[d]) break;
+      off -= sa[d] * oshape[d];
+      idx[d] = 0;
+    }
+  }
   ag_record(out, "expand", expand_backward, 1, &a);
   return out;
 }

@@ -165,17 +165,10 @@ Tensor *t_batch_norm(Tensor *x, Tensor *weight, Tensor *bias, const BatchNormOpt
     t_release(ve);
     t_release(sd);
   }
-  if (weight) {
-    Tensor *w = per_channel(weight, x->ndim), *yw = t_mul(y, w);
-    t_release(w);
+  if (weight || bias) {
+    Tensor *z = t_channel_affine(y, weight, bias);
     t_release(y);
-    y = yw;
-  }
-  if (bias) {
-    Tensor *b = per_channel(bias, x->ndim), *yb = t_add(y, b);
-    t_release(b);
-    t_release(y);
-    y = yb;
+    y = z;
   }
   return y;
 }
