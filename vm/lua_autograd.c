@@ -9,7 +9,7 @@
 static int l_grad(lua_State *L) {
   Tensor *out = lt_check(L, 1);
   if (!lua_istable(L, 2))
-    return luaL_error(L, "bad argument #2 to 'grad' (expected a list of tensors, got %s)", luaL_typename(L, 2));
+    return luaL_error(L, "bad argument #2 to 'grad' (expected a list of tensors, got %s)", lt_typename(L, 2));
   int create_graph = 0, allow_unused = 0;
   Tensor *grad_output = NULL;
   if (!lua_isnoneornil(L, 3)) {
@@ -22,7 +22,7 @@ static int l_grad(lua_State *L) {
     if (!lua_isnil(L, -1)) {
       grad_output = lt_test(L, -1);
       if (!grad_output)
-        return luaL_error(L, "bad argument #3 to 'grad' (option grad_output must be a tensor, got %s)", luaL_typename(L, -1));
+        return luaL_error(L, "bad argument #3 to 'grad' (option grad_output must be a tensor, got %s)", lt_typename(L, -1));
     }
     lua_pop(L, 2); /* grad_output stays referenced by the options table */
     lua_pop(L, 1);
@@ -45,7 +45,7 @@ static int l_grad(lua_State *L) {
     lua_geti(L, 2, k);
     inputs[k - 1] = lt_test(L, -1);
     if (!inputs[k - 1])
-      return luaL_error(L, "bad argument #2 to 'grad' (input %d is %s, expected a tensor)", (int)k, luaL_typename(L, -1));
+      return luaL_error(L, "bad argument #2 to 'grad' (input %d is %s, expected a tensor)", (int)k, lt_typename(L, -1));
     if (!inputs[k - 1]->requires_grad)
       return luaL_error(L, "bad argument #2 to 'grad' (input %d does not require grad)", (int)k);
     lua_pop(L, 1);

@@ -68,6 +68,15 @@ void lt_push(lua_State *L, Tensor *t) {
   luaL_setmetatable(L, LT_TENSOR_MT);
 }
 
+const char *lt_typename(lua_State *L, int i) {
+  if (luaL_getmetafield(L, i, "__name") != LUA_TNIL) {
+    const char *name = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    lua_pop(L, 1); /* the metatable keeps the string alive */
+    if (name) return name;
+  }
+  return luaL_typename(L, i);
+}
+
 Tensor *lt_test(lua_State *L, int i) {
   TensorBox *box = luaL_testudata(L, i, LT_TENSOR_MT);
   return box && box->t ? box->t : NULL;
@@ -77,7 +86,7 @@ Tensor *lt_check(lua_State *L, int i) {
   enter(L);
   Tensor *t = lt_test(L, i);
   if (!t) {
-    const char *got = luaL_typename(L, i);
+    const char *got = lt_typename(L, i);
     luaL_typeerror(L, i, "tensor");
     (void)got;
   }
@@ -99,7 +108,7 @@ int lt_check_shape(lua_State *L, int i, int64_t *shape, const char *fn) {
   enter(L);
   if (lua_type(L, i) != LUA_TTABLE)
     return lt_error(L, "bad argument #%d to '%s' (expected shape table like {2, 3}, got %s)", i, fn,
-                      luaL_typename(L, i));
+                      lt_typename(L, i));
   lua_Integer n = luaL_len(L, i);
   if (n > T_MAXDIM) return lt_error(L, "bad argument #%d to '%s' (expected at most %d dims, got %d)", i, fn, T_MAXDIM, (int)n);
   for (lua_Integer k = 1; k <= n; k++) {
@@ -108,7 +117,7 @@ int lt_check_shape(lua_State *L, int i, int64_t *shape, const char *fn) {
     lua_Integer v = lua_tointegerx(L, -1, &isnum);
     if (!isnum)
       return lt_error(L, "bad argument #%d to '%s' (expected integer sizes, got %s at position %d)", i, fn,
-                        lua_type(L, -1) == LUA_TNUMBER ? "a fraction" : luaL_typename(L, -1), (int)k);
+                        lua_type(L, -1) == LUA_TNUMBER ? "a fraction" : lt_typename(L, -1), (int)k);
     if (v < 0)
       return lt_error(L, "bad argument #%d to '%s' (expected sizes >= 0, got %lld at position %d)", i, fn,
                         (long long)v, (int)k);
@@ -122,7 +131,7 @@ int lt_check_shape(lua_State *L, int i, int64_t *shape, const char *fn) {
 int lt_check_dim(lua_State *L, int i, int ndim, const char *fn) {
   int isnum;
   lua_Integer d = lua_tointegerx(L, i, &isnum);
-  if (!isnum) return lt_error(L, "bad argument #%d to '%s' (expected integer dim, got %s)", i, fn, luaL_typename(L, i));
+  if (!isnum) return lt_error(L, "bad argument #%d to '%s' (expected integer dim, got %s)", i, fn, lt_typename(L, i));
   if (d < 0) d += ndim + 1;
   if (d < 1 || d > ndim)
     return lt_error(L, "bad argument #%d to '%s' (dim %lld out of range for a %d-d tensor)", i, fn,
@@ -170,11 +179,11 @@ static float *fill_from_table(lua_State *L, int idx, int depth, int nd, const in
     if (depth + 1 < nd) {
       if (!lua_istable(L, -1))
         lt_error(L, "bad argument #1 to 'tensor' (expected a table at depth %d, got %s)", depth + 2,
-                   luaL_typename(L, -1));
+                   lt_typename(L, -1));
       out = fill_from_table(L, lua_gettop(L), depth + 1, nd, shape, out);
     } else {
       if (lua_type(L, -1) != LUA_TNUMBER)
-        lt_error(L, "bad argument #1 to 'tensor' (expected numbers, got %s at depth %d)", luaL_typename(L, -1),
+        lt_error(L, "bad argument #1 to 'tensor' (expected numbers, got %s at depth %d)", lt_typename(L, -1),
                    depth + 1);
       *out++ = (float)lua_tonumber(L, -1);
     }
@@ -280,7 +289,9 @@ typedef struct {
 } GeneratorBox;
 
 static Generator *check_gen(lua_State *L, int i) {
-  return ((GeneratorBox *)luaL_checkudata(L, i, LT_GENERATOR_MT))->g;
+  GeneratorBox *box = luaL_testudata(L, i, LT_GENERATOR_MT);
+  if (!box) luaL_typeerror(L, i, "generator"); /* not the registry name mamlrun.Generator */
+  return box->g;
 }
 
 static Generator *push_generator(lua_State *L, Generator *shared) {
@@ -571,8 +582,8 @@ static int arith(lua_State *L, int op) {
   Tensor *a = lt_test(L, 1), *b = lt_test(L, 2), *out = NULL;
   int na = lua_type(L, 1) == LUA_TNUMBER, nb = lua_type(L, 2) == LUA_TNUMBER;
   static const char *names[] = {"add", "sub", "mul", "div"};
-  if (!a && !na) return lt_error(L, "bad argument #1 to '%s' (expected tensor or number, got %s)", names[op], luaL_typename(L, 1));
-  if (!b && !nb) return lt_error(L, "bad argument #2 to '%s' (expected tensor or number, got %s)", names[op], luaL_typename(L, 2));
+  if (!a && !na) return lt_error(L, "bad argument #1 to '%s' (expected tensor or number, got %s)", names[op], lt_typename(L, 1));
+  if (!b && !nb) return lt_error(L, "bad argument #2 to '%s' (expected tensor or number, got %s)", names[op], lt_typename(L, 2));
   if (!a && !b) return lt_error(L, "bad argument #1 to '%s' (expected a tensor on one side, got two numbers)", names[op]);
   if (a && b) {
     static const binary_op ops[] = {t_add, t_sub, t_mul, t_div};
@@ -650,7 +661,7 @@ static int m_ge(lua_State *L) { return compare(L, CMP_GE); }
 static uint32_t check_dims(lua_State *L, int i, Tensor *t, const char *fn) {
   if (lua_isnoneornil(L, i)) return t->ndim ? (1u << t->ndim) - 1 : 0;
   if (lua_type(L, i) == LUA_TNUMBER) return 1u << lt_check_dim(L, i, t->ndim, fn);
-  if (!lua_istable(L, i)) lt_error(L, "bad argument #%d to '%s' (expected dim or list of dims, got %s)", i, fn, luaL_typename(L, i));
+  if (!lua_istable(L, i)) lt_error(L, "bad argument #%d to '%s' (expected dim or list of dims, got %s)", i, fn, lt_typename(L, i));
   uint32_t mask = 0;
   lua_Integer n = luaL_len(L, i);
   for (lua_Integer k = 1; k <= n; k++) {
@@ -715,7 +726,7 @@ static int m_matmul(lua_State *L) {
 static int check_view_shape(lua_State *L, int i, Tensor *t, int64_t *shape, const char *fn) {
   enter(L);
   if (lua_type(L, i) != LUA_TTABLE)
-    return lt_error(L, "bad argument #%d to '%s' (expected shape table like {2, -1}, got %s)", i, fn, luaL_typename(L, i));
+    return lt_error(L, "bad argument #%d to '%s' (expected shape table like {2, -1}, got %s)", i, fn, lt_typename(L, i));
   lua_Integer n = luaL_len(L, i);
   if (n > T_MAXDIM) return lt_error(L, "bad argument #%d to '%s' (expected at most %d dims)", i, fn, T_MAXDIM);
   int infer = -1;
@@ -873,7 +884,7 @@ static int m_contiguous(lua_State *L) {
 /* a Lua list of tensors at index i into a malloc'd array (in a userdata) */
 static Tensor **check_tensor_list(lua_State *L, int i, int *n, const char *fn) {
   enter(L);
-  if (!lua_istable(L, i)) lt_error(L, "bad argument #%d to '%s' (expected a list of tensors, got %s)", i, fn, luaL_typename(L, i));
+  if (!lua_istable(L, i)) lt_error(L, "bad argument #%d to '%s' (expected a list of tensors, got %s)", i, fn, lt_typename(L, i));
   lua_Integer len = luaL_len(L, i);
   if (len < 1 || len > (1 << 24)) lt_error(L, "bad argument #%d to '%s' (expected a non-empty list of tensors)", i, fn);
   Tensor **ts = lua_newuserdatauv(L, (size_t)len * sizeof *ts, 0);
@@ -881,7 +892,7 @@ static Tensor **check_tensor_list(lua_State *L, int i, int *n, const char *fn) {
     lua_geti(L, i, k);
     ts[k - 1] = lt_test(L, -1);
     if (!ts[k - 1])
-      lt_error(L, "bad argument #%d to '%s' (expected a tensor at position %d, got %s)", i, fn, (int)k, luaL_typename(L, -1));
+      lt_error(L, "bad argument #%d to '%s' (expected a tensor at position %d, got %s)", i, fn, (int)k, lt_typename(L, -1));
     lua_pop(L, 1);
   }
   *n = (int)len;
@@ -1061,14 +1072,14 @@ static int64_t *check_labels(lua_State *L, int i, int64_t *n, const char *fn) {
     }
     return out;
   }
-  if (!lua_istable(L, i)) lt_error(L, "bad argument #%d to '%s' (expected labels as a tensor or a list, got %s)", i, fn, luaL_typename(L, i));
+  if (!lua_istable(L, i)) lt_error(L, "bad argument #%d to '%s' (expected labels as a tensor or a list, got %s)", i, fn, lt_typename(L, i));
   *n = luaL_len(L, i);
   int64_t *out = lua_newuserdatauv(L, (size_t)(*n > 0 ? *n : 1) * sizeof *out, 0);
   for (int64_t k = 0; k < *n; k++) {
     lua_geti(L, i, k + 1);
     int isnum;
     lua_Integer v = lua_tointegerx(L, -1, &isnum);
-    if (!isnum) lt_error(L, "bad argument #%d to '%s' (expected integer labels, got %s at position %lld)", i, fn, luaL_typename(L, -1), (long long)k + 1);
+    if (!isnum) lt_error(L, "bad argument #%d to '%s' (expected integer labels, got %s at position %lld)", i, fn, lt_typename(L, -1), (long long)k + 1);
     out[k] = v;
     lua_pop(L, 1);
   }
@@ -1094,7 +1105,7 @@ static int l_accuracy(lua_State *L) {
 static Tensor *opt_tensor(lua_State *L, int i, const char *fn) {
   if (lua_isnoneornil(L, i)) return NULL;
   Tensor *t = lt_test(L, i);
-  if (!t) lt_error(L, "bad argument #%d to '%s' (expected tensor or nil, got %s)", i, fn, luaL_typename(L, i));
+  if (!t) lt_error(L, "bad argument #%d to '%s' (expected tensor or nil, got %s)", i, fn, lt_typename(L, i));
   return t;
 }
 
@@ -1129,7 +1140,7 @@ static double opt_number_field(lua_State *L, int i, const char *fn, const char *
   double v = def;
   if (!lua_isnil(L, -1)) {
     if (lua_type(L, -1) != LUA_TNUMBER)
-      lt_error(L, "bad argument #%d to '%s' (option '%s' must be a number, got %s)", i, fn, key, luaL_typename(L, -1));
+      lt_error(L, "bad argument #%d to '%s' (option '%s' must be a number, got %s)", i, fn, key, lt_typename(L, -1));
     v = lua_tonumber(L, -1);
     if (!(v >= lo && v <= hi)) lt_error(L, "bad argument #%d to '%s' (option '%s' must be in [%g, %g], got %g)", i, fn, key, lo, hi, v);
   }
@@ -1148,7 +1159,7 @@ static int l_batch_norm(lua_State *L) {
     o.running_var = opt_tensor(L, -1, "batch_norm");
     lua_getfield(L, 4, "training");
     if (!lua_isnil(L, -1)) {
-      if (!lua_isboolean(L, -1)) return lt_error(L, "bad argument #4 to 'batch_norm' (option 'training' must be a boolean, got %s)", luaL_typename(L, -1));
+      if (!lua_isboolean(L, -1)) return lt_error(L, "bad argument #4 to 'batch_norm' (option 'training' must be a boolean, got %s)", lt_typename(L, -1));
       o.training = lua_toboolean(L, -1);
     }
     lua_pop(L, 3); /* the buffers stay referenced by the options table */
@@ -1358,6 +1369,8 @@ int luaopen_tensor(lua_State *L) {
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, g_tostring);
     lua_setfield(L, -2, "__tostring");
+    lua_pushliteral(L, "generator");
+    lua_setfield(L, -2, "__name");
   }
   lua_pop(L, 1);
   lua_pushvalue(L, methods);

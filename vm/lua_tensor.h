@@ -16,6 +16,9 @@
 void lt_push(lua_State *L, Tensor *t);
 /* the tensor at index i, or a "bad argument #i (expected tensor, got X)" error */
 Tensor *lt_check(lua_State *L, int i);
+/* the type of the value at index i for messages: its metatable's __name if
+** any ("tensor"), else luaL_typename ("userdata" would say nothing) */
+const char *lt_typename(lua_State *L, int i);
 /* the tensor at index i if it is one, else NULL */
 Tensor *lt_test(lua_State *L, int i);
 /* a tensor argument that may also be a number (converted to a 0-d tensor,
