@@ -14,7 +14,8 @@
 -- key=value arguments) unless opts.overrides is given. Other opts, mainly for tests and variants:
 -- source (a task source object: see lua/sinusoid.lua for the interface), host (replacements for
 -- the mamlrun module's is_tty/time/on_signal/signal_pending/rss_peak), print (a function for output),
--- after_iteration (a function(run, iteration) called after each meta-iteration).
+-- after_iteration (a function(run, iteration) called after each meta-iteration), build_learner (a
+-- function(cfg, net, source) returning the learner, for variants; default experiment.build_learner).
 -- Every valid key, its type, default and meaning is in M.keys below (`experiment.help()` prints them).
 local T = require "tensor"
 local ag = require "autograd"
@@ -433,12 +434,12 @@ end
 
 --- The state of a run as a checkpoint tree.
 function M.checkpoint_tree(run)
-  local net = run.net
+  local net, learner = run.net, run.learner
   return {
     format = "mamlrun-maml", experiment = run.cfg.name, iteration = run.iteration,
-    shapes = {params = named_shapes(net:parameter_names(), net:parameters()),
+    shapes = {params = named_shapes(learner.meta_names, learner.meta_params),
               buffers = named_shapes(net:buffer_names(), net:buffers())},
-    params = net:parameters(), buffers = net:buffers(),
+    params = learner.meta_params, buffers = net:buffers(), skipped = run.skipped,
     optimizer = run.opt and run.opt:state() or nil,
     generator = run.gen and run.gen:get_state() or nil,
     window = run.window,
@@ -447,14 +448,16 @@ function M.checkpoint_tree(run)
   }
 end
 
---- Load a checkpoint file's parameters and buffers into net (checking every shape); returns the tree.
-function M.load_into(path, net)
+--- Load a checkpoint file's meta-parameters and buffers into a learner and its net (checking every
+--- shape); returns the tree.
+function M.load_into(path, learner)
+  local net = learner.net
   local tree = checkpoint.load(path)
   if tree.format ~= "mamlrun-maml" then
     error(path .. " is a mamlrun checkpoint but not of a MAML run (format " .. tostring(tree.format) .. ")", 0)
   end
   local diff = checkpoint.compare_shapes("parameter", tree.shapes.params,
-    named_shapes(net:parameter_names(), net:parameters()))
+    named_shapes(learner.meta_names, learner.meta_params))
   diff = diff or checkpoint.compare_shapes("buffer", tree.shapes.buffers,
     named_shapes(net:buffer_names(), net:buffers()))
   if diff then
@@ -462,7 +465,7 @@ function M.load_into(path, net)
       path, tostring(tree.experiment), diff), 0)
   end
   ag.no_grad(function()
-    nn.copy_into(net:parameters(), tree.params, net:parameter_names())
+    nn.copy_into(learner.meta_params, tree.params, learner.meta_names)
     nn.copy_into(net:buffers(), tree.buffers, net:buffer_names())
   end)
   return tree
@@ -729,7 +732,7 @@ function Run:step(it)
     self:write_plot()
     error(msg, 0)
   end
-  self.opt:step(self.learner.params, grads)
+  self.opt:step(self.learner.meta_params, grads)
   return stats
 end
 
@@ -829,7 +832,7 @@ function M.prepare(cfg, opts)
   }, Run)
   run.gen = T.generator(cfg.seed)
   net:init(run.gen)
-  run.learner = M.build_learner(cfg, net, source)
+  run.learner = (opts.build_learner or M.build_learner)(cfg, net, source)
   run.opt = optim.adam{lr = cfg.meta_lr}
   if cfg.progress == "auto" then
     run.mode = run.host.is_tty(1) and "line" or "log"
@@ -841,11 +844,12 @@ end
 
 -- restore the training state of a checkpoint tree into run
 local function restore(run, tree, path)
-  local msg = optim.check_state(tree.optimizer or {}, run.learner.params, run.learner.names)
+  local msg = optim.check_state(tree.optimizer or {}, run.learner.meta_params, run.learner.meta_names)
   if msg then error("checkpoint " .. path .. ": " .. msg, 0) end
   run.opt:load_state(tree.optimizer)
   run.gen:set_state(tree.generator)
   run.iteration = tree.iteration
+  run.skipped = tree.skipped or 0
   run.window = tree.window or run.window
   run.metrics_lines = {}
   for line in (tree.metrics or ""):gmatch("[^\n]+") do run.metrics_lines[#run.metrics_lines + 1] = line end
@@ -883,7 +887,7 @@ function M.run(script_cfg, opts)
 
   if cfg.eval_only then
     if cfg.checkpoint == "" then error("eval_only=true needs checkpoint=<file>", 0) end
-    local tree = M.load_into(cfg.checkpoint, run.net)
+    local tree = M.load_into(cfg.checkpoint, run.learner)
     run.iteration = tree.iteration or 0
     run.dir = new_run_dir{out_dir = cfg.out_dir, name = cfg.name .. "-eval"}
     write_file(run.dir .. "/config.lua", "return " .. lua_literal(cfg) .. "\n")
@@ -897,7 +901,7 @@ function M.run(script_cfg, opts)
 
   if resume_tree then
     run.dir = resume_dir
-    M.load_into(resume_dir .. "/checkpoint.bin", run.net)
+    M.load_into(resume_dir .. "/checkpoint.bin", run.learner)
     restore(run, resume_tree, resume_dir .. "/checkpoint.bin")
     run.last_checkpoint = {path = resume_dir .. "/checkpoint.bin", iteration = run.iteration}
     local f = assert(io.open(run.dir .. "/metrics.jsonl", "w"))
@@ -910,8 +914,8 @@ function M.run(script_cfg, opts)
   end
   write_file(run.dir .. "/config.lua", "-- resolved config of this run\nreturn " .. lua_literal(cfg) .. "\n")
   write_file(run.dir .. "/config.json", json.encode(cfg) .. "\n")
-  run:say("%s: %s, %d meta-parameters (%d tensors, %d adapted), run folder %s", cfg.name,
-    tostring(run.net.kind), run.net:num_elements(), #run.learner.params,
+  run:say("%s: %s with %d weights, %d meta-parameter tensors (%d adapted in the inner loop), run folder %s",
+    cfg.name, tostring(run.net.kind), run.net:num_elements(), #run.learner.meta_params,
     (function() local n = 0; for _, a in ipairs(run.learner.adapted) do if a then n = n + 1 end end; return n end)(),
     run.dir)
 
@@ -926,7 +930,10 @@ function M.run(script_cfg, opts)
     run:write_summary(nil, nil)
     return {dir = run.dir, cfg = cfg, interrupted = true, iteration = run.iteration, net = run.net}
   end
-  if run.live_line then run:say("") end
+  if run.live_line then
+    run.print_raw("\n")
+    run.live_line = false
+  end
   run:save_checkpoint()
   local result, text = run:final_evaluation()
   run.metrics_file:close()

@@ -7,9 +7,12 @@
 --   opt:step(learner.params, grads)                        -- e.g. optim.adam
 --   local per_step = learner:finetune(learner.params, sx, sy, qx, qy, 3)   -- metric after 0..3 steps
 --
--- The meta-parameters are net:parameters(); which of them the inner loop adapts is net:adapted()
--- (the others, e.g. the paper's batch-norm shifts, are used as they are and learned by the outer
--- optimizer only). Inner loop: fast = w - inner_lr * d(inner_loss_scale * loss(support))/dw, `steps`
+-- The network's parameters are net:parameters(); which of them the inner loop adapts is
+-- net:adapted() (the others, e.g. the paper's batch-norm shifts, are used as they are and learned by
+-- the outer optimizer only). The meta-parameters (what the outer optimizer updates and checkpoints
+-- hold) are learner.meta_params: the network's parameters followed by any that a variant adds with
+-- learner:add_meta_parameter(name, tensor) (e.g. Meta-SGD's per-parameter step sizes, used in an
+-- overridden learner:inner_step(i, w, g)). Inner loop: fast = w - inner_lr * d(inner_loss_scale * loss(support))/dw, `steps`
 -- times, with create_graph so the meta-gradient d loss(query; fast) / d w is exact second order;
 -- first_order=true drops the second-order term (FOMAML): the inner gradients are constants.
 -- Meta-loss: the query loss after adaptation (a plain mean over query points), averaged over the
@@ -50,6 +53,8 @@ function M.new(opts)
     params = net:parameters(),
     adapted = net:adapted(),
     names = net:parameter_names(),
+    meta_params = {},
+    meta_names = {},
     inner_lr = opts.inner_lr or error("maml.new: 'inner_lr' is required", 2),
     steps = opts.steps or 1,
     loss_name = type(loss) == "string" and loss or "custom",
@@ -65,7 +70,20 @@ function M.new(opts)
   if self.bn_mode ~= "batch" and self.bn_mode ~= "running" then
     error("maml.new: bn_mode must be \"batch\" or \"running\", got " .. tostring(self.bn_mode), 2)
   end
+  for i, p in ipairs(self.params) do self.meta_params[i], self.meta_names[i] = p, self.names[i] end
   return self
+end
+
+--- Add a meta-parameter that is not the network's (a leaf tensor; it is made to require grad).
+function Learner:add_meta_parameter(name, tensor)
+  self.meta_params[#self.meta_params + 1] = tensor:requires_grad(true)
+  self.meta_names[#self.meta_names + 1] = name
+  return tensor
+end
+
+--- One inner SGD update of parameter i (weight w, gradient g); variants override it.
+function Learner:inner_step(i, w, g) -- luacheck: ignore i
+  return w - g * self.inner_lr
 end
 
 --- The inner loop: `steps` SGD steps on (x, y) from `params`; returns the fast weights (a new list;
@@ -85,7 +103,7 @@ function Learner:adapt(params, x, y, steps, create_graph)
     if self.inner_loss_scale ~= 1 then loss = loss * self.inner_loss_scale end
     local grads = ag.grad(loss, adapted_list, {create_graph = create_graph, allow_unused = true})
     for n, i in ipairs(adapted_idx) do
-      if grads[n] ~= nil then fast[i] = fast[i] - grads[n] * self.inner_lr end
+      if grads[n] ~= nil then fast[i] = self:inner_step(i, fast[i], grads[n]) end
     end
   end
   return fast
@@ -103,10 +121,10 @@ end
 
 --- The meta-gradient of one meta-batch (tables of tensors with the task as first dimension:
 --- support_x, support_y, query_x, query_y). Returns stats {loss=, metric=} (means over tasks of the
---- query loss and metric after adaptation) and the gradient list, parallel to self.params
+--- query loss and metric after adaptation) and the gradient list, parallel to self.meta_params
 --- (zeros for parameters that did not influence the loss).
-function Learner:meta_gradient(batch, params)
-  params = params or self.params
+function Learner:meta_gradient(batch)
+  local params, meta_params = self.params, self.meta_params
   local n_tasks = batch.support_x:size(1)
   local grads = {}
   local total_loss, total_metric = 0, 0
@@ -118,12 +136,12 @@ function Learner:meta_gradient(batch, params)
     local fast = self:adapt(params, sx, sy, self.steps, not self.first_order)
     local out = self.net:forward(qx, fast)
     local loss = self.loss(out, qy)
-    local g = ag.grad(loss, params, {allow_unused = true})
-    for i = 1, #params do accumulate(grads, i, g[i], 1 / n_tasks) end
+    local g = ag.grad(loss, meta_params, {allow_unused = true})
+    for i = 1, #meta_params do accumulate(grads, i, g[i], 1 / n_tasks) end
     total_loss = total_loss + loss:item()
     total_metric = total_metric + ag.no_grad(self.metric, out:detach(), qy)
   end
-  for i, p in ipairs(params) do
+  for i, p in ipairs(meta_params) do
     if grads[i] == nil then grads[i] = T.zeros(p:shape()) end
   end
   return {loss = total_loss / n_tasks, metric = total_metric / n_tasks}, grads

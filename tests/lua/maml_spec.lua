@@ -169,6 +169,18 @@ describe("maml first order vs second order", function()
     assert.near(d1(qx, qy, w2), fo[1]:item(), 1e-5)
   end)
 
+  it("a variant's own meta-parameter gets its gradient: Meta-SGD d/da Lq(w - a Ls'(w)) = -Ls'(w) Lq'(w')", function()
+    local l = learner(false)
+    local step = l:add_meta_parameter("w.step_size", T.full({1, 1}, a))
+    function l:inner_step(_, w, g) return w - g * step end -- luacheck: ignore self
+    local stats, grads = l:meta_gradient(batch())
+    assert.equals(2, #grads)
+    local w1 = w0 - a * d1(sx, sy, w0)
+    assert.near(-d1(sx, sy, w0) * d1(qx, qy, w1), grads[2]:item(), 1e-5)
+    assert.near((1 - a * d2(sx)) * d1(qx, qy, w1), grads[1]:item(), 1e-5)
+    assert.is_number(stats.loss)
+  end)
+
   it("reports the mean query loss after adaptation", function()
     local w1 = w0 - a * d1(sx, sy, w0)
     local expected = mean(qx, function(i) return (w1 * qx[i] - qy[i]) ^ 2 end)
