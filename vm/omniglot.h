@@ -20,8 +20,8 @@
 **  40  u64 source fingerprint (FNV-1a 64 of the settings and of every image
 **      file's path, size and mtime, in load order)
 **  48  u64 bytes of the names section
-**  56  u32 CRC-32 (zlib's) of the names section and the payload
-**  60  u32 CRC-32 of bytes 0..59
+**  56  u32 CRC-32C (Castagnoli) of the names section and the payload
+**  60  u32 CRC-32C of bytes 0..59
 **  64  names: per class u8 set (0 background, 1 evaluation), u16 length +
 **      alphabet bytes, u16 length + character bytes
 **  ..  payload: classes x images x height x width float32
@@ -35,7 +35,7 @@
 
 #include "tensor.h"
 
-#define OM_CACHE_VERSION 1
+#define OM_CACHE_VERSION 2
 #define OM_CACHE_HEADER 64
 #define OM_DEFAULT_SIZE 28
 
@@ -81,7 +81,9 @@ int om_cache_read(const char *path, const OmOptions *opt, uint64_t expect_finger
                   char *why, size_t whylen);
 int om_cache_write(const char *path, const OmDataset *ds, char *err, size_t errlen);
 
-/* CRC-32 as zlib's crc32 (reflected 0xEDB88320), continuing from crc (0 to start) */
-uint32_t om_crc32(uint32_t crc, const void *data, size_t n);
+/* CRC-32C (Castagnoli, as iSCSI and ext4), continuing from crc (0 to start):
+** with the SSE4.2 instruction when built for it; _soft is the table version */
+uint32_t om_crc32c(uint32_t crc, const void *data, size_t n);
+uint32_t om_crc32c_soft(uint32_t crc, const void *data, size_t n);
 
 #endif

@@ -1,7 +1,7 @@
 /*
 ** test_image.c: PNG decoding of every format, Lanczos-3 resize against an
 ** independent double-precision version and against PIL's own output,
-** rotation, the canvas, CRC-32, and the Omniglot loader on small generated
+** rotation, the canvas, CRC-32C, and the Omniglot loader on small generated
 ** PNG trees: load order, inversion, the cache (round trip, invalidation,
 ** corruption, atomic writes) and every error path.
 ** Prints TAP lines; exits non-zero if any test fails.
@@ -502,7 +502,7 @@ static void test_resize(void) {
      "filter refuses empty and oversized sides");
 }
 
-/* ------------------------------------------------------------ rotation, canvas, CRC */
+/* ------------------------------------------------------------ rotation, canvas, CRC-32C */
 
 static void test_rotation(void) {
   const float a[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
@@ -549,15 +549,17 @@ static void test_canvas(void) {
 }
 
 static void test_crc(void) {
-  ok(om_crc32(0, "123456789", 9) == 0xCBF43926u, "CRC-32 check value of \"123456789\"");
+  ok(om_crc32c(0, "123456789", 9) == 0xE3069283u && om_crc32c_soft(0, "123456789", 9) == 0xE3069283u,
+     "CRC-32C check value of \"123456789\" (hardware and table versions)");
   uint8_t buf[1000];
   for (int i = 0; i < 1000; i++) buf[i] = (uint8_t)(i * 7 + 3);
-  uint32_t whole = om_crc32(0, buf, 1000);
-  uint32_t parts = om_crc32(om_crc32(om_crc32(0, buf, 3), buf + 3, 500), buf + 503, 497);
+  uint32_t whole = om_crc32c(0, buf, 1000);
+  uint32_t parts = om_crc32c(om_crc32c(om_crc32c(0, buf, 3), buf + 3, 500), buf + 503, 497);
   uint32_t bytewise = 0;
-  for (int i = 0; i < 1000; i++) bytewise = om_crc32(bytewise, buf + i, 1);
-  ok(whole == parts && whole == bytewise && om_crc32(0, buf, 0) == 0,
-     "CRC-32 is the same in pieces, byte by byte and at odd offsets");
+  for (int i = 0; i < 1000; i++) bytewise = om_crc32c(bytewise, buf + i, 1);
+  ok(whole == parts && whole == bytewise && om_crc32c(0, buf, 0) == 0 && whole == om_crc32c_soft(0, buf, 1000) &&
+         om_crc32c(0, buf + 3, 997) == om_crc32c_soft(0, buf + 3, 997),
+     "CRC-32C is the same in pieces, byte by byte, at odd offsets, hardware or not");
 }
 
 /* ------------------------------------------------------------ the loader */
@@ -803,7 +805,7 @@ static void test_loader(void) {
   memcpy(foreign, bytes, OM_CACHE_HEADER);
   uint32_t v = 99, crc;
   memcpy(foreign + 8, &v, 4);
-  crc = om_crc32(0, foreign, 60);
+  crc = om_crc32c(0, foreign, 60);
   memcpy(foreign + 60, &crc, 4);
   write_bytes(cache, foreign, OM_CACHE_HEADER);
   rc = om_load(root, &o, &ds, err, sizeof err);

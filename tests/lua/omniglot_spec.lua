@@ -67,7 +67,7 @@ describe("omniglot module", function()
       assert.is_function(omniglot[name], name)
     end
     assert.equals(28, omniglot.default_size)
-    assert.equals(1, omniglot.cache_version)
+    assert.equals(2, omniglot.cache_version)
   end)
 
   describe("PNG", function()
