@@ -67,12 +67,13 @@ download() {
   set_name=$1
   out=$2
   mkdir -p "$(dirname "$out")"
+  hint="without network, put the zips in a folder and run with OMNIGLOT_ZIPS=DIR"
   if command -v curl >/dev/null 2>&1; then
     curl -fL --retry 3 -o "$out.part" "$URL/$set_name.zip" ||
-      die "download of $URL/$set_name.zip failed; without network, put the zips in a folder and run with OMNIGLOT_ZIPS=DIR"
+      { rm -f "$out.part"; die "download of $URL/$set_name.zip failed; $hint"; }
   elif command -v wget >/dev/null 2>&1; then
     wget -q -O "$out.part" "$URL/$set_name.zip" ||
-      die "download of $URL/$set_name.zip failed; without network, put the zips in a folder and run with OMNIGLOT_ZIPS=DIR"
+      { rm -f "$out.part"; die "download of $URL/$set_name.zip failed; $hint"; }
   else
     die "neither curl nor wget is installed: apt-get install curl, or set OMNIGLOT_ZIPS=DIR to a folder with the zips"
   fi
@@ -88,8 +89,10 @@ for set_name in images_background images_evaluation; do
   if [ -n "$ZIPS" ]; then
     zip=$ZIPS/$set_name.zip
     [ -f "$zip" ] || die "OMNIGLOT_ZIPS=$ZIPS has no $set_name.zip: put the official archive there, or unset OMNIGLOT_ZIPS to download it"
-    check_zip "$set_name" "$zip" ||
-      die "$zip is corrupt or not the Omniglot archive: its md5 is not $(official_md5 "$set_name") and its sha256 is not in $ZIPS/SHA256SUMS; replace it with the official $set_name.zip"
+    if ! check_zip "$set_name" "$zip"; then
+      if [ -f "$ZIPS/SHA256SUMS" ]; then sums="its sha256 is not listed in $ZIPS/SHA256SUMS"; else sums="there is no SHA256SUMS beside it"; fi
+      die "$zip is corrupt or not the Omniglot archive: its md5 is not the official $(official_md5 "$set_name") and $sums; replace it with the official $set_name.zip"
+    fi
   else
     zip=$DOWNLOADS/$set_name.zip
     if ! check_zip "$set_name" "$zip"; then

@@ -245,7 +245,8 @@ end
 --- {support_x (B, N*K, 1, H, W), support_y (B, N*K), query_x (B, N*Q, 1, H, W), query_y (B, N*Q),
 ---  classes = per task the N class numbers in label order, rotations = per task their quarter turns,
 ---  ways=, shots=, queries=, and the flat index lists support_index / query_index {classes=,
----  images=, rotations=, labels=} that tasks.picture uses}.
+---  images=, rotations=, labels=} that tasks.picture uses}. Without shuffle the label tensors are
+---  shared by every batch of the same shape: do not change them in place.
 function Sampler:sample(n_tasks, gen, shape)
   gen = gen or self.generator
   local ways = shape and shape.ways or self.ways
