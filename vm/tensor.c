@@ -65,16 +65,18 @@ void t_reset_peak_bytes(void) { peak_bytes = live_bytes; }
 void t_check_shape(const char *fn, int arg, int ndim, const int64_t *shape) {
   if (ndim < 0 || ndim > T_MAXDIM)
     t_argerror(fn, arg, "expected at most %d dims, got %d", T_MAXDIM, ndim);
-  int64_t numel = 1;
+  /* the product of the non-zero sizes: an empty tensor must not hide a huge
+  ** size either, or products of its sizes (strides) would overflow */
+  int64_t product = 1;
   for (int i = 0; i < ndim; i++) {
     if (shape[i] < 0)
       t_argerror(fn, arg, "expected sizes >= 0, got %lld in dim %d", (long long)shape[i], i + 1);
-    if (shape[i] > 0 && numel > T_MAXNUMEL / shape[i]) {
+    if (shape[i] > 0 && product > T_MAXNUMEL / shape[i]) {
       char buf[160];
-      t_argerror(fn, arg, "shape %s has more than %lld elements", t_shape_str2(ndim, shape, buf, sizeof buf),
-                 (long long)T_MAXNUMEL);
+      t_argerror(fn, arg, "shape %s is too large (more than %lld elements)",
+                 t_shape_str2(ndim, shape, buf, sizeof buf), (long long)T_MAXNUMEL);
     }
-    numel *= shape[i];
+    if (shape[i] > 0) product *= shape[i];
   }
 }
 
