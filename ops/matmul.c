@@ -4,9 +4,22 @@
 ** side 2-d (shared by every batch entry); 1-d operands are vectors.
 */
 #include <cblas.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "tensor.h"
+
+static _Atomic int64_t flops_done;
+
+int64_t t_flops(void) { return flops_done; }
+
+/* row-major sgemm that counts its 2*M*N*K FLOPs (for the benchmarks) */
+void t_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+             int ldb, float beta, float *c, int ldc) {
+  flops_done += 2 * (int64_t)m * n * k;
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha,
+              a, lda, b, ldb, beta, c, ldc);
+}
 
 static void matmul_backward(Node *n, Tensor *g, Tensor **gin, const int *needs) {
   Tensor *a = n->inputs[0], *b = n->inputs[1];
@@ -66,13 +79,12 @@ static Tensor *matmul_2d_plus(Tensor *a, Tensor *b) {
   if (k == 0) {
     memset(po, 0, (size_t)out->numel * sizeof *po);
   } else if (nb == 2) { /* every batch entry of a times the same b: one GEMM */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(batch * n), (int)m, (int)k, 1.0f, pa,
-                (int)k, pb, (int)m, 0.0f, po, (int)m);
+    t_sgemm(0, 0, (int)(batch * n), (int)m, (int)k, 1.0f, pa, (int)k, pb, (int)m, 0.0f, po, (int)m);
   } else {
     int64_t sa = na > 2 ? n * k : 0, sb = k * m;
     for (int64_t i = 0; i < batch; i++)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)m, (int)k, 1.0f, pa + i * sa, (int)k,
-                  pb + i * sb, (int)m, 0.0f, po + i * n * m, (int)m);
+      t_sgemm(0, 0, (int)n, (int)m, (int)k, 1.0f, pa + i * sa, (int)k, pb + i * sb, (int)m, 0.0f, po + i * n * m,
+              (int)m);
   }
   return out;
 }

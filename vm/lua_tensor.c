@@ -1294,6 +1294,11 @@ static int l_memory(lua_State *L) {
   return 1;
 }
 
+static int l_flops(lua_State *L) {
+  lua_pushinteger(L, t_flops());
+  return 1;
+}
+
 static int l_reset_peak_memory(lua_State *L) {
   (void)L;
   t_reset_peak_bytes();
@@ -1333,7 +1338,7 @@ static const luaL_Reg tensor_functions[] = {
     {"linear", l_linear},         {"log_softmax", l_log_softmax}, {"softmax", l_softmax},
     {"mse_loss", l_mse_loss},     {"batch_norm", l_batch_norm}, {"serialize", l_serialize},
     {"deserialize", l_deserialize}, {"crc32", l_crc32},       {"write_atomic", l_write_atomic},
-    {"memory", l_memory},         {"reset_peak_memory", l_reset_peak_memory}, {NULL, NULL}};
+    {"memory", l_memory},         {"flops", l_flops},         {"reset_peak_memory", l_reset_peak_memory}, {NULL, NULL}};
 
 /* methods that are also module functions: T.exp(x) == x:exp() */
 static const char *const method_functions[] = {"add", "sub", "mul", "div", "pow", "neg", "exp", "log", "sqrt", "abs",
