@@ -183,7 +183,7 @@ static int list_dir(const char *dir, int want_dirs, EntryList *out, char *err, s
     out->n++;
   }
   closedir(d);
-  qsort(out->v, (size_t)out->n, sizeof(Entry), cmp_entry);
+  if (out->n > 1) qsort(out->v, (size_t)out->n, sizeof(Entry), cmp_entry);
   return 0;
 oom:
   snprintf(err, errlen, "out of memory listing '%s'", dir);
