@@ -6,7 +6,7 @@ return require("experiment").run{
   ways             = 20,          -- N
   shots            = 1,           -- K
   queries          = 1,           -- query images per class in training (the paper's code: = K)
-  queries_test     = 15,          -- query images per class of a test task
+  queries_test     = 1,           -- query images per class of a test task (the paper's code: = K)
   meta_batch       = 16,
   steps            = 5,           -- inner steps in meta-training
   steps_test       = 5,           -- inner steps at meta-test

@@ -6,7 +6,7 @@ return require("experiment").run{
   ways             = 5,           -- N
   shots            = 5,           -- K
   queries          = 5,           -- query images per class in training (the paper's code: = K)
-  queries_test     = 15,          -- query images per class of a test task
+  queries_test     = 5,           -- query images per class of a test task (the paper's code: = K)
   meta_batch       = 32,
   steps            = 1,           -- inner steps in meta-training
   steps_test       = 3,           -- inner steps at meta-test

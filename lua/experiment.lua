@@ -111,7 +111,7 @@ M.keys = {
       "a NaN/inf meta-loss or gradient: stop the run, or skip that meta-update"),
     key("log_every", types.integer, 20, "iterations per metrics record and per log line"),
     key("eval_every", types.integer, 1000, "iterations between validation evaluations (0: never)"),
-    key("val_tasks", types.integer, 200, "tasks per validation evaluation"),
+    key("val_tasks", types.integer, 200, "tasks per validation evaluation (metric after 0..steps_test steps)"),
     key("test_tasks", types.integer, 600, "tasks of the final evaluation"),
     key("checkpoint_every", types.integer, 1000, "iterations between checkpoints (0: only at the end)"),
     key("eval_seed", types.integer, 12345,
@@ -128,7 +128,9 @@ M.keys = {
     key("shots", types.integer, 1, "support images per class (K)"),
     key("queries", types.integer, 1,
       "query images per class in meta-training (the paper's code: as many as the shots; the seed: 15)"),
-    key("queries_test", types.integer, 15, "query images per class of each evaluation task"),
+    key("queries_test", types.integer, 1,
+      "query images per class of each evaluation task (the paper's code: as many as the shots; with "
+      .. "bn_mode=batch they also set the batch-norm statistics of the query forward)"),
     key("rotation", one_of{"task", "classes", "none"}, "task",
       "task: each class of a task rotated by a random multiple of 90 degrees, per task (the paper's code); "
       .. "classes: rotated copies are classes of their own; none"),
@@ -556,12 +558,12 @@ local function metric_label(source)
   return (source.metric or "accuracy") == "accuracy" and "accuracy" or (source.metric or "metric")
 end
 
---- Evaluate the learner's parameters on n tasks of `split` drawn with a generator seeded `seed`.
-function M.evaluate(run, split, n_tasks, seed, should_stop)
+--- Evaluate the learner's parameters on n tasks of `split` drawn with a generator seeded `seed`,
+--- reporting the metric after 0..steps inner steps.
+function M.evaluate(run, split, n_tasks, seed, steps, should_stop)
   local cfg, source, learner = run.cfg, run.source, run.learner
   local gen = T.generator(seed)
   local shape = test_shape(cfg)
-  local steps = math.max(cfg.steps_test, cfg.steps_test_max)
   return learner:evaluate(learner.params, n_tasks, function()
     local b = source:sample(split, 1, gen, shape)
     return b.support_x:select(1, 1), b.support_y:select(1, 1), b.query_x:select(1, 1), b.query_y:select(1, 1)
@@ -649,10 +651,9 @@ function Run:save_checkpoint(why)
 end
 
 function Run:validate()
-  local result = M.evaluate(self, "val", self.cfg.val_tasks, self.cfg.eval_seed, function()
-    return self:signal()
-  end)
-  if result.n == 0 then return nil end
+  local result = M.evaluate(self, "val", self.cfg.val_tasks, self.cfg.eval_seed, self.cfg.steps_test,
+    function() return self:signal() end)
+  if result.n == 0 or self:signal() then return nil end -- interrupted: no partial record
   local rec = {type = "val", iter = self.iteration, tasks = result.n}
   rec[self.metric_key] = result.mean
   rec[self.metric_key .. "_ci95"] = result.ci95
@@ -780,7 +781,8 @@ end
 function Run:final_evaluation()
   local cfg = self.cfg
   local t0 = self.host.time()
-  local result = M.evaluate(self, "test", cfg.test_tasks, cfg.eval_seed + 1, function() return self:signal() end)
+  local result = M.evaluate(self, "test", cfg.test_tasks, cfg.eval_seed + 1,
+    math.max(cfg.steps_test, cfg.steps_test_max), function() return self:signal() end)
   if self:signal() then return nil end
   local seconds = self.host.time() - t0
   local title = string.format("final evaluation of %s at iteration %d: %d test tasks%s, inner lr %g, "

@@ -16,7 +16,9 @@
 -- times, with create_graph so the meta-gradient d loss(query; fast) / d w is exact second order;
 -- first_order=true drops the second-order term (FOMAML): the inner gradients are constants.
 -- Meta-loss: the query loss after adaptation (a plain mean over query points), averaged over the
--- tasks of the meta-batch. The meta-gradient is accumulated task by task, so only one task's graph
+-- tasks of the meta-batch. (The paper's code sums over the queries and divides by K, i.e. N x this
+-- mean when there are K queries per class; Adam's update does not change with a constant factor on
+-- the loss, up to its eps.) The meta-gradient is accumulated task by task, so only one task's graph
 -- is alive at a time (same gradient as one backward over the summed loss).
 local T = require "tensor"
 local ag = require "autograd"
