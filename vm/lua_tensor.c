@@ -113,11 +113,14 @@ int lt_check_shape(lua_State *L, int i, int64_t *shape, const char *fn) {
   if (n > T_MAXDIM) return lt_error(L, "bad argument #%d to '%s' (expected at most %d dims, got %d)", i, fn, T_MAXDIM, (int)n);
   for (lua_Integer k = 1; k <= n; k++) {
     lua_geti(L, i, k);
-    int isnum;
-    lua_Integer v = lua_tointegerx(L, -1, &isnum);
+    int isnum = 0; /* numbers only: lua_tointegerx would also take the string "2" */
+    lua_Integer v = lua_type(L, -1) == LUA_TNUMBER ? lua_tointegerx(L, -1, &isnum) : 0;
+    if (!isnum && lua_type(L, -1) == LUA_TNUMBER)
+      return lt_error(L, "bad argument #%d to '%s' (expected integer sizes, got %g at position %d)", i, fn,
+                      lua_tonumber(L, -1), (int)k);
     if (!isnum)
       return lt_error(L, "bad argument #%d to '%s' (expected integer sizes, got %s at position %d)", i, fn,
-                        lua_type(L, -1) == LUA_TNUMBER ? "a fraction" : lt_typename(L, -1), (int)k);
+                      lt_typename(L, -1), (int)k);
     if (v < 0)
       return lt_error(L, "bad argument #%d to '%s' (expected sizes >= 0, got %lld at position %d)", i, fn,
                         (long long)v, (int)k);
@@ -128,16 +131,22 @@ int lt_check_shape(lua_State *L, int i, int64_t *shape, const char *fn) {
   return (int)n;
 }
 
-int lt_check_dim(lua_State *L, int i, int ndim, const char *fn) {
-  int isnum;
-  lua_Integer d = lua_tointegerx(L, i, &isnum);
-  if (!isnum) return lt_error(L, "bad argument #%d to '%s' (expected integer dim, got %s)", i, fn, lt_typename(L, i));
+/* the dim at stack index idx, reported as argument arg (an entry of a list
+** of dims is pushed on the stack but belongs to the list's argument) */
+static int check_dim_at(lua_State *L, int idx, int arg, int ndim, const char *fn) {
+  int isnum = 0;
+  lua_Integer d = lua_type(L, idx) == LUA_TNUMBER ? lua_tointegerx(L, idx, &isnum) : 0;
+  if (!isnum && lua_type(L, idx) == LUA_TNUMBER)
+    return lt_error(L, "bad argument #%d to '%s' (expected integer dim, got %g)", arg, fn, lua_tonumber(L, idx));
+  if (!isnum) return lt_error(L, "bad argument #%d to '%s' (expected integer dim, got %s)", arg, fn, lt_typename(L, idx));
   if (d < 0) d += ndim + 1;
   if (d < 1 || d > ndim)
-    return lt_error(L, "bad argument #%d to '%s' (dim %lld out of range for a %d-d tensor)", i, fn,
-                      (long long)lua_tointeger(L, i), ndim);
+    return lt_error(L, "bad argument #%d to '%s' (dim %lld out of range for a %d-d tensor)", arg, fn,
+                    (long long)lua_tointeger(L, idx), ndim);
   return (int)d - 1;
 }
+
+int lt_check_dim(lua_State *L, int i, int ndim, const char *fn) { return check_dim_at(L, i, i, ndim, fn); }
 
 Generator *lt_opt_generator(lua_State *L, int i) {
   enter(L);
@@ -666,7 +675,7 @@ static uint32_t check_dims(lua_State *L, int i, Tensor *t, const char *fn) {
   lua_Integer n = luaL_len(L, i);
   for (lua_Integer k = 1; k <= n; k++) {
     lua_geti(L, i, k);
-    mask |= 1u << lt_check_dim(L, lua_gettop(L), t->ndim, fn);
+    mask |= 1u << check_dim_at(L, lua_gettop(L), i, t->ndim, fn);
     lua_pop(L, 1);
   }
   return mask;
@@ -733,8 +742,8 @@ static int check_view_shape(lua_State *L, int i, Tensor *t, int64_t *shape, cons
   int64_t known = 1;
   for (lua_Integer k = 1; k <= n; k++) {
     lua_geti(L, i, k);
-    int isnum;
-    lua_Integer v = lua_tointegerx(L, -1, &isnum);
+    int isnum = 0;
+    lua_Integer v = lua_type(L, -1) == LUA_TNUMBER ? lua_tointegerx(L, -1, &isnum) : 0;
     lua_pop(L, 1);
     if (!isnum || v < -1 || (v == -1 && infer >= 0))
       return lt_error(L, "bad argument #%d to '%s' (expected sizes >= 0 and at most one -1, got entry %d)", i, fn, (int)k);
@@ -792,7 +801,7 @@ static int m_permute(lua_State *L) {
                       (int)luaL_len(L, 2));
   for (int k = 0; k < t->ndim; k++) {
     lua_geti(L, 2, k + 1);
-    perm[k] = lt_check_dim(L, lua_gettop(L), t->ndim, "permute");
+    perm[k] = check_dim_at(L, lua_gettop(L), 2, t->ndim, "permute");
     lua_pop(L, 1);
   }
   lt_push(L, t_permute(t, perm));
@@ -1066,8 +1075,9 @@ static int64_t *check_labels(lua_State *L, int i, int64_t *n, const char *fn) {
     int64_t *out = lua_newuserdatauv(L, (size_t)(*n ? *n : 1) * sizeof *out, 0);
     const float *d = T_DATA(t);
     for (int64_t k = 0; k < *n; k++) {
-      if (d[k] != floorf(d[k]) || !isfinite(d[k]))
-        lt_error(L, "bad argument #%d to '%s' (label %g at position %lld is not an integer class)", i, fn, d[k], (long long)k + 1);
+      if (!(fabsf(d[k]) <= 1e15f) || d[k] != floorf(d[k])) /* (also NaN; no undefined cast to int64) */
+        lt_error(L, "bad argument #%d to '%s' (label %g at position %lld is not an integer class)", i, fn,
+                 isnan(d[k]) ? (double)NAN : (double)d[k], (long long)k + 1);
       out[k] = (int64_t)d[k];
     }
     return out;
@@ -1077,8 +1087,11 @@ static int64_t *check_labels(lua_State *L, int i, int64_t *n, const char *fn) {
   int64_t *out = lua_newuserdatauv(L, (size_t)(*n > 0 ? *n : 1) * sizeof *out, 0);
   for (int64_t k = 0; k < *n; k++) {
     lua_geti(L, i, k + 1);
-    int isnum;
-    lua_Integer v = lua_tointegerx(L, -1, &isnum);
+    int isnum = 0;
+    lua_Integer v = lua_type(L, -1) == LUA_TNUMBER ? lua_tointegerx(L, -1, &isnum) : 0;
+    if (!isnum && lua_type(L, -1) == LUA_TNUMBER)
+      lt_error(L, "bad argument #%d to '%s' (expected integer labels, got %g at position %lld)", i, fn, lua_tonumber(L, -1),
+               (long long)k + 1);
     if (!isnum) lt_error(L, "bad argument #%d to '%s' (expected integer labels, got %s at position %lld)", i, fn, lt_typename(L, -1), (long long)k + 1);
     out[k] = v;
     lua_pop(L, 1);
@@ -1148,15 +1161,23 @@ static double opt_number_field(lua_State *L, int i, const char *fn, const char *
   return v;
 }
 
+/* the option at the top of the stack (from batch_norm's options, argument #4): a tensor or nil */
+static Tensor *bn_buffer(lua_State *L, const char *key) {
+  if (lua_isnil(L, -1)) return NULL;
+  Tensor *t = lt_test(L, -1);
+  if (!t) lt_error(L, "bad argument #4 to 'batch_norm' (option '%s' must be a tensor or nil, got %s)", key, lt_typename(L, -1));
+  return t;
+}
+
 static int l_batch_norm(lua_State *L) {
   Tensor *x = lt_check(L, 1), *w = opt_tensor(L, 2, "batch_norm"), *b = opt_tensor(L, 3, "batch_norm");
   BatchNormOpts o = {NULL, NULL, 1, 0.1, 1e-5};
   if (!lua_isnoneornil(L, 4)) {
     luaL_checktype(L, 4, LUA_TTABLE);
     lua_getfield(L, 4, "running_mean");
-    o.running_mean = opt_tensor(L, -1, "batch_norm");
+    o.running_mean = bn_buffer(L, "running_mean");
     lua_getfield(L, 4, "running_var");
-    o.running_var = opt_tensor(L, -1, "batch_norm");
+    o.running_var = bn_buffer(L, "running_var");
     lua_getfield(L, 4, "training");
     if (!lua_isnil(L, -1)) {
       if (!lua_isboolean(L, -1)) return lt_error(L, "bad argument #4 to 'batch_norm' (option 'training' must be a boolean, got %s)", lt_typename(L, -1));
