@@ -116,6 +116,9 @@ M.keys = {
     key("checkpoint_every", types.integer, 1000, "iterations between checkpoints (0: only at the end)"),
     key("eval_seed", types.integer, 12345,
       "seed of the validation (eval_seed) and test (eval_seed + 1) tasks, the same for every run"),
+    key("threads", types.integer, 1,
+      "threads for the tasks of a meta-batch (the parallel module; 1: all on the main thread, where "
+      .. "OpenBLAS may use its own threads)"),
     key("out_dir", types.string, "runs", "folder of the run folders"),
     key("progress", one_of{"auto", "line", "log", "none"}, "auto",
       "auto: a live line on a terminal, log lines otherwise; line; log; none (quiet)"),
@@ -293,7 +296,7 @@ function M.resolve(script_cfg, overrides)
   end
   out.task, out.model = task, model
   table.sort(ignored)
-  for _, name in ipairs{"iterations", "meta_batch", "val_tasks", "test_tasks", "log_every"} do
+  for _, name in ipairs{"iterations", "meta_batch", "val_tasks", "test_tasks", "log_every", "threads"} do
     if out[name] < (name == "iterations" and 0 or 1) then
       error(string.format("config key '%s' must be positive, got %d", name, out[name]), 0)
     end
@@ -822,6 +825,12 @@ end
 --- Set up a run for cfg: source, net, learner, optimizer, generator (nothing is written yet).
 function M.prepare(cfg, opts)
   opts = opts or {}
+  local has_parallel, parallel = pcall(require, "parallel")
+  if has_parallel then
+    parallel.set_threads(cfg.threads)
+  elseif cfg.threads > 1 then
+    error("threads=" .. cfg.threads .. " needs the parallel module (built into mamlrun)", 0)
+  end
   local source = M.build_source(cfg, opts.source)
   local net = M.build_net(cfg, source)
   local run = setmetatable({

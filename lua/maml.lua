@@ -41,11 +41,12 @@ local Learner = {}
 Learner.__index = Learner
 
 --- maml.new{net=, inner_lr=, steps=1, loss="cross_entropy"|"mse"|fn, metric="accuracy"|"mse"|fn,
----          inner_loss_scale=1, first_order=false, bn_mode="batch"|"running"}
+---          inner_loss_scale=1, first_order=false, bn_mode="batch"|"running", parallel=true}
 --- inner_loss_scale multiplies the support loss of the inner step (the paper's code steps on
 --- N x mean cross-entropy: inner_loss_scale = ways). bn_mode: "batch" normalises with the batch
 --- statistics also at meta-test (the paper's code, transductive); "running" uses the running
---- statistics (accumulated during meta-training) for every forward of finetune().
+--- statistics (accumulated during meta-training) for every forward of finetune(). parallel=false
+--- keeps meta_gradient on the calling thread (see can_run_parallel).
 function M.new(opts)
   local net = opts.net or error("maml.new: 'net' is required", 2)
   local loss = opts.loss or "cross_entropy"
@@ -66,6 +67,7 @@ function M.new(opts)
     inner_loss_scale = opts.inner_loss_scale or 1,
     first_order = opts.first_order == true,
     bn_mode = opts.bn_mode or "batch",
+    parallel = opts.parallel,
   }, Learner)
   if not self.loss then error("maml.new: unknown loss '" .. tostring(loss) .. "'", 2) end
   if not self.metric then error("maml.new: unknown metric '" .. tostring(metric) .. "'", 2) end
@@ -121,27 +123,92 @@ local function accumulate(acc, i, g, scale)
   end
 end
 
+--- One task's meta-gradient: the query loss after adapting on the support set, its metric, and
+--- its gradient with respect to self.meta_params (a list; nil where a parameter had no influence).
+function Learner:task_gradient(sx, sy, qx, qy, params, meta_params)
+  params, meta_params = params or self.params, meta_params or self.meta_params
+  self.net:train(true)
+  self.net:update_buffers(true)
+  local fast = self:adapt(params, sx, sy, self.steps, not self.first_order)
+  local out = self.net:forward(qx, fast)
+  local loss = self.loss(out, qy)
+  local grads = ag.grad(loss, meta_params, {allow_unused = true})
+  return loss:item(), ag.no_grad(self.metric, out:detach(), qy), grads
+end
+
+--- Whether meta_gradient can run the tasks of a meta-batch on the `parallel` module's threads: the
+--- network can be rebuilt from net.spec, loss and metric are named, the inner step and the
+--- meta-parameters are the plain ones, and batch norm's running statistics are not used (they would
+--- be updated in the workers' copies of the network, not in this one).
+function Learner:can_run_parallel()
+  return self.parallel ~= false and self.net.spec ~= nil and self.loss_name ~= "custom"
+    and self.metric_name ~= "custom" and rawget(self, "inner_step") == nil
+    and getmetatable(self) == Learner and #self.meta_params == #self.params and self.bn_mode == "batch"
+end
+
+-- per Lua state: learners rebuilt from a spec (parallel workers)
+local worker_learners = {}
+
+--- Entry of parallel.map: one task's meta-gradient from plain values. spec = {net = net.spec,
+--- learner = {inner_lr=, steps=, loss=, metric=, inner_loss_scale=, first_order=, bn_mode=}, key =};
+--- returns loss, metric and the dense gradient list.
+function M.task_gradients(spec, params, sx, sy, qx, qy)
+  local learner = worker_learners[spec.key]
+  if not learner then
+    local nn = require "nn"
+    local options = {net = nn[spec.net.constructor](spec.net.options)}
+    for k, v in pairs(spec.learner) do options[k] = v end
+    learner = M.new(options)
+    worker_learners[spec.key] = learner
+  end
+  local loss, metric, grads = learner:task_gradient(sx, sy, qx, qy, params, params)
+  for i, p in ipairs(params) do
+    if grads[i] == nil then grads[i] = T.zeros(p:shape()) end
+  end
+  return loss, metric, grads
+end
+
+-- the spec of this learner for M.task_gradients
+function Learner:parallel_spec()
+  if not self.spec then
+    local learner = {inner_lr = self.inner_lr, steps = self.steps, loss = self.loss_name,
+      metric = self.metric_name, inner_loss_scale = self.inner_loss_scale, first_order = self.first_order,
+      bn_mode = self.bn_mode}
+    local spec = {net = self.net.spec, learner = learner}
+    spec.key = require("json").encode(spec)
+    self.spec = spec
+  end
+  return self.spec
+end
+
 --- The meta-gradient of one meta-batch (tables of tensors with the task as first dimension:
 --- support_x, support_y, query_x, query_y). Returns stats {loss=, metric=} (means over tasks of the
 --- query loss and metric after adaptation) and the gradient list, parallel to self.meta_params
---- (zeros for parameters that did not influence the loss).
+--- (zeros for parameters that did not influence the loss). With more than one thread in the
+--- `parallel` module (parallel.set_threads) and can_run_parallel(), the tasks run on its threads;
+--- the gradients are summed in task order either way.
 function Learner:meta_gradient(batch)
-  local params, meta_params = self.params, self.meta_params
+  local meta_params = self.meta_params
   local n_tasks = batch.support_x:size(1)
   local grads = {}
   local total_loss, total_metric = 0, 0
-  self.net:train(true)
-  self.net:update_buffers(true)
-  for t = 1, n_tasks do
-    local sx, sy = batch.support_x:select(1, t), batch.support_y:select(1, t)
-    local qx, qy = batch.query_x:select(1, t), batch.query_y:select(1, t)
-    local fast = self:adapt(params, sx, sy, self.steps, not self.first_order)
-    local out = self.net:forward(qx, fast)
-    local loss = self.loss(out, qy)
-    local g = ag.grad(loss, meta_params, {allow_unused = true})
+  local function add(loss, metric, g)
     for i = 1, #meta_params do accumulate(grads, i, g[i], 1 / n_tasks) end
-    total_loss = total_loss + loss:item()
-    total_metric = total_metric + ag.no_grad(self.metric, out:detach(), qy)
+    total_loss, total_metric = total_loss + loss, total_metric + metric
+  end
+  local parallel = package.loaded.parallel or (pcall(require, "parallel") and require("parallel"))
+  if parallel and parallel.threads() > 1 and n_tasks > 1 and self:can_run_parallel() then
+    local spec, jobs = self:parallel_spec(), {}
+    for t = 1, n_tasks do
+      jobs[t] = {spec, self.params, batch.support_x:select(1, t), batch.support_y:select(1, t),
+        batch.query_x:select(1, t), batch.query_y:select(1, t)}
+    end
+    for _, r in ipairs(parallel.map("maml", "task_gradients", jobs)) do add(r[1], r[2], r[3]) end
+  else
+    for t = 1, n_tasks do
+      add(self:task_gradient(batch.support_x:select(1, t), batch.support_y:select(1, t),
+        batch.query_x:select(1, t), batch.query_y:select(1, t)))
+    end
   end
   for i, p in ipairs(meta_params) do
     if grads[i] == nil then grads[i] = T.zeros(p:shape()) end

@@ -19,6 +19,9 @@
 --   layer:update_buffers(flag)              batch norm in training mode: whether a forward updates
 --                                           the running statistics (default true)
 --   layer:named(name)                       set the layer's name (prefix of its parameter names)
+--   net.spec                                {constructor =, options =} for the networks built by
+--                                           nn.conv4/peer_net/mlp: nn[constructor](options) builds
+--                                           the same network again (e.g. in a parallel worker)
 -- A layer implements `apply(self, x, params, k)`: run on x with its parameters taken from
 -- params[k], params[k+1], ... (that is how a sequential threads one flat list through its children).
 --
@@ -403,6 +406,7 @@ function M.conv4(opts)
   layers[#layers + 1] = M.linear(features, ways, {init = linear_init, init_std = 1}):named("fc")
   local net = M.sequential(layers)
   net.kind = "conv4"
+  net.spec = {constructor = "conv4", options = opts}
   return net
 end
 
@@ -425,6 +429,7 @@ function M.peer_net(opts)
   layers[#layers + 1] = M.linear(64, ways):named("fc")
   local net = M.sequential(layers)
   net.kind = "peer_net"
+  net.spec = {constructor = "peer_net", options = opts}
   return net
 end
 
@@ -447,6 +452,7 @@ function M.mlp(opts)
   end
   local net = M.sequential(layers)
   net.kind = "mlp"
+  net.spec = {constructor = "mlp", options = opts}
   net.desc = table.concat(sizes, " -> ")
   return net
 end

@@ -189,6 +189,31 @@ describe("maml first order vs second order", function()
   end)
 end)
 
+describe("maml on threads", function()
+  it("meta_gradient on the parallel module's threads equals the serial one", function()
+    local parallel = require "parallel"
+    local before = parallel.threads()
+    local net = nn.conv4{ways = 3, channels = 4, image = 8}
+    net:init(T.generator(31))
+    local learner = maml.new{net = net, inner_lr = 0.4, inner_loss_scale = 3, steps = 2}
+    assert.is_true(learner:can_run_parallel())
+    local batch = random_batch(T.generator(32), 4, 3, 2, {1, 8, 8})
+    parallel.set_threads(1)
+    local s1, g1 = learner:meta_gradient(batch)
+    parallel.set_threads(2)
+    local s2, g2 = learner:meta_gradient(batch)
+    parallel.set_threads(before)
+    assert.near(s1.loss, s2.loss, 1e-6)
+    assert.equals(s1.metric, s2.metric)
+    for i = 1, #g1 do
+      assert.is_true((g1[i] - g2[i]):abs():max():item() <= 1e-5 * (1 + g1[i]:abs():max():item()))
+    end
+    -- a variant with its own inner step stays on the calling thread
+    function learner:inner_step(_, w, g) return w - g * 0.1 end -- luacheck: ignore self
+    assert.is_false(learner:can_run_parallel())
+  end)
+end)
+
 describe("maml inner loop", function()
   it("leaves parameters that are not adapted as the same tensors", function()
     local net = nn.conv4{ways = 2, channels = 2, image = 8}
