@@ -689,9 +689,13 @@ function Run:progress(it, stats)
   local rate = (it > first[1] and now > first[2]) and (it - first[1]) / (now - first[2]) or 0
   self.rate = rate
   local eta = rate > 0 and (cfg.iterations - it) / rate or math.huge
-  local metric = self.metric_key == "acc" and string.format("  train acc %5.1f%%", 100 * stats.metric) or ""
+  -- means since the last log record (this iteration's values right after one)
+  local w = self.window
+  local loss, acc = stats.loss, stats.metric
+  if w.n > 0 then loss, acc = w.loss / w.n, w.metric / w.n end
+  local metric = self.metric_key == "acc" and string.format("  train acc %5.1f%%", 100 * acc) or ""
   local text = string.format("iter %d/%d  %.2f it/s  ETA %s  loss %.4f%s", it, cfg.iterations, rate,
-    fmt_time(eta), stats.loss, metric)
+    fmt_time(eta), loss, metric)
   if self.mode == "line" then
     if now - (self.last_draw or -1) >= 0.2 or it == cfg.iterations then
       self.print_raw("\r" .. text .. "\27[K")
