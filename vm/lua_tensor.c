@@ -3,6 +3,7 @@
 ** reference to a C Tensor; methods and metamethods live in LT_TENSOR_MT.
 ** A binding checks its arguments, calls the op, pushes the result.
 */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -382,6 +383,21 @@ static int g_get_state(lua_State *L) {
   return 1;
 }
 
+/* exactly the format of get_state: sscanf alone would take fewer digits,
+** signs and spaces (a truncated state would load as another state) */
+static int is_state_string(const char *s) {
+  static const char prefix[] = "xoshiro128ss:";
+  if (strncmp(s, prefix, sizeof prefix - 1)) return 0;
+  s += sizeof prefix - 1;
+  for (int i = 0; i < 32; i++)
+    if (!isxdigit((unsigned char)*s++)) return 0;
+  if (s[0] != ':' || (s[1] != '0' && s[1] != '1') || s[2] != ':') return 0;
+  s += 3;
+  for (int i = 0; i < 16; i++)
+    if (!isxdigit((unsigned char)*s++)) return 0;
+  return *s == 0;
+}
+
 static int g_set_state(lua_State *L) {
   Generator *g = check_gen(L, 1);
   const char *s = luaL_checkstring(L, 2);
@@ -389,7 +405,8 @@ static int g_set_state(lua_State *L) {
   int spare;
   unsigned long long bits;
   char tail;
-  if (sscanf(s, "xoshiro128ss:%8x%8x%8x%8x:%d:%16llx%c", &a, &b, &c, &d, &spare, &bits, &tail) != 6 ||
+  if (!is_state_string(s) ||
+      sscanf(s, "xoshiro128ss:%8x%8x%8x%8x:%d:%16llx%c", &a, &b, &c, &d, &spare, &bits, &tail) != 6 ||
       (spare != 0 && spare != 1) || !(a | b | c | d))
     return lt_error(L, "bad argument #2 to 'set_state' (expected a string from get_state, got '%s')", s);
   g->s[0] = a;
