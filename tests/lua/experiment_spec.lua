@@ -7,12 +7,18 @@ local experiment = require "experiment"
 local checkpoint = require "checkpoint"
 local json = require "json"
 
+local made = {}
 local function tmpdir()
   local p = io.popen("mktemp -d /tmp/mamlrun-experiment-spec.XXXXXX")
   local dir = p:read("l")
   p:close()
+  made[#made + 1] = dir
   return dir
 end
+
+teardown(function()
+  for _, dir in ipairs(made) do os.execute("rm -rf '" .. dir .. "'") end
+end)
 
 local function read(path)
   local f = assert(io.open(path, "rb"))
