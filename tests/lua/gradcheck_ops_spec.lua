@@ -1,0 +1,383 @@
+-- tests/lua/gradcheck_ops_spec.lua: first and second derivatives of every
+-- differentiable op against finite differences (lua/gradcheck.lua).
+-- Inputs are small (a few elements) so the whole file runs in seconds, and
+-- kept away from kinks (relu and abs at 0, ties in max) by more than
+-- gradcheck's step.
+local T = require "tensor"
+local gc = require "gradcheck"
+
+local gen = T.generator(20240601)
+
+-- a leaf requiring grad: randn values of a shape ({2, 3}, or {} for 0-d)
+local function leaf(shape)
+  return T.randn(shape, gen):requires_grad(true)
+end
+
+-- a leaf requiring grad with the given values (a nested table)
+local function leafv(values)
+  return T.tensor(values):requires_grad(true)
+end
+
+-- values in [lo, hi) (for log, sqrt, pow: away from 0)
+local function positive(shape, lo, hi)
+  lo, hi = lo or 0.5, hi or 2.0
+  return (T.rand(shape, gen) * (hi - lo) + lo):requires_grad(true)
+end
+
+-- randn values pushed away from 0 by at least 0.2 (for relu, abs)
+local function off_zero(shape)
+  local x = T.randn(shape, gen)
+  local pushed = x + x:sign() * 0.2
+  return T.tensor(pushed):requires_grad(true)
+end
+
+-- both checks; f takes the inputs and returns a tensor
+local function check(f, inputs, opts)
+  assert.is_true(gc.gradcheck(f, inputs, opts))
+  assert.is_true(gc.gradgradcheck(f, inputs, opts))
+end
+
+describe("gradcheck itself", function()
+  it("fails on a wrong gradient (T.tensor copies without history)", function()
+    -- f(x) = x * x with one factor detached: the analytic gradient is x, the true one 2x
+    local x = leafv { 0.5, -1.0, 1.5 }
+    local ok, err = pcall(gc.gradcheck, function(a) return T.tensor(a) * a end, { x })
+    assert.is_false(ok)
+    assert.matches("gradcheck: input 1 %(shape {3}%) element %d+: analytic .* vs numeric", err)
+  end)
+
+  it("gradgradcheck fails on a wrong second derivative", function()
+    -- first derivative right (d/dx of x^3 is 3x^2 via x * x * x), but the
+    -- gradient is computed through a detached copy of x in one factor: the
+    -- analytic Hessian misses terms
+    local x = leafv { 0.7, -1.2 }
+    local ok = pcall(gc.gradgradcheck, function(a)
+      return a * a * T.tensor(a) + (a:pow(3) - a * a * T.tensor(a)):detach()
+    end, { x })
+    assert.is_false(ok)
+  end)
+
+  it("gradgradcheck checks every input, also those after an unused one", function()
+    local unused, x = leafv { 0.5 }, leafv { 0.7, -1.2 }
+    local ok = pcall(gc.gradgradcheck, function(_, a)
+      return a * a * T.tensor(a) + (a:pow(3) - a * a * T.tensor(a)):detach()
+    end, { unused, x })
+    assert.is_false(ok)
+  end)
+
+  it("rejects inputs that are not leaves requiring grad", function()
+    local x = T.randn({ 2 }, gen)
+    assert.has_error(function() gc.gradcheck(function(a) return a end, { x }) end,
+      "gradcheck: input 1 must be a leaf tensor with requires_grad(true)")
+    assert.has_error(function() gc.gradcheck(function(a) return a end, { x }, { bogus = 1 }) end)
+  end)
+
+  it("passes for an input the output does not depend on (zero gradient)", function()
+    local x, y = leafv { 1, 2 }, leafv { 3 }
+    check(function(a, _) return a * 2 end, { x, y })
+  end)
+end)
+
+describe("arithmetic with broadcasting", function()
+  local ops = {
+    add = function(a, b) return a + b end,
+    sub = function(a, b) return a - b end,
+    mul = function(a, b) return a * b end,
+    div = function(a, b) return a / b end,
+    pow = function(a, b) return a:pow(b) end,
+  }
+  -- shape pairs: same, scalar (0-d) on either side, row, column, leading dims
+  local patterns = {
+    { "same shape", { 2, 3 }, { 2, 3 } },
+    { "0-d right", { 2, 3 }, {} },
+    { "0-d left", {}, { 2, 3 } },
+    { "row (3)", { 2, 3 }, { 3 } },
+    { "row (1, 3)", { 2, 3 }, { 1, 3 } },
+    { "row on the left", { 3 }, { 2, 3 } },
+    { "column (2, 1)", { 2, 3 }, { 2, 1 } },
+    { "column on the left", { 2, 1 }, { 2, 3 } },
+    { "leading dims (2, 1, 3) with (2, 3)", { 2, 1, 3 }, { 2, 3 } },
+    { "both broadcast (2, 1, 2) with (1, 3, 1)", { 2, 1, 2 }, { 1, 3, 1 } },
+  }
+  for _, name in ipairs { "add", "sub", "mul", "div", "pow" } do
+    for _, p in ipairs(patterns) do
+      it(name .. ": " .. p[1], function()
+        local a, b
+        if name == "pow" then
+          a, b = positive(p[2], 0.5, 1.5), (T.rand(p[3], gen) * 2 - 1):requires_grad(true)
+        elseif name == "div" then
+          a, b = leaf(p[2]), positive(p[3], 0.5, 1.5)
+        else
+          a, b = leaf(p[2]), leaf(p[3])
+        end
+        check(ops[name], { a, b })
+      end)
+    end
+  end
+
+  it("numbers on either side", function()
+    local x = positive({ 2, 2 }, 0.5, 1.5)
+    check(function(a) return a + 2 end, { x })
+    check(function(a) return 2 + a end, { x })
+    check(function(a) return a - 3 end, { x })
+    check(function(a) return 3 - a end, { x })
+    check(function(a) return a * 1.5 end, { x })
+    check(function(a) return -2 * a end, { x })
+    check(function(a) return a / 4 end, { x })
+    check(function(a) return 2 / a end, { x })
+    check(function(a) return a:add(1):mul(2):sub(0.5):div(3) end, { x })
+  end)
+
+  it("the same tensor on both sides", function()
+    local x = positive({ 3 }, 0.5, 1.5)
+    check(function(a) return a * a end, { x })
+    check(function(a) return a / a end, { x })
+    check(function(a) return a:pow(a) end, { x })
+    check(function(a) return a - a + a end, { x })
+  end)
+end)
+
+describe("elementwise functions", function()
+  it("pow with a number exponent", function()
+    for _, p in ipairs { 2, 3, 0.5, -1, 1, 0, 2.5, -0.5 } do
+      check(function(a) return a:pow(p) end, { positive({ 2, 2 }, 0.5, 1.5) })
+    end
+    check(function(a) return a:pow(3) end, { leafv { -1.5, 0.7, 1.2 } }) -- negative base, integer power
+    check(function(a) return a ^ 2 end, { leafv { -1.5, 0.7 } })
+  end)
+
+  it("pow with a tensor exponent", function()
+    local a, b = positive({ 3 }, 0.5, 2), leafv { -1.2, 0.3, 2.0 }
+    check(function(x, y) return x:pow(y) end, { a, b })
+    check(function(x, y) return x ^ y end, { a, b })
+  end)
+
+  local unary = {
+    exp = function() return leaf { 2, 3 } end,
+    log = function() return positive({ 2, 3 }) end,
+    sqrt = function() return positive({ 2, 3 }) end,
+    abs = function() return off_zero { 2, 3 } end,
+    relu = function() return off_zero { 2, 3 } end,
+    sigmoid = function() return leaf { 2, 3 } end,
+    tanh = function() return leaf { 2, 3 } end,
+    neg = function() return leaf { 2, 3 } end,
+  }
+  for _, name in ipairs { "exp", "log", "sqrt", "abs", "relu", "sigmoid", "tanh", "neg" } do
+    it(name, function()
+      check(function(a) return a[name](a) end, { unary[name]() })
+      check(function(a) return T[name](a) end, { unary[name]() })
+    end)
+  end
+
+  it("-x (unary minus)", function()
+    check(function(a) return -a end, { leaf { 3 } })
+  end)
+
+  it("compositions: the second derivative of relu's and abs's backward is zero", function()
+    check(function(a) return a:relu() * a end, { off_zero { 4 } })
+    check(function(a) return a:abs():pow(3) end, { off_zero { 4 } })
+  end)
+
+  it("sign and comparisons carry no gradient", function()
+    local x = off_zero { 3 }
+    assert.is_false(x:sign():requires_grad())
+    assert.is_false(x:gt(0):requires_grad())
+    check(function(a) return a * a:sign() end, { x })
+  end)
+end)
+
+describe("reductions", function()
+  it("sum over each dim, lists of dims and all dims, with and without keepdim", function()
+    local x = leaf { 2, 3, 2 }
+    check(function(a) return a:sum() end, { x })
+    for _, keep in ipairs { false, true } do
+      for _, dims in ipairs { 1, 2, 3, -1, { 1, 3 }, { 2, 3 }, { 1, 2, 3 } } do
+        check(function(a) return a:sum(dims, keep) end, { x })
+      end
+    end
+  end)
+
+  it("mean over each dim and all dims, keepdim", function()
+    local x = leaf { 2, 3 }
+    check(function(a) return a:mean() end, { x })
+    for _, keep in ipairs { false, true } do
+      for _, dims in ipairs { 1, 2, -2, { 1, 2 } } do
+        check(function(a) return a:mean(dims, keep) end, { x })
+      end
+    end
+  end)
+
+  it("var (unbiased and biased) over each dim and all dims, keepdim", function()
+    local x = leaf { 2, 3 }
+    check(function(a) return a:var() end, { x })
+    for _, keep in ipairs { false, true } do
+      for _, unbiased in ipairs { true, false } do
+        for _, dims in ipairs { 1, 2, { 1, 2 } } do
+          check(function(a) return a:var(dims, keep, unbiased) end, { x })
+        end
+      end
+    end
+  end)
+
+  it("max over all, over each dim (values), keepdim", function()
+    -- well separated values (no ties within gradcheck's step)
+    local x = leafv { { 0.3, -1.1, 2.0 }, { 1.4, 0.9, -0.4 } }
+    check(function(a) return a:max() end, { x })
+    for _, d in ipairs { 1, 2, -1 } do
+      check(function(a) return (a:max(d)) end, { x })
+      check(function(a) return (a:max(d, true)) end, { x })
+    end
+  end)
+
+  it("reductions of a 0-d tensor", function()
+    local s = leaf {}
+    check(function(a) return a:sum() end, { s })
+    check(function(a) return a:mean() end, { s })
+    check(function(a) return a:max() end, { s })
+  end)
+end)
+
+describe("matmul", function()
+  local cases = {
+    { "2-d", { 2, 3 }, { 3, 4 } },
+    { "batched", { 2, 2, 3 }, { 2, 3, 2 } },
+    { "batched x 2-d", { 2, 2, 3 }, { 3, 2 } },
+    { "2-d x batched", { 2, 3 }, { 2, 3, 2 } },
+    { "vector . vector", { 3 }, { 3 } },
+    { "vector x matrix", { 3 }, { 3, 2 } },
+    { "matrix x vector", { 2, 3 }, { 3 } },
+    { "batched x vector", { 2, 2, 3 }, { 3 } },
+    { "vector x batched", { 3 }, { 2, 3, 2 } },
+  }
+  for _, c in ipairs(cases) do
+    it(c[1] .. " (" .. table.concat(c[2], "x") .. " @ " .. table.concat(c[3], "x") .. ")", function()
+      check(function(a, b) return a:matmul(b) end, { leaf(c[2]), leaf(c[3]) })
+    end)
+  end
+
+  it("x @ x (the same tensor twice) and T.matmul", function()
+    local x = leaf { 3, 3 }
+    check(function(a) return T.matmul(a, a) end, { x })
+  end)
+end)
+
+describe("shape ops", function()
+  local x234 = function() return leaf { 2, 3, 4 } end
+  local cases = {
+    { "reshape", function(a) return a:reshape { 4, 6 } end },
+    { "reshape with -1", function(a) return a:reshape { -1, 2 } end },
+    { "view", function(a) return a:view { 6, 4 } end },
+    { "transpose", function(a) return a:transpose(1, 3) end },
+    { "transpose negative dims", function(a) return a:transpose(-1, -2) end },
+    { "permute", function(a) return a:permute { 3, 1, 2 } end },
+    { "narrow", function(a) return a:narrow(3, 2, 2) end },
+    { "narrow dim 1", function(a) return a:narrow(1, 2, 1) end },
+    { "select", function(a) return a:select(2, 3) end },
+    { "select negative index", function(a) return a:select(3, -1) end },
+    { "flatten", function(a) return a:flatten() end },
+    { "flatten from dim 2", function(a) return a:flatten(2) end },
+    { "unsqueeze", function(a) return a:unsqueeze(2) end },
+    { "unsqueeze at the end", function(a) return a:unsqueeze(-1) end },
+    { "squeeze", function(a) return a:narrow(2, 1, 1):squeeze() end },
+    { "squeeze one dim", function(a) return a:narrow(2, 1, 1):squeeze(2) end },
+    { "expand", function(a) return a:narrow(2, 2, 1):expand { 2, 3, 4 } end },
+    { "expand with new leading dims", function(a) return a:expand { 2, 2, 3, 4 } end },
+    { "clone", function(a) return a:clone() end },
+    { "contiguous", function(a) return a:contiguous() end },
+    { "chain", function(a) return a:transpose(1, 2):reshape { 3, 8 }:narrow(2, 3, 4):unsqueeze(1) end },
+  }
+  for _, c in ipairs(cases) do
+    it(c[1], function() check(c[2], { x234() }) end)
+  end
+
+  it("T.reshape, T.transpose, ... as module functions", function()
+    local x = leaf { 2, 3 }
+    check(function(a) return T.transpose(T.reshape(a, { 3, 2 }), 1, 2) end, { x })
+    check(function(a) return T.select(T.narrow(a, 2, 1, 2), 1, 2) end, { x })
+  end)
+
+  it("expand of a vector and a column", function()
+    check(function(a) return a:expand { 2, 3 } end, { leaf { 3 } })
+    check(function(a) return a:expand { 2, 3 } end, { leaf { 2, 1 } })
+    check(function(a) return a:expand { 2, 2 } end, { leaf {} })
+  end)
+
+  it("cat along each dim, of two and three tensors", function()
+    local a, b, c = leaf { 2, 3 }, leaf { 2, 3 }, leaf { 1, 3 }
+    check(function(x, y) return T.cat({ x, y }, 1) end, { a, b })
+    check(function(x, y) return T.cat({ x, y }, 2) end, { a, b })
+    check(function(x, y) return T.cat({ x, y }, -1) end, { a, b })
+    check(function(x, y, z) return T.cat({ x, z, y }, 1) end, { a, b, c })
+    check(function(x, y) return T.cat { x, y, x } end, { a, b }) -- default dim 1, x twice
+  end)
+
+  it("cat of many tensors (more inputs than a node holds inline)", function()
+    local xs = {}
+    for i = 1, 6 do xs[i] = leaf { 1, 2 } end
+    check(function(...) return T.cat({ ... }, 1) end, xs)
+  end)
+
+  it("stack along each dim", function()
+    local a, b = leaf { 2, 3 }, leaf { 2, 3 }
+    for _, d in ipairs { 1, 2, 3, -1 } do
+      check(function(x, y) return T.stack({ x, y }, d) end, { a, b })
+    end
+    check(function(x, y) return T.stack { x, y } end, { a, b })
+  end)
+end)
+
+describe("network pieces", function()
+  it("log_softmax and softmax over each dim", function()
+    local x = leaf { 2, 3 }
+    for _, d in ipairs { 1, 2, -1 } do
+      check(function(a) return T.log_softmax(a, d) end, { x })
+      check(function(a) return T.softmax(a, d) end, { x })
+    end
+    check(function(a) return T.softmax(a, 2) end, { leaf { 2, 2, 3 } })
+  end)
+
+  it("cross_entropy with labels as a list and as a tensor", function()
+    local logits = leaf { 3, 4 }
+    check(function(a) return T.cross_entropy(a, { 2, 4, 1 }) end, { logits })
+    check(function(a) return T.cross_entropy(a, T.tensor { 3, 3, 2 }) end, { logits })
+  end)
+
+  it("mse_loss in both arguments", function()
+    check(function(a, b) return T.mse_loss(a, b) end, { leaf { 2, 3 }, leaf { 2, 3 } })
+  end)
+
+  it("linear with and without bias, 1-d, 2-d and 3-d inputs", function()
+    local w, b = leaf { 2, 3 }, leaf { 2 }
+    check(function(x, w_, b_) return T.linear(x, w_, b_) end, { leaf { 4, 3 }, w, b })
+    check(function(x, w_) return T.linear(x, w_) end, { leaf { 4, 3 }, w })
+    check(function(x, w_, b_) return T.linear(x, w_, b_) end, { leaf { 3 }, w, b })
+    check(function(x, w_, b_) return T.linear(x, w_, b_) end, { leaf { 2, 2, 3 }, w, b })
+  end)
+
+  describe("batch_norm", function()
+    -- looser tolerances: normalisation divides by a small batch's std in float32
+    local opts = { rtol = 5e-2, atol = 5e-3 }
+    it("training mode, with weight and bias", function()
+      check(function(x, w, b) return T.batch_norm(x, w, b) end, { leaf { 4, 3 }, leaf { 3 }, leaf { 3 } }, opts)
+    end)
+    it("training mode, without weight and bias", function()
+      check(function(x) return T.batch_norm(x, nil, nil) end, { leaf { 4, 2 } }, opts)
+    end)
+    it("training mode, weight only and bias only", function()
+      check(function(x, w) return T.batch_norm(x, w, nil) end, { leaf { 3, 2 }, leaf { 2 } }, opts)
+      check(function(x, b) return T.batch_norm(x, nil, b) end, { leaf { 3, 2 }, leaf { 2 } }, opts)
+    end)
+    it("training mode on (N, C, H, W) with running statistics", function()
+      local rm, rv = T.zeros { 2 }, T.ones { 2 }
+      check(function(x, w, b)
+        return T.batch_norm(x, w, b, { running_mean = rm, running_var = rv, momentum = 0.1 })
+      end, { leaf { 2, 2, 2, 2 }, leaf { 2 }, leaf { 2 } }, opts)
+    end)
+    it("eval mode, with and without weight and bias", function()
+      local rm, rv = T.tensor { 0.1, -0.3, 0.2 }, T.tensor { 0.8, 1.5, 1.1 }
+      local o = { running_mean = rm, running_var = rv, training = false }
+      check(function(x, w, b) return T.batch_norm(x, w, b, o) end, { leaf { 4, 3 }, leaf { 3 }, leaf { 3 } })
+      check(function(x) return T.batch_norm(x, nil, nil, o) end, { leaf { 2, 3, 2 } })
+    end)
+  end)
+end)
