@@ -5,7 +5,7 @@
 ** that im2col copies whole runs of C floats, and one OpenBLAS sgemm covers
 ** the chunk (the MAML maps are small, 13x13 .. 1x1: one GEMM per image would
 ** be far too small). Weights are used as (O, KH*KW*C) in the same order.
-** Scratch buffers are thread-local and only grow, so a training loop
+** Scratch buffers are per thread and only grow, so a training loop
 ** allocates nothing here after its first iteration.
 **
 ** Second order: conv2d, conv2d_backward_input and conv2d_backward_weight are
@@ -14,6 +14,7 @@
 */
 #include <cblas.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef __SSE__
@@ -34,12 +35,28 @@ ConvGeom conv2d_geom(int64_t n, int64_t c, int64_t h, int64_t w, int64_t o, int6
 
 /* ------------------------------------------------------------ scratch */
 
-/* per thread: columns (nb*P, K), a chunk of y or gy (O, nb*P), a chunk of x or gx
-** channels-last (nb,H,W,C), the weight or its gradient channels-last (O, K) */
+/* Per thread: columns (nb*P, K), a chunk of y or gy (O, nb*P), a chunk of x or gx
+** channels-last (nb,H,W,C), the weight or its gradient channels-last (O, K).
+** Held under a pthread key, so a worker thread's buffers are freed when it exits. */
 enum { COLS, YCHUNK, XCHUNK, WEIGHT, NSCRATCH };
-static _Thread_local float *scratch_data[NSCRATCH];
-static _Thread_local int64_t scratch_size[NSCRATCH];
+typedef struct {
+  float *data[NSCRATCH];
+  int64_t size[NSCRATCH];
+} Scratch;
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
 static int64_t chunk_floats = (int64_t)1 << 18;
+
+static void scratch_free(void *p) {
+  Scratch *s = p;
+  for (int i = 0; i < NSCRATCH; i++) free(s->data[i]);
+  free(s);
+}
+
+static void scratch_key_create(void) {
+  if (pthread_key_create(&scratch_key, scratch_free) != 0) abort();
+}
 
 int64_t conv2d_set_chunk_floats(int64_t n) {
   int64_t old = chunk_floats;
@@ -48,13 +65,22 @@ int64_t conv2d_set_chunk_floats(int64_t n) {
 }
 
 static float *scratch(int slot, int64_t n) {
-  if (n > scratch_size[slot]) {
-    free(scratch_data[slot]);
-    scratch_data[slot] = malloc((size_t)n * sizeof(float));
-    scratch_size[slot] = scratch_data[slot] ? n : 0;
-    if (!scratch_data[slot]) t_error("conv2d: out of memory (%lld floats of scratch)", (long long)n);
+  pthread_once(&scratch_once, scratch_key_create);
+  Scratch *s = pthread_getspecific(scratch_key);
+  if (!s) {
+    s = calloc(1, sizeof *s);
+    if (!s || pthread_setspecific(scratch_key, s) != 0) {
+      free(s);
+      t_error("conv2d: out of memory");
+    }
   }
-  return scratch_data[slot];
+  if (n > s->size[slot]) {
+    free(s->data[slot]);
+    s->data[slot] = malloc((size_t)n * sizeof(float));
+    s->size[slot] = s->data[slot] ? n : 0;
+    if (!s->data[slot]) t_error("conv2d: out of memory (%lld floats of scratch)", (long long)n);
+  }
+  return s->data[slot];
 }
 
 /* images per chunk: the columns (nb*P, K) hold about chunk_floats */

@@ -5,6 +5,7 @@
 */
 #include <cblas.h>
 #include <math.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -241,6 +242,48 @@ static void test_conv_determinism(void) {
   t_release(x), t_release(w), t_release(b), t_release(gy);
 }
 
+/* worker threads have their own scratch: two at once give the main thread's results */
+typedef struct {
+  Tensor *x, *w, *gy, *out[3];
+} ConvJob;
+
+static void *conv_job(void *arg) {
+  ConvJob *j = arg;
+  for (int rep = 0; rep < 3; rep++)
+    for (int i = 0; i < 3; i++) {
+      t_release(j->out[i]);
+      j->out[i] = i == 0   ? t_conv2d(j->x, j->w, NULL, 2, 1)
+                  : i == 1 ? t_conv2d_backward_input(j->gy, j->w, 14, 14, 2, 1)
+                           : t_conv2d_backward_weight(j->x, j->gy, 3, 3, 2, 1);
+    }
+  return NULL;
+}
+
+static void test_conv_threads(void) {
+  int threads = openblas_get_num_threads();
+  openblas_set_num_threads(1);
+  ConvJob ref = {randn(20, 16, 14, 14), randn(32, 16, 3, 3), randn(20, 32, 7, 7), {NULL}};
+  conv_job(&ref);
+  ConvJob jobs[2];
+  pthread_t tid[2];
+  for (int t = 0; t < 2; t++) {
+    jobs[t] = (ConvJob){ref.x, ref.w, ref.gy, {NULL}};
+    pthread_create(&tid[t], NULL, conv_job, &jobs[t]);
+  }
+  int same = 1;
+  for (int t = 0; t < 2; t++) {
+    pthread_join(tid[t], NULL);
+    for (int i = 0; i < 3; i++) {
+      same &= bitwise_equal(ref.out[i], jobs[t].out[i]);
+      t_release(jobs[t].out[i]);
+    }
+  }
+  openblas_set_num_threads(threads);
+  ok(same, "two threads at once give bitwise the results of the main thread");
+  for (int i = 0; i < 3; i++) t_release(ref.out[i]);
+  t_release(ref.x), t_release(ref.w), t_release(ref.gy);
+}
+
 /* ------------------------------------------------------------ pooling tests */
 
 static void test_max_pool(void) {
@@ -371,6 +414,7 @@ int main(void) {
   test_conv_maml_shapes();
   test_conv_adjoint();
   test_conv_determinism();
+  test_conv_threads();
   test_max_pool();
   test_avg_pool();
   test_errors();
