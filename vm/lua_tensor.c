@@ -1385,8 +1385,13 @@ static const char *const method_functions[] = {"add", "sub", "mul", "div", "pow"
                                                "narrow", "select", "flatten", "unsqueeze", "squeeze", "expand",
                                                "clone", "detach", "eq", "ne", "lt", "le", "gt", "ge", NULL};
 
+extern void openblas_set_num_threads(int);
+
 int luaopen_tensor(lua_State *L) {
   enter(L);
+  /* MAML's GEMMs are small: OpenBLAS threads only cost time, and the
+  ** parallel module splits work by task. OPENBLAS_NUM_THREADS still wins. */
+  if (!getenv("OPENBLAS_NUM_THREADS")) openblas_set_num_threads(1);
   luaL_newlib(L, tensor_functions); /* module */
   int module = lua_gettop(L);
   luaL_newlib(L, tensor_methods); /* methods */
