@@ -244,43 +244,43 @@ static void test_conv_determinism(void) {
 
 /* worker threads have their own scratch: two at once give the main thread's results */
 typedef struct {
-  Tensor *x, *w, *gy, *out[3];
+  Tensor *x, *w, *gy, *out[3][3]; /* [repeat][op]; released by the main thread */
 } ConvJob;
 
 static void *conv_job(void *arg) {
   ConvJob *j = arg;
-  for (int rep = 0; rep < 3; rep++)
-    for (int i = 0; i < 3; i++) {
-      t_release(j->out[i]);
-      j->out[i] = i == 0   ? t_conv2d(j->x, j->w, NULL, 2, 1)
-                  : i == 1 ? t_conv2d_backward_input(j->gy, j->w, 14, 14, 2, 1)
-                           : t_conv2d_backward_weight(j->x, j->gy, 3, 3, 2, 1);
-    }
+  for (int rep = 0; rep < 3; rep++) {
+    j->out[rep][0] = t_conv2d(j->x, j->w, NULL, 2, 1);
+    j->out[rep][1] = t_conv2d_backward_input(j->gy, j->w, 14, 14, 2, 1);
+    j->out[rep][2] = t_conv2d_backward_weight(j->x, j->gy, 3, 3, 2, 1);
+  }
   return NULL;
 }
 
 static void test_conv_threads(void) {
   int threads = openblas_get_num_threads();
   openblas_set_num_threads(1);
-  ConvJob ref = {randn(20, 16, 14, 14), randn(32, 16, 3, 3), randn(20, 32, 7, 7), {NULL}};
+  ConvJob ref = {randn(20, 16, 14, 14), randn(32, 16, 3, 3), randn(20, 32, 7, 7), {{NULL}}};
   conv_job(&ref);
   ConvJob jobs[2];
   pthread_t tid[2];
   for (int t = 0; t < 2; t++) {
-    jobs[t] = (ConvJob){ref.x, ref.w, ref.gy, {NULL}};
+    jobs[t] = (ConvJob){ref.x, ref.w, ref.gy, {{NULL}}};
     pthread_create(&tid[t], NULL, conv_job, &jobs[t]);
   }
   int same = 1;
   for (int t = 0; t < 2; t++) {
     pthread_join(tid[t], NULL);
-    for (int i = 0; i < 3; i++) {
-      same &= bitwise_equal(ref.out[i], jobs[t].out[i]);
-      t_release(jobs[t].out[i]);
-    }
+    for (int rep = 0; rep < 3; rep++)
+      for (int i = 0; i < 3; i++) {
+        same &= bitwise_equal(ref.out[0][i], jobs[t].out[rep][i]);
+        t_release(jobs[t].out[rep][i]);
+      }
   }
   openblas_set_num_threads(threads);
   ok(same, "two threads at once give bitwise the results of the main thread");
-  for (int i = 0; i < 3; i++) t_release(ref.out[i]);
+  for (int rep = 0; rep < 3; rep++)
+    for (int i = 0; i < 3; i++) t_release(ref.out[rep][i]);
   t_release(ref.x), t_release(ref.w), t_release(ref.gy);
 }
 
