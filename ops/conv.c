@@ -2,7 +2,7 @@
 ** conv.c: 2-d convolution, its two backward ops, and the kernels behind them.
 **
 ** Kernels: a chunk of images at a time is turned channels-last (N,H,W,C), so
-** that im2col copies whole runs of C floats, and one OpenBLAS sgemm covers
+** that im2col copies whole runs of C floats, and one OpenBLAS sgemm (t_sgemm) covers
 ** the chunk (the MAML maps are small, 13x13 .. 1x1: one GEMM per image would
 ** be far too small). Weights are used as (O, KH*KW*C) in the same order.
 ** Scratch buffers are per thread and only grow, so a training loop
@@ -12,7 +12,6 @@
 ** three bilinear ops; the backward of each is written with the other two, so
 ** a recorded backward pass is itself differentiable (any order).
 */
-#include <cblas.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -244,8 +243,8 @@ void conv2d_forward_kernel(const ConvGeom *g, float *out, const float *x, const 
     for (int64_t m = 0; m < nb; m += gb) {
       // one image: (O, P) straight into out; several: (O, gb*P), then to out (gb, O, P)
       float *y = gb == 1 ? out + (n0 + m) * g->o * p : ychunk;
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g->o, (int)(gb * p), (int)k, 1.0f,
-                  wt, (int)k, col + m * p * k, (int)k, 0.0f, y, (int)(gb * p));
+      t_sgemm(0, 1, (int)g->o, (int)(gb * p), (int)k, 1.0f, wt, (int)k, col + m * p * k, (int)k,
+              0.0f, y, (int)(gb * p));
       for (int64_t n = 0; n < gb; n++)
         for (int64_t o = 0; o < g->o; o++) {
           float *dst = out + ((n0 + m + n) * g->o + o) * p;
@@ -281,8 +280,8 @@ void conv2d_backward_input_kernel(const ConvGeom *g, float *gx, const float *gy,
         gather_chunk(g, gy, n0 + m, gb, gychunk);
         gyc = gychunk;
       }
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(gb * p), (int)k, (int)g->o, 1.0f,
-                  gyc, (int)(gb * p), wt, (int)k, 0.0f, col + m * p * k, (int)k);
+      t_sgemm(1, 0, (int)(gb * p), (int)k, (int)g->o, 1.0f, gyc, (int)(gb * p), wt, (int)k, 0.0f,
+              col + m * p * k, (int)k);
     }
     memset(gxt, 0, (size_t)(nb * xsize) * sizeof(float));
     col2im(g, col, nb, gxt);
@@ -310,9 +309,8 @@ void conv2d_backward_weight_kernel(const ConvGeom *g, float *gw, const float *x,
         gather_chunk(g, gy, n0 + m, gb, gychunk);
         gyc = gychunk;
       }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g->o, (int)k, (int)(gb * p), 1.0f,
-                  gyc, (int)(gb * p), col + m * p * k, (int)k, n0 + m == 0 ? 0.0f : 1.0f, gwt,
-                  (int)k);
+      t_sgemm(0, 0, (int)g->o, (int)k, (int)(gb * p), 1.0f, gyc, (int)(gb * p), col + m * p * k,
+              (int)k, n0 + m == 0 ? 0.0f : 1.0f, gwt, (int)k);
     }
   }
   weight_from_channels_last(g, gwt, gw);
