@@ -103,7 +103,7 @@ Tensor *t_new(int ndim, const int64_t *shape) {
   if (live_bytes > peak_bytes) peak_bytes = live_bytes;
   t->refcount = 1;
   t->ndim = ndim;
-  memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
+  if (ndim > 0) memcpy(t->shape, shape, (size_t)ndim * sizeof *shape); /* shape may be NULL for 0-d */
   t->numel = numel;
   t->storage = s;
   return t;
