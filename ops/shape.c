@@ -122,8 +122,8 @@ static void narrow_backward(Node *n, Tensor *g, Tensor **gin, const int *needs) 
 Tensor *t_narrow(Tensor *a, int dim, int64_t start, int64_t len) {
   if (dim < 0 || dim >= a->ndim) t_argerror("narrow", 1, "dim %d out of range for a %d-d tensor", dim + 1, a->ndim);
   if (start < 0 || len < 0 || start > a->shape[dim] - len)
-    t_argerror("narrow", 3, "slice %lld..%lld outside 1..%lld of dim %d", (long long)start + 1,
-               (long long)(start + len), (long long)a->shape[dim], dim + 1);
+    t_argerror("narrow", 3, "start %lld (0-based), length %lld: outside the %lld elements of dim %d", (long long)start,
+               (long long)len, (long long)a->shape[dim], dim + 1); /* (start + len may overflow) */
   int64_t shape[T_MAXDIM], outer, inner;
   memcpy(shape, a->shape, sizeof shape);
   shape[dim] = len;
