@@ -142,15 +142,24 @@ static void storage_release(Storage *s) {
 /* Releasing a long chain (a graph of 100k nodes) must not recurse 100k deep:
 ** tensors whose count drops to zero go on a work list. */
 void t_release(Tensor *t) {
+  /* the list lives in thread-local storage and spills to the heap only when
+  ** long; the heap copy is freed when the list empties (kept in a thread-local
+  ** pointer, it would leak at every thread's exit) */
+  static _Thread_local Tensor *fixed[256];
   static _Thread_local Tensor **pending;
   static _Thread_local size_t npending, cap;
   static _Thread_local int releasing;
   if (!t) return;
   if (--t->refcount > 0) return;
+  if (!pending) {
+    pending = fixed;
+    cap = sizeof fixed / sizeof *fixed;
+  }
   if (npending == cap) {
-    size_t ncap = cap ? 2 * cap : 256;
-    Tensor **p = realloc(pending, ncap * sizeof *p);
+    size_t ncap = 2 * cap;
+    Tensor **p = pending == fixed ? malloc(ncap * sizeof *p) : realloc(pending, ncap * sizeof *p);
     if (!p) abort();
+    if (pending == fixed) memcpy(p, fixed, sizeof fixed);
     pending = p;
     cap = ncap;
   }
@@ -163,6 +172,11 @@ void t_release(Tensor *t) {
     Node *n = x->grad_fn;
     free(x);
     if (n) node_release(n); /* may push more tensors */
+  }
+  if (pending != fixed) {
+    free(pending);
+    pending = fixed;
+    cap = sizeof fixed / sizeof *fixed;
   }
   releasing = 0;
 }
