@@ -40,15 +40,22 @@ T_HOT static void channel_stats(const ChannelGeom *g, const float *x, double eps
     double s = 0;
     for (int64_t n = 0; n < g->n; n++) {
       const float *p = x + (n * g->c + c) * g->hw;
-      float part = 0;
-      for (int64_t k = 0; k < g->hw; k++) part += p[k];
-      s += part;
+      s += t_sum8(p, g->hw);
     }
     double mu = s / (double)g->m, v = 0;
+    float fm = (float)mu;
     for (int64_t n = 0; n < g->n; n++) {
       const float *p = x + (n * g->c + c) * g->hw;
-      float part = 0, fm = (float)mu;
-      for (int64_t k = 0; k < g->hw; k++) part += (p[k] - fm) * (p[k] - fm);
+      t_v8f acc = {0};
+      int64_t k = 0;
+      for (; k + 8 <= g->hw; k += 8) {
+        t_v8f d;
+        T_LOAD8(d, p + k);
+        d -= fm;
+        acc += d * d;
+      }
+      float part = T_HSUM8(acc);
+      for (; k < g->hw; k++) part += (p[k] - fm) * (p[k] - fm);
       v += part;
     }
     mean[c] = (float)mu;
@@ -56,22 +63,31 @@ T_HOT static void channel_stats(const ChannelGeom *g, const float *x, double eps
   }
 }
 
-/* sums over channel c of a[i] and a[i] * xhat[i] */
-static void channel_sums(const ChannelGeom *g, int64_t c, const float *a, const float *x, float mu, float r,
+/* sums over channel c of a[i] and a[i] * xhat[i] (xhat = (x - mu) r) */
+T_HOT static void channel_sums(const ChannelGeom *g, int64_t c, const float *a, const float *x, float mu, float r,
                          double *sum_a, double *sum_a_xhat) {
   double s1 = 0, s2 = 0;
   for (int64_t n = 0; n < g->n; n++) {
     const float *pa = a + (n * g->c + c) * g->hw, *px = x + (n * g->c + c) * g->hw;
-    float p1 = 0, p2 = 0;
-    for (int64_t k = 0; k < g->hw; k++) {
+    t_v8f acc1 = {0}, acc2 = {0}; /* 8 lanes each, see t_sum8 */
+    int64_t k = 0;
+    for (; k + 8 <= g->hw; k += 8) {
+      t_v8f a, x;
+      T_LOAD8(a, pa + k);
+      T_LOAD8(x, px + k);
+      acc1 += a;
+      acc2 += a * (x - mu);
+    }
+    float p1 = T_HSUM8(acc1), p2 = T_HSUM8(acc2);
+    for (; k < g->hw; k++) {
       p1 += pa[k];
-      p2 += pa[k] * ((px[k] - mu) * r);
+      p2 += pa[k] * (px[k] - mu);
     }
     s1 += p1;
     s2 += p2;
   }
   *sum_a = s1;
-  *sum_a_xhat = s2;
+  *sum_a_xhat = s2 * r;
 }
 
 /* ------------------------------------------------------------ the ops */
@@ -84,7 +100,7 @@ static void bn_normalize_backward_rule(Node *n, Tensor *g, Tensor **gin, const i
 }
 
 // x (N, C, ...) -> xhat, normalised per channel with batch statistics
-Tensor *t_bn_normalize(Tensor *x, double eps, Tensor **mean_out, Tensor **var_out) {
+T_HOT Tensor *t_bn_normalize(Tensor *x, double eps, Tensor **mean_out, Tensor **var_out) {
   char b[160];
   if (x->ndim < 2) t_argerror("batch_norm", 1, "expected input (N, C, ...), got %s", t_shape_str(x, b, sizeof b));
   ChannelGeom g = channel_geom(x);
@@ -126,7 +142,7 @@ static void bn_backward_rule(Node *n, Tensor *u, Tensor **gin, const int *needs)
 }
 
 // g, x (N, C, ...) -> J g, the gradient of bn_normalize at x
-static Tensor *bn_backward_op(Tensor *g, Tensor *x, Tensor *mean, Tensor *rstd) {
+T_HOT static Tensor *bn_backward_op(Tensor *g, Tensor *x, Tensor *mean, Tensor *rstd) {
   ChannelGeom geom = channel_geom(x);
   Tensor *out = t_new(x->ndim, x->shape);
   const float *pg = T_DATA(g), *px = T_DATA(x), *mu = T_DATA(mean), *r = T_DATA(rstd);
@@ -171,7 +187,7 @@ static Tensor *bn_double_backward_composite(Tensor *u, Tensor *g, Tensor *x, dou
 }
 
 // u, g, x -> d<u, J(x) g>/dx
-static Tensor *bn_double_backward_op(Tensor *u, Tensor *g, Tensor *x, Tensor *mean, Tensor *rstd, double eps) {
+T_HOT static Tensor *bn_double_backward_op(Tensor *u, Tensor *g, Tensor *x, Tensor *mean, Tensor *rstd, double eps) {
   if (ag_is_enabled() && (u->requires_grad || g->requires_grad || x->requires_grad))
     return bn_double_backward_composite(u, g, x, eps);
   ChannelGeom geom = channel_geom(x);
@@ -222,7 +238,7 @@ static void channel_affine_backward(Node *n, Tensor *g, Tensor **gin, const int 
 }
 
 // x (N, C, ...), w (C) or NULL, b (C) or NULL -> x * w + b per channel
-Tensor *t_channel_affine(Tensor *x, Tensor *w, Tensor *b) {
+T_HOT Tensor *t_channel_affine(Tensor *x, Tensor *w, Tensor *b) {
   ChannelGeom g = channel_geom(x);
   check_channels("weight", 2, w, g.c);
   check_channels("bias", 3, b, g.c);
@@ -247,7 +263,7 @@ static void channel_dot_backward(Node *n, Tensor *g, Tensor **gin, const int *ne
 }
 
 // a, b (N, C, ...) -> (C): sum of a * b over each channel
-Tensor *t_channel_dot(Tensor *a, Tensor *b) {
+T_HOT Tensor *t_channel_dot(Tensor *a, Tensor *b) {
   ChannelGeom g = channel_geom(a);
   Tensor *out = t_new(1, &g.c);
   const float *pa = T_DATA(a), *pb = T_DATA(b);
@@ -256,9 +272,7 @@ Tensor *t_channel_dot(Tensor *a, Tensor *b) {
     double s = 0;
     for (int64_t n = 0; n < g.n; n++) {
       int64_t off = (n * g.c + c) * g.hw;
-      float part = 0;
-      for (int64_t k = 0; k < g.hw; k++) part += pa[off + k] * pb[off + k];
-      s += part;
+      s += t_dot8(pa + off, pb + off, g.hw);
     }
     po[c] = (float)s;
   }
@@ -277,7 +291,7 @@ static void channel_sum_backward(Node *n, Tensor *g, Tensor **gin, const int *ne
 }
 
 // a (N, C, ...) -> (C): sum over each channel
-Tensor *t_channel_sum(Tensor *a) {
+T_HOT Tensor *t_channel_sum(Tensor *a) {
   ChannelGeom g = channel_geom(a);
   Tensor *out = t_new(1, &g.c);
   const float *pa = T_DATA(a);
@@ -286,9 +300,7 @@ Tensor *t_channel_sum(Tensor *a) {
     double s = 0;
     for (int64_t n = 0; n < g.n; n++) {
       int64_t off = (n * g.c + c) * g.hw;
-      float part = 0;
-      for (int64_t k = 0; k < g.hw; k++) part += pa[off + k];
-      s += part;
+      s += t_sum8(pa + off, g.hw);
     }
     po[c] = (float)s;
   }

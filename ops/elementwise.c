@@ -191,7 +191,7 @@ Tensor *t_expand(Tensor *a, int nd, const int64_t *shape) {
 }
 
 // a -> shape (a broadcast of shape): sums over the broadcast dims
-Tensor *t_sum_to(Tensor *a, int nd, const int64_t *shape) {
+T_HOT Tensor *t_sum_to(Tensor *a, int nd, const int64_t *shape) {
   char b1[160], b2[160];
   t_check_shape("sum_to", 2, nd, shape);
   Tensor target = {0};
@@ -215,9 +215,7 @@ Tensor *t_sum_to(Tensor *a, int nd, const int64_t *shape) {
   for (int64_t r = 0; r < outer; r++) {
     const float *pa = da + r * inner;
     if (s_in == 0) {
-      double acc = 0;
-      for (int64_t j = 0; j < inner; j++) acc += pa[j];
-      dout[oo] += (float)acc;
+      dout[oo] += t_sum8(pa, inner);
     } else {
       float *po = dout + oo;
       for (int64_t j = 0; j < inner; j++) po[j] += pa[j];
