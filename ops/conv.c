@@ -1,10 +1,10 @@
 /*
 ** conv.c: 2-d convolution, its two backward ops, and the kernels behind them.
 **
-** Kernels: a chunk of images at a time is turned channels-last (N,H,W,C), so
-** that im2col copies whole runs of C floats, and one OpenBLAS sgemm (t_sgemm) covers
-** the chunk (the MAML maps are small, 13x13 .. 1x1: one GEMM per image would
-** be far too small). Weights are used as (O, KH*KW*C) in the same order.
+** Kernels: each image is turned channels-last (H,W,C), so that im2col copies
+** whole window rows of KW*C floats, and one OpenBLAS sgemm (t_sgemm) covers a
+** chunk of images (the MAML maps are small, 13x13 .. 1x1: one GEMM per image
+** would be far too small). Weights are used as (O, KH*KW*C) in the same order.
 ** Scratch buffers are per thread and only grow, so a training loop
 ** allocates nothing here after its first iteration.
 **
@@ -34,8 +34,8 @@ ConvGeom conv2d_geom(int64_t n, int64_t c, int64_t h, int64_t w, int64_t o, int6
 
 /* ------------------------------------------------------------ scratch */
 
-/* Per thread: columns (nb*P, K), a chunk of y or gy (O, nb*P), a chunk of x or gx
-** channels-last (nb,H,W,C), the weight or its gradient channels-last (O, K).
+/* Per thread: columns (nb*P, K), a chunk of y or gy (O, nb*P), one image of x or gx
+** channels-last (H,W,C), the weight or its gradient channels-last (O, K).
 ** Held under a pthread key, so a worker thread's buffers are freed when it exits. */
 enum { COLS, YCHUNK, XCHUNK, WEIGHT, NSCRATCH };
 typedef struct {
@@ -98,7 +98,7 @@ static void reserve_scratch(const ConvGeom *g) {
     t_error("conv2d: too large for one GEMM (K=%lld, OH*OW=%lld)", (long long)k, (long long)p);
   scratch(COLS, nb * p * k);
   scratch(YCHUNK, g->o * nb * p);
-  scratch(XCHUNK, nb * g->h * g->w * g->c);
+  scratch(XCHUNK, g->h * g->w * g->c);
   scratch(WEIGHT, g->o * k);
 }
 
@@ -127,18 +127,6 @@ static void transpose(const float *a, int64_t rows, int64_t cols, float *at) {
 #endif
   for (; r0 < rows; r0++)
     for (int64_t c = 0; c < cols; c++) at[c * rows + r0] = a[r0 * cols + c];
-}
-
-// x (nb,C,H*W) -> xt (nb,H*W,C)
-static void to_channels_last(const ConvGeom *g, const float *x, int64_t nb, float *xt) {
-  const int64_t hw = g->h * g->w;
-  for (int64_t n = 0; n < nb; n++) transpose(x + n * g->c * hw, g->c, hw, xt + n * hw * g->c);
-}
-
-// xt (nb,H*W,C) -> x (nb,C,H*W)
-static void from_channels_last(const ConvGeom *g, const float *xt, int64_t nb, float *x) {
-  const int64_t hw = g->h * g->w;
-  for (int64_t n = 0; n < nb; n++) transpose(xt + n * hw * g->c, hw, g->c, x + n * g->c * hw);
 }
 
 // w (O,C,KH*KW) -> wt (O,KH*KW,C), and back
@@ -216,6 +204,28 @@ static void col2im(const ConvGeom *g, const float *col, int64_t nb, float *gxt) 
       }
 }
 
+// x (N,C,H,W) images n0..n0+nb-1 -> col (nb*OH*OW, KH*KW*C), one image at a time
+// through xt (H,W,C), which stays in L1/L2 between its transpose and im2col
+static void images_to_columns(const ConvGeom *g, const float *x, int64_t n0, int64_t nb, float *xt,
+                              float *col) {
+  const int64_t hw = g->h * g->w, rows = g->oh * g->ow * g->c * g->kh * g->kw;
+  for (int64_t n = 0; n < nb; n++) {
+    transpose(x + (n0 + n) * g->c * hw, g->c, hw, xt);
+    im2col(g, xt, 1, col + n * rows);
+  }
+}
+
+// col (nb*OH*OW, KH*KW*C) -> gx (N,C,H,W) images n0..n0+nb-1 (overwritten), through gxt (H,W,C)
+static void columns_to_images(const ConvGeom *g, const float *col, int64_t n0, int64_t nb,
+                              float *gxt, float *gx) {
+  const int64_t hw = g->h * g->w, rows = g->oh * g->ow * g->c * g->kh * g->kw;
+  for (int64_t n = 0; n < nb; n++) {
+    memset(gxt, 0, (size_t)(hw * g->c) * sizeof(float));
+    col2im(g, col + n * rows, 1, gxt);
+    transpose(gxt, hw, g->c, gx + (n0 + n) * g->c * hw);
+  }
+}
+
 /* ------------------------------------------------------------ kernels */
 
 /* Images per GEMM inside a chunk: all of them when the maps are small (P =
@@ -234,12 +244,11 @@ void conv2d_forward_kernel(const ConvGeom *g, float *out, const float *x, const 
     return;
   }
   float *col = scratch(COLS, nbmax * p * k), *ychunk = scratch(YCHUNK, g->o * nbmax * p);
-  float *xt = scratch(XCHUNK, nbmax * g->h * g->w * g->c), *wt = scratch(WEIGHT, g->o * k);
+  float *xt = scratch(XCHUNK, g->h * g->w * g->c), *wt = scratch(WEIGHT, g->o * k);
   weight_to_channels_last(g, w, wt);
   for (int64_t n0 = 0; n0 < g->n; n0 += nbmax) {
     int64_t nb = g->n - n0 < nbmax ? g->n - n0 : nbmax, gb = gemm_images(g, nb);
-    to_channels_last(g, x + n0 * g->c * g->h * g->w, nb, xt);
-    im2col(g, xt, nb, col);
+    images_to_columns(g, x, n0, nb, xt, col);
     for (int64_t m = 0; m < nb; m += gb) {
       // one image: (O, P) straight into out; several: (O, gb*P), then to out (gb, O, P)
       float *y = gb == 1 ? out + (n0 + m) * g->o * p : ychunk;
@@ -270,7 +279,7 @@ void conv2d_backward_input_kernel(const ConvGeom *g, float *gx, const float *gy,
     return;
   }
   float *col = scratch(COLS, nbmax * p * k), *gychunk = scratch(YCHUNK, g->o * nbmax * p);
-  float *gxt = scratch(XCHUNK, nbmax * xsize), *wt = scratch(WEIGHT, g->o * k);
+  float *gxt = scratch(XCHUNK, xsize), *wt = scratch(WEIGHT, g->o * k);
   weight_to_channels_last(g, w, wt);
   for (int64_t n0 = 0; n0 < g->n; n0 += nbmax) {
     int64_t nb = g->n - n0 < nbmax ? g->n - n0 : nbmax, gb = gemm_images(g, nb);
@@ -283,9 +292,7 @@ void conv2d_backward_input_kernel(const ConvGeom *g, float *gx, const float *gy,
       t_sgemm(1, 0, (int)(gb * p), (int)k, (int)g->o, 1.0f, gyc, (int)(gb * p), wt, (int)k, 0.0f,
               col + m * p * k, (int)k);
     }
-    memset(gxt, 0, (size_t)(nb * xsize) * sizeof(float));
-    col2im(g, col, nb, gxt);
-    from_channels_last(g, gxt, nb, gx + n0 * xsize);
+    columns_to_images(g, col, n0, nb, gxt, gx);
   }
 }
 
@@ -298,11 +305,10 @@ void conv2d_backward_weight_kernel(const ConvGeom *g, float *gw, const float *x,
     return;
   }
   float *col = scratch(COLS, nbmax * p * k), *gychunk = scratch(YCHUNK, g->o * nbmax * p);
-  float *xt = scratch(XCHUNK, nbmax * xsize), *gwt = scratch(WEIGHT, g->o * k);
+  float *xt = scratch(XCHUNK, xsize), *gwt = scratch(WEIGHT, g->o * k);
   for (int64_t n0 = 0; n0 < g->n; n0 += nbmax) {
     int64_t nb = g->n - n0 < nbmax ? g->n - n0 : nbmax, gb = gemm_images(g, nb);
-    to_channels_last(g, x + n0 * xsize, nb, xt);
-    im2col(g, xt, nb, col);
+    images_to_columns(g, x, n0, nb, xt, col);
     for (int64_t m = 0; m < nb; m += gb) {
       const float *gyc = gy + (n0 + m) * g->o * p;
       if (gb > 1) {
