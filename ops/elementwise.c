@@ -414,6 +414,10 @@ static void pow_scalar_backward(Node *n, Tensor *g, Tensor **gin, const int *nee
     gin[0] = t_retain(g);
     return;
   }
+  if (p == 0.0) { /* x^0 is constant: 0 * x^-1 would give NaN at x = 0 */
+    gin[0] = t_zeros_like(g);
+    return;
+  }
   Tensor *d = p == 2.0 ? t_mul_scalar(n->inputs[0], 2.0) : NULL;
   if (!d) { /* p * a^(p-1) */
     Tensor *q = t_pow_scalar(n->inputs[0], p - 1.0);
