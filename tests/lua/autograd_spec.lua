@@ -152,6 +152,28 @@ describe("closed forms", function()
   end)
 end)
 
+describe("special points", function()
+  it("derivatives at 0 of x^0, x^1, x^2, relu, abs follow the torch conventions", function()
+    local x = leaf { 0, 2 }
+    near(ag.grad(x:pow(0):sum(), { x })[1], { 0, 0 })
+    near(ag.grad(x:pow(1):sum(), { x })[1], { 1, 1 })
+    near(ag.grad(x:pow(2):sum(), { x })[1], { 0, 4 })
+    near(ag.grad(x:relu():sum(), { x })[1], { 0, 1 })
+    near(ag.grad(x:abs():sum(), { x })[1], { 0, 1 })
+    local g = ag.grad(x:pow(0):sum(), { x }, { create_graph = true })[1]
+    near(g, { 0, 0 })
+  end)
+
+  it("a grad_output that requires grad: the gradient is differentiable in it", function()
+    local x, v = leaf { 1, 2, 3 }, leaf { 0.5, -1, 2 }
+    local g = ag.grad(x:pow(3), { x }, { grad_output = v, create_graph = true })[1] -- 3 x^2 v
+    near(g, { 1.5, -12, 54 })
+    local d = ag.grad(g:sum(), { v, x })
+    near(d[1], { 3, 12, 27 }) -- 3 x^2
+    near(d[2], { 3, -12, 36 }) -- 6 x v
+  end)
+end)
+
 describe("graph structure", function()
   it("a gradient with respect to a non-leaf intermediate", function()
     local x = leaf { 1, 2 }
