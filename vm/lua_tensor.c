@@ -70,6 +70,8 @@ void lt_push(lua_State *L, Tensor *t) {
 }
 
 const char *lt_typename(lua_State *L, int i) {
+  TensorBox *box = luaL_testudata(L, i, LT_TENSOR_MT);
+  if (box && !box->t) return "closed tensor"; /* released by its <close> variable */
   if (luaL_getmetafield(L, i, "__name") != LUA_TNIL) {
     const char *name = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
     lua_pop(L, 1); /* the metatable keeps the string alive */
@@ -86,11 +88,8 @@ Tensor *lt_test(lua_State *L, int i) {
 Tensor *lt_check(lua_State *L, int i) {
   enter(L);
   Tensor *t = lt_test(L, i);
-  if (!t) {
-    const char *got = lt_typename(L, i);
-    luaL_typeerror(L, i, "tensor");
-    (void)got;
-  }
+  if (!t && luaL_testudata(L, i, LT_TENSOR_MT)) luaL_argerror(L, i, "tensor expected, got closed tensor");
+  if (!t) luaL_typeerror(L, i, "tensor");
   return t;
 }
 
