@@ -483,6 +483,24 @@ describe("serialisation", function()
   end)
 end)
 
+describe("closed tensors", function()
+  it("a tensor released by its <close> variable is refused, not used", function()
+    local escaped
+    do
+      local t <close> = T.zeros { 2 }
+      escaped = t
+    end
+    assert.is_false(T.is_tensor(escaped))
+    fails(function() return escaped + 1 end, "add", 1, "expected tensor or number, got closed tensor")
+    fails(function() return T.exp(escaped) end, "exp", 1, "tensor expected, got closed tensor")
+    fails(function() return T.cat { escaped } end, "cat", 1, "expected a tensor at position 1, got closed tensor")
+    local ok, err = pcall(function() return escaped:sum() end)
+    assert.is_false(ok)
+    assert.matches("calling 'sum' on bad self %(tensor expected, got closed tensor%)", err)
+    getmetatable(escaped).__gc(escaped) -- a second release is harmless
+  end)
+end)
+
 describe("every function", function()
   -- module functions that take no argument, or accept anything
   local no_args = { memory = true, reset_peak_memory = true, default_generator = true, is_tensor = true, flops = true }
