@@ -511,7 +511,13 @@ static void format_values(luaL_Buffer *b, const float *d, int nd, const int64_t 
   luaL_addchar(b, '{');
   for (int64_t i = 0; i < shape[0]; i++) {
     if (abbreviate && shape[0] > 6 && i == 3) {
-      luaL_addstring(b, "..., ");
+      luaL_addstring(b, "...,");
+      if (nd > 1) {
+        luaL_addchar(b, '\n');
+        for (int k = 0; k < indent + 1; k++) luaL_addchar(b, ' ');
+      } else {
+        luaL_addchar(b, ' ');
+      }
       i = shape[0] - 3;
     }
     if (nd == 1) {
