@@ -295,10 +295,10 @@ describe("tostring", function()
 
   it("abbreviates a tensor of more than 1000 elements", function()
     assert.equals("tensor({0, 1, 2, ..., 1997, 1998, 1999}, shape (2000))", tostring(T.arange(2000)))
-    local s = tostring(T.zeros { 20, 60 })
-    assert.matches("^tensor%({{0, 0, 0, %.%.%., 0, 0, 0},\n", s)
-    assert.matches("shape %(20, 60%)%)$", s)
-    assert.is_true(#s < 400)
+    local row = "{0, 0, 0, ..., 0, 0, 0}"
+    local pad = ",\n         "
+    assert.equals("tensor({" .. row .. pad .. row .. pad .. row .. pad .. "..." .. pad .. row .. pad .. row .. pad .. row ..
+      "}, shape (20, 60))", tostring(T.zeros { 20, 60 }))
     -- 1000 elements are printed in full
     assert.is_nil(tostring(T.zeros { 1000 }):find("...", 1, true))
   end)
