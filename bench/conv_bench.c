@@ -5,7 +5,8 @@
 **
 **   build/bench/conv_bench [threads=1]      (bench/conv_bench.sh runs it next to torch)
 **
-** One line per layer and op: the best of 5 timings, each repeated for >= 20 ms.
+** One line per layer and op: the best of 5 timings, each repeated for >= 20 ms (of the
+** thread's CPU time with 1 thread, else wall time).
 ** FLOPs are 2 * N * O * OH * OW * C * KH * KW for each of the three ops.
 */
 #include <cblas.h>
@@ -25,9 +26,12 @@ static const Layer layers[] = {
     {1, 28, 64, 3, 2, 1}, {64, 14, 64, 3, 2, 1}, {64, 7, 64, 3, 2, 1}, {64, 4, 64, 3, 2, 1},
 };
 
+/* with one thread, the calling thread's CPU time: steadier than wall time on a shared machine */
+static clockid_t clock_id = CLOCK_MONOTONIC;
+
 static double now(void) {
   struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
+  clock_gettime(clock_id, &ts);
   return ts.tv_sec + 1e-9 * ts.tv_nsec;
 }
 
@@ -68,7 +72,9 @@ static double time_op(int op, Tensor *x, Tensor *w, Tensor *gy, const Layer *l) 
 int main(int argc, char **argv) {
   int threads = argc > 1 ? atoi(argv[1]) : 1;
   openblas_set_num_threads(threads);
-  printf("# mamlrun conv2d, OpenBLAS threads %d\n", threads);
+  if (threads == 1) clock_id = CLOCK_THREAD_CPUTIME_ID;
+  printf("# mamlrun conv2d, OpenBLAS threads %d, %s time\n", threads,
+         threads == 1 ? "thread CPU" : "wall");
   printf("%-8s %5s %-26s %-16s %9s %8s\n", "impl", "batch", "layer", "op", "us", "GFLOP/s");
   int64_t batches[] = {5, 80};
   for (int bi = 0; bi < 2; bi++)
