@@ -1334,6 +1334,8 @@ static int l_memory(lua_State *L) {
   lua_setfield(L, -2, "live_bytes");
   lua_pushinteger(L, t_peak_bytes());
   lua_setfield(L, -2, "peak_bytes");
+  lua_pushinteger(L, t_cached_bytes());
+  lua_setfield(L, -2, "cached_bytes");
   return 1;
 }
 

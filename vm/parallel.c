@@ -257,6 +257,9 @@ static void run_batch(lua_State *L, Batch *b) {
     int j = atomic_fetch_add(&b->next, 1);
     if (j >= b->njobs) break;
     run_job(L, b, j);
+    /* a job's tensors (a whole task's graph) are garbage now: free them at
+    ** once rather than when this state's collector next runs */
+    lua_gc(L, LUA_GCCOLLECT);
   }
 }
 

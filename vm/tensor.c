@@ -5,6 +5,7 @@
 #include "tensor.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -59,6 +60,95 @@ char *t_shape_str(const Tensor *t, char *buf, size_t n) {
 static _Atomic int64_t live_bytes, peak_bytes;
 
 int64_t t_live_bytes(void) { return live_bytes; }
+
+/* ------------------------------------------------------------ the buffer cache */
+/* A training loop allocates the same sizes every iteration. Freed buffers
+** wait in a per-thread cache keyed by exact size, so the next iteration
+** reuses them: no malloc, no page faults, no arena growth. The cache holds at
+** most T_CACHE_BYTES per thread; beyond that buffers go back to malloc. */
+#define T_CACHE_BYTES ((size_t)96 << 20)
+#define T_CACHE_BUCKETS 256
+
+typedef struct CachedBuffer {
+  struct CachedBuffer *next;
+  size_t bytes;
+} CachedBuffer;
+
+typedef struct {
+  CachedBuffer *buckets[T_CACHE_BUCKETS];
+  size_t bytes;
+} BufferCache;
+
+static _Thread_local BufferCache *thread_cache;
+static pthread_key_t cache_key;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+
+static void cache_drop(void *p) { /* at thread exit */
+  BufferCache *c = p;
+  for (int i = 0; i < T_CACHE_BUCKETS; i++)
+    while (c->buckets[i]) {
+      CachedBuffer *b = c->buckets[i];
+      c->buckets[i] = b->next;
+      free(b);
+    }
+  free(c);
+}
+
+static void cache_key_init(void) { pthread_key_create(&cache_key, cache_drop); }
+
+static BufferCache *cache_get(void) {
+  if (!thread_cache) {
+    pthread_once(&cache_once, cache_key_init);
+    thread_cache = calloc(1, sizeof *thread_cache);
+    if (thread_cache) pthread_setspecific(cache_key, thread_cache);
+  }
+  return thread_cache;
+}
+
+static size_t bucket_of(size_t bytes) { return (bytes / 64 * 2654435761u) % T_CACHE_BUCKETS; }
+
+/* bytes is a multiple of 64 */
+static float *buffer_alloc(size_t bytes) {
+  BufferCache *c = cache_get();
+  if (c) {
+    CachedBuffer **link = &c->buckets[bucket_of(bytes)];
+    for (; *link; link = &(*link)->next)
+      if ((*link)->bytes == bytes) {
+        CachedBuffer *b = *link;
+        *link = b->next;
+        c->bytes -= bytes;
+        return (float *)(void *)b;
+      }
+  }
+  return aligned_alloc(64, bytes);
+}
+
+static void buffer_free(float *data, size_t bytes) {
+  BufferCache *c = cache_get();
+  if (!c || c->bytes + bytes > T_CACHE_BYTES) {
+    free(data);
+    return;
+  }
+  CachedBuffer *b = (CachedBuffer *)(void *)data;
+  b->bytes = bytes;
+  b->next = c->buckets[bucket_of(bytes)];
+  c->buckets[bucket_of(bytes)] = b;
+  c->bytes += bytes;
+}
+
+void t_trim_cache(void) {
+  BufferCache *c = thread_cache;
+  if (!c) return;
+  for (int i = 0; i < T_CACHE_BUCKETS; i++)
+    while (c->buckets[i]) {
+      CachedBuffer *b = c->buckets[i];
+      c->buckets[i] = b->next;
+      free(b);
+    }
+  c->bytes = 0;
+}
+
+int64_t t_cached_bytes(void) { return thread_cache ? (int64_t)thread_cache->bytes : 0; }
 int64_t t_peak_bytes(void) { return peak_bytes; }
 void t_reset_peak_bytes(void) { peak_bytes = live_bytes; }
 
@@ -89,7 +179,7 @@ Tensor *t_new(int ndim, const int64_t *shape) {
   /* 64-byte aligned data for the SIMD kernels */
   size_t bytes = (size_t)(numel > 0 ? numel : 1) * sizeof(float);
   size_t rounded = (bytes + 63) & ~(size_t)63;
-  float *data = aligned_alloc(64, rounded);
+  float *data = buffer_alloc(rounded);
   if (!t || !s || !data) {
     free(t);
     free(s);
@@ -133,8 +223,9 @@ Tensor *t_retain(Tensor *t) {
 
 static void storage_release(Storage *s) {
   if (--s->refcount == 0) {
-    live_bytes -= (int64_t)((s->size > 0 ? s->size : 1) * (int64_t)sizeof(float));
-    free(s->data);
+    size_t bytes = (size_t)(s->size > 0 ? s->size : 1) * sizeof(float);
+    live_bytes -= (int64_t)bytes;
+    buffer_free(s->data, (bytes + 63) & ~(size_t)63);
     free(s);
   }
 }
