@@ -94,7 +94,7 @@ static int64_t chunk_images(const ConvGeom *g) {
 /* grow the scratch before an op allocates its output, so a failure leaks nothing */
 static void reserve_scratch(const ConvGeom *g) {
   int64_t nb = chunk_images(g), p = g->oh * g->ow, k = g->c * g->kh * g->kw;
-  if (k > INT_MAX || g->o > INT_MAX || nb * p > INT_MAX)
+  if (k > INT_MAX || g->o > INT_MAX || g->n > INT_MAX || nb * p > INT_MAX)
     t_error("conv2d: too large for one GEMM (K=%lld, OH*OW=%lld)", (long long)k, (long long)p);
   scratch(COLS, nb * p * k);
   scratch(YCHUNK, g->o * nb * p);
@@ -301,6 +301,15 @@ static void conv2d_forward_c1(const ConvGeom *g, float *out, const float *x, con
   }
 }
 
+/* ------------------------------------------------------------ one output pixel */
+
+/* A kernel as large as the unpadded input (the peer network's last conv, 2x2 on 2x2)
+** has one output pixel whose window is the whole image in the weight's own order
+** (c, i, j): the three ops are plain GEMMs on x (N, K), w (O, K), y (N, O), no copies. */
+static int whole_image(const ConvGeom *g) {
+  return g->padding == 0 && g->kh == g->h && g->kw == g->w;
+}
+
 /* ------------------------------------------------------------ kernels */
 
 /* Images per GEMM inside a chunk: all of them when the maps are small (P =
@@ -320,6 +329,12 @@ void conv2d_forward_kernel(const ConvGeom *g, float *out, const float *x, const 
   }
   if (g->c == 1) {
     conv2d_forward_c1(g, out, x, w, b);
+    return;
+  }
+  if (whole_image(g)) { // y (N, O) = x (N, K) @ w^T (K, O) + b
+    for (int64_t n = 0; n < g->n; n++)
+      for (int64_t o = 0; o < g->o; o++) out[n * g->o + o] = b ? b[o] : 0.0f;
+    t_sgemm(0, 1, (int)g->n, (int)g->o, (int)k, 1.0f, x, (int)k, w, (int)k, 1.0f, out, (int)g->o);
     return;
   }
   float *col = scratch(COLS, nbmax * p * k), *ychunk = scratch(YCHUNK, g->o * nbmax * p);
@@ -357,6 +372,10 @@ void conv2d_backward_input_kernel(const ConvGeom *g, float *gx, const float *gy,
     memset(gx, 0, (size_t)(g->n * xsize) * sizeof(float));
     return;
   }
+  if (whole_image(g)) { // gx (N, K) = gy (N, O) @ w (O, K)
+    t_sgemm(0, 0, (int)g->n, (int)k, (int)g->o, 1.0f, gy, (int)g->o, w, (int)k, 0.0f, gx, (int)k);
+    return;
+  }
   float *col = scratch(COLS, nbmax * p * k), *gychunk = scratch(YCHUNK, g->o * nbmax * p);
   float *gxt = scratch(XCHUNK, xsize), *wt = scratch(WEIGHT, g->o * k);
   weight_to_channels_last(g, w, wt);
@@ -381,6 +400,10 @@ void conv2d_backward_weight_kernel(const ConvGeom *g, float *gw, const float *x,
   const int64_t xsize = g->c * g->h * g->w;
   if (g->n * p * k == 0 || g->o == 0) {
     memset(gw, 0, (size_t)(g->o * k) * sizeof(float));
+    return;
+  }
+  if (whole_image(g)) { // gw (O, K) = gy^T (O, N) @ x (N, K)
+    t_sgemm(1, 0, (int)g->o, (int)k, (int)g->n, 1.0f, gy, (int)g->o, x, (int)k, 0.0f, gw, (int)k);
     return;
   }
   float *col = scratch(COLS, nbmax * p * k), *gychunk = scratch(YCHUNK, g->o * nbmax * p);

@@ -174,6 +174,24 @@ static void test_conv_maml_shapes(void) {
   }
 }
 
+/* kernels as large as the input (one output pixel: plain GEMMs) and one input channel
+** (direct loops in the forward) have paths of their own */
+static void test_conv_special_paths(void) {
+  double e = 0;
+  e = fmax(e, check_conv(3, 5, 3, 2, 4, 3, 2, 1, 0, 1));
+  e = fmax(e, check_conv(1, 2, 4, 4, 3, 4, 4, 3, 0, 0));
+  e = fmax(e, check_conv(7, 64, 2, 2, 64, 2, 2, 1, 0, 1));
+  ok(e <= 1e-5, "whole-image kernels (one output pixel) match naive loops (error %.2g)", e);
+  e = 0;
+  for (int s = 1; s <= 3; s++)
+    for (int pad = 0; pad <= 2; pad++) {
+      e = fmax(e, check_conv(3, 1, 11, 9, 6, 3, 3, s, pad, 1));
+      e = fmax(e, check_conv(2, 1, 7, 8, 5, 2, 4, s, pad, 0));
+    }
+  ok(e <= 1e-5, "one input channel matches naive loops at strides 1-3, paddings 0-2 (error %.2g)",
+     e);
+}
+
 /* <conv(x, w), y> = <x, BI(y, w)> = <w, BW(x, y)> */
 static void test_conv_adjoint(void) {
   double worst = 0;
@@ -412,6 +430,7 @@ int main(void) {
   gen_seed(&gen, 42);
   test_conv_random();
   test_conv_maml_shapes();
+  test_conv_special_paths();
   test_conv_adjoint();
   test_conv_determinism();
   test_conv_threads();
