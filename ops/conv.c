@@ -5,8 +5,12 @@
 ** whole window rows of KW*C floats, and one OpenBLAS sgemm (t_sgemm) covers a
 ** chunk of images (the MAML maps are small, 13x13 .. 1x1: one GEMM per image
 ** would be far too small). Weights are used as (O, KH*KW*C) in the same order.
+** Two special cases: one input channel (the first layer) runs its forward as
+** plain loops, and a kernel as large as the input is three plain GEMMs.
 ** Scratch buffers are per thread and only grow, so a training loop
 ** allocates nothing here after its first iteration.
+** Results do not depend on the number of threads: one image gives the same
+** output whatever batch it is in up to float rounding (OpenBLAS's blocking).
 **
 ** Second order: conv2d, conv2d_backward_input and conv2d_backward_weight are
 ** three bilinear ops; the backward of each is written with the other two, so
