@@ -9,8 +9,9 @@
 ** plain loops, and a kernel as large as the input is three plain GEMMs.
 ** Scratch buffers are per thread and only grow, so a training loop
 ** allocates nothing here after its first iteration.
-** Results do not depend on the number of threads: one image gives the same
-** output whatever batch it is in up to float rounding (OpenBLAS's blocking).
+** With OpenBLAS on one thread (mamlrun's default) results are bitwise the same
+** on every run and every worker thread; more OpenBLAS threads, or the same image
+** in another batch, change them by float rounding only (OpenBLAS's blocking).
 **
 ** Second order: conv2d, conv2d_backward_input and conv2d_backward_weight are
 ** three bilinear ops; the backward of each is written with the other two, so
