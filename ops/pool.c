@@ -56,9 +56,11 @@ Tensor *t_max_pool2d(Tensor *x, int k, int stride, int padding, Tensor **indices
   if (g.h * g.w > (int64_t)1 << 24)
     t_argerror("max_pool2d", 1, "planes of more than 2^24 elements are not supported");
   int64_t shape[4] = {x->shape[0], x->shape[1], g.oh, g.ow};
-  Tensor *y = t_new(4, shape), *idx = t_new(4, shape);
+  /* the argmax is kept only for a caller or a backward pass */
+  int keep = indices || (ag_is_enabled() && x->requires_grad);
+  Tensor *y = t_new(4, shape), *idx = keep ? t_new(4, shape) : NULL;
   const float *xd = T_DATA(x);
-  float *yd = T_DATA(y), *id = T_DATA(idx);
+  float *yd = T_DATA(y), *id = idx ? T_DATA(idx) : NULL;
   for (int64_t pl = 0; pl < g.nc; pl++) {
     const float *xp = xd + pl * g.h * g.w;
     for (int64_t oh = 0; oh < g.oh; oh++) {
@@ -78,11 +80,11 @@ Tensor *t_max_pool2d(Tensor *x, int k, int stride, int padding, Tensor **indices
             }
           }
         *yd++ = best;
-        *id++ = (float)arg;
+        if (id) *id++ = (float)arg;
       }
     }
   }
-  Node *n = ag_record(y, "max_pool2d", max_pool2d_backward_fn, 1, (Tensor *[]){x});
+  Node *n = idx ? ag_record(y, "max_pool2d", max_pool2d_backward_fn, 1, (Tensor *[]){x}) : NULL;
   if (n) {
     n->saved[0] = t_retain(idx);
     n->ints[0] = g.h;
