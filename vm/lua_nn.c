@@ -38,11 +38,12 @@ static void check_options(lua_State *L, int arg, const char *const names[], int 
     int i = 0;
     while (names[i] && strcmp(names[i], key) != 0) i++;
     if (!names[i]) luaL_argerror(L, arg, lua_pushfstring(L, "unknown option '%s'", key));
-    int isint;
-    lua_Integer v = lua_tointegerx(L, -1, &isint);
+    int isint = 0;
+    lua_Integer v = lua_type(L, -1) == LUA_TNUMBER ? lua_tointegerx(L, -1, &isint) : 0;
     if (!isint)
       luaL_argerror(L, arg, lua_pushfstring(L, "option '%s' must be an integer, got %s", key,
-                                             luaL_typename(L, -1)));
+                                             lua_type(L, -1) == LUA_TNUMBER ? "a fraction"
+                                                                            : luaL_typename(L, -1)));
     values[i] = to_int(L, arg, v, key);
     lua_pop(L, 1);
   }
@@ -50,7 +51,7 @@ static void check_options(lua_State *L, int arg, const char *const names[], int 
 
 /* two sizes {a, b} (or one number n meaning {n, n}) at arg */
 static void check_pair(lua_State *L, int arg, const char *what, int64_t pair[2]) {
-  if (lua_isinteger(L, arg) || lua_type(L, arg) == LUA_TNUMBER) {
+  if (lua_type(L, arg) == LUA_TNUMBER) {
     pair[0] = pair[1] = luaL_checkinteger(L, arg);
     return;
   }
@@ -61,9 +62,9 @@ static void check_pair(lua_State *L, int arg, const char *what, int64_t pair[2])
     luaL_argerror(L, arg, lua_pushfstring(L, "expected %s as {h, w}, got a table of length %I", what,
                                            luaL_len(L, arg)));
   for (int i = 0; i < 2; i++) {
-    int isint;
+    int isint = 0;
     lua_geti(L, arg, i + 1);
-    pair[i] = lua_tointegerx(L, -1, &isint);
+    pair[i] = lua_type(L, -1) == LUA_TNUMBER ? lua_tointegerx(L, -1, &isint) : 0;
     if (!isint)
       luaL_argerror(L, arg, lua_pushfstring(L, "expected integers in %s, got %s", what,
                                              luaL_typename(L, -1)));

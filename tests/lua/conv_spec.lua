@@ -295,7 +295,14 @@ describe("misuse", function()
     { "unknown option", function() T.conv2d(x, w, nil, { pading = 1 }) end,
       "bad argument #4 to 'conv2d' (unknown option 'pading')" },
     { "non-integer option", function() T.conv2d(x, w, nil, { stride = 1.5 }) end,
-      "option 'stride' must be an integer, got number" },
+      "option 'stride' must be an integer, got a fraction" },
+    { "option given as a string", function() T.conv2d(x, w, nil, { padding = "1" }) end,
+      "option 'padding' must be an integer, got string" },
+    { "max_pool2d options not a table", function() T.max_pool2d(x, 2, "stride=1") end,
+      "bad argument #3 to 'max_pool2d' (table of options expected, got string)" },
+    { "backward_weight kernel size of the wrong length", function()
+      T.conv2d_backward_weight(x, randn({ 2, 4, 3, 3 }), { 3, 3, 3 })
+    end, "expected kernel size as {h, w}, got a table of length 3" },
     { "zero stride", function() T.conv2d(x, w, nil, { stride = 0 }) end, "stride must be >= 1, got 0" },
     { "negative padding", function() T.conv2d(x, w, nil, { padding = -1 }) end, "padding must be >= 0, got -1" },
     { "max_pool2d padding over half the kernel", function() T.max_pool2d(x, 2, { padding = 2 }) end,
