@@ -42,8 +42,9 @@ static void check_options(lua_State *L, int arg, const char *const names[], int 
     lua_Integer v = lua_type(L, -1) == LUA_TNUMBER ? lua_tointegerx(L, -1, &isint) : 0;
     if (!isint)
       luaL_argerror(L, arg, lua_pushfstring(L, "option '%s' must be an integer, got %s", key,
-                                             lua_type(L, -1) == LUA_TNUMBER ? "a fraction"
-                                                                            : luaL_typename(L, -1)));
+                                             lua_type(L, -1) == LUA_TNUMBER
+                                                 ? luaL_tolstring(L, -1, NULL)
+                                                 : luaL_typename(L, -1)));
     values[i] = to_int(L, arg, v, key);
     lua_pop(L, 1);
   }

@@ -295,7 +295,7 @@ describe("misuse", function()
     { "unknown option", function() T.conv2d(x, w, nil, { pading = 1 }) end,
       "bad argument #4 to 'conv2d' (unknown option 'pading')" },
     { "non-integer option", function() T.conv2d(x, w, nil, { stride = 1.5 }) end,
-      "option 'stride' must be an integer, got a fraction" },
+      "option 'stride' must be an integer, got 1.5" },
     { "option given as a string", function() T.conv2d(x, w, nil, { padding = "1" }) end,
       "option 'padding' must be an integer, got string" },
     { "max_pool2d options not a table", function() T.max_pool2d(x, 2, "stride=1") end,
