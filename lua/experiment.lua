@@ -116,9 +116,9 @@ M.keys = {
     key("checkpoint_every", types.integer, 1000, "iterations between checkpoints (0: only at the end)"),
     key("eval_seed", types.integer, 12345,
       "seed of the validation (eval_seed) and test (eval_seed + 1) tasks, the same for every run"),
-    key("threads", types.integer, 1,
-      "threads for the tasks of a meta-batch (the parallel module; 1: all on the main thread, where "
-      .. "OpenBLAS may use its own threads)"),
+    key("threads", types.integer, 0,
+      "threads for the tasks of a meta-batch (the parallel module; 0: one per core, or $MAMLRUN_THREADS; "
+      .. "1: all on the main thread). Results do not depend on it"),
     key("out_dir", types.string, "runs", "folder of the run folders"),
     key("progress", one_of{"auto", "line", "log", "none"}, "auto",
       "auto: a live line on a terminal, log lines otherwise; line; log; none (quiet)"),
@@ -296,12 +296,12 @@ function M.resolve(script_cfg, overrides)
   end
   out.task, out.model = task, model
   table.sort(ignored)
-  for _, name in ipairs{"iterations", "meta_batch", "val_tasks", "test_tasks", "log_every", "threads"} do
+  for _, name in ipairs{"iterations", "meta_batch", "val_tasks", "test_tasks", "log_every"} do
     if out[name] < (name == "iterations" and 0 or 1) then
       error(string.format("config key '%s' must be positive, got %d", name, out[name]), 0)
     end
   end
-  for _, name in ipairs{"steps", "steps_test", "eval_every", "checkpoint_every"} do
+  for _, name in ipairs{"steps", "steps_test", "eval_every", "checkpoint_every", "threads"} do
     if out[name] < 0 then error(string.format("config key '%s' must be >= 0, got %d", name, out[name]), 0) end
   end
   return out, ignored
@@ -508,6 +508,9 @@ end
 
 local function write_file(path, text) T.write_atomic(path, text) end
 
+-- the metrics file of MPI ranks other than 0 (rank 0 alone writes the run folder)
+local null_file = {write = function() end, flush = function() end, close = function() end}
+
 -- a config as a Lua chunk `return {...}` with sorted keys
 local function lua_literal(v, indent)
   indent = indent or ""
@@ -656,7 +659,7 @@ end
 function Run:validate()
   local result = M.evaluate(self, "val", self.cfg.val_tasks, self.cfg.eval_seed, self.cfg.steps_test,
     function() return self:signal() end)
-  if result.n == 0 or self:signal() then return nil end -- interrupted: no partial record
+  if result.n == 0 or self:agreed_signal() then return nil end -- interrupted: no partial record
   local rec = {type = "val", iter = self.iteration, tasks = result.n}
   rec[self.metric_key] = result.mean
   rec[self.metric_key .. "_ci95"] = result.ci95
@@ -677,6 +680,14 @@ end
 -- poll the host for SIGINT/SIGTERM; remembers it once seen
 function Run:signal()
   if not self.signal_name then self.signal_name = self.host.signal_pending() end
+  return self.signal_name
+end
+
+-- the signal as every MPI rank sees it (any rank's; collective: all ranks call it at the same
+-- points), so that all stop at the same iteration; the local signal in one process
+function Run:agreed_signal()
+  local sig = self:signal()
+  if self.comm then self.signal_name = self.comm:agree(sig) end
   return self.signal_name
 end
 
@@ -772,7 +783,7 @@ function Run:train()
     if cfg.eval_every > 0 and it % cfg.eval_every == 0 then self:validate() end
     if cfg.checkpoint_every > 0 and it % cfg.checkpoint_every == 0 then self:save_checkpoint() end
     if self.after_iteration then self.after_iteration(self, it) end
-    local sig = self:signal()
+    local sig = self:agreed_signal()
     if sig then
       self:save_checkpoint(sig)
       self:write_plot()
@@ -790,7 +801,7 @@ function Run:final_evaluation()
   local t0 = self.host.time()
   local result = M.evaluate(self, "test", cfg.test_tasks, cfg.eval_seed + 1,
     math.max(cfg.steps_test, cfg.steps_test_max), function() return self:signal() end)
-  if self:signal() then return nil end
+  if self:agreed_signal() then return nil end
   local seconds = self.host.time() - t0
   local title = string.format("final evaluation of %s at iteration %d: %d test tasks%s, inner lr %g, "
     .. "bn_mode %s", cfg.name, self.iteration, result.n,
@@ -831,7 +842,7 @@ function M.prepare(cfg, opts)
   opts = opts or {}
   local has_parallel, parallel = pcall(require, "parallel")
   if has_parallel then
-    parallel.set_threads(cfg.threads)
+    if cfg.threads > 0 then parallel.set_threads(cfg.threads) end
   elseif cfg.threads > 1 then
     error("threads=" .. cfg.threads .. " needs the parallel module (built into mamlrun)", 0)
   end
@@ -848,6 +859,12 @@ function M.prepare(cfg, opts)
   run.gen = T.generator(cfg.seed)
   net:init(run.gen)
   run.learner = (opts.build_learner or M.build_learner)(cfg, net, source)
+  -- under mpirun: the tasks of each meta-batch and evaluation split over the ranks (lua/distributed.lua);
+  -- rank 0 alone prints and writes the run folder
+  run.comm = require("distributed").communicator()
+  run.learner.comm = run.comm
+  run.is_root = run.comm == nil or run.comm.rank == 0
+  if not run.is_root then run.print_raw = function() end end
   run.opt = optim.adam{lr = cfg.meta_lr}
   if cfg.progress == "auto" then
     run.mode = run.host.is_tty(1) and "line" or "log"
@@ -904,9 +921,13 @@ function M.run(script_cfg, opts)
     if cfg.checkpoint == "" then error("eval_only=true needs checkpoint=<file>", 0) end
     local tree = M.load_into(cfg.checkpoint, run.learner)
     run.iteration = tree.iteration or 0
-    run.dir = new_run_dir{out_dir = cfg.out_dir, name = cfg.name .. "-eval"}
-    write_file(run.dir .. "/config.lua", "return " .. lua_literal(cfg) .. "\n")
-    run.metrics_file = assert(io.open(run.dir .. "/metrics.jsonl", "w"))
+    if run.is_root then
+      run.dir = new_run_dir{out_dir = cfg.out_dir, name = cfg.name .. "-eval"}
+      write_file(run.dir .. "/config.lua", "return " .. lua_literal(cfg) .. "\n")
+      run.metrics_file = assert(io.open(run.dir .. "/metrics.jsonl", "w"))
+    else
+      run.metrics_file = null_file
+    end
     run:say("evaluating %s (iteration %d) -> %s", cfg.checkpoint, run.iteration, run.dir)
     local result, text = run:final_evaluation()
     run.metrics_file:close()
@@ -915,20 +936,33 @@ function M.run(script_cfg, opts)
   end
 
   if resume_tree then
-    run.dir = resume_dir
     M.load_into(resume_dir .. "/checkpoint.bin", run.learner)
     restore(run, resume_tree, resume_dir .. "/checkpoint.bin")
-    run.last_checkpoint = {path = resume_dir .. "/checkpoint.bin", iteration = run.iteration}
-    local f = assert(io.open(run.dir .. "/metrics.jsonl", "w"))
-    for _, line in ipairs(run.metrics_lines) do f:write(line, "\n") end
-    run.metrics_file = f
-    run:say("resuming %s at iteration %d of %d", run.dir, run.iteration, cfg.iterations)
-  else
+    if run.is_root then
+      run.dir = resume_dir
+      run.last_checkpoint = {path = resume_dir .. "/checkpoint.bin", iteration = run.iteration}
+      local f = assert(io.open(run.dir .. "/metrics.jsonl", "w"))
+      for _, line in ipairs(run.metrics_lines) do f:write(line, "\n") end
+      run.metrics_file = f
+    end
+    run:say("resuming %s at iteration %d of %d", resume_dir, run.iteration, cfg.iterations)
+  elseif run.is_root then
     run.dir = new_run_dir(cfg)
     run.metrics_file = assert(io.open(run.dir .. "/metrics.jsonl", "w"))
   end
-  write_file(run.dir .. "/config.lua", "-- resolved config of this run\nreturn " .. lua_literal(cfg) .. "\n")
-  write_file(run.dir .. "/config.json", json.encode(cfg) .. "\n")
+  if run.is_root then
+    write_file(run.dir .. "/config.lua", "-- resolved config of this run\nreturn " .. lua_literal(cfg) .. "\n")
+    write_file(run.dir .. "/config.json", json.encode(cfg) .. "\n")
+  else
+    run.metrics_file = null_file
+  end
+  if run.comm then
+    run.comm:check_same("config or initial parameters", json.encode(cfg) .. " "
+      .. require("distributed").checksum(run.learner.meta_params))
+    local fewest, most = cfg.meta_batch // run.comm.size, -(-cfg.meta_batch // run.comm.size)
+    run:say("distributed: %d MPI processes, %s tasks of each meta-batch per process", run.comm.size,
+      fewest == most and fewest or fewest .. "-" .. most)
+  end
   run:say("%s: %s with %d weights, %d meta-parameter tensors (%d adapted in the inner loop), run folder %s",
     cfg.name, tostring(run.net.kind), run.net:num_elements(), #run.learner.meta_params,
     (function() local n = 0; for _, a in ipairs(run.learner.adapted) do if a then n = n + 1 end end; return n end)(),
@@ -950,6 +984,9 @@ function M.run(script_cfg, opts)
     run.live_line = false
   end
   run:save_checkpoint()
+  if run.comm then
+    run.comm:check_same("trained parameters", require("distributed").checksum(run.learner.meta_params))
+  end
   local result, text = run:final_evaluation()
   run.metrics_file:close()
   run:write_plot()
