@@ -506,8 +506,8 @@ Tensor *t_conv2d_backward_input(Tensor *gy, Tensor *w, int64_t h, int64_t w_, in
     t_argerror(fn, 2, "weight %s has %lld output channels, gradient %s has %lld",
                t_shape_str(w, b1, sizeof b1), (long long)w->shape[0],
                t_shape_str(gy, b2, sizeof b2), (long long)gy->shape[1]);
-  if (h < 1 || w_ < 1)
-    t_argerror(fn, 3, "input size must be positive, got %lldx%lld", (long long)h, (long long)w_);
+  if (h < 0 || w_ < 0)
+    t_argerror(fn, 3, "input size must be >= 0, got %lldx%lld", (long long)h, (long long)w_);
   ConvGeom g = checked_geom(fn, 2, 4, gy->shape[0], w->shape[1], h, w_, w->shape[0], w->shape[2],
                             w->shape[3], stride, padding);
   if (g.oh != gy->shape[2] || g.ow != gy->shape[3])

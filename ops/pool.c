@@ -119,8 +119,8 @@ Tensor *t_max_pool2d_backward(Tensor *gy, Tensor *indices, int64_t h, int64_t w)
   char buf[96];
   if (gy->ndim != 4)
     t_argerror(fn, 1, "expected 4-d gradient, got %s", t_shape_str(gy, buf, sizeof buf));
-  if (h < 1 || w < 1)
-    t_argerror(fn, 3, "input size must be positive, got %lldx%lld", (long long)h, (long long)w);
+  if (h < 0 || w < 0)
+    t_argerror(fn, 3, "input size must be >= 0, got %lldx%lld", (long long)h, (long long)w);
   check_indices(fn, gy, indices, h * w);
   Tensor *gx = t_zeros(4, (int64_t[]){gy->shape[0], gy->shape[1], h, w});
   const int64_t nc = gy->shape[0] * gy->shape[1], p = gy->shape[2] * gy->shape[3];
