@@ -9,6 +9,21 @@ LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread -ldl
 PREFIX   ?= /usr/local
 BUILD    ?= build
 
+# Open MPI (optional): with it, vm/lua_mpi.c is the "mpi" module (mpirun -np P ./mamlrun ...); without
+# it, a one-process stub. Found with pkg-config (ompi-c), else mpicc; MPI=0 forces the stub (use another
+# BUILD folder when switching: objects do not depend on the flags).
+MPI      ?= $(shell pkg-config --exists ompi-c 2>/dev/null && echo 1 || \
+              (mpicc --showme:compile >/dev/null 2>&1 && echo 1) || echo 0)
+ifeq ($(MPI),1)
+ifeq ($(shell pkg-config --exists ompi-c 2>/dev/null && echo 1),1)
+MPI_CFLAGS := $(shell pkg-config --cflags ompi-c)
+LDLIBS     += $(shell pkg-config --libs ompi-c)
+else
+MPI_CFLAGS := $(shell mpicc --showme:compile)
+LDLIBS     += $(shell mpicc --showme:link)
+endif
+endif
+
 CORE_SRC := $(filter-out vm/main.c,$(wildcard vm/*.c)) $(wildcard ops/*.c)
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
 HEADERS  := $(wildcard vm/*.h ops/*.h)
@@ -21,6 +36,8 @@ all: mamlrun
 $(BUILD)/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/vm/lua_mpi.o: CFLAGS += $(if $(filter 1,$(MPI)),-DMAMLRUN_MPI $(MPI_CFLAGS))
 
 $(BUILD)/libmamlrun.a: $(CORE_OBJ)
 	@rm -f $@

@@ -865,6 +865,7 @@ function M.prepare(cfg, opts)
   run.learner.comm = run.comm
   run.is_root = run.comm == nil or run.comm.rank == 0
   if not run.is_root then run.print_raw = function() end end
+  if run.comm and has_parallel and cfg.threads == 0 then parallel.set_threads(run.comm.mpi.default_threads()) end
   run.opt = optim.adam{lr = cfg.meta_lr}
   if cfg.progress == "auto" then
     run.mode = run.host.is_tty(1) and "line" or "log"

@@ -128,7 +128,7 @@ end
 function Learner:task_gradient(sx, sy, qx, qy, params, meta_params)
   params, meta_params = params or self.params, meta_params or self.meta_params
   self.net:train(true)
-  self.net:update_buffers(true)
+  self.net:update_buffers(self.comm == nil) -- split over MPI ranks: no rank sees every task
   local fast = self:adapt(params, sx, sy, self.steps, not self.first_order)
   local out = self.net:forward(qx, fast)
   local loss = self.loss(out, qy)
@@ -186,7 +186,9 @@ end
 --- query loss and metric after adaptation) and the gradient list, parallel to self.meta_params
 --- (zeros for parameters that did not influence the loss). With more than one thread in the
 --- `parallel` module (parallel.set_threads) and can_run_parallel(), the tasks run on its threads;
---- the gradients are summed in task order either way.
+--- the gradients are summed in task order either way. With self.comm (lua/distributed.lua: MPI
+--- ranks), this process computes its share of the tasks and adds them to the running sum that goes
+--- from rank to rank, so the sum is the same as in one process.
 function Learner:meta_gradient(batch)
   local meta_params = self.meta_params
   local n_tasks = batch.support_x:size(1)
@@ -196,19 +198,33 @@ function Learner:meta_gradient(batch)
     for i = 1, #meta_params do accumulate(grads, i, g[i], 1 / n_tasks) end
     total_loss, total_metric = total_loss + loss, total_metric + metric
   end
+  local comm, first, last, mine = self.comm, 1, n_tasks, {}
+  if comm then
+    if self.bn_mode ~= "batch" then
+      error("maml: bn_mode=running needs the running statistics of every task, which no MPI rank sees; "
+        .. "use bn_mode=batch or one process", 2)
+    end
+    first, last = comm:share(n_tasks)
+  end
+  local collect = comm and function(...) mine[#mine + 1] = {...} end or add
   local parallel = package.loaded.parallel or (pcall(require, "parallel") and require("parallel"))
-  if parallel and parallel.threads() > 1 and n_tasks > 1 and self:can_run_parallel() then
+  if parallel and parallel.threads() > 1 and last > first and self:can_run_parallel() then
     local spec, jobs = self:parallel_spec(), {}
-    for t = 1, n_tasks do
-      jobs[t] = {spec, self.params, batch.support_x:select(1, t), batch.support_y:select(1, t),
+    for t = first, last do
+      jobs[#jobs + 1] = {spec, self.params, batch.support_x:select(1, t), batch.support_y:select(1, t),
         batch.query_x:select(1, t), batch.query_y:select(1, t)}
     end
-    for _, r in ipairs(parallel.map("maml", "task_gradients", jobs)) do add(r[1], r[2], r[3]) end
+    for _, r in ipairs(parallel.map("maml", "task_gradients", jobs)) do collect(r[1], r[2], r[3]) end
   else
-    for t = 1, n_tasks do
-      add(self:task_gradient(batch.support_x:select(1, t), batch.support_y:select(1, t),
+    for t = first, last do
+      collect(self:task_gradient(batch.support_x:select(1, t), batch.support_y:select(1, t),
         batch.query_x:select(1, t), batch.query_y:select(1, t)))
     end
+  end
+  if comm then -- the sum goes from rank to rank, each adding its tasks: the same order as here alone
+    grads, total_loss, total_metric = comm:receive_sum(meta_params)
+    for _, r in ipairs(mine) do add(r[1], r[2], r[3]) end
+    grads, total_loss, total_metric = comm:pass_sum(meta_params, grads, total_loss, total_metric)
   end
   for i, p in ipairs(meta_params) do
     if grads[i] == nil then grads[i] = T.zeros(p:shape()) end
@@ -255,15 +271,20 @@ end
 --- Evaluate over tasks: `next_task()` returns support_x, support_y, query_x, query_y of one task
 --- (or nil to stop early). Returns {mean = {...}, std = {...}, ci95 = {...}, n = tasks}, each
 --- list indexed by inner step + 1; ci95 = 1.96 * std / sqrt(n) (std: population standard deviation,
---- as numpy's np.std in the paper's code).
+--- as numpy's np.std in the paper's code). With self.comm each MPI rank adapts its share of the
+--- tasks and the rows are gathered in task order (should_stop must not communicate: ranks call it
+--- different numbers of times).
 function Learner:evaluate(params, n_tasks, next_task, steps, should_stop)
   local per_task = {}
-  for t = 1, n_tasks do
+  local first, last = 1, n_tasks
+  if self.comm then first, last = self.comm:share(n_tasks) end -- every rank draws tasks 1..last in order
+  for t = 1, last do
     if should_stop and should_stop() then break end
     local sx, sy, qx, qy = next_task(t)
     if sx == nil then break end
-    per_task[#per_task + 1] = self:finetune(params, sx, sy, qx, qy, steps)
+    if t >= first then per_task[#per_task + 1] = self:finetune(params, sx, sy, qx, qy, steps) end
   end
+  if self.comm then per_task = self.comm:gather_rows(per_task) end
   return M.summarize(per_task)
 end
 

@@ -39,6 +39,11 @@ int luaopen_tensor(lua_State *L);
 int luaopen_autograd(lua_State *L);
 int luaopen_omniglot(lua_State *L);
 int luaopen_parallel(lua_State *L);
+int luaopen_mpi(lua_State *L); /* vm/lua_mpi.c */
+
+/* end MPI at exit (vm/lua_mpi.c): finalize after status 0, else abort every
+** rank; nothing when MPI was not started */
+void mpi_shutdown(int status);
 
 /* extra op families register their functions into the tensor module table
 ** at the top of the stack, and methods into the tensor metatable's method

@@ -422,6 +422,7 @@ static void preload_modules(lua_State *L)
     {"autograd", luaopen_autograd},
     {"omniglot", luaopen_omniglot},
     {"parallel", luaopen_parallel},
+    {"mpi", luaopen_mpi},
     {NULL, NULL}};
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   for (const luaL_Reg *m = modules; m->name != NULL; m++) {
@@ -671,6 +672,7 @@ int main(int argc, char **argv)
   status = lua_pcall(L, 3, 1, 0);
   int result = (status == LUA_OK) ? (int)lua_tointeger(L, -1) : 1;
   report(L, status);
+  mpi_shutdown(result); /* under mpirun: an error aborts the other ranks too */
   lua_close(L);
   return result;
 }
