@@ -279,6 +279,18 @@ describe("experiment runs", function()
     assert.same(params_of(full), params_of(again))
   end)
 
+  it("give the same meta-parameters on 1 and 2 threads, bit for bit", function()
+    local one = run_tiny(dir .. "/one_thread", {threads = 1})
+    local two = run_tiny(dir .. "/two_threads", {threads = 2})
+    local p1, p2 = one.net:parameters(), two.net:parameters()
+    assert.equals(#p1, #p2)
+    for i = 1, #p1 do assert.same(p1[i]:totable(), p2[i]:totable()) end
+    assert.same(records(one.dir), records(two.dir))
+    -- and the two-thread run did take the threaded path
+    local cfg = experiment.resolve(tiny, {threads = 2, out_dir = dir})
+    assert.is_true(experiment.prepare(cfg, {source = synthetic_source()}).learner:can_run_parallel())
+  end)
+
   it("resume: 3 iterations, then resume to 6, equals the uninterrupted run", function()
     local first = run_tiny(dir .. "/part", {iterations = 3})
     assert.equals(3, first.iteration)
