@@ -157,7 +157,7 @@ static void gather_chunk(const ConvGeom *g, const float *y, int64_t n0, int64_t 
 
 /* taps [lo, hi) of a window row starting at input column iw0 lie inside [0, W) */
 static void valid_taps(const ConvGeom *g, int64_t iw0, int64_t *lo, int64_t *hi) {
-  *lo = iw0 < 0 ? -iw0 : 0;
+  *lo = iw0 < 0 ? (-iw0 < g->kw ? -iw0 : g->kw) : 0; /* (padding may exceed the kernel) */
   *hi = g->w - iw0 < g->kw ? g->w - iw0 : g->kw;
   if (*hi < *lo) *hi = *lo;
 }

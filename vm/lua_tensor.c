@@ -695,6 +695,8 @@ static uint32_t check_dims(lua_State *L, int i, Tensor *t, const char *fn) {
   if (!lua_istable(L, i)) lt_error(L, "bad argument #%d to '%s' (expected dim or list of dims, got %s)", i, fn, lt_typename(L, i));
   uint32_t mask = 0;
   lua_Integer n = luaL_len(L, i);
+  if (n > T_MAXDIM) /* (also bounds the loop when __len lies) */
+    lt_error(L, "bad argument #%d to '%s' (expected at most %d dims, got a list of %lld)", i, fn, T_MAXDIM, (long long)n);
   for (lua_Integer k = 1; k <= n; k++) {
     lua_geti(L, i, k);
     mask |= 1u << check_dim_at(L, lua_gettop(L), i, t->ndim, fn);
@@ -1088,9 +1090,10 @@ static int m_grad_fn(lua_State *L) {
 
 /* ------------------------------------------------------------ network pieces */
 
-/* labels at index i: a tensor of 1-based classes or a Lua list; the array
-** lives in a userdata left on the stack */
-static int64_t *check_labels(lua_State *L, int i, int64_t *n, const char *fn) {
+/* labels at index i: a tensor of 1-based classes or a Lua list of at most
+** `most` (a longer list is an error before allocating, even when its __len
+** lies); the array lives in a userdata left on the stack */
+static int64_t *check_labels(lua_State *L, int i, int64_t most, int64_t *n, const char *fn) {
   Tensor *t = lt_test(L, i);
   if (t) {
     *n = t->numel;
@@ -1106,6 +1109,9 @@ static int64_t *check_labels(lua_State *L, int i, int64_t *n, const char *fn) {
   }
   if (!lua_istable(L, i)) lt_error(L, "bad argument #%d to '%s' (expected labels as a tensor or a list, got %s)", i, fn, lt_typename(L, i));
   *n = luaL_len(L, i);
+  if (*n > most)
+    lt_error(L, "bad argument #%d to '%s' (expected at most %lld labels, got a list of %lld)", i, fn, (long long)most,
+             (long long)*n);
   int64_t *out = lua_newuserdatauv(L, (size_t)(*n > 0 ? *n : 1) * sizeof *out, 0);
   for (int64_t k = 0; k < *n; k++) {
     lua_geti(L, i, k + 1);
@@ -1121,10 +1127,14 @@ static int64_t *check_labels(lua_State *L, int i, int64_t *n, const char *fn) {
   return out;
 }
 
+/* at most one label per logit (at least 65536, so that the op itself says
+** what is wrong with empty or tiny logits) */
+static int64_t most_labels(const Tensor *logits) { return logits->numel > 65536 ? logits->numel : 65536; }
+
 static int l_cross_entropy(lua_State *L) {
   Tensor *x = lt_check(L, 1);
   int64_t n;
-  int64_t *labels = check_labels(L, 2, &n, "cross_entropy");
+  int64_t *labels = check_labels(L, 2, most_labels(x), &n, "cross_entropy");
   lt_push(L, t_cross_entropy(x, labels, n));
   return 1;
 }
@@ -1132,7 +1142,7 @@ static int l_cross_entropy(lua_State *L) {
 static int l_accuracy(lua_State *L) {
   Tensor *x = lt_check(L, 1);
   int64_t n;
-  int64_t *labels = check_labels(L, 2, &n, "accuracy");
+  int64_t *labels = check_labels(L, 2, most_labels(x), &n, "accuracy");
   lua_pushnumber(L, t_accuracy(x, labels, n));
   return 1;
 }

@@ -977,6 +977,10 @@ static int l_gather(lua_State *L) {
     return luaL_argerror(L, 4, lua_pushfstring(L, "expected %d rotations (as many as classes), got %d",
                                                (int)n, (int)luaL_len(L, 4)));
   int64_t C = img->shape[0], P = img->shape[1], H = img->shape[3], W = img->shape[4];
+  int64_t most = T_MAXNUMEL / (H * W > 0 ? H * W : 1); /* checked before allocating, even when __len lies */
+  if (n < 0 || n > most)
+    return luaL_argerror(L, 2, lua_pushfstring(L, "expected at most %I class numbers, got a list of %I",
+                                               (lua_Integer)most, n));
   int64_t out_shape[T_MAXDIM];
   int lead = 1;
   out_shape[0] = n;
@@ -1165,7 +1169,7 @@ static int l_tile(lua_State *L) {
   if (cols < 1 || scale < 1 || scale > 16 || pad < 0 || pad > 64)
     return luaL_error(L, "bad option to 'tile' (expected cols >= 1, scale 1..16, pad 0..64; got %d, %d, %d)",
                       cols, scale, pad);
-  int rows = (n + cols - 1) / cols;
+  int rows = (int)((n + (int64_t)cols - 1) / cols); /* (cols may be INT_MAX) */
   long *labels = NULL, *captions = NULL;
   unsigned char *sep_after = scratch(L, (size_t)rows + 1);
   memset(sep_after, 0, (size_t)rows + 1);
@@ -1198,7 +1202,11 @@ static int l_tile(lua_State *L) {
       lua_pop(L, 1);
     }
     if (lua_getfield(L, opts, "separators") == LUA_TTABLE) {
-      for (lua_Integer i = 1, m = luaL_len(L, -1); i <= m; i++) {
+      lua_Integer m = luaL_len(L, -1);
+      if (m > IMG_MAX_SIDE) /* (also bounds the loop when __len lies) */
+        return luaL_error(L, "bad option 'separators' to 'tile' (expected at most %d row numbers, got %I)",
+                          IMG_MAX_SIDE, m);
+      for (lua_Integer i = 1; i <= m; i++) {
         lua_geti(L, -1, i);
         lua_Integer r = lua_tointeger(L, -1);
         if (r >= 1 && r < rows && !sep_after[r]) {
@@ -1231,7 +1239,7 @@ static int l_tile(lua_State *L) {
   for (int r = 0; r < rows; r++) {
     for (int c = 0; c < cols && r * cols + c < n; c++) {
       int i = r * cols + c, x = pad + c * (cell_w + pad);
-      const uint8_t *color = labels ? label_colors[(labels[i] + 9) % 10] : gray;
+      const uint8_t *color = labels ? label_colors[(labels[i] % 10 + 9) % 10] : gray;
       if (labels) img_canvas_number(&cv, y, x, labels[i], fs, color);
       if (captions) {
         int off = labels ? img_number_width(labels[i], fs) + 3 * fs : 0;
