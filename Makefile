@@ -46,7 +46,7 @@ $(BUILD)/libmamlrun.a: $(CORE_OBJ)
 mamlrun: $(BUILD)/vm/main.o $(BUILD)/libmamlrun.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/c/%.c $(BUILD)/libmamlrun.a $(HEADERS)
+$(BUILD)/tests/%: tests/c/%.c tests/c/tap.h $(BUILD)/libmamlrun.a $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libmamlrun.a $(LDLIBS)
 

@@ -12,21 +12,9 @@
 #include <string.h>
 
 #include "nnops.h"
+#include "tap.h"
 #include "tensor.h"
 
-static int ntest, nfail;
-
-static void ok(int cond, const char *fmt, ...) T_PRINTF(2, 3);
-#include <stdarg.h>
-static void ok(int cond, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  printf("%s %d - ", cond ? "ok" : "not ok", ++ntest);
-  vprintf(fmt, ap);
-  printf("\n");
-  va_end(ap);
-  if (!cond) nfail++;
-}
 
 /* ------------------------------------------------------------ helpers */
 
@@ -437,6 +425,5 @@ int main(void) {
   test_max_pool();
   test_avg_pool();
   test_errors();
-  printf("1..%d\n", ntest);
-  return nfail ? 1 : 0;
+  return tap_done();
 }

@@ -25,20 +25,9 @@
 
 #include "image.h"
 #include "omniglot.h"
+#include "tap.h"
 #include "tensor.h"
 
-static int ntest, nfail;
-
-static void ok(int cond, const char *fmt, ...) T_PRINTF(2, 3);
-static void ok(int cond, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  printf("%s %d - ", cond ? "ok" : "not ok", ++ntest);
-  vprintf(fmt, ap);
-  printf("\n");
-  va_end(ap);
-  if (!cond) nfail++;
-}
 
 static void diag(const char *fmt, ...) T_PRINTF(1, 2);
 static void diag(const char *fmt, ...) {
@@ -939,6 +928,5 @@ int main(void) {
   test_loader();
   test_loader_errors();
   rm_tree(tmpdir);
-  printf("1..%d\n", ntest);
-  return nfail ? 1 : 0;
+  return tap_done();
 }

@@ -15,20 +15,9 @@
 #include <string.h>
 
 #include "loss.h"
+#include "tap.h"
 #include "tensor.h"
 
-static int ntest, nfail;
-
-static void ok(int cond, const char *fmt, ...) T_PRINTF(2, 3);
-static void ok(int cond, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  printf("%s %d - ", cond ? "ok" : "not ok", ++ntest);
-  vprintf(fmt, ap);
-  printf("\n");
-  va_end(ap);
-  if (!cond) nfail++;
-}
 
 /* ------------------------------------------------------------ helpers */
 
@@ -644,6 +633,5 @@ int main(void) {
   test_deep_chain();
   test_generator();
   test_errors();
-  printf("1..%d\n", ntest);
-  return nfail ? 1 : 0;
+  return tap_done();
 }

@@ -1,0 +1,32 @@
+/* tap.h: the TAP output every C test prints (ok N - name / not ok N - name,
+** then the plan 1..N); tests/run_all.sh counts the lines. Header-only: each
+** test is one program. */
+#ifndef MAMLRUN_TAP_H
+#define MAMLRUN_TAP_H
+
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "tensor.h"
+
+static int ntest, nfail;
+
+/* one test line; counts a failure when cond is false */
+static void ok(int cond, const char *fmt, ...) T_PRINTF(2, 3);
+static void ok(int cond, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  printf("%s %d - ", cond ? "ok" : "not ok", ++ntest);
+  vprintf(fmt, ap);
+  printf("\n");
+  va_end(ap);
+  if (!cond) nfail++;
+}
+
+/* the plan line and the exit status */
+static int tap_done(void) {
+  printf("1..%d\n", ntest);
+  return nfail ? 1 : 0;
+}
+
+#endif
