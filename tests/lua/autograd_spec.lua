@@ -2,25 +2,13 @@
 -- flags of a tensor) against closed forms, its misuse errors, and its memory
 -- behaviour (graphs are freed as soon as nothing refers to them).
 local T = require "tensor"
+local helpers = require "tests.lua.helpers"
+local function near(a, b, tol, what) return helpers.near(a, b, tol or 1e-5, what) end
 local ag = require "autograd"
 
 local gen = T.generator(7)
 
 local function leaf(values) return T.tensor(values):requires_grad(true) end
-
--- |a - b| <= tol * max(1, |b|) for numbers, element by element for tensors
-local function near(a, b, tol, what)
-  tol = tol or 1e-5
-  if T.is_tensor(a) then a = a:totable() end
-  if T.is_tensor(b) then b = b:totable() end
-  if type(a) == "table" then
-    assert.equals(#b, #a, (what or "") .. " length")
-    for i = 1, #a do near(a[i], b[i], tol, (what or "") .. "[" .. i .. "]") end
-    return
-  end
-  assert(math.abs(a - b) <= tol * math.max(1, math.abs(b)),
-    ("%s: got %.9g, expected %.9g"):format(what or "value", a, b))
-end
 
 -- the full Hessian of a scalar function of a vector x, row by row
 local function hessian(f, x)

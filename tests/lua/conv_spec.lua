@@ -2,6 +2,7 @@
 -- loops in Lua, first and second derivatives by finite differences (gradcheck, gradgradcheck),
 -- and the error messages of misuse.
 local T = require "tensor"
+local helpers = require "tests.lua.helpers"
 local ag = require "autograd"
 local gc = require "gradcheck"
 
@@ -26,35 +27,9 @@ end
 
 local function max_abs_diff(a, b) return (a - b):abs():max():item() end
 
--- conv2d written out in Lua on nested tables
+-- conv2d written out in Lua, on tensors
 local function conv2d_loops(x, w, b, stride, pad)
-  local N, C, H, W = table.unpack(x:shape())
-  local O, _, KH, KW = table.unpack(w:shape())
-  local xs, ws, bs = x:totable(), w:totable(), b and b:totable()
-  local OH, OW = (H + 2 * pad - KH) // stride + 1, (W + 2 * pad - KW) // stride + 1
-  local y = {}
-  for n = 1, N do
-    y[n] = {}
-    for o = 1, O do
-      y[n][o] = {}
-      for i = 1, OH do
-        y[n][o][i] = {}
-        for j = 1, OW do
-          local s = bs and bs[o] or 0
-          for c = 1, C do
-            for ki = 1, KH do
-              for kj = 1, KW do
-                local h, v = (i - 1) * stride - pad + ki, (j - 1) * stride - pad + kj
-                if h >= 1 and h <= H and v >= 1 and v <= W then s = s + xs[n][c][h][v] * ws[o][c][ki][kj] end
-              end
-            end
-          end
-          y[n][o][i][j] = s
-        end
-      end
-    end
-  end
-  return T.tensor(y)
+  return T.tensor(helpers.conv2d_loops(x:totable(), w:totable(), b and b:totable(), stride, pad))
 end
 
 -- shapes: {N, C, H, W}, {O, KH, KW}, stride, padding

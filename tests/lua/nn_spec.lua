@@ -1,6 +1,7 @@
 -- tests/lua/nn_spec.lua: the nn library (lua/nn.lua): layer shapes, functional forward, parameter
 -- bookkeeping, initialisation, batch-norm buffers, and conv4 against a direct convolution in Lua.
 local T = require "tensor"
+local helpers = require "tests.lua.helpers"
 local ag = require "autograd"
 local nn = require "nn"
 
@@ -8,38 +9,8 @@ local nn = require "nn"
 -- Tensors as nested Lua tables x[n][c][h][w]; every op written out with loops.
 
 local function to_table(t) return t:totable() end
+local conv2d_direct = helpers.conv2d_loops
 
-local function conv2d_direct(x, w, b, stride, pad)
-  local N, C, H, W = #x, #x[1], #x[1][1], #x[1][1][1]
-  local O, K = #w, #w[1][1]
-  local Ho, Wo = (H + 2 * pad - K) // stride + 1, (W + 2 * pad - K) // stride + 1
-  local y = {}
-  for n = 1, N do
-    y[n] = {}
-    for o = 1, O do
-      y[n][o] = {}
-      for i = 1, Ho do
-        y[n][o][i] = {}
-        for j = 1, Wo do
-          local s = b and b[o] or 0
-          for c = 1, C do
-            for ki = 1, K do
-              for kj = 1, K do
-                local h = (i - 1) * stride - pad + ki
-                local v = (j - 1) * stride - pad + kj
-                if h >= 1 and h <= H and v >= 1 and v <= W then
-                  s = s + x[n][c][h][v] * w[o][c][ki][kj]
-                end
-              end
-            end
-          end
-          y[n][o][i][j] = s
-        end
-      end
-    end
-  end
-  return y
-end
 
 -- batch norm with batch statistics (biased variance), optional scale/shift per channel
 local function batch_norm_direct(x, gamma, beta, eps)

@@ -4,22 +4,12 @@
 -- and memory accounting. Misuse is in tensor_errors_spec.lua, gradients in
 -- autograd_spec.lua and gradcheck_ops_spec.lua.
 local T = require "tensor"
+local helpers = require "tests.lua.helpers"
+local function near(a, b, tol, what) return helpers.near(a, b, tol or 1e-6, what) end
 
 -- float32 rounding of a Lua number
 local function f32(v) return (string.unpack("f", string.pack("f", v))) end
 
-local function near(a, b, tol, what)
-  tol = tol or 1e-6
-  if T.is_tensor(a) then a = a:totable() end
-  if T.is_tensor(b) then b = b:totable() end
-  if type(a) == "table" then
-    assert.equals(#b, #a, (what or "") .. " length")
-    for i = 1, #a do near(a[i], b[i], tol, (what or "") .. "[" .. i .. "]") end
-    return
-  end
-  assert(math.abs(a - b) <= tol * math.max(1, math.abs(b)),
-    ("%s: got %.9g, expected %.9g"):format(what or "value", a, b))
-end
 
 describe("construction", function()
   it("T.tensor from nested tables, numbers and tensors", function()

@@ -1,0 +1,53 @@
+-- tests/lua/helpers.lua: reference code shared by the specs (require "tests.lua.helpers").
+local T = require "tensor"
+
+local M = {}
+
+--- |a - b| <= tol * max(1, |b|) for numbers, element by element for tensors and nested tables.
+function M.near(a, b, tol, what)
+  tol = tol or 1e-6
+  if T.is_tensor(a) then a = a:totable() end
+  if T.is_tensor(b) then b = b:totable() end
+  if type(a) == "table" then
+    -- (plain error: busted's assert table lives in the specs' environment, not here)
+    if #a ~= #b then error(("%s length: got %d, expected %d"):format(what or "", #a, #b), 2) end
+    for i = 1, #a do M.near(a[i], b[i], tol, (what or "") .. "[" .. i .. "]") end
+    return
+  end
+  if not (math.abs(a - b) <= tol * math.max(1, math.abs(b))) then
+    error(("%s: got %.9g, expected %.9g"):format(what or "value", a, b), 2)
+  end
+end
+
+--- conv2d written out with loops on nested tables: x[n][c][h][w], w[o][c][kh][kw], b[o] or nil;
+--- zero padding, cross-correlation like torch. Returns y[n][o][i][j].
+function M.conv2d_loops(x, w, b, stride, pad)
+  local N, C, H, W = #x, #x[1], #x[1][1], #x[1][1][1]
+  local O, KH, KW = #w, #w[1][1], #w[1][1][1]
+  local OH, OW = (H + 2 * pad - KH) // stride + 1, (W + 2 * pad - KW) // stride + 1
+  local y = {}
+  for n = 1, N do
+    y[n] = {}
+    for o = 1, O do
+      y[n][o] = {}
+      for i = 1, OH do
+        y[n][o][i] = {}
+        for j = 1, OW do
+          local s = b and b[o] or 0
+          for c = 1, C do
+            for ki = 1, KH do
+              for kj = 1, KW do
+                local h, v = (i - 1) * stride - pad + ki, (j - 1) * stride - pad + kj
+                if h >= 1 and h <= H and v >= 1 and v <= W then s = s + x[n][c][h][v] * w[o][c][ki][kj] end
+              end
+            end
+          end
+          y[n][o][i][j] = s
+        end
+      end
+    end
+  end
+  return y
+end
+
+return M
