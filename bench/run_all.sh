@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # bench/run_all.sh (make bench): every benchmark, mamlrun next to the PyTorch peer in the same run.
 #   1. autograd recording overhead (bench/autograd_bench.lua)
-#   2. conv2d kernels, GFLOP/s vs torch (bench/conv_bench.sh)
+#   2. conv2d kernels, GFLOP/s vs torch (bench/conv_bench.sh); nn.conv4 forward+backward and double
+#      backward on a 5-way 1-shot task vs the same network in torch (bench/conv4_bench*)
 #   3. MAML meta-iterations: 4 Omniglot configs x {second, first} order on the peer's network (and
 #      5w1s on nn.conv4), at 1 and 2 threads; the peer ../shared/peers/maml_torch.py on the same
 #      config when /usr/bin/python3 has torch; a table of s/iter, GFLOP/s, peak RSS and ratios.
 # Environment: ITERS (timed iterations, default 5), WARMUP (default 2), CONFIGS (default
 # "5:1 5:5 20:1 20:5"), ORDERS (default "2 1"), THREADS (default "1 2"), PEER (path of maml_torch.py),
-# SKIP ("autograd conv" to skip parts). Run on an otherwise idle machine: it takes 10-20 minutes.
+# SKIP ("autograd conv conv4" to skip parts). Run on an otherwise idle machine: it takes 10-20 minutes.
 set -u
 cd "$(dirname "$0")/.."
 ITERS=${ITERS:-5}
@@ -26,6 +27,12 @@ esac
 case " $SKIP " in *" conv "*) ;; *)
   echo "== conv2d kernels (1 thread)"
   bench/conv_bench.sh 1 ;;
+esac
+
+case " $SKIP " in *" conv4 "*) ;; *)
+  echo "== nn.conv4 on one 5-way 1-shot task (1 thread): forward+backward and double backward"
+  ./mamlrun bench/conv4_bench.lua
+  if /usr/bin/python3 -c "import torch" 2>/dev/null; then /usr/bin/python3 bench/conv4_bench_torch.py | tail -n +2; fi ;;
 esac
 
 echo "== MAML meta-iterations (random data, 15 queries/class, 5 inner steps, meta-batch 32)"
