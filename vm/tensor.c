@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ------------------------------------------------------------ errors */
 
@@ -123,9 +124,13 @@ static float *buffer_alloc(size_t bytes) {
   return aligned_alloc(64, bytes);
 }
 
-static void buffer_free(float *data, size_t bytes) {
+/* owner: the cache of the thread that allocated the buffer. A buffer freed on
+** another thread (a worker's result, released by the caller) goes back to
+** malloc: cached there, it would wait for a size that thread never asks for,
+** and each thread's cache would grow to its bound. */
+static void buffer_free(float *data, size_t bytes, const BufferCache *owner) {
   BufferCache *c = cache_get();
-  if (!c || c->bytes + bytes > T_CACHE_BYTES) {
+  if (!c || c != owner || c->bytes + bytes > T_CACHE_BYTES) {
     free(data);
     return;
   }
@@ -170,10 +175,31 @@ void t_check_shape(const char *fn, int arg, int ndim, const int64_t *shape) {
   }
 }
 
+/* The tensor memory we agree to hold: MAMLRUN_MEMORY_LIMIT bytes (e.g. 4e9),
+** else 90% of the machine's memory. Past it an allocation is a Lua error that
+** says so, rather than a kill by the kernel's OOM killer (which may pick
+** another process). */
+static int64_t memory_limit(void) {
+  static _Atomic int64_t limit; /* 0: not read yet (racing threads compute the same value) */
+  if (limit == 0) {
+    const char *env = getenv("MAMLRUN_MEMORY_LIMIT");
+    double v = env ? strtod(env, NULL) : 0;
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    if (v >= 1 && v < 9e18) limit = (int64_t)v;
+    else if (pages > 0 && page > 0) limit = (int64_t)((double)pages * (double)page * 0.9);
+    else limit = INT64_MAX;
+  }
+  return limit;
+}
+
 Tensor *t_new(int ndim, const int64_t *shape) {
   t_check_shape("tensor", 1, ndim, shape);
   int64_t numel = 1;
   for (int i = 0; i < ndim; i++) numel *= shape[i];
+  if (live_bytes + numel * (int64_t)sizeof(float) > memory_limit())
+    t_error("out of memory: a tensor of %lld elements (%.3g GB) would bring the tensors to %.3g GB, more than the "
+            "limit of %.3g GB (MAMLRUN_MEMORY_LIMIT, by default 90%% of the machine's memory)",
+            (long long)numel, numel * 4e-9, (live_bytes + numel * 4.0) * 1e-9, memory_limit() * 1e-9);
   Tensor *t = calloc(1, sizeof *t);
   Storage *s = calloc(1, sizeof *s);
   /* 64-byte aligned data for the SIMD kernels */
@@ -189,6 +215,7 @@ Tensor *t_new(int ndim, const int64_t *shape) {
   s->refcount = 1;
   s->size = numel;
   s->data = data;
+  s->cache = thread_cache;
   live_bytes += (int64_t)bytes;
   if (live_bytes > peak_bytes) peak_bytes = live_bytes;
   t->refcount = 1;
@@ -225,7 +252,7 @@ static void storage_release(Storage *s) {
   if (--s->refcount == 0) {
     size_t bytes = (size_t)(s->size > 0 ? s->size : 1) * sizeof(float);
     live_bytes -= (int64_t)bytes;
-    buffer_free(s->data, (bytes + 63) & ~(size_t)63);
+    buffer_free(s->data, (bytes + 63) & ~(size_t)63, s->cache);
     free(s);
   }
 }

@@ -26,6 +26,7 @@ typedef struct Storage {
   _Atomic int refcount; /* tensors are shared across worker threads */
   int64_t size; /* elements */
   float *data;
+  void *cache; /* the buffer cache of the thread that allocated data (vm/tensor.c) */
 } Storage;
 
 struct Node;
