@@ -82,6 +82,7 @@ static const char *value_from_lua(lua_State *L, int idx, Value *v, int depth) {
     }
     case LUA_TTABLE: {
       if (depth > 64) return "tables nested more than 64 deep (a cycle?)";
+      if (!lua_checkstack(L, 4)) return "out of memory"; /* each level holds a key and a value */
       int cap = 0;
       lua_pushnil(L);
       while (lua_next(L, idx)) {
@@ -352,6 +353,14 @@ static int l_map(lua_State *L) {
   if (nthreads == 0) start_workers(L, default_threads());
   lua_Integer njobs = luaL_len(L, 3);
   if (njobs < 0 || njobs > (1 << 24)) return luaL_error(L, "bad argument #3 to 'map' (too many jobs)");
+  /* a plain copy of the list first: lua_geti may run metamethods that raise
+  ** errors, which must not happen once the arrays below are allocated */
+  lua_createtable(L, (int)njobs, 0);
+  for (lua_Integer j = 1; j <= njobs; j++) {
+    lua_geti(L, 3, j);
+    lua_rawseti(L, -2, j);
+  }
+  lua_replace(L, 3);
   Batch b = {module, function, (int)njobs, NULL, NULL, NULL, 0};
   b.args = calloc((size_t)(njobs ? njobs : 1), sizeof *b.args);
   b.results = calloc((size_t)(njobs ? njobs : 1), sizeof *b.results);
@@ -359,7 +368,7 @@ static int l_map(lua_State *L) {
   const char *err = (!b.args || !b.results || !b.errors) ? "out of memory" : NULL;
   int bad = 0;
   for (lua_Integer j = 0; j < njobs && !err; j++) {
-    lua_geti(L, 3, j + 1);
+    lua_rawgeti(L, 3, j + 1);
     if (!lua_istable(L, -1)) err = "each job must be a list of arguments";
     else err = value_from_lua(L, -1, &b.args[j], 0);
     bad = (int)j + 1;

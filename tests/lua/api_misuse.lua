@@ -125,6 +125,11 @@ local pool = {
   {"shape {nan}", function() return {0 / 0} end},
   {"shape {'a'}", function() return {"a"} end},
   {"nested table", function() return {{1, 2}, {3}} end},
+  {"deep table", function()
+    local t = {}
+    for _ = 1, 100 do t = {t, x = 1} end
+    return t
+  end},
   {"labels maxinteger", function() return {math.maxinteger, math.mininteger} end},
   {"liar len 2^40", function() return liar(1 << 40) end},
   {"liar len 2^62", function() return liar(1 << 62) end},

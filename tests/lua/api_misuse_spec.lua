@@ -5,7 +5,7 @@
 -- The driver runs in a child process in a scratch folder; each phase passes when the child exits
 -- normally (no crash, no sanitizer report under `make sanitize`), every failing call gave a string
 -- naming the function, the tensor memory peak stayed small (huge sizes are refused before
--- allocating) and no tensor memory leaked.
+-- allocating; the child runs with MAMLRUN_MEMORY_LIMIT=1e9 besides) and no tensor memory leaked.
 local mamlrun = require "mamlrun"
 
 local function sh_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
@@ -26,7 +26,8 @@ end)
 
 local function run_phase(phase)
   local progress = scratch .. "/progress-" .. phase
-  local cmd = string.format("cd %s && %s %s %s %s 2>&1; echo \"exit status $?\"", sh_quote(scratch),
+  -- (with a memory limit: a call that would allocate gigabytes fails with a message)
+  local cmd = string.format("cd %s && MAMLRUN_MEMORY_LIMIT=1e9 %s %s %s %s 2>&1; echo \"exit status $?\"", sh_quote(scratch),
     sh_quote(binary), sh_quote(driver), phase, sh_quote(progress))
   local p = io.popen(cmd)
   local out = p:read("a")
@@ -74,5 +75,14 @@ describe("every C function under misuse", function()
 
   it("random argument lists (fixed seed)", function()
     assert.is_true(run_phase("random") > 20000)
+  end)
+
+  it("tensors past MAMLRUN_MEMORY_LIMIT are refused with a message", function()
+    local p = io.popen(string.format("MAMLRUN_MEMORY_LIMIT=1e6 %s -e %s 2>&1", sh_quote(binary),
+      sh_quote("local T = require 'tensor'; local a = T.zeros{100000}; print(pcall(T.ones, {200000}))")))
+    local out = p:read("a")
+    p:close()
+    assert.truthy(out:find("false\tout of memory: a tensor of 200000 elements (0.0008 GB) would bring the tensors "
+      .. "to 0.0012 GB, more than the limit of 0.001 GB (MAMLRUN_MEMORY_LIMIT", 1, true), out)
   end)
 end)
