@@ -14,7 +14,7 @@
 -- key=value arguments) unless opts.overrides is given. Other opts, mainly for tests and variants:
 -- source (a task source object: see lua/sinusoid.lua for the interface), host (replacements for
 -- the mamlrun module's is_tty/time/on_signal/signal_pending/rss_peak), print (a function for output),
--- after_iteration (a function(run, iteration) called after each meta-iteration), build_learner (a
+-- warn (a function for warnings, default: stderr), after_iteration (a function(run, iteration) called after each meta-iteration), build_learner (a
 -- function(cfg, net, source) returning the learner, for variants; default experiment.build_learner).
 -- Every valid key, its type, default and meaning is in M.keys below (`experiment.help()` prints them).
 local T = require "tensor"
@@ -304,6 +304,28 @@ function M.resolve(script_cfg, overrides)
   for _, name in ipairs{"steps", "steps_test", "eval_every", "checkpoint_every", "threads"} do
     if out[name] < 0 then error(string.format("config key '%s' must be >= 0, got %d", name, out[name]), 0) end
   end
+  -- sizes of the task and the network (keys of some tasks and models only): caught here, they would
+  -- fail later far from the key (a negative size deep in nn.lua, a mean over no query points)
+  for _, name in ipairs{"ways", "shots", "queries", "shots_test", "queries_test", "image", "channels"} do
+    if out[name] ~= nil and out[name] < 1 then
+      error(string.format("config key '%s' must be positive, got %d", name, out[name]), 0)
+    end
+  end
+  for _, name in ipairs{"steps_test_max", "val_classes"} do
+    if out[name] ~= nil and out[name] < 0 then
+      error(string.format("config key '%s' must be >= 0, got %d", name, out[name]), 0)
+    end
+  end
+  for _, name in ipairs(names) do
+    local v = out[name]
+    if map[name].type == types.number and (v ~= v or v == math.huge or v == -math.huge) then
+      error(string.format("config key '%s' must be a finite number, got %s", name, tostring(v)), 0)
+    end
+  end
+  for i, size in ipairs(out.hidden or {}) do
+    if size < 1 then error(string.format("config key 'hidden' must list positive sizes, got %d at position %d",
+      size, i), 0) end
+  end
   return out, ignored
 end
 
@@ -453,14 +475,44 @@ function M.checkpoint_tree(run)
   }
 end
 
+--- The tree of a checkpoint file with the fields that loading and resuming use checked: a damaged or
+--- foreign tree is an error saying what is wrong with it (not an index error deep in the runner).
+function M.load_tree(path)
+  local tree = checkpoint.load(path)
+  local function bad(fmt, ...)
+    error(string.format("%s is not a usable MAML checkpoint: " .. fmt, path, ...), 0)
+  end
+  if type(tree) ~= "table" then bad("it holds a %s, not a table", type(tree)) end
+  if tree.format ~= "mamlrun-maml" then
+    error(path .. " is a mamlrun checkpoint but not of a MAML run (format " .. tostring(tree.format) .. ")", 0)
+  end
+  if math.type(tree.iteration) ~= "integer" or tree.iteration < 0 then bad("iteration is %s", tostring(tree.iteration)) end
+  for _, kind in ipairs{"params", "buffers"} do
+    local shapes, tensors = type(tree.shapes) == "table" and tree.shapes[kind], tree[kind]
+    if type(shapes) ~= "table" or type(tensors) ~= "table" then bad("no %s, or no shapes of them", kind) end
+    if #tensors ~= #shapes then bad("%d %s but %d shapes", #tensors, kind, #shapes) end
+    for i, entry in ipairs(shapes) do
+      local ok = type(entry) == "table" and type(entry[1]) == "string" and type(entry[2]) == "table"
+      for _, size in ipairs(ok and entry[2] or {}) do ok = ok and math.type(size) == "integer" end
+      if not ok then bad("shape %d of the %s is not {name, {sizes}}", i, kind) end
+      if not T.is_tensor(tensors[i]) then bad("%s %d is a %s, not a tensor", kind, i, type(tensors[i])) end
+    end
+  end
+  for key, want in pairs{experiment = "string", config = "string", generator = "string", metrics = "string",
+                         optimizer = "table", window = "table", skipped = "number"} do
+    if tree[key] ~= nil and type(tree[key]) ~= want then bad("%s is a %s, not a %s", key, type(tree[key]), want) end
+  end
+  for _, field in ipairs{"loss", "metric", "n", "grad_norm"} do
+    if tree.window and type(tree.window[field]) ~= "number" then bad("window.%s is not a number", field) end
+  end
+  return tree
+end
+
 --- Load a checkpoint file's meta-parameters and buffers into a learner and its net (checking every
 --- shape); returns the tree.
 function M.load_into(path, learner)
   local net = learner.net
-  local tree = checkpoint.load(path)
-  if tree.format ~= "mamlrun-maml" then
-    error(path .. " is a mamlrun checkpoint but not of a MAML run (format " .. tostring(tree.format) .. ")", 0)
-  end
+  local tree = M.load_tree(path)
   local diff = checkpoint.compare_shapes("parameter", tree.shapes.params,
     named_shapes(learner.meta_names, learner.meta_params))
   diff = diff or checkpoint.compare_shapes("buffer", tree.shapes.buffers,
@@ -607,6 +659,15 @@ function Run:say(fmt, ...)
   self.print_raw(string.format(fmt, ...) .. "\n")
 end
 
+-- a warning: printed even with progress=none (on stderr unless opts.warn is given)
+function Run:warn(fmt, ...)
+  if self.live_line then
+    self.print_raw("\n")
+    self.live_line = false
+  end
+  self.print_warning(string.format(fmt, ...) .. "\n")
+end
+
 function Run:record(rec)
   local line = json.encode(rec)
   self.metrics_lines[#self.metrics_lines + 1] = line
@@ -633,7 +694,8 @@ function Run:write_plot()
   end
   local accuracy = self.metric_key == "acc"
   local steps = self.cfg.steps_test
-  plot.write(self.dir .. "/curves.svg", {
+  -- (a picture that cannot be written, on a full disk, does not stop the run)
+  local ok, err = pcall(plot.write, self.dir .. "/curves.svg", {
     title = string.format("%s (%s)", self.cfg.name, self.dir:match("[^/]+$")),
     panels = {
       {title = "meta-training: query loss after adaptation", ylabel = "loss",
@@ -646,14 +708,29 @@ function Run:write_plot()
                  {name = "validation, 0 steps", x = val_x, y = val_pre, marker = true}}},
     },
   })
+  if not ok then self:warn("curves.svg not written: %s", tostring(err)) end
 end
 
+-- Save the training state (atomically: a failed write leaves the previous file as it was). Returns
+-- true, or false and a message saying why and which earlier checkpoint is intact; the failure is
+-- recorded in the metrics and warned about, and the run goes on.
 function Run:save_checkpoint(why)
-  if not self.dir then return end
+  if not self.dir then return true end
   local path = self.dir .. "/checkpoint.bin"
-  checkpoint.save(path, M.checkpoint_tree(self))
+  local ok, err = pcall(checkpoint.save, path, M.checkpoint_tree(self))
+  if not ok then
+    err = tostring(err):gsub("^[^:\n]+%.lua:%d+: ", "") -- (where in checkpoint.lua says nothing here)
+    local last = self.last_checkpoint
+    local msg = string.format("checkpoint at iteration %d not saved: %s; %s", self.iteration, err,
+      last and string.format("the previous checkpoint %s (iteration %d) is intact", last.path, last.iteration)
+        or "there is no earlier checkpoint")
+    self:record({type = "checkpoint_failed", iter = self.iteration, reason = err})
+    self:warn("%s", msg)
+    return false, msg
+  end
   self.last_checkpoint = {path = path, iteration = self.iteration}
   if why then self:say("checkpoint (%s) at iteration %d: %s", why, self.iteration, path) end
+  return true
 end
 
 function Run:validate()
@@ -785,8 +862,14 @@ function Run:train()
     if self.after_iteration then self.after_iteration(self, it) end
     local sig = self:agreed_signal()
     if sig then
-      self:save_checkpoint(sig)
+      local saved, failure = self:save_checkpoint(sig)
       self:write_plot()
+      if not saved then
+        local last = self.last_checkpoint
+        error(string.format("%s: stopped at iteration %d without saving it (%s)%s", sig, it, failure,
+          last and string.format("; continue from iteration %d with: mamlrun %s resume=%s", last.iteration,
+            self.script or "<experiment script>", self.dir) or ""), 0)
+      end
       self:say("%s: stopped at iteration %d; continue with: mamlrun %s resume=%s", sig, it,
         self.script or "<experiment script>", self.dir or "?")
       return false
@@ -854,6 +937,7 @@ function M.prepare(cfg, opts)
     host = host_functions(opts), script = opts.script or host_functions(opts).script,
     after_iteration = opts.after_iteration,
     print_raw = opts.print or function(s) io.stdout:write(s); io.stdout:flush() end,
+    print_warning = opts.warn or function(s) io.stderr:write(s); io.stderr:flush() end,
     metric_key = (source.metric or "accuracy") == "accuracy" and "acc" or source.metric,
   }, Run)
   run.gen = T.generator(cfg.seed)
@@ -864,7 +948,7 @@ function M.prepare(cfg, opts)
   run.comm = require("distributed").communicator()
   run.learner.comm = run.comm
   run.is_root = run.comm == nil or run.comm.rank == 0
-  if not run.is_root then run.print_raw = function() end end
+  if not run.is_root then run.print_raw, run.print_warning = function() end, function() end end
   if run.comm and has_parallel and cfg.threads == 0 then parallel.set_threads(run.comm.mpi.default_threads()) end
   run.opt = optim.adam{lr = cfg.meta_lr}
   if cfg.progress == "auto" then
@@ -902,8 +986,11 @@ function M.run(script_cfg, opts)
   if resume_dir and resume_dir ~= "" then
     local path = resume_dir .. "/checkpoint.bin"
     if not exists(path) then error("resume: no checkpoint.bin in " .. resume_dir, 0) end
-    resume_tree = checkpoint.load(path)
-    local saved = json.decode(resume_tree.config or "{}")
+    resume_tree = M.load_tree(path)
+    local ok, saved = pcall(json.decode, resume_tree.config or "{}")
+    if not ok or type(saved) ~= "table" then
+      error(path .. " is not a usable MAML checkpoint: its config is not a JSON object", 0)
+    end
     saved.resume = nil
     local rest = {}
     for k, v in pairs(overrides) do if k ~= "resume" then rest[k] = v end end
@@ -984,7 +1071,7 @@ function M.run(script_cfg, opts)
     run.print_raw("\n")
     run.live_line = false
   end
-  run:save_checkpoint()
+  if not (run.last_checkpoint and run.last_checkpoint.iteration == run.iteration) then run:save_checkpoint() end
   if run.comm then
     run.comm:check_same("trained parameters", require("distributed").checksum(run.learner.meta_params))
   end

@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# tests/sh/script_errors.sh: mistakes in experiment scripts and in key=value overrides are reported
+# where they are. A syntax or runtime error names the file and the line: in the script, in a module
+# beside it, in the base script an ablation extends, in a task source the training loop calls. A bad
+# override names the key (exit status 1; a malformed command line is a usage error, status 2). The
+# plain host cases (a script's own syntax and runtime errors, -e) are in host_cli.sh.
+set -u
+ROOT=${ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
+MAMLRUN=${MAMLRUN:-$ROOT/mamlrun}
+cd "$ROOT" || exit 2
+T=$(mktemp -d "${TMPDIR:-/tmp}/script_errors.XXXXXX") || exit 2
+trap 'rm -rf "$T"' EXIT
+failures=0 checks=0
+
+if [ ! -x "$MAMLRUN" ]; then echo "FAIL: $MAMLRUN is not built"; exit 1; fi
+
+# expect WHAT RC STDERR-SUBSTRING CMD...: run CMD, check its exit status and its stderr
+expect() {
+  local what=$1 want_rc=$2 want_err=$3 rc=0
+  shift 3
+  checks=$((checks + 1))
+  "$@" </dev/null >"$T/out" 2>"$T/err" || rc=$?
+  if [ "$rc" -ne "$want_rc" ] || ! grep -qF -- "$want_err" "$T/err"; then
+    failures=$((failures + 1))
+    echo "FAIL: $what: exit status $rc (expected $want_rc), stderr should contain: $want_err"
+    sed 's/^/  | /' "$T/err" | head -n 15
+  fi
+}
+
+# a tiny sinusoid experiment, for the overrides
+SIN=(experiments/sinusoid.lua iterations=2 meta_batch=2 eval_every=0 test_tasks=2 progress=none out_dir="$T/runs")
+
+# ---------------------------------------------------------------- errors in scripts
+cat >"$T/syntax.lua" <<'EOF'
+-- an experiment with a typo on line 4
+return require("experiment").run{
+  name = "syntax",
+  task = "sinusoid" iterations = 2,
+}
+EOF
+expect "syntax error in an experiment script" 1 "$T/syntax.lua:4: '}' expected (to close '{' at line 2) near 'iterations'" \
+  "$MAMLRUN" "$T/syntax.lua"
+
+cat >"$T/runtime.lua" <<'EOF'
+local experiment = require "experiment"
+local cfg = {name = "runtime", task = "sinusoid"}
+cfg.iterations = cfg.steps * 2 -- line 3: steps is nil
+return experiment.run(cfg)
+EOF
+expect "runtime error in an experiment script" 1 "$T/runtime.lua:3: attempt to perform arithmetic on a nil value (field 'steps')" \
+  "$MAMLRUN" "$T/runtime.lua"
+
+mkdir -p "$T/lib"
+cat >"$T/lib/helpers.lua" <<'EOF'
+local M = {}
+function M.schedule(n)
+  return n .. nil -- line 3
+end
+return M
+EOF
+cat >"$T/lib/uses_module.lua" <<'EOF'
+local helpers = require "helpers"
+return require("experiment").run{name = "m", task = "sinusoid", iterations = helpers.schedule(2)}
+EOF
+expect "runtime error in a module beside the script" 1 "$T/lib/helpers.lua:3: attempt to concatenate a nil value" \
+  "$MAMLRUN" "$T/lib/uses_module.lua"
+
+cat >"$T/base.lua" <<'EOF'
+return require("experiment").run{
+  name = "base",
+  task = "sinusoid",
+  iterations = = 2,
+}
+EOF
+cat >"$T/ablation.lua" <<EOF
+local experiment = require "experiment"
+local base = experiment.config "$T/base.lua"
+return experiment.run(experiment.extend(base, {name = "ablation"}))
+EOF
+expect "syntax error in the base of an ablation" 1 "$T/base.lua:4: unexpected symbol near '='" \
+  "$MAMLRUN" "$T/ablation.lua"
+
+# a task source whose sample function fails during training (line 6)
+cat >"$T/source.lua" <<'EOF'
+local T = require "tensor"
+local source = {
+  kind = "regression", loss = "mse", metric = "mse", input_size = 1, output_size = 1,
+  sample = function(_, split, n_tasks, gen, shape)
+    if split == "train" then
+      error("the source has no training data")
+    end
+  end,
+}
+return require("experiment").run({name = "src", task = "custom", model = "mlp", iterations = 2, meta_batch = 2,
+  progress = "none", out_dir = os.getenv("RUNS")}, {source = source})
+EOF
+expect "error in a task source during training" 1 "$T/source.lua:6: the source has no training data" \
+  env RUNS="$T/runs" "$MAMLRUN" "$T/source.lua"
+
+# ---------------------------------------------------------------- errors in overrides
+expect "override of the wrong type" 1 "config key 'seed' expects an integer, got string \"abc\" on the command line" \
+  "$MAMLRUN" "${SIN[@]}" seed=abc
+expect "unknown override" 1 "unknown config key 'inner_lrr' on the command line" "$MAMLRUN" "${SIN[@]}" inner_lrr=0.1
+expect "override out of range" 1 "config key 'log_every' must be positive, got 0" "$MAMLRUN" "${SIN[@]}" log_every=0
+expect "size override out of range" 1 "config key 'queries' must be positive, got 0" "$MAMLRUN" "${SIN[@]}" queries=0
+expect "list override with a bad entry" 1 "config key 'hidden' must list positive sizes, got -3 at position 2" \
+  "$MAMLRUN" "${SIN[@]}" hidden=40,-3
+expect "list override that is not a list" 1 "config key 'hidden' expects a list of integers" "$MAMLRUN" "${SIN[@]}" hidden=a,b
+expect "non-finite override" 1 "config key 'inner_lr' must be a finite number, got inf" "$MAMLRUN" "${SIN[@]}" inner_lr=1e999
+expect "choice override" 1 "config key 'on_nonfinite' expects one of stop, skip, got string \"maybe\"" \
+  "$MAMLRUN" "${SIN[@]}" on_nonfinite=maybe
+expect "key of another model" 1 "unknown config key 'channels' on the command line (task sinusoid, model mlp)" \
+  "$MAMLRUN" "${SIN[@]}" channels=32
+cat >"$T/extra.lua" <<'EOF'
+return require("experiment").run{name = "extra", task = "sinusoid", iterations = 2, extra = {alpha = 0.5}}
+EOF
+expect "extra.* override of the wrong type" 1 "config key 'extra.alpha' expects a number (like its value 0.5), got boolean true" \
+  "$MAMLRUN" "$T/extra.lua" extra.alpha=true
+expect "override given twice (usage error)" 2 "duplicate override 'steps' (key given twice)" "$MAMLRUN" "${SIN[@]}" steps=1 steps=2
+expect "override as value and table (usage error)" 2 "override 'inner.lr' conflicts with 'inner' (already a value)" \
+  "$MAMLRUN" "${SIN[@]}" inner=1 inner.lr=2
+
+echo "$checks checks, $failures failed"
+[ "$failures" -eq 0 ]
