@@ -29,7 +29,7 @@ CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
 HEADERS  := $(wildcard vm/*.h ops/*.h)
 CTESTS   := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/test_*.c))
 
-.PHONY: all test run bench sanitize install data format clean deps check-deps
+.PHONY: all test run bench sanitize install data format clean deps deps-fuzz check-deps fuzz fuzz-targets
 
 all: mamlrun
 
@@ -52,7 +52,7 @@ $(BUILD)/tests/%: tests/c/%.c tests/c/tap.h $(BUILD)/libmamlrun.a $(HEADERS)
 
 ctests: $(CTESTS)
 
-test: mamlrun $(CTESTS)
+test: mamlrun $(CTESTS) $(HAVE_FUZZ)
 	@tests/run_all.sh
 
 # mamlrun finds its Lua library at <prefix>/share/mamlrun/lua (see vm/main.c)
@@ -76,6 +76,11 @@ deps:
 	  $$SUDO apt-get install -y $$missing || { $$SUDO apt-get update && $$SUDO apt-get install -y $$missing; }; \
 	fi
 
+# clang and libFuzzer for the fuzz targets of `make test` (skipped without them; CI installs them)
+FUZZ_PKGS   := clang libclang-rt-14-dev
+deps-fuzz:
+	@$(MAKE) --no-print-directory deps DEBIAN_PKGS="$(FUZZ_PKGS)"
+
 # Omniglot into data/omniglot/ (OMNIGLOT_ZIPS=DIR: the two zips from a local folder; see docs/omniglot.md)
 data:
 	@sh data/fetch_omniglot.sh
@@ -90,7 +95,7 @@ run: deps
 SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 
 # AddressSanitizer + UndefinedBehaviorSanitizer build in build-san/, then the whole test suite on it
-sanitize:
+sanitize: $(HAVE_FUZZ)
 	$(MAKE) BUILD=build-san OPT="$(SAN_FLAGS)" mamlrun-san build-san-ctests
 	BUILD=build-san MAMLRUN=./mamlrun-san ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1 tests/run_all.sh
@@ -101,6 +106,25 @@ mamlrun-san: $(BUILD)/vm/main.o $(BUILD)/libmamlrun.a
 
 build-san-ctests: $(CTESTS)
 
+# ---------------------------------------------------------------- fuzzing (clang's libFuzzer)
+# One target per input format, tests/fuzz/fuzz_*.c, built with clang, ASan and UBSan into build-fuzz/
+# (the MPI stub). `make test` and `make sanitize` build them when clang is installed, and
+# tests/suites.d/fuzz.sh runs each for a few seconds. A longer run, on a corpus of your own:
+#   build-fuzz/tests/fuzz/fuzz_png -max_total_time=600 tests/fuzz/corpus-png/
+FUZZ_CC    ?= clang
+FUZZ_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
+HAVE_FUZZ  := $(shell command -v $(FUZZ_CC) >/dev/null 2>&1 && echo fuzz)
+
+fuzz:
+	$(MAKE) BUILD=build-fuzz CC=$(FUZZ_CC) OPT="$(FUZZ_FLAGS) -fsanitize=fuzzer-no-link" MPI=0 fuzz-targets
+
+fuzz-targets: $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/fuzz/%)
+
+$(BUILD)/tests/fuzz/%: tests/fuzz/%.c $(BUILD)/libmamlrun.a $(HEADERS) $(wildcard tests/fuzz/*.h) vm/main.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer -DMAMLRUN_LUA_DIR='"$(abspath lua)"' -o $@ $< $(BUILD)/libmamlrun.a $(LDLIBS)
+
 bench: mamlrun
 	@bench/run_all.sh
 
@@ -108,4 +132,4 @@ format:
 	clang-format -i vm/*.c vm/*.h ops/*.c ops/*.h tests/c/*.c
 
 clean:
-	rm -rf $(BUILD) build-san mamlrun mamlrun-san
+	rm -rf $(BUILD) build-san build-fuzz mamlrun mamlrun-san

@@ -1,0 +1,71 @@
+/*
+** tests/fuzz/fuzz_checkpoint.c: libFuzzer target for checkpoint files
+** (lua/checkpoint.lua decode, and its unpack of a body, which reaches
+** T.deserialize in vm/lua_tensor.c for every tensor). A Lua state like the
+** host's (standard libraries, the tensor module preloaded, the project's lua/
+** folder on package.path) decodes each input; a bad file must fail with a
+** string message, never crash. The body is also unpacked directly, as if its
+** header and checksum were right.
+*/
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+#include "lua_coverage.h"
+#include "lua_tensor.h"
+
+#ifndef MAMLRUN_LUA_DIR
+#error "build with -DMAMLRUN_LUA_DIR='\"<repo>/lua\"' (see the Makefile's fuzz target)"
+#endif
+
+static lua_State *L;
+static int checkpoint_ref;
+
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+  (void)argc;
+  (void)argv;
+  L = luaL_newstate();
+  if (!L) abort();
+  luaL_openlibs(L);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_pushcfunction(L, luaopen_tensor);
+  lua_setfield(L, -2, "tensor");
+  lua_pop(L, 1);
+  lua_getglobal(L, "package");
+  lua_pushstring(L, MAMLRUN_LUA_DIR "/?.lua");
+  lua_setfield(L, -2, "path");
+  lua_pop(L, 1);
+  lua_getglobal(L, "require");
+  lua_pushstring(L, "checkpoint");
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    fprintf(stderr, "fuzz_checkpoint: %s\n", lua_tostring(L, -1));
+    abort();
+  }
+  checkpoint_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_coverage_start(L);
+  return 0;
+}
+
+/* checkpoint[fn](bytes, ...): returns normally, or fails with a string */
+static void call(const char *fn, const uint8_t *data, size_t size) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, checkpoint_ref);
+  lua_getfield(L, -1, fn);
+  lua_pushlstring(L, (const char *)data, size);
+  lua_pushliteral(L, "fuzz input");
+  if (lua_pcall(L, 2, 1, 0) != LUA_OK && lua_type(L, -1) != LUA_TSTRING) {
+    fprintf(stderr, "checkpoint.%s raised a %s, not a message\n", fn, luaL_typename(L, -1));
+    abort();
+  }
+  lua_settop(L, 0);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  call("decode", data, size);
+  call("unpack", data, size);
+  lua_gc(L, LUA_GCCOLLECT); /* tensors made from this input are freed now, not during the next one */
+  return 0;
+}
