@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #ifndef M_PI
 #define M_PI 3.14159265358979323846
@@ -93,6 +94,12 @@ int img_read_png_gray8(const char *path, uint8_t **out, int *h, int *w, char *er
   size_t rowbytes = png_get_rowbytes(png, info);
   if (channels < 1 || channels > 4 || rowbytes != (size_t)width * (size_t)channels)
     png_error(png, "unexpected pixel layout after expansion");
+  /* zlib inflates at most ~1032:1, and a pixel takes at least 1/8 byte before
+  ** expansion: a header promising more pixels than the file can hold is
+  ** refused before its buffer (up to 1 GB) is allocated */
+  struct stat st;
+  if (fstat(fileno(f), &st) == 0 && (double)width * height > 8.0 * 1100.0 * ((double)st.st_size + 1024.0))
+    png_error(png, "the header promises more pixels than the file can hold");
   buf = malloc(rowbytes * (size_t)height);
   rows = malloc(sizeof(png_bytep) * (size_t)height);
   if (!buf || !rows) png_error(png, "out of memory");
