@@ -24,6 +24,12 @@ LDLIBS     += $(shell mpicc --showme:link)
 endif
 endif
 
+# fuzz targets (see "fuzzing" below): `make test` and `make sanitize` build them when clang is installed
+FUZZ_CC    ?= clang
+FUZZ_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
+HAVE_FUZZ  := $(shell command -v $(FUZZ_CC) >/dev/null 2>&1 && echo fuzz)
+
 CORE_SRC := $(filter-out vm/main.c,$(wildcard vm/*.c)) $(wildcard ops/*.c)
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
 HEADERS  := $(wildcard vm/*.h ops/*.h)
@@ -111,10 +117,6 @@ build-san-ctests: $(CTESTS)
 # (the MPI stub). `make test` and `make sanitize` build them when clang is installed, and
 # tests/suites.d/fuzz.sh runs each for a few seconds. A longer run, on a corpus of your own:
 #   build-fuzz/tests/fuzz/fuzz_png -max_total_time=600 tests/fuzz/corpus-png/
-FUZZ_CC    ?= clang
-FUZZ_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
-FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
-HAVE_FUZZ  := $(shell command -v $(FUZZ_CC) >/dev/null 2>&1 && echo fuzz)
 
 fuzz:
 	$(MAKE) BUILD=build-fuzz CC=$(FUZZ_CC) OPT="$(FUZZ_FLAGS) -fsanitize=fuzzer-no-link" MPI=0 fuzz-targets
