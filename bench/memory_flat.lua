@@ -21,19 +21,7 @@ for k, v in pairs(... or {}) do
   cfg[k] = v
 end
 
-local page_size = (function()
-  local p = io.popen("getconf PAGESIZE")
-  local n = tonumber(p:read("l"))
-  p:close()
-  return n or 4096
-end)()
 
-local function rss_now()
-  local f = assert(io.open("/proc/self/statm"))
-  local _, resident = f:read("n", "n")
-  f:close()
-  return resident * page_size
-end
 
 -- N-way tasks of random 28x28 images (labels 1..N in order)
 local source = {
@@ -72,7 +60,7 @@ local ok, err = pcall(experiment.run, {
     after_iteration = function(_, it)
       if it % cfg.every == 0 or it == 1 then
         local now = host.time()
-        print(string.format("%9d  %12.1f  %12.1f  %12.1f  %10.0f  %8.3f", it, rss_now() / 2^20,
+        print(string.format("%9d  %12.1f  %12.1f  %12.1f  %10.0f  %8.3f", it, host.rss() / 2^20,
           host.rss_peak() / 2^20, T.memory().live_bytes / 2^20, collectgarbage("count"),
           (now - t0) / math.max(it - last, 1)))
         io.stdout:flush()

@@ -169,6 +169,19 @@ static int mr_time(lua_State *L)
   return 1;
 }
 
+/* rss(): resident set size of the process now, in bytes (Linux /proc) */
+static int mr_rss(lua_State *L)
+{
+  long pages = 0, resident = 0;
+  FILE *f = fopen("/proc/self/statm", "r");
+  if (f == NULL) return luaL_error(L, "rss: cannot open /proc/self/statm");
+  int n = fscanf(f, "%ld %ld", &pages, &resident);
+  fclose(f);
+  if (n != 2) return luaL_error(L, "rss: cannot parse /proc/self/statm");
+  lua_pushinteger(L, (lua_Integer)resident * sysconf(_SC_PAGESIZE));
+  return 1;
+}
+
 /* rss_peak(): peak resident set size of the process, in bytes */
 static int mr_rss_peak(lua_State *L)
 {
@@ -220,6 +233,7 @@ static int mr_signal_pending(lua_State *L)
 static const luaL_Reg mamlrun_funcs[] = {
   {"is_tty", mr_is_tty},
   {"time", mr_time},
+  {"rss", mr_rss},
   {"rss_peak", mr_rss_peak},
   {"on_signal", mr_on_signal},
   {"signal_pending", mr_signal_pending},

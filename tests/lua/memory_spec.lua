@@ -15,19 +15,7 @@ setup(function()
 end)
 teardown(function() os.execute("rm -rf '" .. dir .. "'") end)
 
-local page_size = (function()
-  local p = io.popen("getconf PAGESIZE")
-  local n = tonumber(p:read("l"))
-  p:close()
-  return n or 4096
-end)()
-
-local function rss_bytes()
-  local f = assert(io.open("/proc/self/statm"))
-  local _, resident = f:read("n", "n")
-  f:close()
-  return resident * page_size
-end
+local function rss_bytes() return require("mamlrun").rss() end
 
 -- N-way tasks of random side x side images (labels 1..N in order)
 local function random_source(side)
