@@ -36,8 +36,9 @@ case " $SKIP " in *" conv4 "*) ;; *)
 esac
 
 echo "== MAML meta-iterations (random data, 15 queries/class, 5 inner steps, meta-batch 32)"
-results=$(mktemp)
-trap 'rm -f "$results"' EXIT
+mkdir -p bench/out
+results=bench/out/maml_results.jsonl   # kept (git-ignored): bench/report.lua can print it again
+: >"$results"
 have_peer=0
 if [ -f "$PEER" ] && /usr/bin/python3 -c "import torch" 2>/dev/null; then have_peer=1; else
   echo "   (no peer: $PEER with /usr/bin/python3 + python3-torch not found; ratios left out)"
