@@ -224,7 +224,7 @@ T_HOT static Tensor *bn_double_backward_op(Tensor *u, Tensor *g, Tensor *x, Tens
 ** channel_dot(a, b)[c] = sum of a * b over channel c   backward: channel_affine(b, g), channel_affine(a, g)
 ** channel_sum(a)[c] = sum of a over channel c         backward: g[c] broadcast (expand) */
 
-static void check_channels(const char *what, int arg, Tensor *v, int64_t c) {
+void bn_check_channels(const char *what, int arg, Tensor *v, int64_t c) {
   char b[160];
   if (v && (v->ndim != 1 || v->shape[0] != c))
     t_argerror("batch_norm", arg, "expected %s of shape (%lld), got %s", what, (long long)c, t_shape_str(v, b, sizeof b));
@@ -240,8 +240,8 @@ static void channel_affine_backward(Node *n, Tensor *g, Tensor **gin, const int 
 // x (N, C, ...), w (C) or NULL, b (C) or NULL -> x * w + b per channel
 T_HOT Tensor *t_channel_affine(Tensor *x, Tensor *w, Tensor *b) {
   ChannelGeom g = channel_geom(x);
-  check_channels("weight", 2, w, g.c);
-  check_channels("bias", 3, b, g.c);
+  bn_check_channels("weight", 2, w, g.c);
+  bn_check_channels("bias", 3, b, g.c);
   Tensor *out = t_new(x->ndim, x->shape);
   const float *px = T_DATA(x), *pw = w ? T_DATA(w) : NULL, *pb = b ? T_DATA(b) : NULL;
   float *po = T_DATA(out);

@@ -12,6 +12,8 @@ Tensor *t_bn_normalize(Tensor *x, double eps, Tensor **mean_out, Tensor **var_ou
 
 /* per-channel pieces (channel = dim 2 of (N, C, ...)), each differentiable:
 ** x * w[c] + b[c] (w, b may be NULL); sum of a * b per channel; sum per channel */
+/* a per-channel argument of batch_norm: NULL, or of shape (c); else an error naming arg */
+void bn_check_channels(const char *what, int arg, Tensor *v, int64_t c);
 Tensor *t_channel_affine(Tensor *x, Tensor *w, Tensor *b);
 Tensor *t_channel_dot(Tensor *a, Tensor *b);
 Tensor *t_channel_sum(Tensor *a);

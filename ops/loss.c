@@ -115,22 +115,15 @@ static Tensor *per_channel(Tensor *v, int nd) {
   return t_reshape(v, nd, shape);
 }
 
-static void check_channel_vector(const char *what, int arg, Tensor *v, int64_t c) {
-  char b1[160];
-  if (v && (v->ndim != 1 || v->shape[0] != c))
-    t_argerror("batch_norm", arg, "expected %s of shape (%lld), got %s", what, (long long)c,
-               t_shape_str(v, b1, sizeof b1));
-}
-
 // x (N, C, ...) normalised per channel, then * weight + bias (each optional)
 Tensor *t_batch_norm(Tensor *x, Tensor *weight, Tensor *bias, const BatchNormOpts *o) {
   char b1[160];
   if (x->ndim < 2) t_argerror("batch_norm", 1, "expected input (N, C, ...), got %s", t_shape_str(x, b1, sizeof b1));
   int64_t c = x->shape[1], count = x->numel / (c ? c : 1);
-  check_channel_vector("weight", 2, weight, c);
-  check_channel_vector("bias", 3, bias, c);
-  check_channel_vector("running_mean", 4, o->running_mean, c);
-  check_channel_vector("running_var", 4, o->running_var, c);
+  bn_check_channels("weight", 2, weight, c);
+  bn_check_channels("bias", 3, bias, c);
+  bn_check_channels("running_mean", 4, o->running_mean, c);
+  bn_check_channels("running_var", 4, o->running_var, c);
   if (o->running_mean && o->running_mean->grad_fn)
     t_argerror("batch_norm", 4, "running_mean must be a buffer, not a result of differentiable ops");
   if (o->running_var && o->running_var->grad_fn)
