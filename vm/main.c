@@ -128,6 +128,10 @@ static int docall(lua_State *L, int narg, int nres)
 /* ------------------------------------------------------------ the mamlrun module */
 
 static volatile sig_atomic_t pending_signal = 0;
+/* the last signal signal_pending() reported while on_signal was in force: a
+** script that ends normally after it exits with 128 + its number (130 for
+** SIGINT, 143 for SIGTERM), as a shell reports a process a signal stopped */
+static int reported_signal = 0;
 
 /* SIGINT/SIGTERM once Lua asked for them: only set a flag. A second signal
 ** before the script polled the first one kills the process as usual. */
@@ -223,6 +227,7 @@ static int mr_on_signal(lua_State *L)
   if (lua_isboolean(L, 1) && !lua_toboolean(L, 1)) {
     set_signal_handlers(SIG_DFL);
     pending_signal = 0;
+    reported_signal = 0;
     lua_pushnil(L);
   } else {
     if (!lua_isnoneornil(L, 1)) luaL_checktype(L, 1, LUA_TFUNCTION);
@@ -243,6 +248,7 @@ static int mr_signal_pending(lua_State *L)
     return 1;
   }
   pending_signal = 0;
+  reported_signal = sig;
   const char *name = (sig == SIGINT) ? "SIGINT" : "SIGTERM";
   if (lua_getfield(L, LUA_REGISTRYINDEX, SIGNAL_FN_KEY) == LUA_TFUNCTION) {
     lua_pushstring(L, name);
@@ -714,5 +720,5 @@ int main(int argc, char **argv)
   report(L, status);
   mpi_shutdown(result); /* under mpirun: an error aborts the other ranks too */
   lua_close(L);
-  return result;
+  return result == 0 && reported_signal != 0 ? 128 + reported_signal : result;
 }

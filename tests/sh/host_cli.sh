@@ -194,6 +194,16 @@ expect "tensor, autograd, omniglot are preloaded" 0 "preloaded"
 expect "default SIGTERM terminates" 143
 [[ "$out" != *survived* ]] || fail "default SIGTERM terminates"
 
+# with on_signal, a script that polled the signal and ended normally exits with 128 + it
+# (io.popen: os.execute, like system(3), ignores SIGINT while its child runs);
+# on_signal(false) takes that back
+run "$MAMLRUN" -e 'local m = require "mamlrun" m.on_signal() io.popen("kill -INT " .. io.open("/proc/self/stat"):read("n")):close() local t = os.time() while not m.signal_pending() and os.time() < t + 5 do end print("saved")'
+expect "a run SIGINT stopped exits 130" 130 "saved"
+run "$MAMLRUN" -e 'local m = require "mamlrun" m.on_signal() os.execute("kill -TERM " .. io.open("/proc/self/stat"):read("n")) local t = os.time() while not m.signal_pending() and os.time() < t + 5 do end print("saved")'
+expect "a run SIGTERM stopped exits 143" 143 "saved"
+run "$MAMLRUN" -e 'local m = require "mamlrun" m.on_signal() io.popen("kill -INT " .. io.open("/proc/self/stat"):read("n")):close() local t = os.time() while not m.signal_pending() and os.time() < t + 5 do end m.on_signal(false) print("handled")'
+expect "on_signal(false) after the signal: exit 0" 0 "handled"
+
 # ---------------------------------------------------------------- busted under mamlrun
 if [ -f "$BUSTED" ]; then
   mkdir -p "$T/specs"

@@ -81,7 +81,8 @@ for sig in TERM INT; do
   wait "$pid" || rc=$?
   dir=$(run_dir_of "$out")
   n=$(sed -n "s/^SIG$sig: stopped at iteration \([0-9]*\);.*/\1/p" "$out")
-  check "SIG$sig: exit status $rc, expected 0" test "$rc" -eq 0
+  want=$([ "$sig" = INT ] && echo 130 || echo 143)
+  check "SIG$sig: exit status $rc, expected $want (128 + the signal)" test "$rc" -eq "$want"
   check "SIG$sig: the run says where it stopped and how to continue" \
     has "$out" "continue with: mamlrun experiments/sinusoid.lua resume=$dir"
   check "SIG$sig: the checkpoint holds the iteration it stopped at ($n)" \
