@@ -92,10 +92,25 @@ static void list_push(NodeList *l, Node *x) {
 /* global, not per thread: a node's mark must never match another thread's walk */
 static _Atomic uint32_t current_mark;
 
-/* add g into *slot (taking over g's reference) */
+/* a += b elementwise, in t_add's order (so the bits are the same) */
+T_HOT static void add_into(float *a, const float *b, int64_t n) {
+  for (int64_t i = 0; i < n; i++) a[i] += b[i];
+}
+
+/* add g into *slot (taking over g's reference). With grad mode off (nothing
+** to record) a partial sum that only this walk holds is added to in place,
+** saving a buffer per accumulation in the meta-gradient's backward pass. */
 static void accumulate(Tensor **slot, Tensor *g) {
-  if (!*slot) {
+  Tensor *s = *slot;
+  if (!s) {
     *slot = g;
+    return;
+  }
+  if (!grad_enabled && s != g && !s->grad_fn && atomic_load(&s->refcount) == 1 &&
+      atomic_load(&s->storage->refcount) == 1 && s->ndim == g->ndim &&
+      memcmp(s->shape, g->shape, (size_t)s->ndim * sizeof *s->shape) == 0) {
+    add_into(T_DATA(s), T_DATA(g), s->numel);
+    t_release(g);
     return;
   }
   Tensor *sum = t_add(*slot, g);
