@@ -53,16 +53,25 @@ typedef struct {
   Tensor *t;
 } TensorBox;
 
-/* Lua's collector sees a few bytes per tensor, not the megabytes behind it:
-** collect when the tensor memory has doubled since the last collection. */
-static _Thread_local int64_t gc_threshold = 64 << 20;
+/* Lua's collector sees a few bytes per tensor, not the megabytes behind it,
+** so tensor memory paces its own collections: a state runs a full collection
+** once its thread has allocated GC_BUDGET bytes of tensors since the last one
+** (or as many bytes as the Lua heap holds, if more: a collection's cost grows
+** with the heap). The count is per thread, as each worker has its own state:
+** the process-wide live bytes include other threads' tensors, which this
+** state's collection cannot free. A budget rather than a ratio of live bytes
+** keeps the garbage bounded: an autograd graph that is garbage holds all the
+** activations of a forward pass. */
+#define GC_BUDGET ((int64_t)16 << 20)
+static _Thread_local int64_t allocated_at_gc;
 
 void lt_push(lua_State *L, Tensor *t) {
   enter(L);
-  if (t_live_bytes() > gc_threshold) {
+  int64_t allocated = t_thread_allocated_bytes();
+  if (allocated - allocated_at_gc > GC_BUDGET &&
+      allocated - allocated_at_gc > (int64_t)lua_gc(L, LUA_GCCOUNT) * 1024) {
     lua_gc(L, LUA_GCCOLLECT);
-    int64_t live = t_live_bytes();
-    gc_threshold = live * 2 > (64 << 20) ? live * 2 : (64 << 20);
+    allocated_at_gc = t_thread_allocated_bytes();
   }
   TensorBox *box = lua_newuserdatauv(L, sizeof *box, 0);
   box->t = t;
@@ -1346,6 +1355,8 @@ static int l_memory(lua_State *L) {
   lua_setfield(L, -2, "peak_bytes");
   lua_pushinteger(L, t_cached_bytes());
   lua_setfield(L, -2, "cached_bytes");
+  lua_pushinteger(L, t_thread_allocated_bytes());
+  lua_setfield(L, -2, "allocated_bytes");
   return 1;
 }
 

@@ -6,6 +6,9 @@
 
 #include <math.h>
 #include <pthread.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -59,15 +62,20 @@ char *t_shape_str(const Tensor *t, char *buf, size_t n) {
 /* ------------------------------------------------------------ life cycle */
 
 static _Atomic int64_t live_bytes, peak_bytes;
+static _Thread_local int64_t thread_allocated_bytes; /* only grows */
 
 int64_t t_live_bytes(void) { return live_bytes; }
+int64_t t_thread_allocated_bytes(void) { return thread_allocated_bytes; }
 
 /* ------------------------------------------------------------ the buffer cache */
 /* A training loop allocates the same sizes every iteration. Freed buffers
 ** wait in a per-thread cache keyed by exact size, so the next iteration
 ** reuses them: no malloc, no page faults, no arena growth. The cache holds at
-** most T_CACHE_BYTES per thread; beyond that buffers go back to malloc. */
-#define T_CACHE_BYTES ((size_t)96 << 20)
+** most T_CACHE_BYTES per thread; beyond that buffers go back to malloc, and
+** from there to the system (see T_MMAP_THRESHOLD). 128 MB holds the buffers
+** of a 20-way 5-shot MAML task's support and query passes at once (with 96,
+** four 13 MB query buffers per task were unmapped and faulted in again). */
+#define T_CACHE_BYTES ((size_t)128 << 20)
 #define T_CACHE_BUCKETS 256
 
 typedef struct CachedBuffer {
@@ -95,7 +103,19 @@ static void cache_drop(void *p) { /* at thread exit */
   free(c);
 }
 
-static void cache_key_init(void) { pthread_key_create(&cache_key, cache_drop); }
+/* Below the cache, buffers from 1 MB up are mapped and unmapped one by one.
+** glibc otherwise raises its mmap threshold to the largest block freed so
+** far (up to 32 MB), after which big buffers come from its arenas, one per
+** thread, whose freed memory stays resident: with two threads that held
+** more than the tensors and the caches together. The cache does the reuse. */
+#define T_MMAP_THRESHOLD (1 << 20)
+
+static void cache_key_init(void) {
+  pthread_key_create(&cache_key, cache_drop);
+#ifdef __GLIBC__
+  mallopt(M_MMAP_THRESHOLD, T_MMAP_THRESHOLD);
+#endif
+}
 
 static BufferCache *cache_get(void) {
   if (!thread_cache) {
@@ -217,6 +237,7 @@ Tensor *t_new(int ndim, const int64_t *shape) {
   s->data = data;
   s->cache = thread_cache;
   live_bytes += (int64_t)bytes;
+  thread_allocated_bytes += (int64_t)bytes;
   if (live_bytes > peak_bytes) peak_bytes = live_bytes;
   t->refcount = 1;
   t->ndim = ndim;

@@ -121,6 +121,8 @@ int t_same_shape(const Tensor *a, const Tensor *b);
 int64_t t_live_bytes(void);
 int64_t t_peak_bytes(void);
 void t_reset_peak_bytes(void);
+/* bytes of tensors allocated by this thread since it started (never decreases) */
+int64_t t_thread_allocated_bytes(void);
 /* bytes of freed buffers kept for reuse by this thread, and giving them back */
 int64_t t_cached_bytes(void);
 void t_trim_cache(void);

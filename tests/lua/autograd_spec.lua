@@ -508,7 +508,8 @@ describe("memory", function()
     assert.is_true(ok, err)
     local peak = T.memory().peak_bytes - base
     assert.is_true(allocated > 400 * 2 ^ 20, "the loop allocates far more than the bound")
-    assert.is_true(peak < 100 * 2 ^ 20, ("peak %.1f MB above the baseline"):format(peak / 2 ^ 20))
+    -- a collection every 16 MB this thread allocates: the garbage never reaches twice that
+    assert.is_true(peak < 32 * 2 ^ 20, ("peak %.1f MB above the baseline"):format(peak / 2 ^ 20))
     assert.equals(base, settle())
   end)
 end)

@@ -83,3 +83,73 @@ describe("memory over a long run", function()
     check_flat(run_and_sample(2))
   end)
 end)
+
+-- First-order MAML on tasks whose query graph is tens of MB (20-way 5-shot, 15 queries per class, the
+-- peer's network): every inner step's graph and the query graph are garbage as soon as their
+-- gradients are taken, and the collection that tensor memory triggers (per thread, once the thread
+-- has allocated 16 MB since the last one) frees them. With Lua's own collector stopped, the tensor
+-- memory at its peak is then one task's footprint per thread (its query graph and backward pass)
+-- plus at most 16 MB of garbage per thread: not one footprint per task, nor a multiple of the
+-- process's live bytes (which include the other threads' graphs).
+describe("memory of a meta-batch", function()
+  local maml, nn, parallel, ag = require "maml", require "nn", require "parallel", require "autograd"
+  local ways, tasks, MB = 20, 12, 2 ^ 20
+
+  local function labels(per)
+    local rows = {}
+    for t = 1, tasks do
+      rows[t] = {}
+      for j = 1, ways * per do rows[t][j] = (j - 1) % ways + 1 end
+    end
+    return T.tensor(rows)
+  end
+
+  local gen = T.generator(5)
+  local batch = {support_x = T.rand({tasks, ways * 5, 1, 28, 28}, gen), support_y = labels(5),
+                 query_x = T.rand({tasks, ways * 15, 1, 28, 28}, gen), query_y = labels(15)}
+  local net = nn.peer_net{ways = ways}:init(T.generator(6))
+  local learner = maml.new{net = net, inner_lr = 0.4, steps = 3, first_order = true}
+
+  local function settle()
+    collectgarbage()
+    collectgarbage()
+    return T.memory().live_bytes
+  end
+
+  -- peak tensor bytes above the settled baseline while fn runs, with Lua's collector stopped
+  local function peak_of(fn)
+    local base = settle()
+    T.reset_peak_memory()
+    collectgarbage("stop")
+    local ok, err = pcall(fn)
+    collectgarbage("restart")
+    assert.is_true(ok, err)
+    return T.memory().peak_bytes - base
+  end
+
+  -- one task's footprint without garbage: the query loss's graph, then its backward pass on top
+  local function footprint()
+    local base = settle()
+    local loss = T.cross_entropy(net:forward(batch.query_x:select(1, 1)), batch.query_y:select(1, 1))
+    local graph = settle() - base
+    return graph + peak_of(function() ag.grad(loss, learner.params) end)
+  end
+
+  for _, threads in ipairs{1, 2} do
+    it(("holds one task's graph per thread, plus bounded garbage (%d thread%s)"):format(threads,
+      threads > 1 and "s" or ""), function()
+        local task = footprint()
+        assert.is_true(task > 40 * MB, ("one task's graph is large (%.1f MB)"):format(task / MB))
+        local saved = parallel.threads()
+        parallel.set_threads(threads)
+        local batch_peak = peak_of(function() learner:meta_gradient(batch) end)
+        parallel.set_threads(saved)
+        -- 16 MB of garbage and 2 MB of fast weights per thread; the gradients of every task, waiting
+        -- to be summed in task order, on top
+        local bound = threads * (task + 18 * MB) + 8 * MB
+        assert.is_true(batch_peak < bound,
+          ("%d tasks on %d threads: peak %.1f MB above the baseline, more than %.1f MB (one task: %.1f MB)"):format(
+            tasks, threads, batch_peak / MB, bound / MB, task / MB))
+      end)
+  end
+end)
