@@ -15,6 +15,16 @@
 ** Each is one fused kernel. When a backward runs with grad mode on (a third
 ** derivative was asked for), the last rule is built from differentiable ops
 ** instead, so every order stays exact.
+**
+** bn_affine(x, w, b) = bn_normalize(x) w[c] + b[c] is training-mode batch_norm
+** in one op: one sweep over x for the statistics, one to write. Its gradients
+** all come from the per-channel sums of g and g xhat (one sweep): gw = sum(g
+** xhat), gb = sum(g), gx = w J g (one more sweep to write). With grad mode on
+** the same values are recorded as the unfused pieces (bn_normalize,
+** channel_affine, channel_dot, channel_sum), whose rules carry the higher orders.
+**
+** Sweeps go over memory in order (n outer, c inner) with per-channel sums in
+** double, in a fixed order: results do not depend on the thread count.
 */
 #include <math.h>
 #include <stdlib.h>
@@ -34,97 +44,221 @@ static ChannelGeom channel_geom(const Tensor *x) {
   return g;
 }
 
-/* per-channel mean and r = 1/sqrt(var + eps) of x, in double */
+/* n zeroed per-channel accumulators; the caller frees them */
+static double *channel_scratch(int64_t n) {
+  double *p = calloc((size_t)(n > 0 ? n : 1), sizeof *p);
+  if (!p) t_error("out of memory in 'batch_norm'");
+  return p;
+}
+
+/* per-channel mean and r = 1/sqrt(var + eps) of x in one sweep over memory: sums of
+** d = x - k and d^2 in double, k the mean of the channel's first plane, near the mean,
+** so that var = mean(d^2) - mean(d)^2 loses little to cancellation */
 T_HOT static void channel_stats(const ChannelGeom *g, const float *x, double eps, float *mean, float *rstd) {
-  for (int64_t c = 0; c < g->c; c++) {
-    double s = 0;
-    for (int64_t n = 0; n < g->n; n++) {
+  double *acc = channel_scratch(2 * g->c), *s1 = acc, *s2 = acc + g->c;
+  for (int64_t c = 0; c < g->c; c++) /* the shifts, kept in mean until the end */
+    mean[c] = g->n && g->hw ? t_sum8(x + c * g->hw, g->hw) / (float)g->hw : 0.0f;
+  for (int64_t n = 0; n < g->n; n++)
+    for (int64_t c = 0; c < g->c; c++) {
       const float *p = x + (n * g->c + c) * g->hw;
-      s += t_sum8(p, g->hw);
-    }
-    double mu = s / (double)g->m, v = 0;
-    float fm = (float)mu;
-    for (int64_t n = 0; n < g->n; n++) {
-      const float *p = x + (n * g->c + c) * g->hw;
-      t_v8f acc = {0};
+      float shift = mean[c];
+      t_v8f acc1 = {0}, acc2 = {0}; /* 8 lanes, see t_sum8 */
       int64_t k = 0;
       for (; k + 8 <= g->hw; k += 8) {
         t_v8f d;
         T_LOAD8(d, p + k);
-        d -= fm;
-        acc += d * d;
+        d -= shift;
+        acc1 += d;
+        acc2 += d * d;
       }
-      float part = T_HSUM8(acc);
-      for (; k < g->hw; k++) part += (p[k] - fm) * (p[k] - fm);
-      v += part;
+      float p1 = T_HSUM8(acc1), p2 = T_HSUM8(acc2);
+      for (; k < g->hw; k++) {
+        p1 += p[k] - shift;
+        p2 += (p[k] - shift) * (p[k] - shift);
+      }
+      s1[c] += p1;
+      s2[c] += p2;
     }
-    mean[c] = (float)mu;
-    rstd[c] = (float)(1.0 / sqrt(v / (double)g->m + eps));
+  for (int64_t c = 0; c < g->c; c++) {
+    double dm = s1[c] / (double)g->m, var = s2[c] / (double)g->m - dm * dm;
+    mean[c] = (float)(mean[c] + dm);
+    rstd[c] = (float)(1.0 / sqrt((var < 0 ? 0 : var) + eps)); /* (NaN for an empty x stays) */
   }
+  free(acc);
 }
 
-/* sums over channel c of a[i] and a[i] * xhat[i] (xhat = (x - mu) r) */
-T_HOT static void channel_sums(const ChannelGeom *g, int64_t c, const float *a, const float *x, float mu, float r,
-                         double *sum_a, double *sum_a_xhat) {
-  double s1 = 0, s2 = 0;
-  for (int64_t n = 0; n < g->n; n++) {
-    const float *pa = a + (n * g->c + c) * g->hw, *px = x + (n * g->c + c) * g->hw;
-    t_v8f acc1 = {0}, acc2 = {0}; /* 8 lanes each, see t_sum8 */
-    int64_t k = 0;
-    for (; k + 8 <= g->hw; k += 8) {
-      t_v8f a, x;
-      T_LOAD8(a, pa + k);
-      T_LOAD8(x, px + k);
-      acc1 += a;
-      acc2 += a * (x - mu);
+/* per-channel sums of a and of a * xhat (xhat = (x - mu) r), all channels in one sweep */
+T_HOT static void channel_sums(const ChannelGeom *g, const float *a, const float *x, const float *mu, const float *r,
+                               double *sum_a, double *sum_a_xhat) {
+  for (int64_t c = 0; c < g->c; c++) sum_a[c] = sum_a_xhat[c] = 0;
+  for (int64_t n = 0; n < g->n; n++)
+    for (int64_t c = 0; c < g->c; c++) {
+      const float *pa = a + (n * g->c + c) * g->hw, *px = x + (n * g->c + c) * g->hw;
+      float m = mu[c];
+      t_v8f acc1 = {0}, acc2 = {0};
+      int64_t k = 0;
+      for (; k + 8 <= g->hw; k += 8) {
+        t_v8f va, vx;
+        T_LOAD8(va, pa + k);
+        T_LOAD8(vx, px + k);
+        acc1 += va;
+        acc2 += va * (vx - m);
+      }
+      float p1 = T_HSUM8(acc1), p2 = T_HSUM8(acc2);
+      for (; k < g->hw; k++) {
+        p1 += pa[k];
+        p2 += pa[k] * (px[k] - m);
+      }
+      sum_a[c] += p1;
+      sum_a_xhat[c] += p2;
     }
-    float p1 = T_HSUM8(acc1), p2 = T_HSUM8(acc2);
-    for (; k < g->hw; k++) {
-      p1 += pa[k];
-      p2 += pa[k] * (px[k] - mu);
+  for (int64_t c = 0; c < g->c; c++) sum_a_xhat[c] *= r[c];
+}
+
+/* out = (x - mu) r w + b per channel (w, b may be NULL: 1 and 0) */
+T_HOT static void bn_affine_kernel(const ChannelGeom *g, const float *x, const float *mu, const float *r,
+                                   const float *w, const float *b, float *out) {
+  for (int64_t n = 0; n < g->n; n++)
+    for (int64_t c = 0; c < g->c; c++) {
+      int64_t off = (n * g->c + c) * g->hw;
+      float m = mu[c], s = r[c] * (w ? w[c] : 1.0f), t = b ? b[c] : 0.0f;
+      for (int64_t k = 0; k < g->hw; k++) out[off + k] = (x[off + k] - m) * s + t;
     }
-    s1 += p1;
-    s2 += p2;
-  }
-  *sum_a = s1;
-  *sum_a_xhat = s2 * r;
+}
+
+/* out = w J g = w r (g - mean(g) - xhat mean(g xhat)) per channel (w may be NULL: 1),
+** from the sums of g and g xhat */
+T_HOT static void bn_backward_kernel(const ChannelGeom *g, const float *pg, const float *x, const float *mu,
+                                     const float *r, const float *w, const double *sum_g, const double *sum_g_xhat,
+                                     float *out) {
+  for (int64_t n = 0; n < g->n; n++)
+    for (int64_t c = 0; c < g->c; c++) {
+      int64_t off = (n * g->c + c) * g->hw;
+      float m = mu[c], s = r[c] * (w ? w[c] : 1.0f), gbar = (float)(sum_g[c] / (double)g->m);
+      float k1 = s * r[c] * (float)(sum_g_xhat[c] / (double)g->m); /* s xhat mean(g xhat) = (x - m) k1 */
+      for (int64_t k = 0; k < g->hw; k++) out[off + k] = s * (pg[off + k] - gbar) - (x[off + k] - m) * k1;
+    }
 }
 
 /* ------------------------------------------------------------ the ops */
 
-static Tensor *bn_backward_op(Tensor *g, Tensor *x, Tensor *mean, Tensor *rstd);
+static Tensor *bn_backward_op(Tensor *g, Tensor *x, Tensor *mean, Tensor *rstd, double eps, const double *sum_g,
+                              const double *sum_g_xhat);
 static Tensor *bn_double_backward_op(Tensor *u, Tensor *g, Tensor *x, Tensor *mean, Tensor *rstd, double eps);
+static void channel_dot_backward(Node *n, Tensor *g, Tensor **gin, const int *needs);
+static void channel_sum_backward(Node *n, Tensor *g, Tensor **gin, const int *needs);
 
-static void bn_normalize_backward_rule(Node *n, Tensor *g, Tensor **gin, const int *needs) {
-  if (needs[0]) gin[0] = bn_backward_op(g, n->inputs[0], n->saved[0], n->saved[1]);
-}
-
-// x (N, C, ...) -> xhat, normalised per channel with batch statistics
-T_HOT Tensor *t_bn_normalize(Tensor *x, double eps, Tensor **mean_out, Tensor **var_out) {
+/* a training-mode input: (N, C, ...) with at least 2 values per channel */
+static ChannelGeom bn_check_input(Tensor *x) {
   char b[160];
   if (x->ndim < 2) t_argerror("batch_norm", 1, "expected input (N, C, ...), got %s", t_shape_str(x, b, sizeof b));
   ChannelGeom g = channel_geom(x);
   if (g.m < 2 && x->numel > 0)
     t_argerror("batch_norm", 1, "training mode needs more than 1 value per channel, got input %s",
                t_shape_str(x, b, sizeof b));
-  Tensor *mean = t_new(1, &g.c), *rstd = t_new(1, &g.c), *out = t_new(x->ndim, x->shape);
-  float *mu = T_DATA(mean), *r = T_DATA(rstd);
-  const float *px = T_DATA(x);
-  float *po = T_DATA(out);
-  channel_stats(&g, px, eps, mu, r);
-  for (int64_t n = 0; n < g.n; n++)
-    for (int64_t c = 0; c < g.c; c++) {
-      const float *p = px + (n * g.c + c) * g.hw;
-      float *q = po + (n * g.c + c) * g.hw, m = mu[c], s = r[c];
-      for (int64_t k = 0; k < g.hw; k++) q[k] = (p[k] - m) * s;
-    }
-  if (mean_out) *mean_out = t_retain(mean);
+  return g;
+}
+
+/* the batch statistics of x as (C) tensors: mean and rstd for the kernels, and, when
+** asked, new references to the mean and the biased variance (for running statistics) */
+static void bn_stats(Tensor *x, const ChannelGeom *g, double eps, Tensor **mean, Tensor **rstd,
+                     Tensor **mean_out, Tensor **var_out) {
+  *mean = t_new(1, &g->c);
+  *rstd = t_new(1, &g->c);
+  const float *r = T_DATA(*rstd);
+  channel_stats(g, T_DATA(x), eps, T_DATA(*mean), T_DATA(*rstd));
+  if (mean_out) *mean_out = t_retain(*mean);
   if (var_out) { /* biased variance, from r */
-    *var_out = t_new(1, &g.c);
+    *var_out = t_new(1, &g->c);
     float *v = T_DATA(*var_out);
-    for (int64_t c = 0; c < g.c; c++) v[c] = (float)(1.0 / ((double)r[c] * r[c]) - eps);
+    for (int64_t c = 0; c < g->c; c++) v[c] = (float)(1.0 / ((double)r[c] * r[c]) - eps);
   }
+}
+
+static void bn_normalize_backward_rule(Node *n, Tensor *g, Tensor **gin, const int *needs) {
+  if (needs[0]) gin[0] = bn_backward_op(g, n->inputs[0], n->saved[0], n->saved[1], n->scalars[0], NULL, NULL);
+}
+
+/* xhat of x whose statistics are mean and rstd, recorded as bn_normalize */
+static Tensor *bn_normalize_with(Tensor *x, Tensor *mean, Tensor *rstd, double eps) {
+  ChannelGeom g = channel_geom(x);
+  Tensor *out = t_new(x->ndim, x->shape);
+  bn_affine_kernel(&g, T_DATA(x), T_DATA(mean), T_DATA(rstd), NULL, NULL, T_DATA(out));
   Node *node = ag_record(out, "batch_norm", bn_normalize_backward_rule, 1, &x);
+  if (node) {
+    node->saved[0] = t_retain(mean);
+    node->saved[1] = t_retain(rstd);
+    node->scalars[0] = eps;
+  }
+  return out;
+}
+
+// x (N, C, ...) -> xhat, normalised per channel with batch statistics
+Tensor *t_bn_normalize(Tensor *x, double eps, Tensor **mean_out, Tensor **var_out) {
+  ChannelGeom g = bn_check_input(x);
+  Tensor *mean, *rstd;
+  bn_stats(x, &g, eps, &mean, &rstd, mean_out, var_out);
+  Tensor *out = bn_normalize_with(x, mean, rstd, eps);
+  t_release(mean);
+  t_release(rstd);
+  return out;
+}
+
+/* a per-channel result (C) from double sums */
+static Tensor *channel_values(const double *v, int64_t c) {
+  Tensor *t = t_new(1, &c);
+  float *p = T_DATA(t);
+  for (int64_t k = 0; k < c; k++) p[k] = (float)v[k];
+  return t;
+}
+
+static void bn_affine_backward_rule(Node *n, Tensor *g, Tensor **gin, const int *needs) {
+  Tensor *x = n->inputs[0], *w = n->inputs[1], *mean = n->saved[0], *rstd = n->saved[1];
+  ChannelGeom geom = channel_geom(x);
+  const float *mu = T_DATA(mean), *r = T_DATA(rstd);
+  double *sums = channel_scratch(2 * geom.c), *sum_g = sums, *sum_g_xhat = sums + geom.c;
+  channel_sums(&geom, T_DATA(g), T_DATA(x), mu, r, sum_g, sum_g_xhat);
+  /* with grad mode on, the gradients get the graph of the unfused ops */
+  int record = ag_is_enabled() && (g->requires_grad || x->requires_grad || (w && w->requires_grad));
+  if (needs[1]) { /* sum(g xhat) is channel_dot(g, xhat) */
+    gin[1] = channel_values(sum_g_xhat, geom.c);
+    if (record && (g->requires_grad || x->requires_grad)) {
+      Tensor *xhat = bn_normalize_with(x, mean, rstd, n->scalars[0]);
+      ag_record(gin[1], "channel_dot", channel_dot_backward, 2, (Tensor *[]){g, xhat});
+      t_release(xhat);
+    }
+  }
+  if (needs[2]) { /* sum(g) is channel_sum(g) */
+    gin[2] = channel_values(sum_g, geom.c);
+    if (record) ag_record(gin[2], "channel_sum", channel_sum_backward, 1, &g);
+  }
+  if (needs[0] && !record) {
+    gin[0] = t_new(x->ndim, x->shape);
+    bn_backward_kernel(&geom, T_DATA(g), T_DATA(x), mu, r, w ? T_DATA(w) : NULL, sum_g, sum_g_xhat, T_DATA(gin[0]));
+  } else if (needs[0]) { /* bn_backward(channel_affine(g, w)), given the sums of g w */
+    Tensor *gw = w ? t_channel_affine(g, w, NULL) : t_retain(g);
+    const float *pw = w ? T_DATA(w) : NULL;
+    for (int64_t c = 0; pw && c < geom.c; c++) {
+      sum_g[c] *= pw[c];
+      sum_g_xhat[c] *= pw[c];
+    }
+    gin[0] = bn_backward_op(gw, x, mean, rstd, n->scalars[0], sum_g, sum_g_xhat);
+    t_release(gw);
+  }
+  free(sums);
+}
+
+// x (N, C, ...), w (C) or NULL, b (C) or NULL -> bn_normalize(x) * w + b per channel
+Tensor *t_bn_affine(Tensor *x, Tensor *w, Tensor *b, double eps, Tensor **mean_out, Tensor **var_out) {
+  ChannelGeom g = bn_check_input(x);
+  bn_check_channels("weight", 2, w, g.c);
+  bn_check_channels("bias", 3, b, g.c);
+  Tensor *mean, *rstd;
+  bn_stats(x, &g, eps, &mean, &rstd, mean_out, var_out);
+  Tensor *out = t_new(x->ndim, x->shape);
+  bn_affine_kernel(&g, T_DATA(x), T_DATA(mean), T_DATA(rstd), w ? T_DATA(w) : NULL, b ? T_DATA(b) : NULL,
+                   T_DATA(out));
+  Node *node = ag_record(out, "batch_norm", bn_affine_backward_rule, 3, (Tensor *[]){x, w, b});
   if (node) {
     node->saved[0] = t_retain(mean);
     node->saved[1] = t_retain(rstd);
@@ -137,32 +271,30 @@ T_HOT Tensor *t_bn_normalize(Tensor *x, double eps, Tensor **mean_out, Tensor **
 
 static void bn_backward_rule(Node *n, Tensor *u, Tensor **gin, const int *needs) {
   Tensor *g = n->inputs[0], *x = n->inputs[1], *mean = n->saved[0], *rstd = n->saved[1];
-  if (needs[0]) gin[0] = bn_backward_op(u, x, mean, rstd); /* J is symmetric */
+  if (needs[0]) gin[0] = bn_backward_op(u, x, mean, rstd, n->scalars[0], NULL, NULL); /* J is symmetric */
   if (needs[1]) gin[1] = bn_double_backward_op(u, g, x, mean, rstd, n->scalars[0]);
 }
 
-// g, x (N, C, ...) -> J g, the gradient of bn_normalize at x
-T_HOT static Tensor *bn_backward_op(Tensor *g, Tensor *x, Tensor *mean, Tensor *rstd) {
+// g, x (N, C, ...) -> J g, the gradient of bn_normalize at x (the sums of g and g xhat may be given)
+static Tensor *bn_backward_op(Tensor *g, Tensor *x, Tensor *mean, Tensor *rstd, double eps, const double *sum_g,
+                              const double *sum_g_xhat) {
   ChannelGeom geom = channel_geom(x);
-  Tensor *out = t_new(x->ndim, x->shape);
-  const float *pg = T_DATA(g), *px = T_DATA(x), *mu = T_DATA(mean), *r = T_DATA(rstd);
-  float *po = T_DATA(out);
-  for (int64_t c = 0; c < geom.c; c++) {
-    double sg, sgx;
-    channel_sums(&geom, c, pg, px, mu[c], r[c], &sg, &sgx);
-    float gbar = (float)(sg / (double)geom.m), cc = (float)(sgx / (double)geom.m), m = mu[c], s = r[c];
-    for (int64_t n = 0; n < geom.n; n++) {
-      int64_t off = (n * geom.c + c) * geom.hw;
-      for (int64_t k = 0; k < geom.hw; k++) {
-        float xhat = (px[off + k] - m) * s;
-        po[off + k] = s * (pg[off + k] - gbar - xhat * cc);
-      }
-    }
+  const float *mu = T_DATA(mean), *r = T_DATA(rstd);
+  double *sums = NULL;
+  if (!sum_g) {
+    sums = channel_scratch(2 * geom.c);
+    channel_sums(&geom, T_DATA(g), T_DATA(x), mu, r, sums, sums + geom.c);
+    sum_g = sums;
+    sum_g_xhat = sums + geom.c;
   }
+  Tensor *out = t_new(x->ndim, x->shape);
+  bn_backward_kernel(&geom, T_DATA(g), T_DATA(x), mu, r, NULL, sum_g, sum_g_xhat, T_DATA(out));
+  free(sums);
   Node *node = ag_record(out, "batch_norm_backward", bn_backward_rule, 2, (Tensor *[]){g, x});
   if (node) {
     node->saved[0] = t_retain(mean);
     node->saved[1] = t_retain(rstd);
+    node->scalars[0] = eps; /* for the double backward's composite form */
   }
   return out;
 }
@@ -191,31 +323,57 @@ T_HOT static Tensor *bn_double_backward_op(Tensor *u, Tensor *g, Tensor *x, Tens
   if (ag_is_enabled() && (u->requires_grad || g->requires_grad || x->requires_grad))
     return bn_double_backward_composite(u, g, x, eps);
   ChannelGeom geom = channel_geom(x);
-  Tensor *out = t_new(x->ndim, x->shape);
   const float *pu = T_DATA(u), *pg = T_DATA(g), *px = T_DATA(x), *mu = T_DATA(mean), *r = T_DATA(rstd);
+  /* one sweep for the five per-channel sums: g, g (x - mu), u, u (x - mu), u g */
+  double *acc = channel_scratch(5 * geom.c), *sg = acc, *sgx = acc + geom.c, *su = acc + 2 * geom.c,
+         *sux = acc + 3 * geom.c, *sug = acc + 4 * geom.c;
+  for (int64_t n = 0; n < geom.n; n++)
+    for (int64_t c = 0; c < geom.c; c++) {
+      int64_t off = (n * geom.c + c) * geom.hw, k = 0;
+      float m = mu[c];
+      t_v8f a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0}, a5 = {0};
+      for (; k + 8 <= geom.hw; k += 8) {
+        t_v8f vg, vu, vx;
+        T_LOAD8(vg, pg + off + k);
+        T_LOAD8(vu, pu + off + k);
+        T_LOAD8(vx, px + off + k);
+        vx -= m;
+        a1 += vg;
+        a2 += vg * vx;
+        a3 += vu;
+        a4 += vu * vx;
+        a5 += vu * vg;
+      }
+      float p1 = T_HSUM8(a1), p2 = T_HSUM8(a2), p3 = T_HSUM8(a3), p4 = T_HSUM8(a4), p5 = T_HSUM8(a5);
+      for (; k < geom.hw; k++) {
+        float vg = pg[off + k], vu = pu[off + k], vx = px[off + k] - m;
+        p1 += vg;
+        p2 += vg * vx;
+        p3 += vu;
+        p4 += vu * vx;
+        p5 += vu * vg;
+      }
+      sg[c] += p1;
+      sgx[c] += p2;
+      su[c] += p3;
+      sux[c] += p4;
+      sug[c] += p5;
+    }
+  Tensor *out = t_new(x->ndim, x->shape);
   float *po = T_DATA(out);
   double m = (double)geom.m;
-  for (int64_t c = 0; c < geom.c; c++) {
-    double sg, sgx, su, sux, sug = 0;
-    channel_sums(&geom, c, pg, px, mu[c], r[c], &sg, &sgx);
-    channel_sums(&geom, c, pu, px, mu[c], r[c], &su, &sux);
-    for (int64_t n = 0; n < geom.n; n++) {
+  for (int64_t n = 0; n < geom.n; n++)
+    for (int64_t c = 0; c < geom.c; c++) {
       int64_t off = (n * geom.c + c) * geom.hw;
-      float part = 0;
-      for (int64_t k = 0; k < geom.hw; k++) part += pu[off + k] * pg[off + k];
-      sug += part;
-    }
-    double gbar = sg / m, cc = sgx / m, ubar = su / m, dd = sux / m, A = sug / m;
-    float k1 = (float)(A - ubar * gbar - 3 * cc * dd), fd = (float)dd, fc = (float)cc;
-    float fg = (float)gbar, fu = (float)ubar, mm = mu[c], s = r[c], nr2 = -s * s;
-    for (int64_t n = 0; n < geom.n; n++) {
-      int64_t off = (n * geom.c + c) * geom.hw;
+      double gbar = sg[c] / m, cc = r[c] * sgx[c] / m, ubar = su[c] / m, dd = r[c] * sux[c] / m, A = sug[c] / m;
+      float k1 = (float)(A - ubar * gbar - 3 * cc * dd), fd = (float)dd, fc = (float)cc;
+      float fg = (float)gbar, fu = (float)ubar, mm = mu[c], s = r[c], nr2 = -s * s;
       for (int64_t k = 0; k < geom.hw; k++) {
         float xhat = (px[off + k] - mm) * s;
         po[off + k] = nr2 * (xhat * k1 + fd * (pg[off + k] - fg) + fc * (pu[off + k] - fu));
       }
     }
-  }
+  free(acc);
   return out;
 }
 
@@ -230,11 +388,43 @@ void bn_check_channels(const char *what, int arg, Tensor *v, int64_t c) {
     t_argerror("batch_norm", arg, "expected %s of shape (%lld), got %s", what, (long long)c, t_shape_str(v, b, sizeof b));
 }
 
+/* one sweep over g (and x): g * w[c] (gx), sum of g * x (gdot) and sum of g (gsum) per channel, each
+** only when its output is given */
+T_HOT static void channel_affine_grads(const ChannelGeom *geom, const float *g, const float *x, const float *w,
+                                       float *gx, float *gdot, float *gsum) {
+  double *acc = channel_scratch(2 * geom->c), *sdot = acc, *ssum = acc + geom->c;
+  for (int64_t n = 0; n < geom->n; n++)
+    for (int64_t c = 0; c < geom->c; c++) {
+      int64_t off = (n * geom->c + c) * geom->hw;
+      if (gx)
+        for (int64_t k = 0; k < geom->hw; k++) gx[off + k] = g[off + k] * w[c];
+      if (gdot) sdot[c] += t_dot8(g + off, x + off, geom->hw);
+      if (gsum) ssum[c] += t_sum8(g + off, geom->hw);
+    }
+  for (int64_t c = 0; c < geom->c; c++) {
+    if (gdot) gdot[c] = (float)sdot[c];
+    if (gsum) gsum[c] = (float)ssum[c];
+  }
+  free(acc);
+}
+
 static void channel_affine_backward(Node *n, Tensor *g, Tensor **gin, const int *needs) {
   Tensor *x = n->inputs[0], *w = n->inputs[1];
-  if (needs[0]) gin[0] = w ? t_channel_affine(g, w, NULL) : t_retain(g);
-  if (n->ninputs > 1 && needs[1]) gin[1] = t_channel_dot(g, x);
-  if (n->ninputs > 2 && needs[2]) gin[2] = t_channel_sum(g);
+  int want_gx = needs[0] && w, want_dot = n->ninputs > 1 && needs[1], want_sum = n->ninputs > 2 && needs[2];
+  if (needs[0] && !w) gin[0] = t_retain(g);
+  if (!want_gx && !want_dot && !want_sum) return;
+  ChannelGeom geom = channel_geom(g);
+  Tensor *gx = want_gx ? t_new(g->ndim, g->shape) : NULL, *gdot = want_dot ? t_new(1, &geom.c) : NULL,
+         *gsum = want_sum ? t_new(1, &geom.c) : NULL;
+  channel_affine_grads(&geom, T_DATA(g), want_dot ? T_DATA(x) : NULL, want_gx ? T_DATA(w) : NULL,
+                       gx ? T_DATA(gx) : NULL, gdot ? T_DATA(gdot) : NULL, gsum ? T_DATA(gsum) : NULL);
+  /* each recorded as the op whose value it is, so its own rule carries the higher orders */
+  if (gx) ag_record(gx, "channel_affine", channel_affine_backward, 2, (Tensor *[]){g, w});
+  if (gdot) ag_record(gdot, "channel_dot", channel_dot_backward, 2, (Tensor *[]){g, x});
+  if (gsum) ag_record(gsum, "channel_sum", channel_sum_backward, 1, &g);
+  if (want_gx) gin[0] = gx;
+  if (want_dot) gin[1] = gdot;
+  if (want_sum) gin[2] = gsum;
 }
 
 // x (N, C, ...), w (C) or NULL, b (C) or NULL -> x * w + b per channel
@@ -263,19 +453,10 @@ static void channel_dot_backward(Node *n, Tensor *g, Tensor **gin, const int *ne
 }
 
 // a, b (N, C, ...) -> (C): sum of a * b over each channel
-T_HOT Tensor *t_channel_dot(Tensor *a, Tensor *b) {
+Tensor *t_channel_dot(Tensor *a, Tensor *b) {
   ChannelGeom g = channel_geom(a);
   Tensor *out = t_new(1, &g.c);
-  const float *pa = T_DATA(a), *pb = T_DATA(b);
-  float *po = T_DATA(out);
-  for (int64_t c = 0; c < g.c; c++) {
-    double s = 0;
-    for (int64_t n = 0; n < g.n; n++) {
-      int64_t off = (n * g.c + c) * g.hw;
-      s += t_dot8(pa + off, pb + off, g.hw);
-    }
-    po[c] = (float)s;
-  }
+  channel_affine_grads(&g, T_DATA(a), T_DATA(b), NULL, NULL, T_DATA(out), NULL);
   ag_record(out, "channel_dot", channel_dot_backward, 2, (Tensor *[]){a, b});
   return out;
 }
@@ -291,19 +472,10 @@ static void channel_sum_backward(Node *n, Tensor *g, Tensor **gin, const int *ne
 }
 
 // a (N, C, ...) -> (C): sum over each channel
-T_HOT Tensor *t_channel_sum(Tensor *a) {
+Tensor *t_channel_sum(Tensor *a) {
   ChannelGeom g = channel_geom(a);
   Tensor *out = t_new(1, &g.c);
-  const float *pa = T_DATA(a);
-  float *po = T_DATA(out);
-  for (int64_t c = 0; c < g.c; c++) {
-    double s = 0;
-    for (int64_t n = 0; n < g.n; n++) {
-      int64_t off = (n * g.c + c) * g.hw;
-      s += t_sum8(pa + off, g.hw);
-    }
-    po[c] = (float)s;
-  }
+  channel_affine_grads(&g, T_DATA(a), NULL, NULL, NULL, NULL, T_DATA(out));
   ag_record(out, "channel_sum", channel_sum_backward, 1, &a);
   return out;
 }

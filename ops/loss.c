@@ -133,10 +133,9 @@ Tensor *t_batch_norm(Tensor *x, Tensor *weight, Tensor *bias, const BatchNormOpt
   if (o->training && count < 2 && x->numel > 0)
     t_argerror("batch_norm", 1, "training mode needs more than 1 value per channel, got input %s",
                t_shape_str(x, b1, sizeof b1));
-  Tensor *y;
-  if (o->training) { /* fused, batch statistics */
+  if (o->training) { /* fused with the affine map, batch statistics */
     Tensor *mean = NULL, *var = NULL;
-    y = t_bn_normalize(x, o->eps, o->running_mean ? &mean : NULL, o->running_var ? &var : NULL);
+    Tensor *y = t_bn_affine(x, weight, bias, o->eps, o->running_mean ? &mean : NULL, o->running_var ? &var : NULL);
     if (o->running_mean) { /* r = (1 - m) r + m * batch value; unbiased var like torch */
       const float *pm = T_DATA(mean), *pv = T_DATA(var);
       float *rm = T_DATA(o->running_mean), *rv = T_DATA(o->running_var);
@@ -148,16 +147,17 @@ Tensor *t_batch_norm(Tensor *x, Tensor *weight, Tensor *bias, const BatchNormOpt
     }
     t_release(mean);
     t_release(var);
-  } else { /* running statistics: an affine map with constants */
-    Tensor *mean = per_channel(o->running_mean, x->ndim), *var = per_channel(o->running_var, x->ndim);
-    Tensor *centered = t_sub(x, mean), *ve = t_add_scalar(var, o->eps), *sd = t_sqrt(ve);
-    y = t_div(centered, sd);
-    t_release(mean);
-    t_release(var);
-    t_release(centered);
-    t_release(ve);
-    t_release(sd);
+    return y;
   }
+  /* eval mode, running statistics: an affine map with constants */
+  Tensor *mean = per_channel(o->running_mean, x->ndim), *var = per_channel(o->running_var, x->ndim);
+  Tensor *centered = t_sub(x, mean), *ve = t_add_scalar(var, o->eps), *sd = t_sqrt(ve);
+  Tensor *y = t_div(centered, sd);
+  t_release(mean);
+  t_release(var);
+  t_release(centered);
+  t_release(ve);
+  t_release(sd);
   if (weight || bias) {
     Tensor *z = t_channel_affine(y, weight, bias);
     t_release(y);

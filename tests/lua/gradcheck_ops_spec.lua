@@ -4,7 +4,9 @@
 -- kept away from kinks (relu and abs at 0, ties in max) by more than
 -- gradcheck's step.
 local T = require "tensor"
+local ag = require "autograd"
 local gc = require "gradcheck"
+local near = require("tests.lua.helpers").near
 
 local gen = T.generator(20240601)
 
@@ -378,6 +380,53 @@ describe("network pieces", function()
       local o = { running_mean = rm, running_var = rv, training = false }
       check(function(x, w, b) return T.batch_norm(x, w, b, o) end, { leaf { 4, 3 }, leaf { 3 }, leaf { 3 } })
       check(function(x) return T.batch_norm(x, nil, nil, o) end, { leaf { 2, 3, 2 } })
+    end)
+    -- training mode is one fused op whose backward computes the gradients of x, weight and bias
+    -- together: each subset requiring grad (the rest constants) takes its own path, and with tanh
+    -- after it the incoming gradient depends on the inputs too. 3x3 planes: vector lanes and a tail.
+    it("training mode, each subset of (x, weight, bias) requiring grad", function()
+      local values = { T.randn({ 2, 2, 3, 3 }, gen), T.randn({ 2 }, gen), T.randn({ 2 }, gen) }
+      for mask = 1, 7 do
+        local inputs, slots = {}, {}
+        for i = 1, 3 do
+          if mask & (1 << (i - 1)) ~= 0 then
+            inputs[#inputs + 1] = T.tensor(values[i]):requires_grad(true)
+            slots[#slots + 1] = i
+          end
+        end
+        local function f(...)
+          local args = { values[1], values[2], values[3] }
+          for k, v in ipairs { ... } do args[slots[k]] = v end
+          return T.batch_norm(args[1], args[2], args[3])
+        end
+        check(f, inputs, opts)
+        check(function(...) return f(...):tanh() end, inputs, opts)
+      end
+    end)
+    it("training mode, third derivatives through the first gradient", function()
+      local r = T.randn({ 3, 2, 2 }, gen)
+      for k = 1, 3 do -- d/dx, d/dweight, d/dbias of sum(tanh(batch_norm) * r), as functions
+        check(function(x, w, b)
+          local y = T.batch_norm(x, w, b):tanh()
+          return ag.grad((y * r):sum(), { x, w, b }, { create_graph = true })[k]
+        end, { leaf { 3, 2, 2 }, leaf { 2 }, leaf { 2 } }, opts)
+      end
+    end)
+    -- the fused kernels (grad mode off) and the graph of differentiable ops recorded with
+    -- create_graph must give the same values; eps is large so that a rule losing it shows
+    it("training mode, gradients with and without create_graph agree", function()
+      local o = { eps = 0.5 }
+      local x, w, b = leaf { 3, 2, 3, 3 }, leaf { 2 }, leaf { 2 }
+      local r, v = T.randn({ 3, 2, 3, 3 }, gen), T.randn({ 3, 2, 3, 3 }, gen)
+      local function loss() return (T.batch_norm(x, w, b, o):tanh() * r):sum() end
+      local plain, recorded = ag.grad(loss(), { x, w, b }), ag.grad(loss(), { x, w, b }, { create_graph = true })
+      for i = 1, 3 do near(recorded[i], plain[i], 1e-5, "first derivative " .. i) end
+      local function hessian_v(create_graph) -- d/d(x, w, b) of <d loss/dx, v>
+        local gx = ag.grad(loss(), { x }, { create_graph = true })[1]
+        return ag.grad((gx * v):sum(), { x, w, b }, { create_graph = create_graph })
+      end
+      plain, recorded = hessian_v(false), hessian_v(true)
+      for i = 1, 3 do near(recorded[i], plain[i], 1e-4, "second derivative " .. i) end
     end)
   end)
 end)

@@ -666,6 +666,28 @@ describe("network pieces", function()
     assert.same({ 1, 10 }, rm:totable())
     assert.same({ 4, 25 }, rv:totable())
   end)
+
+  it("batch_norm's one-sweep statistics match double sums, far from 0", function()
+    -- the mean (1000) is large against the spread; planes of 2250 values and of 1 value
+    for _, shape in ipairs { { 3, 2, 50, 45 }, { 400, 2 } } do
+      local scale = T.tensor({ 0.5, 3 }):view(#shape == 2 and { 1, 2 } or { 1, 2, 1, 1 })
+      local x = T.randn(shape, T.generator(7)) * scale + 1000
+      local rm, rv = T.zeros { 2 }, T.zeros { 2 }
+      local y = T.batch_norm(x, nil, nil, { running_mean = rm, running_var = rv, momentum = 1, eps = 0 })
+      local v = x:view { shape[1], 2, -1 }:totable()
+      for c = 1, 2 do
+        local s, n = 0, 0
+        for i = 1, #v do for k = 1, #v[i][c] do s, n = s + v[i][c][k], n + 1 end end
+        local mean, ss = s / n, 0
+        for i = 1, #v do for k = 1, #v[i][c] do ss = ss + (v[i][c][k] - mean) ^ 2 end end
+        near(rm:totable()[c], mean, 4e-8, "mean") -- within float rounding of 1000 (3e-5)
+        near(rv:totable()[c], ss / (n - 1), 1e-5, "unbiased variance")
+      end
+      local dims = #shape == 2 and { 1 } or { 1, 3, 4 }
+      near(y:mean(dims), { 0, 0 }, 1e-4)
+      near(y:var(dims, false, false), { 1, 1 }, 1e-4)
+    end
+  end)
 end)
 
 describe("serialisation", function()
