@@ -62,6 +62,8 @@ char *t_shape_str(const Tensor *t, char *buf, size_t n) {
 /* ------------------------------------------------------------ life cycle */
 
 static _Atomic int64_t live_bytes, peak_bytes;
+static _Atomic int64_t live_high_water; /* the most live bytes ever: T.reset_peak_memory leaves it */
+static _Atomic int64_t cached_total;    /* in all threads' caches */
 static _Thread_local int64_t thread_allocated_bytes; /* only grows */
 
 int64_t t_live_bytes(void) { return live_bytes; }
@@ -71,10 +73,12 @@ int64_t t_thread_allocated_bytes(void) { return thread_allocated_bytes; }
 /* A training loop allocates the same sizes every iteration. Freed buffers
 ** wait in a per-thread cache keyed by exact size, so the next iteration
 ** reuses them: no malloc, no page faults, no arena growth. The cache holds at
-** most T_CACHE_BYTES per thread; beyond that buffers go back to malloc, and
-** from there to the system (see T_MMAP_THRESHOLD). 128 MB holds the buffers
-** of a 20-way 5-shot MAML task's support and query passes at once (with 96,
-** four 13 MB query buffers per task were unmapped and faulted in again). */
+** most T_CACHE_BYTES per thread, and beyond that buffers up to a quarter of
+** it while the live and cached bytes together stay under the most bytes
+** ever live: memory the process has already needed at once, so the cache does
+** not raise the peak. (A second-order task frees hundreds of MB of same-size
+** buffers at its end and asks for them again in the next.) Other buffers go
+** back to malloc, and from there to the system (see T_MMAP_THRESHOLD). */
 #define T_CACHE_BYTES ((size_t)128 << 20)
 #define T_CACHE_BUCKETS 256
 
@@ -94,6 +98,7 @@ static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 
 static void cache_drop(void *p) { /* at thread exit */
   BufferCache *c = p;
+  cached_total -= (int64_t)c->bytes;
   for (int i = 0; i < T_CACHE_BUCKETS; i++)
     while (c->buckets[i]) {
       CachedBuffer *b = c->buckets[i];
@@ -138,6 +143,7 @@ static float *buffer_alloc(size_t bytes) {
         CachedBuffer *b = *link;
         *link = b->next;
         c->bytes -= bytes;
+        cached_total -= (int64_t)bytes;
         return (float *)(void *)b;
       }
   }
@@ -150,7 +156,9 @@ static float *buffer_alloc(size_t bytes) {
 ** and each thread's cache would grow to its bound. */
 static void buffer_free(float *data, size_t bytes, const BufferCache *owner) {
   BufferCache *c = cache_get();
-  if (!c || c != owner || c->bytes + bytes > T_CACHE_BYTES) {
+  int fits = c && (c->bytes + bytes <= T_CACHE_BYTES ||
+                   (bytes <= T_CACHE_BYTES / 4 && live_bytes + cached_total + (int64_t)bytes <= live_high_water));
+  if (!c || c != owner || !fits) {
     free(data);
     return;
   }
@@ -159,11 +167,13 @@ static void buffer_free(float *data, size_t bytes, const BufferCache *owner) {
   b->next = c->buckets[bucket_of(bytes)];
   c->buckets[bucket_of(bytes)] = b;
   c->bytes += bytes;
+  cached_total += (int64_t)bytes;
 }
 
 void t_trim_cache(void) {
   BufferCache *c = thread_cache;
   if (!c) return;
+  cached_total -= (int64_t)c->bytes;
   for (int i = 0; i < T_CACHE_BUCKETS; i++)
     while (c->buckets[i]) {
       CachedBuffer *b = c->buckets[i];
@@ -239,6 +249,7 @@ Tensor *t_new(int ndim, const int64_t *shape) {
   live_bytes += (int64_t)bytes;
   thread_allocated_bytes += (int64_t)bytes;
   if (live_bytes > peak_bytes) peak_bytes = live_bytes;
+  if (live_bytes > live_high_water) live_high_water = live_bytes;
   t->refcount = 1;
   t->ndim = ndim;
   if (ndim > 0) memcpy(t->shape, shape, (size_t)ndim * sizeof *shape); /* shape may be NULL for 0-d */
