@@ -152,7 +152,7 @@ local worker_learners = {}
 --- Entry of parallel.map: one task's meta-gradient from plain values. spec = {net = net.spec,
 --- learner = {inner_lr=, steps=, loss=, metric=, inner_loss_scale=, first_order=, bn_mode=}, key =};
 --- returns loss, metric and the dense gradient list.
-function M.task_gradients(spec, params, sx, sy, qx, qy)
+local function worker_learner(spec)
   local learner = worker_learners[spec.key]
   if not learner then
     local nn = require "nn"
@@ -161,6 +161,11 @@ function M.task_gradients(spec, params, sx, sy, qx, qy)
     learner = M.new(options)
     worker_learners[spec.key] = learner
   end
+  return learner
+end
+
+function M.task_gradients(spec, params, sx, sy, qx, qy)
+  local learner = worker_learner(spec)
   local loss, metric, grads = learner:task_gradient(sx, sy, qx, qy, params, params)
   for i, p in ipairs(params) do
     if grads[i] == nil then grads[i] = T.zeros(p:shape()) end
@@ -168,7 +173,12 @@ function M.task_gradients(spec, params, sx, sy, qx, qy)
   return loss, metric, grads
 end
 
--- the spec of this learner for M.task_gradients
+--- Entry of parallel.map: finetune() of one test task, on a learner rebuilt from spec.
+function M.finetune_task(spec, params, sx, sy, qx, qy, steps)
+  return worker_learner(spec):finetune(params, sx, sy, qx, qy, steps)
+end
+
+-- the spec of this learner for M.task_gradients and M.finetune_task
 function Learner:parallel_spec()
   if not self.spec then
     local learner = {inner_lr = self.inner_lr, steps = self.steps, loss = self.loss_name,
@@ -275,15 +285,34 @@ end
 --- tasks and the rows are gathered in task order (should_stop must not communicate: ranks call it
 --- different numbers of times).
 function Learner:evaluate(params, n_tasks, next_task, steps, should_stop)
+  params = params or self.params
   local per_task = {}
   local first, last = 1, n_tasks
   if self.comm then first, last = self.comm:share(n_tasks) end -- every rank draws tasks 1..last in order
+  -- on the parallel module's threads (as meta_gradient), a few tasks per thread at a time: tasks are
+  -- drawn in order here, and each task's result is the one finetune() gives on this thread
+  local parallel = package.loaded.parallel or (pcall(require, "parallel") and require("parallel"))
+  local threads = (parallel and self:can_run_parallel()) and parallel.threads() or 1
+  local pending = {}
+  local function flush()
+    if #pending == 0 then return end
+    for _, r in ipairs(parallel.map("maml", "finetune_task", pending)) do per_task[#per_task + 1] = r[1] end
+    pending = {}
+  end
   for t = 1, last do
     if should_stop and should_stop() then break end
     local sx, sy, qx, qy = next_task(t)
     if sx == nil then break end
-    if t >= first then per_task[#per_task + 1] = self:finetune(params, sx, sy, qx, qy, steps) end
+    if t >= first then
+      if threads > 1 then
+        pending[#pending + 1] = {self:parallel_spec(), params, sx, sy, qx, qy, steps}
+        if #pending >= 4 * threads then flush() end
+      else
+        per_task[#per_task + 1] = self:finetune(params, sx, sy, qx, qy, steps)
+      end
+    end
   end
+  flush()
   if self.comm then per_task = self.comm:gather_rows(per_task) end
   return M.summarize(per_task)
 end

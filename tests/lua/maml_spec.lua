@@ -282,6 +282,36 @@ describe("maml evaluation", function()
     assert.is_true(net.is_training)
   end)
 
+  it("evaluate on the parallel module's threads gives the serial table, bit for bit", function()
+    local parallel = require "parallel"
+    local before = parallel.threads()
+    local net = nn.conv4{ways = 3, channels = 4, image = 8}
+    net:init(T.generator(41))
+    local learner = maml.new{net = net, inner_lr = 0.4, inner_loss_scale = 3}
+    local b = random_batch(T.generator(42), 11, 3, 2, {1, 8, 8}) -- 11 tasks: not a multiple of a batch
+    local function next_task(t)
+      return b.support_x:select(1, t), b.support_y:select(1, t), b.query_x:select(1, t), b.query_y:select(1, t)
+    end
+    parallel.set_threads(1)
+    local serial = learner:evaluate(nil, 11, next_task, 3)
+    parallel.set_threads(2)
+    local map, calls = parallel.map, 0
+    parallel.map = function(...) calls = calls + 1 return map(...) end
+    local ok, threaded = pcall(learner.evaluate, learner, nil, 11, next_task, 3)
+    parallel.map = map
+    parallel.set_threads(before)
+    assert.is_true(ok, tostring(threaded))
+    assert.equals(2, calls) -- 8 tasks, then 3
+    assert.equals(11, threaded.n)
+    assert.same(serial, threaded)
+    -- stopping early keeps the tasks drawn before the stop
+    local n = 0
+    parallel.set_threads(2)
+    local part = learner:evaluate(nil, 11, next_task, 3, function() n = n + 1 return n > 5 end)
+    parallel.set_threads(before)
+    assert.equals(5, part.n)
+  end)
+
   it("summarize gives mean, population std and 1.96 std / sqrt(n)", function()
     local s = maml.summarize{{1, 0.5}, {0, 0.5}, {1, 0.5}, {0, 0.5}}
     assert.same({0.5, 0.5}, s.mean)
