@@ -196,6 +196,28 @@ describe("graph structure", function()
     near(ag.grad(s:sum(), { x })[1], { 11 })
   end)
 
+  it("sums arriving in place never change a gradient handed to another input", function()
+    -- add's backward hands the same tensor to both its inputs; partial sums of a gradient are added
+    -- to in place when nothing is recorded, which must not reach the other input's gradient. The
+    -- shared tensor arrives first or last, depending on the order the ops were recorded in.
+    for _, shared_first in ipairs { true, false } do
+      local x = leaf { 1, 2, 3 }
+      local a, b = x * 1, x * 1
+      local y
+      if shared_first then
+        local own = (a * 3):sum() + (b * 5):sum()
+        y = own + ((a + b) * x):sum()
+      else
+        local c = a + b
+        y = (c * x):sum() + (a * 3):sum() + (b * 5):sum()
+      end
+      local g = ag.grad(y, { a, b, x })
+      near(g[1], { 1 + 3, 2 + 3, 3 + 3 }) -- x + 3
+      near(g[2], { 1 + 5, 2 + 5, 3 + 5 }) -- x + 5
+      near(g[3], { 4 * 1 + 8, 4 * 2 + 8, 4 * 3 + 8 }) -- d/dx (2x^2 + 8x)
+    end
+  end)
+
   it("the output itself as an input (a leaf or not)", function()
     local x = leaf(2.5)
     near(ag.grad(x, { x })[1]:item(), 1)
