@@ -9,6 +9,7 @@
 */
 #include <limits.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -207,15 +208,18 @@ static int mr_rss(lua_State *L)
 
 /* rss_peak(): peak resident set size of the process, in bytes. The kernel
 ** keeps the high-water mark and /proc/self/statm from counters synced at
-** different times, so the peak is taken as at least the size now: rss() is
-** never above rss_peak(). */
+** different times, so the peak is taken as at least the size now (rss() is
+** never above rss_peak()) and at least any peak reported before. */
 static int mr_rss_peak(lua_State *L)
 {
   struct rusage ru;
   if (getrusage(RUSAGE_SELF, &ru) != 0) return luaL_error(L, "rss_peak: getrusage failed");
+  static _Atomic long long seen = 0; /* and never below what it reported before */
   long long peak = (long long)ru.ru_maxrss * 1024; /* Linux: kilobytes */
-  long long now = rss_now();
-  lua_pushinteger(L, (lua_Integer)(now > peak ? now : peak));
+  long long now = rss_now(), old = atomic_load(&seen);
+  if (now > peak) peak = now;
+  while (peak > old && !atomic_compare_exchange_weak(&seen, &old, peak)) {}
+  lua_pushinteger(L, (lua_Integer)(peak > old ? peak : old));
   return 1;
 }
 
