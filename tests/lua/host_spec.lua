@@ -66,8 +66,11 @@ describe("mamlrun module", function()
     local during = mamlrun.rss()
     assert.is_true(during >= before + 48 * 1024 * 1024, "rss grows with a 64 MB string")
     assert.equals(64 * 1024 * 1024, #big)
+    local peak = mamlrun.rss_peak()
+    assert.is_true(peak >= during, "rss_peak() is never below rss()")
     big = nil -- luacheck: ignore
     collectgarbage()
+    assert.is_true(mamlrun.rss_peak() >= peak, "rss_peak() never goes down")
     -- AddressSanitizer keeps freed blocks in quarantine, so under `make
     -- sanitize` the memory stays resident by design
     if not mamlrun.asan then
