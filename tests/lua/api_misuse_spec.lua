@@ -16,9 +16,7 @@ local driver = root .. "/tests/lua/api_misuse.lua"
 
 local scratch
 setup(function()
-  local p = io.popen("mktemp -d /tmp/mamlrun-misuse.XXXXXX")
-  scratch = p:read("l")
-  p:close()
+  scratch = require("tests.lua.helpers").tmpdir("misuse")
 end)
 teardown(function()
   if scratch then os.execute("rm -rf " .. sh_quote(scratch)) end

@@ -9,9 +9,7 @@ local checkpoint = require "checkpoint"
 
 local dir
 setup(function()
-  local p = io.popen("mktemp -d /tmp/mamlrun-checkpoint-load.XXXXXX")
-  dir = p:read("l")
-  p:close()
+  dir = require("tests.lua.helpers").tmpdir("checkpoint-load")
 end)
 teardown(function() os.execute("rm -rf '" .. dir .. "'") end)
 

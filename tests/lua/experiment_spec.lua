@@ -9,9 +9,7 @@ local json = require "json"
 
 local made = {}
 local function tmpdir()
-  local p = io.popen("mktemp -d /tmp/mamlrun-experiment-spec.XXXXXX")
-  local dir = p:read("l")
-  p:close()
+  local dir = require("tests.lua.helpers").tmpdir("experiment-spec")
   made[#made + 1] = dir
   return dir
 end

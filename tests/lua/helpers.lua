@@ -50,4 +50,13 @@ function M.conv2d_loops(x, w, b, stride, pad)
   return y
 end
 
+--- A new empty folder /tmp/mamlrun-<what>.XXXXXX (mktemp -d); the spec removes it when done.
+function M.tmpdir(what)
+  local p = io.popen("mktemp -d /tmp/mamlrun-" .. what .. ".XXXXXX")
+  local dir = p:read("l")
+  p:close()
+  assert(dir and dir ~= "", "mktemp -d failed")
+  return dir
+end
+
 return M

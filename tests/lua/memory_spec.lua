@@ -9,9 +9,7 @@ local experiment = require "experiment"
 
 local dir
 setup(function()
-  local p = io.popen("mktemp -d /tmp/mamlrun-memory-spec.XXXXXX")
-  dir = p:read("l")
-  p:close()
+  dir = require("tests.lua.helpers").tmpdir("memory-spec")
 end)
 teardown(function() os.execute("rm -rf '" .. dir .. "'") end)
 

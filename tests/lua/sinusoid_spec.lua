@@ -33,9 +33,7 @@ end)
 
 describe("MAML on sinusoids", function()
   it("a short run lowers the post-adaptation MSE well below the pre-adaptation MSE", function()
-    local p = io.popen("mktemp -d /tmp/mamlrun-sinusoid-spec.XXXXXX")
-    local dir = p:read("l")
-    p:close()
+    local dir = require("tests.lua.helpers").tmpdir("sinusoid-spec")
     -- the paper's sinusoid setting with a shorter, faster schedule: meta-batch 10, meta lr 0.01
     local result = experiment.run(experiment.config("experiments/sinusoid.lua"), {overrides = {
       out_dir = dir, iterations = 1500, meta_batch = 10, meta_lr = 0.01, eval_every = 0,
