@@ -21,7 +21,7 @@ local T = require "tensor"
 local ag = require "autograd"
 local nn = require "nn"
 local optim = require "optim"
-local maml = require "maml"
+local algorithm = require "algorithm"
 local json = require "json"
 local plot = require "plot"
 local checkpoint = require "checkpoint"
@@ -67,6 +67,30 @@ types.integer_list = {name = "a list of integers (e.g. 40,40)", convert = functi
   end
 end}
 
+local builtin_models = {"conv4", "peer_net", "mlp"}
+
+-- a name of a module on package.path (beside the script), or nil
+local function module_exists(name)
+  return type(name) == "string" and name:match("^[%w_%.]+$") ~= nil
+    and (package.loaded[name] ~= nil or package.searchpath(name, package.path) ~= nil)
+end
+
+types.model = {name = "one of " .. table.concat(builtin_models, ", ") .. ", or the name of a network module "
+  .. "beside the script", convert = function(v)
+  for _, m in ipairs(builtin_models) do
+    if v == m then return v end
+  end
+  if module_exists(v) then return v end
+end}
+
+types.algorithm = {name = "one of " .. table.concat(algorithm.shipped, ", ") .. ", or the name of an algorithm "
+  .. "module beside the script", convert = function(v)
+  for _, a in ipairs(algorithm.shipped) do
+    if v == a then return v end
+  end
+  if module_exists(v) then return v end
+end}
+
 local function one_of(choices)
   return {name = "one of " .. table.concat(choices, ", "), choices = choices, convert = function(v)
     for _, c in ipairs(choices) do
@@ -92,19 +116,19 @@ M.keys = {
     key("name", types.string, "experiment", "experiment name; the run folder is <out_dir>/<name>-<timestamp>"),
     key("task", one_of{"omniglot", "sinusoid", "custom"}, "omniglot",
       "task family (custom: a source passed to experiment.run)"),
-    key("model", one_of{"conv4", "peer_net", "mlp"}, "conv4", "network (nn.conv4, nn.peer_net, nn.mlp)"),
+    key("model", types.model, "conv4",
+      "network: conv4, peer_net, mlp (nn.conv4, nn.peer_net, nn.mlp), or a module of your own beside the "
+      .. "script (nn.from_module)"),
+    key("algorithm", types.algorithm, "maml",
+      "meta-learning algorithm: " .. table.concat(algorithm.shipped, ", ")
+      .. " (lua/algorithms/), or a module of your own beside the script"),
     key("seed", types.integer, 1, "seed of the training generator (initialisation and task sampling)"),
     key("iterations", types.integer, 60000, "meta-iterations (meta-batches)"),
     key("meta_batch", types.integer, 32, "tasks per meta-batch"),
     key("meta_lr", types.number, 1e-3, "Adam learning rate of the meta-parameters"),
-    key("steps", types.integer, 1, "inner SGD steps in meta-training"),
     key("steps_test", types.integer, 3, "inner steps at meta-test (the headline number)"),
     key("steps_test_max", types.integer, 10,
       "evaluation reports the metric after 0..max(steps_test, steps_test_max) steps"),
-    key("inner_lr", types.number, 0.4, "inner-loop SGD step size"),
-    key("inner_loss_scale", number_or("ways"), "ways",
-      "factor of the inner loss: \"ways\" = N x mean cross-entropy (the paper's code), 1 = plain mean"),
-    key("first_order", types.boolean, false, "FOMAML: do not differentiate through the inner gradients"),
     key("bn_mode", one_of{"batch", "running"}, "batch",
       "batch norm at meta-test: batch statistics (the paper's code, transductive) or running statistics"),
     key("on_nonfinite", one_of{"stop", "skip"}, "stop",
@@ -184,10 +208,42 @@ M.keys = {
 
 local default_model = {omniglot = "conv4", sinusoid = "mlp", custom = "conv4"}
 
--- the key list of a (task, model) pair, as a map name -> entry and a sorted list of names
-local function schema(task, model)
+-- the config key group of an algorithm module (its `keys`: {name=, type=, default=, doc=} with type
+-- "integer", "number", "boolean", "string", "number_or_ways" or a list of choices)
+local function algorithm_keys(A)
+  local group = {}
+  for _, k in ipairs(A.keys or {}) do
+    local t = k.type
+    if type(t) == "table" then t = one_of(t)
+    elseif t == "number_or_ways" then t = number_or("ways")
+    else t = types[t] end
+    if not t then error(string.format("algorithm %s: key '%s' has an unknown type %s", A.name, tostring(k.name),
+      tostring(k.type)), 0) end
+    group[#group + 1] = key(k.name, t, k.default, k.doc or "")
+  end
+  return group
+end
+
+-- the config key group of a network module of the user's own (its `keys`, as an algorithm's)
+local function model_keys(model)
+  for _, m in ipairs(builtin_models) do
+    if m == model then return M.keys[model] or {} end
+  end
+  local mod = require(model)
+  return type(mod) == "table" and mod.keys and algorithm_keys{name = model, keys = mod.keys} or {}
+end
+
+--- The config keys of an algorithm (by name), as M.keys' groups.
+function M.algorithm_keys(name)
+  return algorithm_keys((algorithm.load(name)))
+end
+
+-- the key list of a (task, model, algorithm), as a map name -> entry and a sorted list of names
+local function schema(task, model, alg)
   local map, names = {}, {}
-  for _, group in ipairs{M.keys.common, M.keys[task] or {}, M.keys[model] or {}} do
+  local groups = {M.keys.common, M.keys[task] or {}, model == "none" and {} or model_keys(model),
+    alg and M.algorithm_keys(alg) or {}}
+  for _, group in ipairs(groups) do
     for _, k in ipairs(group) do
       if not map[k.name] then names[#names + 1] = k.name end
       map[k.name] = k
@@ -197,9 +253,12 @@ local function schema(task, model)
   return map, names
 end
 
--- whether name is a key of any group
+-- whether name is a key of any group (of the shipped algorithms too)
 local function any_key(name)
-  for _, group in pairs(M.keys) do
+  local groups = {}
+  for _, group in pairs(M.keys) do groups[#groups + 1] = group end
+  for _, a in ipairs(algorithm.shipped) do groups[#groups + 1] = M.algorithm_keys(a) end
+  for _, group in ipairs(groups) do
     for _, k in ipairs(group) do
       if k.name == name then return true end
     end
@@ -263,10 +322,11 @@ function M.resolve(script_cfg, overrides)
   local common = schema("common", "none")
   local task = convert(common.task, overrides.task or cfg.task or "omniglot", "")
   local model = convert(common.model, overrides.model or cfg.model or default_model[task], "")
-  local map, names = schema(task, model)
+  local alg = convert(common.algorithm, overrides.algorithm or cfg.algorithm or "maml", "")
+  local map, names = schema(task, model, alg)
   local function unknown(k, where)
-    return string.format("unknown config key '%s'%s (task %s, model %s); valid keys: %s",
-      tostring(k), where, task, model, table.concat(names, ", ") .. ", extra.*")
+    return string.format("unknown config key '%s'%s (task %s, model %s, algorithm %s); valid keys: %s",
+      tostring(k), where, task, model, alg, table.concat(names, ", ") .. ", extra.*")
   end
   local out, ignored = {extra = {}}, {}
   for k, v in pairs(cfg) do
@@ -294,7 +354,7 @@ function M.resolve(script_cfg, overrides)
   for _, name in ipairs(names) do
     if out[name] == nil then out[name] = deep_copy(map[name].default) end
   end
-  out.task, out.model = task, model
+  out.task, out.model, out.algorithm = task, model, alg
   table.sort(ignored)
   for _, name in ipairs{"iterations", "meta_batch", "val_tasks", "test_tasks", "log_every"} do
     if out[name] < (name == "iterations" and 0 or 1) then
@@ -302,7 +362,7 @@ function M.resolve(script_cfg, overrides)
     end
   end
   for _, name in ipairs{"steps", "steps_test", "eval_every", "checkpoint_every", "threads"} do
-    if out[name] < 0 then error(string.format("config key '%s' must be >= 0, got %d", name, out[name]), 0) end
+    if out[name] ~= nil and out[name] < 0 then error(string.format("config key '%s' must be >= 0, got %d", name, out[name]), 0) end
   end
   -- sizes of the task and the network (keys of some tasks and models only): caught here, they would
   -- fail later far from the key (a negative size deep in nn.lua, a mean over no query points)
@@ -329,12 +389,13 @@ function M.resolve(script_cfg, overrides)
   return out, ignored
 end
 
---- The text of every key of a (task, model) pair with type, default and meaning.
-function M.help(task, model)
+--- The text of every key of a (task, model, algorithm) with type, default and meaning.
+function M.help(task, model, alg)
   task = task or "omniglot"
   model = model or default_model[task]
-  local map, names = schema(task, model)
-  local lines = {string.format("config keys of a %s experiment with model %s:", task, model)}
+  alg = alg or "maml"
+  local map, names = schema(task, model, alg)
+  local lines = {string.format("config keys of a %s experiment with model %s and algorithm %s:", task, model, alg)}
   for _, name in ipairs(names) do
     local k = map[name]
     lines[#lines + 1] = string.format("  %-17s %-10s %s (%s)", name, describe(k.default), k.doc, k.type.name)
@@ -431,23 +492,32 @@ function M.build_net(cfg, source)
     sizes[#sizes + 1] = source.kind == "regression" and (source.output_size or 1) or cfg.ways
     return nn.mlp{sizes = sizes, init = cfg.init}
   end
-  error("unknown model " .. tostring(cfg.model), 0)
+  -- a network module of the user's own: its keys, and the sizes of the task
+  local options = {ways = cfg.ways, image = source.image_size or cfg.image, in_channels = source.channels or 1,
+    input_size = source.input_size, output_size = source.kind == "regression" and (source.output_size or 1) or nil}
+  for _, k in ipairs(model_keys(cfg.model)) do options[k.name] = cfg[k.name] end
+  return nn.from_module(cfg.model, options)
 end
 
---- The MAML learner of a config.
+--- The options of a config's algorithm: the values of its keys, and what every algorithm is told
+--- of the task (loss, metric, ways, bn_mode).
+function M.algorithm_options(cfg, source)
+  local options = {loss = source.loss or "cross_entropy", metric = source.metric or "accuracy",
+    ways = source.kind ~= "regression" and cfg.ways or nil, bn_mode = cfg.bn_mode}
+  for _, k in ipairs(M.algorithm_keys(cfg.algorithm)) do options[k.name] = cfg[k.name] end
+  if options.inner_loss_scale == "ways" and source.kind == "regression" then options.inner_loss_scale = 1 end
+  return options
+end
+
+--- The learner of a config: its algorithm (lua/algorithms/<name>.lua or a module beside the script)
+--- built by name, so that worker threads and MPI ranks build the same.
 function M.build_learner(cfg, net, source)
-  local scale = cfg.inner_loss_scale
-  if scale == "ways" then
-    scale = source.kind == "regression" and 1 or cfg.ways
-  end
-  return maml.new{net = net, inner_lr = cfg.inner_lr, steps = cfg.steps, loss = source.loss or "cross_entropy",
-    metric = source.metric or "accuracy", inner_loss_scale = scale, first_order = cfg.first_order,
-    bn_mode = cfg.bn_mode}
+  return algorithm.build(cfg.algorithm, net, M.algorithm_options(cfg, source))
 end
 
 -- task shapes for training and evaluation
 local function train_shape(cfg)
-  return {ways = cfg.ways, shots = cfg.shots, queries = cfg.queries}
+  return {ways = cfg.ways, shots = cfg.train_shots or cfg.shots, queries = cfg.queries}
 end
 local function test_shape(cfg)
   return {ways = cfg.ways, shots = cfg.shots_test or cfg.shots, queries = cfg.queries_test}
@@ -626,6 +696,15 @@ function M.evaluate(run, split, n_tasks, seed, steps, should_stop)
     local b = source:sample(split, 1, gen, shape)
     return b.support_x:select(1, 1), b.support_y:select(1, 1), b.query_x:select(1, 1), b.query_y:select(1, 1)
   end, steps, should_stop)
+end
+
+--- The algorithm of a config and its settings, as text: "maml (first_order false, inner_lr 0.4, ...)".
+function M.algorithm_text(cfg)
+  local parts = {}
+  for _, k in ipairs(M.algorithm_keys(cfg.algorithm)) do
+    parts[#parts + 1] = k.name .. " " .. describe(cfg[k.name]):gsub('^"(.*)"$', "%1")
+  end
+  return cfg.algorithm .. (#parts > 0 and " (" .. table.concat(parts, ", ") .. ")" or "")
 end
 
 --- The final-evaluation table as text.
@@ -807,7 +886,9 @@ end
 function Run:step(it)
   local cfg = self.cfg
   local batch = self.source:sample("train", cfg.meta_batch, self.gen, train_shape(cfg))
-  local stats, grads = self.learner:meta_gradient(batch)
+  local ctx = {iteration = it, iterations = cfg.iterations}
+  if self.learner.uses_seed then ctx.seed = self.gen:random(2147483647) end -- its own draws, per meta-batch
+  local stats, grads = self.learner:meta_gradient(batch, ctx)
   local sq = 0
   for _, g in ipairs(grads) do sq = sq + (g * g):sum():item() end
   stats.grad_norm = math.sqrt(sq)
@@ -828,6 +909,8 @@ function Run:step(it)
     self:write_plot()
     error(msg, 0)
   end
+  local lr = self.learner:outer_lr(it, cfg.iterations, cfg.meta_lr)
+  if lr then self.opt.lr = lr end
   self.opt:step(self.learner.meta_params, grads)
   return stats
 end
@@ -886,13 +969,13 @@ function Run:final_evaluation()
     math.max(cfg.steps_test, cfg.steps_test_max), function() return self:signal() end)
   if self:agreed_signal() then return nil end
   local seconds = self.host.time() - t0
-  local title = string.format("final evaluation of %s at iteration %d: %d test tasks%s, inner lr %g, "
+  local title = string.format("final evaluation of %s at iteration %d: %d test tasks%s, %s, "
     .. "bn_mode %s", cfg.name, self.iteration, result.n,
     cfg.ways and self.source.kind ~= "regression" and string.format(" (%d-way %d-shot, %d queries per class)",
-      cfg.ways, cfg.shots, cfg.queries_test) or "", cfg.inner_lr, cfg.bn_mode)
+      cfg.ways, cfg.shots, cfg.queries_test) or "", M.algorithm_text(cfg), cfg.bn_mode)
   local text = M.format_table(result, cfg, self.source, title)
   self:say("%s", text)
-  local rec = {type = "test", iter = self.iteration, tasks = result.n, seconds = seconds}
+  local rec = {type = "test", iter = self.iteration, tasks = result.n, seconds = seconds, algorithm = cfg.algorithm}
   rec[self.metric_key] = result.mean
   rec[self.metric_key .. "_std"] = result.std
   rec[self.metric_key .. "_ci95"] = result.ci95
@@ -907,7 +990,9 @@ function Run:write_summary(result, text)
     name = cfg.name, run = self.dir, iteration = self.iteration, iterations = cfg.iterations,
     seconds_per_iteration = self.seconds_per_iteration, skipped_updates = self.skipped,
     rss_peak_bytes = self.host.rss_peak(), metric = self.metric_key, steps_test = cfg.steps_test,
+    algorithm = cfg.algorithm, algorithm_options = {},
   }
+  for _, k in ipairs(M.algorithm_keys(cfg.algorithm)) do summary.algorithm_options[k.name] = cfg[k.name] end
   if result then
     summary.test = {tasks = result.n, mean = result.mean, std = result.std, ci95 = result.ci95}
     summary.test_at_steps_test = {mean = result.mean[cfg.steps_test + 1], ci95 = result.ci95[cfg.steps_test + 1]}
@@ -950,7 +1035,9 @@ function M.prepare(cfg, opts)
   run.is_root = run.comm == nil or run.comm.rank == 0
   if not run.is_root then run.print_raw, run.print_warning = function() end, function() end end
   if run.comm and has_parallel and cfg.threads == 0 then parallel.set_threads(run.comm.mpi.default_threads()) end
-  run.opt = optim.adam{lr = cfg.meta_lr}
+  run.opt = run.learner:outer_optimizer(cfg)
+  -- what worker threads could not rebuild is refused before anything runs (never run as another algorithm)
+  run.learner:check_threads(string.format("%s (algorithm %s)", cfg.name, cfg.algorithm))
   if cfg.progress == "auto" then
     run.mode = run.host.is_tty(1) and "line" or "log"
   else
@@ -1051,8 +1138,8 @@ function M.run(script_cfg, opts)
     run:say("distributed: %d MPI processes, %s tasks of each meta-batch per process", run.comm.size,
       fewest == most and fewest or fewest .. "-" .. most)
   end
-  run:say("%s: %s with %d weights, %d meta-parameter tensors (%d adapted in the inner loop), run folder %s",
-    cfg.name, tostring(run.net.kind), run.net:num_elements(), #run.learner.meta_params,
+  run:say("%s: %s on %s with %d weights, %d meta-parameter tensors (%d adapted in the inner loop), run folder %s",
+    cfg.name, M.algorithm_text(cfg), tostring(run.net.kind), run.net:num_elements(), #run.learner.meta_params,
     (function() local n = 0; for _, a in ipairs(run.learner.adapted) do if a then n = n + 1 end end; return n end)(),
     run.dir)
 

@@ -19,9 +19,12 @@
 --   layer:update_buffers(flag)              batch norm in training mode: whether a forward updates
 --                                           the running statistics (default true)
 --   layer:named(name)                       set the layer's name (prefix of its parameter names)
---   net.spec                                {constructor =, options =} for the networks built by
---                                           nn.conv4/peer_net/mlp: nn[constructor](options) builds
---                                           the same network again (e.g. in a parallel worker)
+--   net.spec                                how to build the same network again, in a parallel worker:
+--                                           {constructor =, options =} for nn.conv4/peer_net/mlp,
+--                                           {module =, options =} for nn.from_module (a network of
+--                                           the user's own); nn.rebuild(spec) builds it
+--   nn.reproducible(net)                    nil, or why a worker could not rebuild net (no spec, or
+--                                           a layer edited after construction)
 -- A layer implements `apply(self, x, params, k)`: run on x with its parameters taken from
 -- params[k], params[k+1], ... (that is how a sequential threads one flat list through its children).
 --
@@ -406,8 +409,7 @@ function M.conv4(opts)
   layers[#layers + 1] = M.linear(features, ways, {init = linear_init, init_std = 1}):named("fc")
   local net = M.sequential(layers)
   net.kind = "conv4"
-  net.spec = {constructor = "conv4", options = opts}
-  return net
+  return M.seal(net, {constructor = "conv4", options = opts})
 end
 
 --- nn.peer_net{ways=}: the network of ../shared/peers/maml_torch.py (dragen1860's Omniglot net):
@@ -429,8 +431,7 @@ function M.peer_net(opts)
   layers[#layers + 1] = M.linear(64, ways):named("fc")
   local net = M.sequential(layers)
   net.kind = "peer_net"
-  net.spec = {constructor = "peer_net", options = opts}
-  return net
+  return M.seal(net, {constructor = "peer_net", options = opts})
 end
 
 --- nn.mlp{sizes={1, 40, 40, 1}, init="paper"|"kaiming"}: linear layers with ReLU between them (the
@@ -452,9 +453,102 @@ function M.mlp(opts)
   end
   local net = M.sequential(layers)
   net.kind = "mlp"
-  net.spec = {constructor = "mlp", options = opts}
   net.desc = table.concat(sizes, " -> ")
+  return M.seal(net, {constructor = "mlp", options = opts})
+end
+
+-- ------------------------------------------------------------------ networks by name
+
+-- layer fields that change while a network is used (not part of what it is)
+local state_fields = {is_training = true, updates_buffers = true, fingerprint = true, spec = true, children = true}
+
+-- a text of a layer tree: every field (functions by identity, tensors by shape), children in order
+local function layer_text(layer, path, out)
+  local keys = {}
+  for k in pairs(layer) do
+    if not state_fields[k] then keys[#keys + 1] = k end
+  end
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  for _, k in ipairs(keys) do
+    local v = layer[k]
+    local text
+    if type(v) == "function" then text = tostring(v)
+    elseif T.is_tensor(v) then text = "tensor"
+    elseif type(v) == "table" then
+      local parts = {}
+      for kk, vv in pairs(v) do
+        parts[#parts + 1] = tostring(kk) .. "=" .. (T.is_tensor(vv) and "tensor(" .. table.concat(vv:shape(), ",")
+          .. ")" or tostring(vv))
+      end
+      table.sort(parts)
+      text = "{" .. table.concat(parts, ",") .. "}"
+    else text = tostring(v) end
+    out[#out + 1] = {path, tostring(k), text}
+  end
+  out[#out + 1] = {path, "<metatable>", tostring(getmetatable(layer))}
+  for i, child in ipairs(layer.children or {}) do
+    layer_text(child, prefixed(path, child.name or tostring(i)), out)
+  end
+  out[#out + 1] = {path, "<children>", tostring(#(layer.children or {}))}
+  return out
+end
+
+--- Record how net was built (spec: {constructor =, options =} or {module =, options =}) and what
+--- it is now, so that nn.reproducible can tell whether a worker's rebuilt copy is the same network.
+function M.seal(net, spec)
+  net.spec = spec
+  net.fingerprint = layer_text(net, "", {})
   return net
+end
+
+--- nil when nn.rebuild(net.spec) builds exactly this network; else what differs and what to do.
+function M.reproducible(net)
+  local fix = "; build the network in a module (a file beside the script returning function(options) -> "
+    .. "network, see docs/algorithms.md) with nn.from_module(name, options), or run with threads=1"
+  if type(net) ~= "table" or not net.spec then
+    return "the network has no spec (it was not built by nn.conv4, nn.peer_net, nn.mlp or nn.from_module), "
+      .. "so worker threads cannot rebuild it" .. fix
+  end
+  local now, was = layer_text(net, "", {}), net.fingerprint or {}
+  for i = 1, math.max(#now, #was) do
+    local a, b = now[i], was[i]
+    if not a or not b or a[1] ~= b[1] or a[2] ~= b[2] or a[3] ~= b[3] then
+      local where = a or b
+      return string.format("the network's layer '%s' (field %s) was changed after the network was built; "
+        .. "worker threads rebuild it from its spec and would not see that%s",
+        where[1] == "" and "<top>" or where[1], where[2], fix)
+    end
+  end
+  return nil
+end
+
+--- nn.from_module(name, options): the network that the module `name` (a file name.lua on
+--- package.path, e.g. beside the experiment script) builds from options. The module returns a
+--- function(options) -> network, or a table with build(options). Worker threads rebuild it by name.
+function M.from_module(name, options)
+  if type(name) ~= "string" then error("nn.from_module: expected a module name, got " .. type(name), 2) end
+  local mod = require(name)
+  local build = type(mod) == "function" and mod or (type(mod) == "table" and mod.build)
+  if type(build) ~= "function" then
+    error(string.format("nn.from_module: module '%s' must return function(options) -> network or a table "
+      .. "with build(options)", name), 2)
+  end
+  local net = build(options or {})
+  if getmetatable(net) ~= Layer then
+    error(string.format("nn.from_module: module '%s' built a %s, not an nn layer", name, type(net)), 2)
+  end
+  return M.seal(net, {module = name, options = options or {}})
+end
+
+--- The network of a spec (net.spec of a network built by a constructor or nn.from_module).
+function M.rebuild(spec)
+  if type(spec) ~= "table" then error("nn.rebuild: expected a network spec, got " .. type(spec), 2) end
+  if spec.module then return M.from_module(spec.module, spec.options) end
+  local constructor = M[spec.constructor]
+  if type(constructor) ~= "function" then
+    error("nn.rebuild: unknown constructor " .. tostring(spec.constructor), 2)
+  end
+  return constructor(spec.options)
 end
 
 -- ------------------------------------------------------------------ state helpers

@@ -59,4 +59,41 @@ function M.tmpdir(what)
   return dir
 end
 
+--- Synthetic N-way tasks on 8x8 images: each class a random prototype, examples = prototype + noise.
+--- `poison` makes the query inputs of the poison-th sampled batch NaN.
+function M.synthetic_source(poison)
+  local calls = 0
+  return {
+    kind = "classification", loss = "cross_entropy", metric = "accuracy", image_size = 8, channels = 1,
+    sample = function(_, split, n_tasks, gen, shape)
+      calls = calls + (split == "train" and 1 or 0)
+      local function part(per, protos)
+        local n = shape.ways * per
+        local xs, labels = {}, {}
+        for t = 1, n_tasks do
+          local imgs = {}
+          for j = 1, n do
+            local c = (j - 1) % shape.ways + 1
+            imgs[j] = protos[t][c] + T.randn({1, 8, 8}, gen) * 0.5
+            labels[j] = c
+          end
+          xs[t] = T.stack(imgs, 1)
+        end
+        local y = {}
+        for t = 1, n_tasks do y[t] = T.tensor(labels) end
+        return T.stack(xs, 1), T.stack(y, 1)
+      end
+      local protos = {}
+      for t = 1, n_tasks do
+        protos[t] = {}
+        for c = 1, shape.ways do protos[t][c] = T.randn({1, 8, 8}, gen) end
+      end
+      local sx, sy = part(shape.shots, protos)
+      local qx, qy = part(shape.queries, protos)
+      if poison and split == "train" and calls == poison then qx = T.full(qx:shape(), 0 / 0) end
+      return {support_x = sx, support_y = sy, query_x = qx, query_y = qy}
+    end,
+  }
+end
+
 return M

@@ -109,7 +109,7 @@ expect "list override that is not a list" 1 "config key 'hidden' expects a list 
 expect "non-finite override" 1 "config key 'inner_lr' must be a finite number, got inf" "$MAMLRUN" "${SIN[@]}" inner_lr=1e999
 expect "choice override" 1 "config key 'on_nonfinite' expects one of stop, skip, got string \"maybe\"" \
   "$MAMLRUN" "${SIN[@]}" on_nonfinite=maybe
-expect "key of another model" 1 "unknown config key 'channels' on the command line (task sinusoid, model mlp)" \
+expect "key of another model" 1 "unknown config key 'channels' on the command line (task sinusoid, model mlp, algorithm maml)" \
   "$MAMLRUN" "${SIN[@]}" channels=32
 cat >"$T/extra.lua" <<'EOF'
 return require("experiment").run{name = "extra", task = "sinusoid", iterations = 2, extra = {alpha = 0.5}}

@@ -1,0 +1,172 @@
+-- MAML (Finn et al. 2017), Algorithm 2, and its first-order approximation (FOMAML).
+--
+--   for each task i of the meta-batch:
+--     theta_i' = theta - alpha * grad_theta L_support(f_theta)        (`steps` times, from theta_i')
+--     g_i      = grad_theta L_query(f_theta_i')                       (through the inner steps: exact
+--                                                                      second order; first_order=true
+--                                                                      treats the inner gradients as
+--                                                                      constants)
+--   theta <- Adam(theta, mean_i g_i)
+--
+-- Which network parameters the inner loop adapts is net:adapted() (the paper's batch-norm shifts are
+-- meta-learned only); variants change that (anil.lua) or the inner update (meta_sgd.lua) by
+-- overriding the methods below. The inner loss is inner_loss_scale x the mean support loss (the
+-- paper's code steps on N x mean cross-entropy: inner_loss_scale = "ways"). The meta-loss is the
+-- mean query loss (the paper's code: N x it, which Adam does not see).
+-- bn_mode "batch" normalises with the batch statistics at meta-test too (the paper's code,
+-- transductive); "running" uses the running statistics accumulated in meta-training.
+local ag = require "autograd"
+local algorithm = require "algorithm"
+
+local A = algorithm.define{
+  name = "maml",
+  doc = "MAML (Finn et al. 2017): SGD inner loop, exact second-order meta-gradient (first_order: FOMAML)",
+  keys = {
+    {name = "inner_lr", type = "number", default = 0.4, doc = "inner-loop SGD step size"},
+    {name = "steps", type = "integer", default = 1, doc = "inner SGD steps in meta-training"},
+    {name = "first_order", type = "boolean", default = false,
+     doc = "FOMAML: do not differentiate through the inner gradients"},
+    {name = "inner_loss_scale", type = "number_or_ways", default = "ways",
+     doc = "factor of the inner loss: \"ways\" = N x mean cross-entropy (the paper's code), 1 = plain mean"},
+  },
+}
+local Learner = A.Learner
+
+--- A.new(net, {inner_lr=, steps=1, first_order=false, inner_loss_scale=1|"ways", ways=,
+---   loss="cross_entropy"|"mse"|fn, metric="accuracy"|"mse"|fn, bn_mode="batch"|"running"})
+function A.new(net, o)
+  local self = algorithm.instance(A, net, o)
+  A.setup(self, o)
+  return self
+end
+
+--- The MAML fields of a learner (variants call it from their own new()).
+function A.setup(self, o)
+  local loss = o.loss or "cross_entropy"
+  local metric = o.metric or (loss == "mse" and "mse" or "accuracy")
+  self.inner_lr = o.inner_lr or error(self.algorithm .. ".new: 'inner_lr' is required", 3)
+  self.steps = o.steps or 1
+  self.first_order = o.first_order == true
+  local scale = o.inner_loss_scale or 1
+  if scale == "ways" then scale = (loss == "mse") and 1 or (o.ways or error(self.algorithm
+    .. ".new: inner_loss_scale=\"ways\" needs 'ways'", 3)) end
+  self.inner_loss_scale = scale
+  self.loss_name = type(loss) == "string" and loss or "custom"
+  self.loss = type(loss) == "function" and loss or algorithm.losses[loss]
+  self.metric_name = type(metric) == "string" and metric or "custom"
+  self.metric = type(metric) == "function" and metric or algorithm.metrics[metric]
+  self.bn_mode = o.bn_mode or "batch"
+  if not self.loss then error(self.algorithm .. ".new: unknown loss '" .. tostring(loss) .. "'", 3) end
+  if not self.metric then error(self.algorithm .. ".new: unknown metric '" .. tostring(metric) .. "'", 3) end
+  if self.bn_mode ~= "batch" and self.bn_mode ~= "running" then
+    error(self.algorithm .. ".new: bn_mode must be \"batch\" or \"running\", got " .. tostring(self.bn_mode), 3)
+  end
+  return self
+end
+
+--- The inner update of parameter i at inner step `step` (1-based): plain SGD.
+function Learner:inner_step(i, w, g, meta, step) -- luacheck: ignore meta step
+  return w - g * self.inner_lr
+end
+
+--- The support loss the inner loop descends (inner_loss_scale x the mean loss).
+function Learner:inner_loss(fast, x, y, step) -- luacheck: ignore step
+  local loss = self.loss(self.net:forward(x, fast), y)
+  if self.inner_loss_scale ~= 1 then loss = loss * self.inner_loss_scale end
+  return loss
+end
+
+--- Inner steps first_step .. first_step + steps - 1 on (x, y) from the fast weights `fast` (a list
+--- over the network's parameters); returns new fast weights (entries not adapted are the given
+--- tensors). create_graph keeps the steps differentiable (second order).
+function Learner:adapt_from(meta, fast, x, y, steps, create_graph, first_step)
+  local out = {}
+  for i, p in ipairs(fast) do out[i] = p end
+  local idx = {}
+  for i, a in ipairs(self.adapted) do
+    if a then idx[#idx + 1] = i end
+  end
+  for s = first_step or 1, (first_step or 1) + steps - 1 do
+    local list = {}
+    for n, i in ipairs(idx) do list[n] = out[i] end
+    local loss = self:inner_loss(out, x, y, s)
+    local grads = ag.grad(loss, list, {create_graph = create_graph, allow_unused = true})
+    for n, i in ipairs(idx) do
+      if grads[n] ~= nil then out[i] = self:inner_step(i, out[i], grads[n], meta, s) end
+    end
+  end
+  return out
+end
+
+--- The inner loop from the meta-parameters: `steps` steps on (x, y); returns the fast weights.
+function Learner:adapt(meta, x, y, steps, create_graph)
+  meta = self:complete(meta)
+  return self:adapt_from(meta, self:net_params(meta), x, y, steps, create_graph, 1)
+end
+
+--- The query loss of a task after adaptation, differentiable with respect to meta.
+function Learner:query_loss(meta, fast, qx, qy, ctx) -- luacheck: ignore meta ctx
+  local out = self.net:forward(qx, fast)
+  return self.loss(out, qy), out
+end
+
+--- One task's meta-gradient: query loss and metric after adapting on the support set, and the
+--- gradient of the query loss with respect to meta (a list; nil where an entry had no influence).
+function Learner:task_meta_gradient(meta, sx, sy, qx, qy, ctx)
+  meta = self:complete(meta)
+  self.net:train(true)
+  self.net:update_buffers(self.comm == nil) -- split over MPI ranks: no rank sees every task
+  local fast = self:adapt(meta, sx, sy, self.steps, not self:is_first_order(ctx))
+  local loss, out = self:query_loss(meta, fast, qx, qy, ctx)
+  local grads = ag.grad(loss, meta, {allow_unused = true})
+  return loss:item(), ag.no_grad(self.metric, out:detach(), qy), grads
+end
+
+--- Whether this meta-iteration differentiates through the inner gradients.
+function Learner:is_first_order(ctx) -- luacheck: ignore ctx
+  return self.first_order
+end
+
+--- The old entry (tests, scripts): task_gradient(sx, sy, qx, qy [, meta]).
+function Learner:task_gradient(sx, sy, qx, qy, meta)
+  return self:task_meta_gradient(meta or self.meta_params, sx, sy, qx, qy, {})
+end
+
+--- Meta-test one task: adapt a detached copy of meta on the support set and return the query
+--- metric after 0, 1, ..., steps inner steps (a list of steps + 1 numbers). Changes neither the
+--- meta-parameters nor the network's buffers.
+function Learner:finetune(meta, sx, sy, qx, qy, steps)
+  meta = self:complete(meta)
+  local net = self.net
+  local was_training, was_updating = net.is_training, net.updates_buffers
+  if self.bn_mode == "batch" then
+    net:train(true)          -- batch statistics, as in meta-training
+    net:update_buffers(false)
+  else
+    net:train(false)         -- running statistics
+  end
+  local consts = {}
+  for i, p in ipairs(meta) do consts[i] = p:detach() end
+  local fast = self:net_params(consts)
+  for i in ipairs(fast) do
+    if self.adapted[i] then fast[i]:requires_grad(true) end
+  end
+  local results = {}
+  local ok, err = pcall(function()
+    for step = 0, steps do
+      results[step + 1] = ag.no_grad(function() return self.metric(net:forward(qx, fast), qy) end)
+      if step < steps then
+        local next_fast = self:adapt_from(consts, fast, sx, sy, 1, false, step + 1)
+        for i, w in ipairs(next_fast) do
+          if self.adapted[i] then fast[i] = w:detach():requires_grad(true) end
+        end
+      end
+    end
+  end)
+  net:train(was_training)
+  net:update_buffers(was_updating)
+  if not ok then error(err, 0) end
+  return results
+end
+
+return A

@@ -1,0 +1,367 @@
+-- tests/lua/algorithms_spec.lua: the algorithms of lua/algorithms/ and networks of the user's own on
+-- worker threads (lua/algorithm.lua, nn.from_module): every algorithm gives the same bits on 1 and 2
+-- threads; what a worker could not rebuild (an edited learner or network, a replaced method, a
+-- network without a spec) is refused, never run as plain MAML; a worker that ignores its job is
+-- caught by the 1-vs-2 comparison; per algorithm, its gradient against finite differences (Reptile:
+-- against a hand computation); Meta-SGD's step sizes are learned, checkpointed and resumed exactly.
+local T = require "tensor"
+local ag = require "autograd"
+local nn = require "nn"
+local algorithm = require "algorithm"
+local experiment = require "experiment"
+local parallel = require "parallel"
+local helpers = require "tests.lua.helpers"
+
+-- the fixtures are modules "beside the script": on package.path of this state and of the workers
+-- (which copy it when they start)
+package.path = "tests/lua/fixtures/?.lua;" .. package.path
+local threads_before = parallel.threads()
+parallel.set_threads(1)
+parallel.set_threads(2)
+teardown(function() parallel.set_threads(threads_before) end)
+
+local function with_threads(n, f, ...)
+  parallel.set_threads(n)
+  local out = table.pack(pcall(f, ...))
+  parallel.set_threads(2)
+  if not out[1] then error(out[2], 0) end
+  return table.unpack(out, 2, out.n)
+end
+
+-- a meta-batch of n random 3-way tasks with `per` support and query examples per class
+local function random_batch(gen, n, per, shape)
+  local function part()
+    local xs, ys = {}, {}
+    for t = 1, n do
+      local s = {per * 3}
+      for _, d in ipairs(shape) do s[#s + 1] = d end
+      xs[t] = T.randn(s, gen)
+      local labels = {}
+      for j = 1, per * 3 do labels[j] = (j - 1) % 3 + 1 end
+      ys[t] = T.tensor(labels)
+    end
+    return T.stack(xs, 1), T.stack(ys, 1)
+  end
+  local sx, sy = part()
+  local qx, qy = part()
+  return {support_x = sx, support_y = sy, query_x = qx, query_y = qy}
+end
+
+local function conv_net(seed)
+  return nn.conv4{ways = 3, channels = 4, image = 8, bn_scale = true}:init(T.generator(seed))
+end
+
+local options = {
+  maml = {inner_lr = 0.4, steps = 2, inner_loss_scale = 3},
+  meta_sgd = {inner_lr = 0.4, steps = 2, inner_loss_scale = 3},
+  anil = {inner_lr = 0.4, steps = 2, inner_loss_scale = 3},
+  reptile = {inner_lr = 0.01, steps = 3, inner_batch = 2, eval_batch = 3, meta_step = 1, meta_step_final = 0},
+  half_lr_maml = {inner_lr = 0.4, steps = 2, inner_loss_scale = 3},
+}
+
+-- `iterations` outer steps of algorithm `name` from the same start; the meta-parameters as tables
+local function train(name, iterations, threads)
+  return with_threads(threads, function()
+    local learner = algorithm.build(name, conv_net(5), options[name])
+    local opt = learner:outer_optimizer{meta_lr = 1e-2}
+    local gen = T.generator(6)
+    for it = 1, iterations do
+      local batch = random_batch(gen, 4, 1, {1, 8, 8})
+      local _, grads = learner:meta_gradient(batch, {iteration = it, iterations = iterations, seed = 100 + it})
+      local lr = learner:outer_lr(it, iterations, 1e-2)
+      if lr then opt.lr = lr end
+      opt:step(learner.meta_params, grads)
+    end
+    local out = {}
+    for i, p in ipairs(learner.meta_params) do out[i] = p:totable() end
+    local eval_batch = random_batch(gen, 1, 1, {1, 8, 8})
+    out.finetune = learner:finetune(learner.meta_params, eval_batch.support_x:select(1, 1),
+      eval_batch.support_y:select(1, 1), eval_batch.query_x:select(1, 1), eval_batch.query_y:select(1, 1), 2)
+    return out
+  end)
+end
+
+describe("every algorithm on 1 and 2 threads", function()
+  for _, name in ipairs{"maml", "meta_sgd", "anil", "reptile", "half_lr_maml"} do
+    it(name .. ": the same meta-parameters, bit for bit, after 3 meta-iterations", function()
+      local one, two = train(name, 3, 1), train(name, 3, 2)
+      assert.same(one, two)
+      -- and the training did something (the comparison is not of two untouched initialisations)
+      local start = algorithm.build(name, conv_net(5), options[name]).meta_params
+      assert.are_not.same(start[1]:totable(), one[1])
+    end)
+  end
+
+  it("the comparison fails for a worker that ignores its job (fixtures/broken_worker_maml.lua)", function()
+    options.broken_worker_maml = options.maml
+    _G.MAMLRUN_MAIN_STATE = true
+    local ok, one, two = pcall(function() return train("broken_worker_maml", 2, 1), train("broken_worker_maml", 2, 2) end)
+    _G.MAMLRUN_MAIN_STATE = nil
+    assert(ok, one)
+    assert.are_not.same(one, two)
+  end)
+
+  it("an unknown algorithm is an error listing the shipped ones", function()
+    assert.has_error(function() algorithm.build("mamll", conv_net(1), {}) end,
+      "unknown algorithm 'mamll': the shipped ones are maml, meta_sgd, anil, reptile; an algorithm of your "
+      .. "own is a module mamll.lua beside the experiment script (see docs/algorithms.md)")
+  end)
+end)
+
+describe("what a worker cannot rebuild is refused on 2 threads", function()
+  local batch = random_batch(T.generator(9), 4, 1, {1, 8, 8})
+
+  local function refused(learner, fragment)
+    local ok, err = pcall(learner.meta_gradient, learner, batch)
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find(fragment, 1, true), tostring(err))
+    -- and on one thread it runs as written
+    with_threads(1, learner.meta_gradient, learner, batch)
+  end
+
+  it("ANIL written by editing learner.adapted after maml.new", function()
+    local learner = require("maml").new{net = conv_net(1), inner_lr = 0.4, steps = 1}
+    for i = 1, #learner.adapted do learner.adapted[i] = (i >= #learner.adapted - 1) end
+    refused(learner, "learner.adapted of the maml learner was changed after it was built")
+  end)
+
+  for _, method in ipairs{"adapt", "task_meta_gradient", "finetune", "inner_step", "inner_loss"} do
+    it("a learner whose " .. method .. " is replaced on the instance", function()
+      local learner = require("maml").new{net = conv_net(1), inner_lr = 0.4, steps = 1}
+      local original = learner[method]
+      learner[method] = function(...) return original(...) end
+      refused(learner, "learner." .. method .. " of the maml learner was added after it was built")
+    end)
+  end
+
+  it("a method replaced in the algorithm's class after its module was loaded", function()
+    local A = algorithm.load("maml")
+    local learner = algorithm.build("maml", conv_net(1), {inner_lr = 0.4})
+    local original = A.Learner.inner_step
+    A.Learner.inner_step = function(self, i, w, g) return w - g * (self.inner_lr * 2) end -- luacheck: ignore i
+    local ok, err = pcall(learner.meta_gradient, learner, batch)
+    A.Learner.inner_step = original
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("the method inner_step of algorithm maml was replaced", 1, true), tostring(err))
+  end)
+
+  it("an option that is a function (a custom loss)", function()
+    local learner = algorithm.build("maml", conv_net(1), {inner_lr = 0.4,
+      loss = function(a, b) return T.cross_entropy(a, b) end})
+    refused(learner, "the maml learner's option.loss is a function")
+  end)
+
+  it("an nn.conv4 whose forward is wrapped after construction", function()
+    local net = conv_net(1)
+    local forward = net.forward
+    function net:forward(x, p) return forward(self, x * 0.5, p) end
+    refused(algorithm.build("maml", net, {inner_lr = 0.4}),
+      "the network's layer '<top>' (field forward) was changed after the network was built")
+  end)
+
+  it("a layer inside a network edited after construction", function()
+    local net = conv_net(1)
+    net.children[1].stride = 1
+    refused(algorithm.build("maml", net, {inner_lr = 0.4}), "the network's layer 'conv1' (field stride) was changed")
+  end)
+
+  it("a network built inline with nn.sequential (no spec)", function()
+    local net = nn.sequential{nn.flatten(), nn.linear(64, 3)}:init(T.generator(1))
+    refused(algorithm.build("maml", net, {inner_lr = 0.4}), "the network has no spec")
+  end)
+end)
+
+describe("a network of the user's own (fixtures/tanh_net.lua, with a custom layer)", function()
+  it("is rebuilt by name in the workers: the same bits on 1 and 2 threads", function()
+    local function run(threads)
+      return with_threads(threads, function()
+        local net = nn.from_module("tanh_net", {inputs = 4, hidden = 5, ways = 3}):init(T.generator(2))
+        assert.is_nil(nn.reproducible(net))
+        local learner = algorithm.build("maml", net, {inner_lr = 0.3, steps = 2})
+        local stats, grads = learner:meta_gradient(random_batch(T.generator(3), 4, 2, {4}))
+        local out = {stats.loss}
+        for i, g in ipairs(grads) do out[i + 1] = g:totable() end
+        return out
+      end)
+    end
+    assert.same(run(1), run(2))
+  end)
+
+  it("experiment's model key takes its name, and a wrong module is a clear error", function()
+    local cfg = experiment.resolve({task = "custom", model = "tanh_net", ways = 3}, {})
+    assert.equals("tanh_net", cfg.model)
+    assert.has_error(function() nn.from_module("helpers", {}) end)
+    local ok, err = pcall(experiment.resolve, {task = "custom", model = "no_such_net"}, {})
+    assert.is_false(ok)
+    assert.truthy(err:find("config key 'model' expects one of conv4, peer_net, mlp, or the name of a network", 1, true))
+  end)
+end)
+
+-- ------------------------------------------------------------------ gradients per algorithm
+
+-- the meta-loss of a learner at meta (mean query loss after adaptation), computed without
+-- differentiating through anything: what finite differences of the meta-gradient are taken of
+local function meta_loss(learner, meta, batch)
+  local total, n = 0, batch.support_x:size(1)
+  for t = 1, n do
+    local fast = learner:adapt(meta, batch.support_x:select(1, t), batch.support_y:select(1, t), learner.steps, false)
+    total = total + ag.no_grad(function()
+      return learner.loss(learner.net:forward(batch.query_x:select(1, t), fast), batch.query_y:select(1, t)):item()
+    end)
+  end
+  return total / n
+end
+
+local function check_against_differences(learner, batch, eps, tol)
+  local _, grads = with_threads(1, learner.meta_gradient, learner, batch)
+  for i, p in ipairs(learner.meta_params) do
+    local flat = p:reshape{-1}:totable()
+    for k = 1, #flat do
+      local function at(delta)
+        local meta = {}
+        for j, q in ipairs(learner.meta_params) do meta[j] = q end
+        local v = {}
+        for m = 1, #flat do v[m] = flat[m] + (m == k and delta or 0) end
+        meta[i] = T.tensor(v):reshape(p:shape()):requires_grad(true)
+        return meta_loss(learner, meta, batch)
+      end
+      local numeric = (at(eps) - at(-eps)) / (2 * eps)
+      local analytic = grads[i]:reshape{-1}:totable()[k]
+      helpers.near(analytic, numeric, tol, learner.meta_names[i] .. "[" .. k .. "]")
+    end
+  end
+  return grads
+end
+
+local function tanh_learner(name, o)
+  local net = nn.from_module("tanh_net", {inputs = 3, hidden = 4, ways = 3}):init(T.generator(7))
+  return algorithm.build(name, net, o)
+end
+
+describe("meta-gradients against finite differences (tanh network, 2 inner steps)", function()
+  local batch = random_batch(T.generator(8), 2, 2, {3})
+  T.manual_seed(1)
+
+  it("maml", function()
+    check_against_differences(tanh_learner("maml", {inner_lr = 0.3, steps = 2, inner_loss_scale = 2}), batch, 1e-3, 2e-2)
+  end)
+
+  it("meta_sgd, including the step sizes, which receive gradients", function()
+    local learner = tanh_learner("meta_sgd", {inner_lr = 0.3, steps = 2})
+    assert.equals(2 * #learner.params, #learner.meta_params)
+    assert.equals("fc1.weight.step_size", learner.meta_names[#learner.params + 1])
+    local grads = check_against_differences(learner, batch, 1e-3, 2e-2)
+    assert.is_true(grads[#grads]:abs():max():item() > 1e-4)
+  end)
+
+  it("anil; its body receives no inner update and its gradient is MAML's with a frozen body", function()
+    local learner = tanh_learner("anil", {inner_lr = 0.3, steps = 2})
+    assert.same({false, false, false, true, true}, learner.adapted)
+    local fast = learner:adapt(learner.meta_params, batch.support_x:select(1, 1), batch.support_y:select(1, 1), 2, false)
+    for i = 1, 3 do assert.equals(learner.meta_params[i], fast[i]) end
+    assert.are_not.same(learner.meta_params[4]:totable(), fast[4]:totable())
+    local grads = check_against_differences(learner, batch, 1e-3, 2e-2)
+    local frozen = tanh_learner("maml", {inner_lr = 0.3, steps = 2})
+    for i = 1, 3 do frozen.adapted[i] = false end
+    local _, maml_grads = with_threads(1, frozen.meta_gradient, frozen, batch)
+    for i, g in ipairs(grads) do helpers.near(g, maml_grads[i], 1e-5, learner.meta_names[i]) end
+    assert.is_true(grads[1]:abs():max():item() > 1e-4) -- the body is learned by the outer loop
+  end)
+
+  it("the checker fails on a detached meta-gradient (first order passed off as second)", function()
+    local learner = tanh_learner("maml", {inner_lr = 0.3, steps = 2, first_order = true})
+    learner.steps = 2
+    assert.has_error(function() check_against_differences(learner, batch, 1e-3, 2e-2) end)
+  end)
+end)
+
+describe("reptile's outer step", function()
+  it("equals a hand computation: one inner Adam step, then theta <- theta + eps (W - theta)", function()
+    local net = nn.linear(1, 1, {bias = false})
+    local w0, lr, xs, ys = 0.7, 0.05, {1.0, -2.0}, {0.5, 1.5}
+    ag.no_grad(function() net:parameters()[1]:fill_(w0) end)
+    local learner = algorithm.build("reptile", net, {inner_lr = lr, steps = 1, inner_batch = 2, loss = "mse",
+      metric = "mse", meta_step = 0.6, meta_step_final = 0.2})
+    local col = function(t) return T.tensor(t):reshape{1, #t, 1} end
+    local batch = {support_x = col(xs), support_y = col(ys), query_x = col(xs), query_y = col(ys)}
+    local g = 0
+    for i = 1, 2 do g = g + 2 * xs[i] * (w0 * xs[i] - ys[i]) / 2 end
+    local v = 0.001 * g * g
+    local w1 = w0 - lr * math.sqrt(1 - 0.999) * g / (math.sqrt(v) + 1e-8)
+    local _, grads = with_threads(1, learner.meta_gradient, learner, batch, {iteration = 1, iterations = 10, seed = 3})
+    helpers.near(grads[1]:item(), w0 - w1, 1e-5, "theta - W")
+    local opt = learner:outer_optimizer()
+    opt.lr = learner:outer_lr(1, 10)
+    assert.equals(0.6, opt.lr)
+    opt:step(learner.meta_params, grads)
+    helpers.near(learner.meta_params[1]:item(), w0 + 0.6 * (w1 - w0), 1e-6, "theta after the outer step")
+    helpers.near(learner:outer_lr(6, 10), 0.4, 1e-12, "epsilon half way")
+  end)
+
+  it("refuses bn_mode=running and needs the per-meta-batch seed", function()
+    assert.has_error(function() algorithm.build("reptile", conv_net(1), {bn_mode = "running"}) end,
+      "reptile: bn_mode=running is not supported (Reptile's network normalises with batch statistics at "
+      .. "meta-training and meta-test); use bn_mode=batch")
+    local learner = algorithm.build("reptile", conv_net(1), {})
+    local batch = random_batch(T.generator(1), 1, 1, {1, 8, 8})
+    assert.has_error(function() learner:meta_gradient(batch) end,
+      "reptile: meta_gradient needs ctx.seed (the run draws one per meta-batch)")
+  end)
+end)
+
+-- ------------------------------------------------------------------ in the experiment runner
+
+describe("algorithms in the experiment runner", function()
+  local dirs = {}
+  teardown(function() for _, d in ipairs(dirs) do os.execute("rm -rf '" .. d .. "'") end end)
+  local tiny = {name = "tiny", task = "custom", model = "conv4", channels = 4, ways = 3, shots = 1, queries = 2,
+    queries_test = 2, meta_batch = 2, steps_test = 1, steps_test_max = 1, iterations = 6, eval_every = 0,
+    test_tasks = 2, checkpoint_every = 3, log_every = 1, progress = "none", threads = 2}
+  local function run(overrides)
+    return experiment.run(tiny, {overrides = overrides, source = helpers.synthetic_source()})
+  end
+
+  it("meta_sgd: the step sizes are checkpointed and a resumed run equals an uninterrupted one", function()
+    local dir = helpers.tmpdir("algorithms-spec")
+    dirs[#dirs + 1] = dir
+    local full = run{out_dir = dir, algorithm = "meta_sgd", inner_lr = 0.3}
+    local half = run{out_dir = dir, algorithm = "meta_sgd", inner_lr = 0.3, iterations = 3}
+    local resumed = run{resume = half.dir, iterations = 6}
+    assert.equals(6, resumed.iteration)
+    local a = experiment.load_tree(full.dir .. "/checkpoint.bin")
+    local b = experiment.load_tree(resumed.dir .. "/checkpoint.bin")
+    assert.equals("conv1.weight.step_size", a.shapes.params[#a.shapes.params - 9][1])
+    local moved = false
+    for i, p in ipairs(a.params) do
+      assert.same(p:totable(), b.params[i]:totable())
+      if a.shapes.params[i][1]:match("step_size$") and math.abs(p:max():item() - 0.3) > 1e-6 then moved = true end
+    end
+    assert.is_true(moved, "the step sizes were not learned")
+    local summary = require("json").decode(io.open(full.dir .. "/summary.json"):read("a"))
+    assert.equals("meta_sgd", summary.algorithm)
+    assert.equals(0.3, summary.algorithm_options.inner_lr)
+  end)
+
+  it("an algorithm key of another algorithm on the command line is an error; an unknown algorithm too", function()
+    local ok, err = pcall(experiment.resolve, tiny, {algorithm = "reptile", first_order = true})
+    assert.is_false(ok)
+    assert.truthy(err:find("unknown config key 'first_order' on the command line (task custom, model conv4, "
+      .. "algorithm reptile)", 1, true), err)
+    ok, err = pcall(experiment.resolve, tiny, {algorithm = "mamlpp2"})
+    assert.is_false(ok)
+    assert.truthy(err:find("config key 'algorithm' expects one of maml, meta_sgd, anil, reptile", 1, true), err)
+  end)
+
+  it("an edited learner from build_learner is refused before training starts", function()
+    local dir = helpers.tmpdir("algorithms-spec")
+    dirs[#dirs + 1] = dir
+    local ok, err = pcall(experiment.run, tiny, {overrides = {out_dir = dir}, source = helpers.synthetic_source(),
+      build_learner = function(cfg, net, source)
+        local learner = experiment.build_learner(cfg, net, source)
+        learner.adapted[1] = false
+        return learner
+      end})
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("tiny (algorithm maml) on 2 threads: learner.adapted", 1, true), tostring(err))
+  end)
+end)
