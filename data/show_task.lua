@@ -3,8 +3,9 @@
 --   ./mamlrun data/show_task.lua out=task.png ways=5 shots=1 queries=2
 --
 -- Overrides (key=value): out (task.png), ways (5), shots (1), queries (2), seed (1: the task
--- generator's), split (maml | seed | lake | vinyals), set (train | test; val with vinyals), rotation (task | classes | none),
--- scale (3: screen pixels per image pixel), size (28), root (data/omniglot or $OMNIGLOT_DIR).
+-- generator's), split (maml | seed | lake | vinyals), set (train | test; val with vinyals),
+-- rotation (task | classes | none), scale (3: screen pixels per image pixel), size (28), root
+-- (data/omniglot or $OMNIGLOT_DIR).
 -- Top rows: the support images, one column per label; below the line: the query images. Each
 -- image is framed in its label's color, with the label and the class number above it.
 local overrides = ... or {}
