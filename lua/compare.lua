@@ -196,8 +196,13 @@ function M.load(dir, opts)
     local steps = math.type(run.summary.steps_test) == "integer" and run.summary.steps_test
       or math.type(cfg.steps_test) == "integer" and cfg.steps_test or 0
     local ci = type(t.ci95) == "table" and t.ci95 or {}
-    run.test = {steps = steps, mean = t.mean[steps + 1], ci95 = ci[steps + 1], last_steps = #t.mean - 1,
-                last_mean = t.mean[#t.mean], last_ci95 = ci[#t.mean], tasks = t.tasks}
+    -- steps 0..max(steps_test, steps_test_max) were evaluated; a non-finite mean is a JSON null,
+    -- missing from the decoded list, so its length is not enough
+    local n = 0
+    for k in pairs(t.mean) do if math.type(k) == "integer" and k > n then n = k end end
+    if math.type(cfg.steps_test_max) == "integer" then n = math.max(n, steps + 1, cfg.steps_test_max + 1) end
+    run.test = {steps = steps, mean = t.mean[steps + 1], ci95 = ci[steps + 1], last_steps = n - 1,
+                last_mean = t.mean[n], last_ci95 = ci[n], tasks = t.tasks}
   end
   return run
 end
@@ -205,7 +210,7 @@ end
 -- ------------------------------------------------------------------ the table
 
 local function fmt_metric(metric, mean, ci)
-  if type(mean) ~= "number" or mean ~= mean then return "nan" end
+  if type(mean) ~= "number" or mean ~= mean then return "not finite" end
   if metric == "acc" then
     return string.format("%.2f%% ± %.2f%%", 100 * mean, 100 * (ci or 0 / 0))
   end

@@ -174,8 +174,8 @@ describe("mamlrun --compare", function()
   it("sums the training time over resumed sessions; reads an eval_only folder's config.lua", function()
     local dir = tmpdir() .. "/resumed-1"
     os.execute("mkdir -p '" .. dir .. "'")
-    write(dir .. "/config.json", json.encode{name = "r", steps_test = 1, inner_lr = 0.4, hidden = {40, 40},
-      extra = {}} .. "\n")
+    write(dir .. "/config.json", json.encode{name = "r", steps_test = 1, steps_test_max = 2, inner_lr = 0.4,
+      hidden = {40, 40}, extra = {}} .. "\n")
     local recs = {
       {type = "train", iter = 10, loss = 1, acc = 0.5, time = 1000},
       {type = "train", iter = 20, loss = 1, acc = 0.5, time = 1800},
@@ -201,7 +201,8 @@ describe("mamlrun --compare", function()
 
     local ev = tmpdir() .. "/r-eval-1"
     os.execute("mkdir -p '" .. ev .. "'")
-    write(ev .. "/config.lua", "return {name = 'r-eval', steps_test = 1, inner_lr = 0.5, hidden = {40, 40}}\n")
+    write(ev .. "/config.lua", "return {name = 'r-eval', steps_test = 1, steps_test_max = 2, inner_lr = 0.5, "
+      .. "hidden = {40, 40}}\n")
     write(ev .. "/metrics.jsonl", json.encode{type = "test", iter = 30, acc = {0.2, 0.9, 0.95}, tasks = 3} .. "\n")
     write(ev .. "/summary.json", json.encode{metric = "acc", steps_test = 1, iteration = 30,
       test = {tasks = 3, mean = {0.2, 0.9, 0.95}, ci95 = {0.01, 0.02, 0.03}}} .. "\n")
@@ -210,6 +211,10 @@ describe("mamlrun --compare", function()
     assert.same({"resumed-1", "0.4", "30", "45.0 min", "not tested", "not tested"}, cells(lines[3]))
     assert.same({"r-eval-1", "0.5", "30", "-", "90.00% ± 2.00% (1 step)", "95.00% ± 3.00% (2 steps)"}, cells(lines[4]))
     assert.equals("(all settings are the same)", lines_of(compare.table{run, run})[5])
+    -- a mean that was not finite is a JSON null, a hole in the list
+    write(ev .. "/summary.json", '{"metric":"acc","steps_test":1,"iteration":30,"test":{"tasks":3,'
+      .. '"mean":[0.2,0.9,null],"ci95":[0.01,0.02,null]}}\n')
+    assert.equals("not finite (2 steps)", cells(lines_of(compare.table{compare.load(ev)})[3])[5])
   end)
 
   it("names the file that is wrong", function()
