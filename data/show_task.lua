@@ -3,8 +3,9 @@
 --   ./mamlrun data/show_task.lua out=task.png ways=5 shots=1 queries=2
 --
 -- Overrides (key=value): out (task.png), ways (5), shots (1), queries (2), seed (1: the task
--- generator's), split (maml | seed | lake), set (train | test), rotation (task | classes | none),
--- scale (3: screen pixels per image pixel), size (28), root (data/omniglot or $OMNIGLOT_DIR).
+-- generator's), split (maml | seed | lake | vinyals), set (train | test; val with vinyals),
+-- rotation (task | classes | none), scale (3: screen pixels per image pixel), size (28), root
+-- (data/omniglot or $OMNIGLOT_DIR).
 -- Top rows: the support images, one column per label; below the line: the query images. Each
 -- image is framed in its label's color, with the label and the class number above it.
 local overrides = ... or {}
@@ -16,7 +17,7 @@ local ds = tasks.load{root = overrides.root, size = overrides.size}
 local split = tasks.split(ds, {kind = overrides.split or "maml"})
 local set = overrides.set or "train"
 local classes = split[set]
-if not classes or #classes == 0 then error("show_task: set must be train or test, got " .. tostring(set), 0) end
+if not classes or #classes == 0 then error("show_task: set must be train or test (or val with split=vinyals), got " .. tostring(set), 0) end
 local sampler = tasks.sampler(ds, classes, {
   ways = overrides.ways or 5, shots = overrides.shots or 1, queries = overrides.queries or 2,
   rotation = overrides.rotation or "task", generator = T.generator(overrides.seed or 1),

@@ -162,9 +162,9 @@ M.keys = {
       "task: each class of a task rotated by a random multiple of 90 degrees, per task (the paper's code); "
       .. "classes: rotated copies are classes of their own; none"),
     key("image", types.integer, 28, "image side in pixels"),
-    key("split", one_of{"paper", "maml", "seed", "lake"}, "paper",
+    key("split", one_of{"paper", "maml", "seed", "lake", "vinyals"}, "paper",
       "class split (lua/tasks.lua): paper = maml: 1200 random train characters / 423 test; seed: the first "
-      .. "1200 in load order; lake: background / evaluation alphabets"),
+      .. "1200 in load order; lake: background / evaluation alphabets; vinyals: 1028 / 172 validation / 423"),
     key("val_classes", types.integer, 0,
       "classes carved from the training ones for validation (the paper's code: 100); 0: validation "
       .. "tasks come from the test classes (monitoring only: nothing is selected on them, and the final "
@@ -466,7 +466,7 @@ function M.build_source(cfg, injected)
   elseif cfg.task == "omniglot" then
     local source = require("tasks").source{root = cfg.data ~= "" and cfg.data or nil, size = cfg.image,
       split = cfg.split, val = cfg.val_classes, rotation = cfg.rotation}
-    if cfg.val_classes == 0 then
+    if cfg.val_classes == 0 and cfg.split ~= "vinyals" then
       -- validation tasks from the test classes (drawn with their own generator)
       local sample = source.sample
       function source.sample(self, split, ...)

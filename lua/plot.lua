@@ -11,7 +11,8 @@
 --
 -- Panels are stacked vertically and share nothing; each gets axes with round-number ticks, one
 -- polyline per series (non-finite points are skipped) and a legend. Options: width (800), panel
--- height (260), ylim = {low, high} per panel, log_y = true per panel.
+-- height (260), legend_width (160: the space right of each panel for the legend), ylim = {low, high}
+-- per panel, log_y = true per panel.
 local M = {}
 
 M.colors = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"}
@@ -49,8 +50,8 @@ local function fmt_tick(v, step)
   return string.format("%." .. decimals .. "f", v)
 end
 
-local function panel_svg(out, panel, x0, y0, width, height)
-  local left, right, top, bottom = 70, 160, 30, 45
+local function panel_svg(out, panel, x0, y0, width, height, legend_width)
+  local left, right, top, bottom = 70, legend_width or 160, 30, 45
   local pw, ph = width - left - right, height - top - bottom
   local log_y = panel.log_y
   local function ty(v) return log_y and math.log(v, 10) or v end
@@ -145,7 +146,7 @@ function M.svg(spec)
       width // 2, escape(spec.title))
   end
   for i, panel in ipairs(panels) do
-    panel_svg(out, panel, 0, title_height + (i - 1) * panel_height, width, panel_height)
+    panel_svg(out, panel, 0, title_height + (i - 1) * panel_height, width, panel_height, spec.legend_width)
   end
   out[#out + 1] = "</svg>\n"
   return table.concat(out, "\n")

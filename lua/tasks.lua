@@ -83,11 +83,13 @@ end
 ---   kind   "maml" (alias "paper"): TRAIN_CLASSES characters drawn at random with a generator seeded
 ---          `seed` (T.generator(seed):permutation(num_classes), the first ones), the rest meta-test;
 ---          "seed": the first TRAIN_CLASSES classes in load order, the rest meta-test (the seed code);
----          "lake": the background set vs the evaluation set (964 / 659).
+---          "lake": the background set vs the evaluation set (964 / 659);
+---          "vinyals": the Vinyals et al. split, torchmeta's default: 1028 train, 172 validation and
+---          423 test characters named in lua/splits/vinyals.lua (needs the full Omniglot's names)
 ---   seed   the "maml" permutation's seed (SPLIT_SEED = 1)
 ---   train  training classes before carving val, for "maml" and "seed" (TRAIN_CLASSES = 1200)
 ---   val    classes carved from the end of the training list (after the permutation for "maml") as
----          a validation set (0)
+---          a validation set (0; "vinyals" has its own and takes 0 only)
 --- Returns {train=, val=, test=, kind=, seed=}: sorted lists of 1-based class numbers. Splits are
 --- over characters; rotation augmentation happens in the sampler, so no rotated copy of a test
 --- character is ever in train.
@@ -97,6 +99,15 @@ function M.split(ds, opts)
   if kind == "paper" then kind = "maml" end
   local n = ds.num_classes
   local val = opts.val or 0
+  if kind == "vinyals" then
+    if val ~= 0 then
+      error(string.format("tasks.split: kind 'vinyals' has its own 172 validation characters: expected val 0, "
+        .. "got %s", tostring(val)), 2)
+    end
+    local ok, parts = pcall(M.vinyals_split, ds)
+    if not ok then error(parts, 2) end
+    return {train = parts.train, val = parts.val, test = parts.test, kind = kind}
+  end
   local train, test
   if kind == "maml" or kind == "seed" then
     local n_train = opts.train or M.TRAIN_CLASSES
@@ -122,7 +133,8 @@ function M.split(ds, opts)
       list[#list + 1] = i
     end
   else
-    error(string.format("tasks.split: expected kind \"maml\", \"seed\" or \"lake\", got %q", tostring(kind)), 2)
+    error(string.format("tasks.split: expected kind \"maml\", \"seed\", \"lake\" or \"vinyals\", got %q",
+      tostring(kind)), 2)
   end
   if val < 0 or val >= #train then
     error(string.format("tasks.split: expected val in 0..%d (fewer than the %d training classes), got %d",
@@ -132,6 +144,48 @@ function M.split(ds, opts)
   for _ = 1, val do carved[#carved + 1] = table.remove(train) end
   return {train = sorted(train), val = sorted(carved), test = sorted(test), kind = kind,
           seed = kind == "maml" and (opts.seed or M.SPLIT_SEED) or nil}
+end
+
+--- The class numbers of ds in each part of the Vinyals split: {train=, val=, test=}, sorted. Classes
+--- are matched by name (set, alphabet, character folder) with the lists of lua/splits/vinyals.lua, so
+--- the load order does not matter; a dataset with a class not in the lists, a class twice, or
+--- without some listed character is an error naming it.
+function M.vinyals_split(ds)
+  local lists = require "splits.vinyals"
+  local part_of, listed = {}, {}
+  for _, part in ipairs{"train", "val", "test"} do
+    for _, run in ipairs(lists[part]) do
+      for c = run[3], run[4] do
+        local key = string.format("images_%s/%s/character%02d", run[1], run[2], c)
+        part_of[key] = part
+        listed[#listed + 1] = key
+      end
+    end
+  end
+  local out, seen = {train = {}, val = {}, test = {}}, {}
+  local names = ds.sets and ds.alphabets and ds.characters
+  for i = 1, ds.num_classes do
+    local key = names and string.format("images_%s/%s/%s", tostring(ds.sets[i]), tostring(ds.alphabets[i]),
+      tostring(ds.characters[i])) or "(no names)"
+    local part = part_of[key]
+    if not part then
+      error(string.format("tasks.split: kind 'vinyals' needs the Omniglot characters by name, but class %d "
+        .. "(%s) is not in its lists (lua/splits/vinyals.lua)", i, key), 0)
+    end
+    if seen[key] then
+      error(string.format("tasks.split: kind 'vinyals': classes %d and %d are both %s", seen[key], i, key), 0)
+    end
+    seen[key] = i
+    local list = out[part]
+    list[#list + 1] = i
+  end
+  for _, key in ipairs(listed) do
+    if not seen[key] then
+      error(string.format("tasks.split: kind 'vinyals' needs the full Omniglot (%d characters), but the "
+        .. "dataset has %d: no %s, for one", #listed, ds.num_classes, key), 0)
+    end
+  end
+  return out
 end
 
 -- ------------------------------------------------------------------ sampling

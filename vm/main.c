@@ -34,6 +34,7 @@ static const char *progname = "mamlrun";
 typedef struct Options {
   int script;      /* argv index of SCRIPT, 0 if none */
   int interactive; /* -i */
+  int compare;     /* --compare: SCRIPT is lua/compare.lua's main, on the arguments after it */
 } Options;
 
 /* ------------------------------------------------------------ messages */
@@ -47,6 +48,7 @@ static void print_usage(FILE *f)
     "Options (before SCRIPT):\n"
     "  -e CODE        run the Lua string CODE (repeatable; runs before SCRIPT)\n"
     "  -i             enter interactive mode after SCRIPT and -e\n"
+    "  --compare RUN... [--plot FILE.svg] [--markdown]  compare run folders\n"
     "  -h, --help     show this help and exit\n"
     "  -v, --version  show version information and exit\n"
     "  --             stop handling options (the next argument is SCRIPT)\n"
@@ -635,6 +637,11 @@ static int collectargs(int argc, char **argv, Options *o)
       if (i + 1 < argc) o->script = i + 1;
       break;
     }
+    if (strcmp(a, "--compare") == 0) {
+      o->script = i;
+      o->compare = 1;
+      break;
+    }
     if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
       print_usage(stdout);
       return 0;
@@ -677,7 +684,7 @@ static int pmain(lua_State *L)
   int argc = (int)lua_tointeger(L, 1);
   char **argv = (char **)lua_touserdata(L, 2);
   const Options *o = (const Options *)lua_touserdata(L, 3);
-  const char *script = o->script ? argv[o->script] : NULL;
+  const char *script = o->script && !o->compare ? argv[o->script] : NULL;
   lua_settop(L, 0);
   luaL_checkversion(L);
   luaL_openlibs(L);
@@ -694,7 +701,8 @@ static int pmain(lua_State *L)
   lua_gc(L, LUA_GCRESTART);
   lua_gc(L, LUA_GCGEN, 0, 0);
   if (!run_e_options(L, argc, argv, o->script ? o->script : argc) ||
-      (script != NULL && handle_script(L, script, overrides, nplain) != LUA_OK)) {
+      (script != NULL && handle_script(L, script, overrides, nplain) != LUA_OK) ||
+      (o->compare && dostring(L, "require('compare').main(arg)", "=--compare") != LUA_OK)) {
     lua_pushinteger(L, 1);
     return 1;
   }
@@ -705,7 +713,7 @@ static int pmain(lua_State *L)
 
 int main(int argc, char **argv)
 {
-  Options o = {0, 0};
+  Options o = {0, 0, 0};
   if (argv[0] == NULL || argv[0][0] == '\0') argv[0] = (char *)"mamlrun";
   int status = collectargs(argc, argv, &o);
   if (status >= 0) return status;

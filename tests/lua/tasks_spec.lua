@@ -108,7 +108,7 @@ describe("tasks.split", function()
 
   it("rejects what it cannot do", function()
     assert.has_error(function() tasks.split(ds, {kind = "random"}) end,
-      'tasks.split: expected kind "maml", "seed" or "lake", got "random"')
+      'tasks.split: expected kind "maml", "seed", "lake" or "vinyals", got "random"')
     assert.has_error(function() tasks.split(ds, {val = 1200}) end,
       "tasks.split: expected val in 0..1199 (fewer than the 1200 training classes), got 1200")
     assert.has_error(function() tasks.split(synthetic(10, 2, 1), {kind = "maml"}) end,

@@ -1,0 +1,303 @@
+-- tests/lua/compare_spec.lua: `mamlrun --compare` (lua/compare.lua) on tiny run folders made by the
+-- experiment runner (a synthetic task source, as in experiment_spec.lua) and on hand-written ones:
+-- the table (the settings that differ and nothing else, the test numbers from summary.json, "not
+-- tested", training time over resumed sessions, Markdown), the plot (one curve per run), and the
+-- errors (not a run folder, corrupt metrics/summary/config, usage), through the module and through
+-- the binary.
+local T = require "tensor"
+local experiment = require "experiment"
+local compare = require "compare"
+local json = require "json"
+
+local made = {}
+local function tmpdir()
+  local dir = require("tests.lua.helpers").tmpdir("compare-spec")
+  made[#made + 1] = dir
+  return dir
+end
+teardown(function()
+  for _, dir in ipairs(made) do os.execute("rm -rf '" .. dir .. "'") end
+end)
+
+local function read(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+local function write(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+end
+
+-- N-way tasks on 4x4 images: a random prototype per class plus noise
+local function synthetic_source()
+  return {
+    kind = "classification", loss = "cross_entropy", metric = "accuracy", image_size = 4, channels = 1,
+    sample = function(_, _, n_tasks, gen, shape)
+      local function part(per, protos)
+        local xs, ys = {}, {}
+        for t = 1, n_tasks do
+          local imgs, labels = {}, {}
+          for j = 1, shape.ways * per do
+            local c = (j - 1) % shape.ways + 1
+            imgs[j], labels[j] = protos[t][c] + T.randn({1, 4, 4}, gen) * 0.5, c
+          end
+          xs[t], ys[t] = T.stack(imgs, 1), T.tensor(labels)
+        end
+        return T.stack(xs, 1), T.stack(ys, 1)
+      end
+      local protos = {}
+      for t = 1, n_tasks do
+        protos[t] = {}
+        for c = 1, shape.ways do protos[t][c] = T.randn({1, 4, 4}, gen) end
+      end
+      local sx, sy = part(shape.shots, protos)
+      local qx, qy = part(shape.queries, protos)
+      return {support_x = sx, support_y = sy, query_x = qx, query_y = qy}
+    end,
+  }
+end
+
+local tiny = {
+  name = "tiny", task = "custom", model = "conv4", channels = 2, ways = 2, shots = 1, queries = 1,
+  queries_test = 1, meta_batch = 2, steps = 1, steps_test = 1, steps_test_max = 2, inner_lr = 0.4,
+  iterations = 4, eval_every = 2, val_tasks = 2, test_tasks = 3, checkpoint_every = 0, log_every = 1,
+  progress = "none", threads = 1,
+}
+
+local function run_tiny(out_dir, overrides)
+  local o = {out_dir = out_dir}
+  for k, v in pairs(overrides or {}) do o[k] = v end
+  return experiment.run(tiny, {overrides = o, source = synthetic_source()}).dir
+end
+
+local function lines_of(s)
+  local out = {}
+  for line in s:gmatch("[^\n]+") do out[#out + 1] = line end
+  return out
+end
+
+local function cells(line) -- the cells of a plain table line (two or more spaces between them)
+  local out = {}
+  for c in (line .. "  "):gmatch("(.-)%s%s+") do out[#out + 1] = c end
+  return out
+end
+
+local mamlrun = os.getenv("MAMLRUN") or "./mamlrun"
+-- the binary on args; returns exit status, stdout, stderr
+local function cli(args)
+  local dir = tmpdir()
+  local cmd = string.format("%s --compare %s > %s/out 2> %s/err", mamlrun, args, dir, dir)
+  local _, _, status = os.execute(cmd)
+  return status, read(dir .. "/out"), read(dir .. "/err")
+end
+
+describe("mamlrun --compare", function()
+  local root, base, fo, lr, stopped
+  setup(function()
+    root = tmpdir()
+    base = run_tiny(root .. "/a", {name = "base"})
+    fo = run_tiny(root .. "/b", {name = "first_order", first_order = true})
+    lr = run_tiny(root .. "/c", {name = "lr", inner_lr = 0.2, iterations = 6})
+    stopped = run_tiny(root .. "/d", {name = "stopped", inner_lr = 0.2})
+    os.remove(stopped .. "/summary.json") -- as a run that has not finished yet
+  end)
+
+  it("tables the settings that differ and the final test numbers", function()
+    local runs = {compare.load(base), compare.load(fo), compare.load(lr)}
+    assert.same({"first_order", "inner_lr", "iterations"}, compare.differing(runs))
+    local text = compare.table(runs)
+    local lines = lines_of(text)
+    assert.equals(5, #lines)
+    assert.same({"run", "first_order", "inner_lr", "iterations", "reached", "train time", "test (steps_test)",
+      "test (last step)"}, cells(lines[1]))
+    assert.matches("^%-+  %-+", lines[2])
+    for i, dir in ipairs{base, fo, lr} do
+      local row = cells(lines[2 + i])
+      assert.equals(dir:match("[^/]+$"), row[1])
+      local s = json.decode(read(dir .. "/summary.json"))
+      local expect = string.format("%.2f%% ± %.2f%% (1 step)", 100 * s.test.mean[2], 100 * s.test.ci95[2])
+      assert.equals(expect, row[7])
+      assert.equals(s.test_at_steps_test.mean, s.test.mean[2]) -- (steps_test = 1: the headline number)
+      assert.equals(string.format("%.2f%% ± %.2f%% (2 steps)", 100 * s.test.mean[3], 100 * s.test.ci95[3]), row[8])
+      assert.equals(tostring(s.iteration), row[5])
+      assert.matches("^[%d.]+ s$", row[6]) -- (seconds: tiny runs)
+    end
+    assert.same({"false", "0.4", "4"}, {cells(lines[3])[2], cells(lines[3])[3], cells(lines[3])[4]})
+    assert.same({"true", "0.4", "4"}, {cells(lines[4])[2], cells(lines[4])[3], cells(lines[4])[4]})
+    assert.same({"false", "0.2", "6"}, {cells(lines[5])[2], cells(lines[5])[3], cells(lines[5])[4]})
+    -- name, out_dir and the like differ, but are not settings that change results
+    assert.is_nil(text:find("out_dir", 1, true))
+  end)
+
+  it("says 'not tested' for a run without a summary, and Markdown on request", function()
+    local runs = {compare.load(lr), compare.load(stopped)}
+    assert.same({"iterations"}, compare.differing(runs))
+    local lines = lines_of(compare.table(runs, {markdown = true}))
+    assert.equals("| run | iterations | reached | train time | test (steps_test) | test (last step) |", lines[1])
+    assert.equals("| --- | --- | --- | --- | --- | --- |", lines[2])
+    assert.matches("^| " .. stopped:match("[^/]+$"):gsub("%-", "%%-") .. " | 4 | 4 | [%d.]+ s | not tested | not tested |$",
+      lines[4])
+    assert.is_nil(lines[3]:find("not tested", 1, true))
+  end)
+
+  it("writes one SVG with every run's validation curve", function()
+    local dir = tmpdir()
+    local runs = {compare.load(base), compare.load(fo), compare.load(lr)}
+    compare.plot(runs, dir .. "/cmp.svg")
+    local svg = read(dir .. "/cmp.svg")
+    assert.matches("^<svg ", svg)
+    assert.matches("</svg>\n$", svg)
+    -- two panels (against iterations and against hours), a curve and a legend entry per run in each
+    assert.equals(6, select(2, svg:gsub("<polyline", "")))
+    for _, d in ipairs{base, fo, lr} do
+      assert.equals(2, select(2, svg:gsub(d:match("[^/]+$"):gsub("%-", "%%-"), "")))
+    end
+    assert.truthy(svg:find("validation accuracy (%) after steps_test inner steps", 1, true))
+    -- the curve of a run: its val records, in percent
+    local spec = compare.plot_spec(runs)
+    local vals = {}
+    for line in read(lr .. "/metrics.jsonl"):gmatch("[^\n]+") do
+      local r = json.decode(line)
+      if r.type == "val" then vals[#vals + 1] = {r.iter, 100 * r.acc_steps_test} end
+    end
+    assert.equals(3, #vals)
+    local series = spec.panels[1].series[3]
+    for i, v in ipairs(vals) do
+      assert.equals(v[1], series.x[i])
+      assert.equals(v[2], series.y[i])
+    end
+  end)
+
+  it("sums the training time over resumed sessions; reads an eval_only folder's config.lua", function()
+    local dir = tmpdir() .. "/resumed-1"
+    os.execute("mkdir -p '" .. dir .. "'")
+    write(dir .. "/config.json", json.encode{name = "r", steps_test = 1, steps_test_max = 2, inner_lr = 0.4,
+      hidden = {40, 40}, extra = {}} .. "\n")
+    local recs = {
+      {type = "train", iter = 10, loss = 1, acc = 0.5, time = 1000},
+      {type = "train", iter = 20, loss = 1, acc = 0.5, time = 1800},
+      {type = "val", iter = 20, acc = {0.2, 0.6}, acc_ci95 = {0.1, 0.1}, acc_steps_test = 0.6, tasks = 2},
+      {type = "train", iter = 30, loss = 1, acc = 0.5, time = 900}, -- resumed at 20: the clock restarts
+      {type = "val", iter = 30, acc = {0.2, 0.7}, acc_ci95 = {0.1, 0.1}, acc_steps_test = 0.7, tasks = 2},
+    }
+    local text = {}
+    for i, r in ipairs(recs) do text[i] = json.encode(r) end
+    write(dir .. "/metrics.jsonl", table.concat(text, "\n") .. "\n")
+    local run = compare.load(dir)
+    assert.equals(30, run.reached)
+    assert.equals(2700, run.train_seconds)
+    assert.same({20, 30}, run.val.iter)
+    assert.same({1800, 2700}, run.val.seconds)
+    local spec = compare.plot_spec{run}
+    assert.equals("minutes of training", spec.panels[2].xlabel)
+    assert.same({30, 45}, spec.panels[2].series[1].x)
+    assert.same({60, 70}, spec.panels[2].series[1].y)
+    assert.is_nil(run.test)
+    assert.equals("40,40", run.settings.hidden)
+    assert.is_nil(run.settings.extra)
+
+    local ev = tmpdir() .. "/r-eval-1"
+    os.execute("mkdir -p '" .. ev .. "'")
+    write(ev .. "/config.lua", "return {name = 'r-eval', steps_test = 1, steps_test_max = 2, inner_lr = 0.5, "
+      .. "hidden = {40, 40}}\n")
+    write(ev .. "/metrics.jsonl", json.encode{type = "test", iter = 30, acc = {0.2, 0.9, 0.95}, tasks = 3} .. "\n")
+    write(ev .. "/summary.json", json.encode{metric = "acc", steps_test = 1, iteration = 30,
+      test = {tasks = 3, mean = {0.2, 0.9, 0.95}, ci95 = {0.01, 0.02, 0.03}}} .. "\n")
+    local lines = lines_of(compare.table{run, compare.load(ev)})
+    assert.same({"run", "inner_lr", "reached", "train time", "test (steps_test)", "test (last step)"}, cells(lines[1]))
+    assert.same({"resumed-1", "0.4", "30", "45.0 min", "not tested", "not tested"}, cells(lines[3]))
+    assert.same({"r-eval-1", "0.5", "30", "-", "90.00% ± 2.00% (1 step)", "95.00% ± 3.00% (2 steps)"}, cells(lines[4]))
+    assert.equals("(all settings are the same)", lines_of(compare.table{run, run})[5])
+    -- a mean that was not finite is a JSON null, a hole in the list
+    write(ev .. "/summary.json", '{"metric":"acc","steps_test":1,"iteration":30,"test":{"tasks":3,'
+      .. '"mean":[0.2,0.9,null],"ci95":[0.01,0.02,null]}}\n')
+    assert.equals("not finite (2 steps)", cells(lines_of(compare.table{compare.load(ev)})[3])[5])
+  end)
+
+  it("names the file that is wrong", function()
+    local dir = tmpdir()
+    local function err_of(d)
+      local ok, e = pcall(compare.load, d)
+      assert.is_false(ok)
+      return e
+    end
+    assert.equals(dir .. "/none: no such folder", err_of(dir .. "/none"))
+    assert.equals(dir .. " is not a run folder: no config.json or config.lua", err_of(dir))
+    write(dir .. "/config.json", "{\"name\": \"x\"}\n")
+    assert.equals(dir .. " is not a run folder: no metrics.jsonl", err_of(dir))
+    local good = read(base .. "/metrics.jsonl")
+    local first, rest = good:match("^([^\n]*\n)(.*)$")
+    write(dir .. "/metrics.jsonl", first .. "{\"type\":\"train\",\"iter\":2,\"loss\":\n" .. rest)
+    assert.matches("^" .. dir:gsub("%p", "%%%0") .. "/metrics.jsonl:2: json.decode: ", err_of(dir))
+    write(dir .. "/metrics.jsonl", first .. "[1, 2]\n")
+    assert.matches("^" .. dir:gsub("%p", "%%%0") .. "/metrics.jsonl:2: expected a JSON object", err_of(dir))
+    write(dir .. "/metrics.jsonl", first .. "{\"type\":\"val\",\"acc_steps_test\":0.5}\n")
+    assert.equals(dir .. "/metrics.jsonl:2: a val record without an integer \"iter\"", err_of(dir))
+    -- an unfinished last line (a run still writing it) is skipped, with a note
+    write(dir .. "/metrics.jsonl", first .. "{\"type\":\"train\",\"it")
+    local notes = {}
+    local run = compare.load(dir, {warn = function(m) notes[#notes + 1] = m end})
+    assert.equals(1, run.reached)
+    assert.same({dir .. "/metrics.jsonl:2: unfinished last line skipped (a run still writing?)"}, notes)
+    write(dir .. "/metrics.jsonl", good)
+    write(dir .. "/summary.json", "{\"test\": [1,")
+    assert.matches("^" .. dir:gsub("%p", "%%%0") .. "/summary.json: json.decode: ", err_of(dir))
+    os.remove(dir .. "/summary.json")
+    write(dir .. "/config.json", "{\"name\": }")
+    assert.matches("^" .. dir:gsub("%p", "%%%0") .. "/config.json: json.decode: ", err_of(dir))
+    write(dir .. "/config.json", "[1, 2]")
+    assert.equals(dir .. "/config.json: expected a config object, got an array", err_of(dir))
+  end)
+
+  it("is one command: table, plot, exit statuses", function()
+    local out_dir = tmpdir()
+    local status, out, err = cli(string.format("'%s' '%s/' '%s' --plot '%s/p.svg'", base, fo, stopped, out_dir))
+    assert.equals(0, status, err)
+    local lines = lines_of(out)
+    assert.equals(6, #lines)
+    assert.same({"run", "first_order", "inner_lr", "reached", "train time", "test (steps_test)",
+      "test (last step)"}, cells(lines[1]))
+    assert.equals("not tested", cells(lines[5])[6])
+    assert.equals("plot: " .. out_dir .. "/p.svg", lines[6])
+    assert.matches("^<svg", read(out_dir .. "/p.svg"))
+    status, out = cli(string.format("--markdown '%s' '%s'", base, fo))
+    assert.equals(0, status)
+    assert.matches("^| run | first_order |", out)
+
+    status, out, err = cli(string.format("'%s' '%s'", base, out_dir))
+    assert.equals(1, status)
+    assert.equals("", out)
+    assert.equals("mamlrun --compare: " .. out_dir .. " is not a run folder: no config.json or config.lua\n", err)
+    local bad = tmpdir()
+    os.execute(string.format("cp '%s/config.json' '%s/metrics.jsonl' '%s/'", base, base, bad))
+    write(bad .. "/metrics.jsonl", "{\"type\":\"train\",\"iter\":1}\nnot json\n" .. read(base .. "/metrics.jsonl"))
+    status, _, err = cli(string.format("'%s' '%s' --plot '%s/q.svg'", base, bad, out_dir))
+    assert.equals(1, status)
+    assert.matches("^mamlrun %-%-compare: " .. bad:gsub("%p", "%%%0") .. "/metrics.jsonl:2: json.decode: ", err)
+    assert.is_nil(io.open(out_dir .. "/q.svg"), "no plot after an error")
+
+    for _, args in ipairs{"", "--plot", "--bogus '" .. base .. "'", "'" .. base .. "' --plot ''", "a=b"} do
+      status, out, err = cli(args)
+      assert.equals(2, status, args)
+      assert.equals("", out)
+      assert.matches("usage: mamlrun %-%-compare RUN_FOLDER%.%.%. %[%-%-plot FILE%.svg%]", err)
+    end
+    status, out = cli("--help")
+    assert.equals(0, status)
+    assert.matches("^usage: mamlrun %-%-compare", out)
+  end)
+
+  it("tells runs with the same folder name apart by their paths", function()
+    local a, b = tmpdir() .. "/same", tmpdir() .. "/same"
+    for _, d in ipairs{a, b} do
+      os.execute("mkdir -p '" .. d .. "'")
+      os.execute(string.format("cp '%s/config.json' '%s/metrics.jsonl' '%s/'", base, base, d))
+    end
+    local lines = lines_of(compare.table{compare.load(a), compare.load(b)})
+    assert.equals(a, cells(lines[3])[1])
+    assert.equals(b, cells(lines[4])[1])
+  end)
+end)
