@@ -16,8 +16,8 @@ return require("experiment").run{
   iterations       = 60000,
   first_order      = false,       -- exact second-order MAML
   rotation         = "task",      -- each class rotated by k * 90 degrees, drawn per task
-  split            = "paper",     -- 1200 train / 423 test characters
-  val_classes      = 0,           -- validation tasks from the test classes (monitoring only)
+  split            = "paper",     -- 1200 train (1100 + 100 validation) / 423 test characters
+  val_classes      = 100,         -- validation classes carved from the training ones (the paper's code: 100)
   image            = 28,
   model            = "conv4",     -- 4 x [conv 3x3, stride 2, 64 filters -> BN -> ReLU], mean, linear
   bn_scale         = false,       -- BN: learned shift, no learned scale

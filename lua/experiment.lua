@@ -138,6 +138,9 @@ M.keys = {
     key("val_tasks", types.integer, 200, "tasks per validation evaluation (metric after 0..steps_test steps)"),
     key("test_tasks", types.integer, 600, "tasks of the final evaluation"),
     key("checkpoint_every", types.integer, 1000, "iterations between checkpoints (0: only at the end)"),
+    key("max_minutes", types.number, 0,
+      "stop meta-training after this many minutes of this session (0: no limit); then checkpoint and test "
+      .. "as at the end (runs of equal wall time)"),
     key("eval_seed", types.integer, 12345,
       "seed of the validation (eval_seed) and test (eval_seed + 1) tasks, the same for every run"),
     key("threads", types.integer, 0,
@@ -371,9 +374,9 @@ function M.resolve(script_cfg, overrides)
       error(string.format("config key '%s' must be positive, got %d", name, out[name]), 0)
     end
   end
-  for _, name in ipairs{"steps_test_max", "val_classes"} do
+  for _, name in ipairs{"steps_test_max", "val_classes", "max_minutes"} do
     if out[name] ~= nil and out[name] < 0 then
-      error(string.format("config key '%s' must be >= 0, got %d", name, out[name]), 0)
+      error(string.format("config key '%s' must be >= 0, got %s", name, tostring(out[name])), 0)
     end
   end
   for _, name in ipairs(names) do
@@ -943,6 +946,12 @@ function Run:train()
     if cfg.eval_every > 0 and it % cfg.eval_every == 0 then self:validate() end
     if cfg.checkpoint_every > 0 and it % cfg.checkpoint_every == 0 then self:save_checkpoint() end
     if self.after_iteration then self.after_iteration(self, it) end
+    if cfg.max_minutes > 0 and self.host.time() - t_start >= 60 * cfg.max_minutes and it < cfg.iterations then
+      self:record({type = "time_limit", iter = it, minutes = cfg.max_minutes})
+      self:say("max_minutes=%g reached at iteration %d of %d: training ends here", cfg.max_minutes, it,
+        cfg.iterations)
+      break
+    end
     local sig = self:agreed_signal()
     if sig then
       local saved, failure = self:save_checkpoint(sig)

@@ -254,6 +254,20 @@ describe("experiment runs", function()
     assert.is_true(experiment.prepare(cfg, {source = synthetic_source()}).learner:can_run_parallel())
   end)
 
+  it("max_minutes ends training at the wall-time limit, then checkpoints and tests as at the end", function()
+    local dir = tmpdir()
+    local clock = 0
+    local host = {time = function() clock = clock + 10; return clock end} -- every reading 10 s later
+    local result = run_tiny(dir, {max_minutes = 1, iterations = 50, eval_every = 0}, {host = host})
+    assert.is_false(result.interrupted)
+    assert.is_true(result.iteration > 1 and result.iteration < 50, "stopped at " .. result.iteration)
+    local seen = {}
+    for _, r in ipairs(records(result.dir)) do seen[r.type] = r end
+    assert.equals(result.iteration, seen.time_limit.iter)
+    assert.equals(result.iteration, seen.test.iter)
+    assert.equals(result.iteration, experiment.load_tree(result.dir .. "/checkpoint.bin").iteration)
+  end)
+
   it("resume: 3 iterations, then resume to 6, equals the uninterrupted run", function()
     local first = run_tiny(dir .. "/part", {iterations = 3})
     assert.equals(3, first.iteration)
