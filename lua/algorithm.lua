@@ -31,7 +31,7 @@ local nn = require "nn"
 local M = {}
 
 --- The algorithms shipped in lua/algorithms/.
-M.shipped = {"maml", "meta_sgd", "anil", "reptile"}
+M.shipped = {"maml", "meta_sgd", "anil", "reptile", "mamlpp"}
 
 --- Losses by name: f(output, target) -> scalar tensor, a mean over the examples.
 M.losses = {

@@ -69,9 +69,15 @@ function Learner:inner_step(i, w, g, meta, step) -- luacheck: ignore meta step
   return w - g * self.inner_lr
 end
 
---- The support loss the inner loop descends (inner_loss_scale x the mean loss).
-function Learner:inner_loss(fast, x, y, step) -- luacheck: ignore step
-  local loss = self.loss(self.net:forward(x, fast), y)
+--- The network's output on x with the fast weights at inner step `step` (0: before adaptation);
+--- variants with per-step parameters (mamlpp.lua) take them from meta here.
+function Learner:forward_at(meta, fast, x, step) -- luacheck: ignore meta step
+  return self.net:forward(x, fast)
+end
+
+--- The support loss the inner loop descends at step `step` (inner_loss_scale x the mean loss).
+function Learner:inner_loss(fast, x, y, step, meta)
+  local loss = self.loss(self:forward_at(meta, fast, x, step), y)
   if self.inner_loss_scale ~= 1 then loss = loss * self.inner_loss_scale end
   return loss
 end
@@ -89,7 +95,7 @@ function Learner:adapt_from(meta, fast, x, y, steps, create_graph, first_step)
   for s = first_step or 1, (first_step or 1) + steps - 1 do
     local list = {}
     for n, i in ipairs(idx) do list[n] = out[i] end
-    local loss = self:inner_loss(out, x, y, s)
+    local loss = self:inner_loss(out, x, y, s, meta)
     local grads = ag.grad(loss, list, {create_graph = create_graph, allow_unused = true})
     for n, i in ipairs(idx) do
       if grads[n] ~= nil then out[i] = self:inner_step(i, out[i], grads[n], meta, s) end
@@ -105,8 +111,8 @@ function Learner:adapt(meta, x, y, steps, create_graph)
 end
 
 --- The query loss of a task after adaptation, differentiable with respect to meta.
-function Learner:query_loss(meta, fast, qx, qy, ctx) -- luacheck: ignore meta ctx
-  local out = self.net:forward(qx, fast)
+function Learner:query_loss(meta, fast, qx, qy, ctx) -- luacheck: ignore ctx
+  local out = self:forward_at(meta, fast, qx, self.steps)
   return self.loss(out, qy), out
 end
 
@@ -154,7 +160,7 @@ function Learner:finetune(meta, sx, sy, qx, qy, steps)
   local results = {}
   local ok, err = pcall(function()
     for step = 0, steps do
-      results[step + 1] = ag.no_grad(function() return self.metric(net:forward(qx, fast), qy) end)
+      results[step + 1] = ag.no_grad(function() return self.metric(self:forward_at(consts, fast, qx, step), qy) end)
       if step < steps then
         local next_fast = self:adapt_from(consts, fast, sx, sy, 1, false, step + 1)
         for i, w in ipairs(next_fast) do

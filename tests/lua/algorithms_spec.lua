@@ -57,6 +57,7 @@ local options = {
   anil = {inner_lr = 0.4, steps = 2, inner_loss_scale = 3},
   reptile = {inner_lr = 0.01, steps = 3, inner_batch = 2, eval_batch = 3, meta_step = 1, meta_step_final = 0},
   half_lr_maml = {inner_lr = 0.4, steps = 2, inner_loss_scale = 3},
+  mamlpp = {inner_lr = 0.1, steps = 3, epoch_iterations = 1, msl_epochs = 2, second_order_epoch = 0},
 }
 
 -- `iterations` outer steps of algorithm `name` from the same start; the meta-parameters as tables
@@ -82,7 +83,7 @@ local function train(name, iterations, threads)
 end
 
 describe("every algorithm on 1 and 2 threads", function()
-  for _, name in ipairs{"maml", "meta_sgd", "anil", "reptile", "half_lr_maml"} do
+  for _, name in ipairs{"maml", "meta_sgd", "anil", "reptile", "mamlpp", "half_lr_maml"} do
     it(name .. ": the same meta-parameters, bit for bit, after 3 meta-iterations", function()
       local one, two = train(name, 3, 1), train(name, 3, 2)
       assert.same(one, two)
@@ -103,7 +104,7 @@ describe("every algorithm on 1 and 2 threads", function()
 
   it("an unknown algorithm is an error listing the shipped ones", function()
     assert.has_error(function() algorithm.build("mamll", conv_net(1), {}) end,
-      "unknown algorithm 'mamll': the shipped ones are maml, meta_sgd, anil, reptile; an algorithm of your "
+      "unknown algorithm 'mamll': the shipped ones are maml, meta_sgd, anil, reptile, mamlpp; an algorithm of your "
       .. "own is a module mamll.lua beside the experiment script (see docs/algorithms.md)")
   end)
 end)
@@ -201,20 +202,27 @@ end)
 
 -- the meta-loss of a learner at meta (mean query loss after adaptation), computed without
 -- differentiating through anything: what finite differences of the meta-gradient are taken of
-local function meta_loss(learner, meta, batch)
+-- (weights: MAML++'s multi-step loss, a weight per inner step; nil: the last step's loss)
+local function meta_loss(learner, meta, batch, weights)
   local total, n = 0, batch.support_x:size(1)
   for t = 1, n do
-    local fast = learner:adapt(meta, batch.support_x:select(1, t), batch.support_y:select(1, t), learner.steps, false)
-    total = total + ag.no_grad(function()
-      return learner.loss(learner.net:forward(batch.query_x:select(1, t), fast), batch.query_y:select(1, t)):item()
-    end)
+    for s = 1, learner.steps do
+      if (weights and weights[s]) or s == learner.steps then
+        local fast = learner:adapt(meta, batch.support_x:select(1, t), batch.support_y:select(1, t), s, false)
+        total = total + (weights and weights[s] or 1) * ag.no_grad(function()
+          return learner.loss(learner:forward_at(meta, fast, batch.query_x:select(1, t), s),
+            batch.query_y:select(1, t)):item()
+        end)
+      end
+    end
   end
   return total / n
 end
 
-local function check_against_differences(learner, batch, eps, tol)
-  local _, grads = with_threads(1, learner.meta_gradient, learner, batch)
+local function check_against_differences(learner, batch, eps, tol, ctx, weights, only)
+  local _, grads = with_threads(1, learner.meta_gradient, learner, batch, ctx)
   for i, p in ipairs(learner.meta_params) do
+    if only and not learner.meta_names[i]:match(only) then goto next end
     local flat = p:reshape{-1}:totable()
     for k = 1, #flat do
       local function at(delta)
@@ -223,12 +231,13 @@ local function check_against_differences(learner, batch, eps, tol)
         local v = {}
         for m = 1, #flat do v[m] = flat[m] + (m == k and delta or 0) end
         meta[i] = T.tensor(v):reshape(p:shape()):requires_grad(true)
-        return meta_loss(learner, meta, batch)
+        return meta_loss(learner, meta, batch, weights)
       end
       local numeric = (at(eps) - at(-eps)) / (2 * eps)
       local analytic = grads[i]:reshape{-1}:totable()[k]
       helpers.near(analytic, numeric, tol, learner.meta_names[i] .. "[" .. k .. "]")
     end
+    ::next::
   end
   return grads
 end
@@ -266,6 +275,38 @@ describe("meta-gradients against finite differences (tanh network, 2 inner steps
     local _, maml_grads = with_threads(1, frozen.meta_gradient, frozen, batch)
     for i, g in ipairs(grads) do helpers.near(g, maml_grads[i], 1e-5, learner.meta_names[i]) end
     assert.is_true(grads[1]:abs():max():item() > 1e-4) -- the body is learned by the outer loop
+  end)
+
+  it("mamlpp with the multi-step loss: every meta-parameter, the learned step sizes included", function()
+    local learner = tanh_learner("mamlpp", {inner_lr = 0.2, steps = 3, epoch_iterations = 10, msl_epochs = 3})
+    local weights = learner:step_weights(1)
+    assert.equals(3, #weights)
+    helpers.near(weights[1] + weights[2] + weights[3], 1, 1e-12, "the weights' sum")
+    assert.is_true(weights[3] > weights[1])
+    local grads = check_against_differences(learner, batch, 1e-3, 2e-2, {iteration = 11, iterations = 100}, weights)
+    assert.equals("fc1.weight.lr", learner.meta_names[#learner.params + 1])
+    assert.is_true(grads[#learner.params + 1]:abs():max():item() > 1e-5)
+    assert.is_nil(learner:step_weights(3)) -- after msl_epochs: the last step alone
+  end)
+
+  it("mamlpp's per-step batch-norm weights on a tiny conv4, and more test steps than trained", function()
+    local net = nn.conv4{ways = 3, channels = 2, image = 8, bn_scale = true}:init(T.generator(4))
+    local learner = algorithm.build("mamlpp", net, {inner_lr = 0.1, steps = 2, multi_step_loss = false})
+    assert.equals("bn1.weight.step2", learner.meta_names[learner.bn_index[2][3]])
+    local b = random_batch(T.generator(5), 2, 2, {1, 8, 8})
+    check_against_differences(learner, b, 1e-2, 5e-2, {iteration = 1, iterations = 10}, nil, "step2$")
+    local accs = learner:finetune(nil, b.support_x:select(1, 1), b.support_y:select(1, 1), b.query_x:select(1, 1),
+      b.query_y:select(1, 1), 4)
+    assert.equals(5, #accs)
+  end)
+
+  it("mamlpp's annealings: first order up to second_order_epoch, a cosine meta learning rate", function()
+    local learner = tanh_learner("mamlpp", {inner_lr = 0.2, steps = 2, epoch_iterations = 10, second_order_epoch = 1})
+    assert.is_true(learner:is_first_order{iteration = 20})
+    assert.is_false(learner:is_first_order{iteration = 21})
+    helpers.near(learner:outer_lr(1, 100, 1e-3), 1e-3, 1e-12, "lr at the start")
+    helpers.near(learner:outer_lr(51, 100, 1e-3), 1e-5 + (1e-3 - 1e-5) / 2, 1e-12, "lr half way")
+    assert.has_error(function() tanh_learner("mamlpp", {bn_mode = "running"}) end)
   end)
 
   it("the checker fails on a detached meta-gradient (first order passed off as second)", function()
@@ -317,30 +358,43 @@ describe("algorithms in the experiment runner", function()
   local tiny = {name = "tiny", task = "custom", model = "conv4", channels = 4, ways = 3, shots = 1, queries = 2,
     queries_test = 2, meta_batch = 2, steps_test = 1, steps_test_max = 1, iterations = 6, eval_every = 0,
     test_tasks = 2, checkpoint_every = 3, log_every = 1, progress = "none", threads = 2}
-  local function run(overrides)
-    return experiment.run(tiny, {overrides = overrides, source = helpers.synthetic_source()})
+  local function run(overrides, host)
+    return experiment.run(tiny, {overrides = overrides, source = helpers.synthetic_source(), host = host})
   end
 
-  it("meta_sgd: the step sizes are checkpointed and a resumed run equals an uninterrupted one", function()
-    local dir = helpers.tmpdir("algorithms-spec")
-    dirs[#dirs + 1] = dir
-    local full = run{out_dir = dir, algorithm = "meta_sgd", inner_lr = 0.3}
-    local half = run{out_dir = dir, algorithm = "meta_sgd", inner_lr = 0.3, iterations = 3}
-    local resumed = run{resume = half.dir, iterations = 6}
-    assert.equals(6, resumed.iteration)
-    local a = experiment.load_tree(full.dir .. "/checkpoint.bin")
-    local b = experiment.load_tree(resumed.dir .. "/checkpoint.bin")
-    assert.equals("conv1.weight.step_size", a.shapes.params[#a.shapes.params - 9][1])
-    local moved = false
-    for i, p in ipairs(a.params) do
-      assert.same(p:totable(), b.params[i]:totable())
-      if a.shapes.params[i][1]:match("step_size$") and math.abs(p:max():item() - 0.3) > 1e-6 then moved = true end
-    end
-    assert.is_true(moved, "the step sizes were not learned")
-    local summary = require("json").decode(io.open(full.dir .. "/summary.json"):read("a"))
-    assert.equals("meta_sgd", summary.algorithm)
-    assert.equals(0.3, summary.algorithm_options.inner_lr)
-  end)
+  for _, case in ipairs{{"meta_sgd", "conv1.weight.step_size", "step_size$"}, {"mamlpp", "conv1.weight.lr", "%.lr$"}} do
+    local name, first, pattern = case[1], case[2], case[3]
+    it(name .. ": its step sizes are learned, checkpointed, and a resumed run equals an uninterrupted one", function()
+      local dir = helpers.tmpdir("algorithms-spec")
+      dirs[#dirs + 1] = dir
+      local o = {out_dir = dir, algorithm = name, inner_lr = 0.3, steps = 2, epoch_iterations = 2}
+      if name == "meta_sgd" then o.epoch_iterations = nil end
+      local full = run(o)
+      -- stopped after iteration 3 as by Ctrl-C (the schedules depend on the run's length: same length)
+      local iteration = 0
+      local half = run(o, {on_signal = function() end, signal_pending = function()
+        iteration = iteration + 1
+        return iteration == 3 and "SIGINT" or nil
+      end})
+      assert.equals(3, half.iteration)
+      local resumed = run{resume = half.dir}
+      assert.equals(6, resumed.iteration)
+      local a = experiment.load_tree(full.dir .. "/checkpoint.bin")
+      local b = experiment.load_tree(resumed.dir .. "/checkpoint.bin")
+      local names = {}
+      for i, entry in ipairs(a.shapes.params) do names[i] = entry[1] end
+      assert.truthy(table.concat(names, " "):find(first, 1, true))
+      local moved = false
+      for i, p in ipairs(a.params) do
+        assert.same(p:totable(), b.params[i]:totable())
+        if names[i]:match(pattern) and math.abs(p:max():item() - 0.3) > 1e-6 then moved = true end
+      end
+      assert.is_true(moved, "the step sizes were not learned")
+      local summary = require("json").decode(io.open(full.dir .. "/summary.json"):read("a"))
+      assert.equals(name, summary.algorithm)
+      assert.equals(0.3, summary.algorithm_options.inner_lr)
+    end)
+  end
 
   it("an algorithm key of another algorithm on the command line is an error; an unknown algorithm too", function()
     local ok, err = pcall(experiment.resolve, tiny, {algorithm = "reptile", first_order = true})
@@ -349,7 +403,7 @@ describe("algorithms in the experiment runner", function()
       .. "algorithm reptile)", 1, true), err)
     ok, err = pcall(experiment.resolve, tiny, {algorithm = "mamlpp2"})
     assert.is_false(ok)
-    assert.truthy(err:find("config key 'algorithm' expects one of maml, meta_sgd, anil, reptile", 1, true), err)
+    assert.truthy(err:find("config key 'algorithm' expects one of maml, meta_sgd, anil, reptile, mamlpp", 1, true), err)
   end)
 
   it("an edited learner from build_learner is refused before training starts", function()
