@@ -47,6 +47,9 @@ if (comm == nil or comm.rank == 0) and result.interrupted then
   print(string.format("interrupted at iteration %d", result.iteration))
 elseif comm == nil or comm.rank == 0 then
   if result.net then print("params " .. distributed.checksum(result.net:parameters())) end -- (not eval_only)
+  if result.net then -- every meta-parameter (an algorithm's own too), as checkpointed
+    print("meta " .. distributed.checksum(experiment.load_tree(result.dir .. "/checkpoint.bin").params))
+  end
   local means = {}
   for i, m in ipairs(result.test.mean) do means[i] = string.format("%.17g", m) end
   print("test " .. table.concat(means, " "))

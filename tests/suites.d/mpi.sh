@@ -100,6 +100,23 @@ for ranks in 2 3; do
 done
 
 # 5: a Lua error on one rank while the other waits in a collective ends both (MPI_Abort)
+# every shipped algorithm but maml (above): 2 ranks with 2 threads each give one process's bits
+for alg in meta_sgd anil reptile mamlpp; do
+  name="algorithm=$alg on 2 ranks x 2 threads: meta-parameters, test accuracy and metrics equal one process's"
+  "$MAMLRUN" "$tiny" out_dir="$TMP/$alg-one" algorithm="$alg" threads=1 >"$TMP/$alg-one.out" 2>"$TMP/$alg-one.err"
+  rc1=$?
+  "${MPIRUN[@]}" -np 2 "$MAMLRUN" "$tiny" out_dir="$TMP/$alg-two" algorithm="$alg" threads=2 \
+    >"$TMP/$alg-two.out" 2>"$TMP/$alg-two.err"
+  rc2=$?
+  if [ $rc1 -eq 0 ] && [ $rc2 -eq 0 ] && grep -q '^meta ' "$TMP/$alg-one.out" && cmp -s "$TMP/$alg-one.out" "$TMP/$alg-two.out"; then
+    ok "$name"
+  else
+    echo "exit status $rc1 / $rc2" >"$TMP/why"
+    diff "$TMP/$alg-one.out" "$TMP/$alg-two.out" >>"$TMP/why"
+    not_ok "$name" "$TMP/why" "$TMP/$alg-one.err" "$TMP/$alg-two.err"
+  fi
+done
+
 timeout 60 "${MPIRUN[@]}" -np 2 "$MAMLRUN" \
   -e 'local mpi = require "mpi"; if mpi.rank() == 1 then error("boom") end; mpi.barrier(); print("passed")' \
   >"$TMP/err.out" 2>"$TMP/err.err"
