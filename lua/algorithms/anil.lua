@@ -75,6 +75,7 @@ function Learner:task_meta_gradient(meta, sx, sy, qx, qy, ctx)
   local idx = {}
   for i = self.head_first, #fast do idx[#idx + 1] = i end
   local create_graph = not self:is_first_order(ctx)
+  local state = self:inner_state()
   for s = 1, self.steps do
     local list = {}
     for n, i in ipairs(idx) do list[n] = fast[i] end
@@ -82,7 +83,7 @@ function Learner:task_meta_gradient(meta, sx, sy, qx, qy, ctx)
     if self.inner_loss_scale ~= 1 then loss = loss * self.inner_loss_scale end
     local grads = ag.grad(loss, list, {create_graph = create_graph, allow_unused = true})
     for n, i in ipairs(idx) do
-      if grads[n] ~= nil then fast[i] = self:inner_step(i, fast[i], grads[n], meta, s) end
+      if grads[n] ~= nil then fast[i] = self:inner_step(i, fast[i], self:inner_direction(i, grads[n], s, state), meta, s) end
     end
   end
   local out = self:head(query, fast)

@@ -28,6 +28,10 @@ local A = algorithm.define{
      doc = "FOMAML: do not differentiate through the inner gradients"},
     {name = "inner_loss_scale", type = "number_or_ways", default = "ways",
      doc = "factor of the inner loss: \"ways\" = N x mean cross-entropy (the paper's code), 1 = plain mean"},
+    {name = "inner_optimizer", type = {"sgd", "momentum", "adam"}, default = "sgd",
+     doc = "inner-loop optimizer, differentiable at second order: sgd, momentum (heavy ball), adam"},
+    {name = "inner_momentum", type = "number", default = 0.9,
+     doc = "momentum's coefficient, and Adam's beta1 (beta2 = 0.999); only with inner_optimizer momentum|adam"},
   },
 }
 local Learner = A.Learner
@@ -56,6 +60,12 @@ function A.setup(self, o)
   self.metric_name = type(metric) == "string" and metric or "custom"
   self.metric = type(metric) == "function" and metric or algorithm.metrics[metric]
   self.bn_mode = o.bn_mode or "batch"
+  self.inner_optimizer = o.inner_optimizer or "sgd"
+  self.inner_momentum = o.inner_momentum or 0.9
+  if self.inner_optimizer ~= "sgd" and self.inner_optimizer ~= "momentum" and self.inner_optimizer ~= "adam" then
+    error(self.algorithm .. ".new: inner_optimizer must be sgd, momentum or adam, got "
+      .. tostring(self.inner_optimizer), 3)
+  end
   if not self.loss then error(self.algorithm .. ".new: unknown loss '" .. tostring(loss) .. "'", 3) end
   if not self.metric then error(self.algorithm .. ".new: unknown metric '" .. tostring(metric) .. "'", 3) end
   if self.bn_mode ~= "batch" and self.bn_mode ~= "running" then
@@ -64,7 +74,31 @@ function A.setup(self, o)
   return self
 end
 
---- The inner update of parameter i at inner step `step` (1-based): plain SGD.
+--- The direction of the inner update of parameter i at step `step` from its gradient g: g itself
+--- (sgd), the heavy-ball velocity v = momentum v + g (momentum), or Adam's bias-corrected
+--- m / (sqrt(v) + eps) with beta1 = inner_momentum, beta2 = 0.999 and eps inside the square root
+--- (sqrt(v + eps^2)), so that its derivative stays finite where a gradient is exactly zero. Built from
+--- differentiable ops: with create_graph the second-order meta-gradient goes through it. `state`
+--- holds the optimizer's moments from step to step of one task.
+function Learner:inner_direction(i, g, step, state)
+  local kind = self.inner_optimizer
+  if kind == "sgd" then return g end
+  local b1 = self.inner_momentum
+  if kind == "momentum" then
+    state.v[i] = state.v[i] and state.v[i] * b1 + g or g
+    return state.v[i]
+  end
+  state.m[i] = state.m[i] and state.m[i] * b1 + g * (1 - b1) or g * (1 - b1)
+  state.v[i] = state.v[i] and state.v[i] * 0.999 + g * g * 0.001 or g * g * 0.001
+  return (state.m[i] / (1 - b1 ^ step)) / ((state.v[i] / (1 - 0.999 ^ step) + 1e-16):sqrt())
+end
+
+--- A new (empty) inner-optimizer state.
+function Learner:inner_state() -- luacheck: ignore self
+  return {m = {}, v = {}}
+end
+
+--- The inner update of parameter i at inner step `step` (1-based) along the direction g: plain SGD.
 function Learner:inner_step(i, w, g, meta, step) -- luacheck: ignore meta step
   return w - g * self.inner_lr
 end
@@ -84,8 +118,10 @@ end
 
 --- Inner steps first_step .. first_step + steps - 1 on (x, y) from the fast weights `fast` (a list
 --- over the network's parameters); returns new fast weights (entries not adapted are the given
---- tensors). create_graph keeps the steps differentiable (second order).
-function Learner:adapt_from(meta, fast, x, y, steps, create_graph, first_step)
+--- tensors) and the inner optimizer's state (pass it back to continue). create_graph keeps the steps
+--- differentiable (second order).
+function Learner:adapt_from(meta, fast, x, y, steps, create_graph, first_step, state)
+  state = state or self:inner_state()
   local out = {}
   for i, p in ipairs(fast) do out[i] = p end
   local idx = {}
@@ -98,16 +134,16 @@ function Learner:adapt_from(meta, fast, x, y, steps, create_graph, first_step)
     local loss = self:inner_loss(out, x, y, s, meta)
     local grads = ag.grad(loss, list, {create_graph = create_graph, allow_unused = true})
     for n, i in ipairs(idx) do
-      if grads[n] ~= nil then out[i] = self:inner_step(i, out[i], grads[n], meta, s) end
+      if grads[n] ~= nil then out[i] = self:inner_step(i, out[i], self:inner_direction(i, grads[n], s, state), meta, s) end
     end
   end
-  return out
+  return out, state
 end
 
 --- The inner loop from the meta-parameters: `steps` steps on (x, y); returns the fast weights.
 function Learner:adapt(meta, x, y, steps, create_graph)
   meta = self:complete(meta)
-  return self:adapt_from(meta, self:net_params(meta), x, y, steps, create_graph, 1)
+  return (self:adapt_from(meta, self:net_params(meta), x, y, steps, create_graph, 1))
 end
 
 --- The query loss of a task after adaptation, differentiable with respect to meta.
@@ -158,11 +194,12 @@ function Learner:finetune(meta, sx, sy, qx, qy, steps)
     if self.adapted[i] then fast[i]:requires_grad(true) end
   end
   local results = {}
+  local state = self:inner_state()
   local ok, err = pcall(function()
     for step = 0, steps do
       results[step + 1] = ag.no_grad(function() return self.metric(self:forward_at(consts, fast, qx, step), qy) end)
       if step < steps then
-        local next_fast = self:adapt_from(consts, fast, sx, sy, 1, false, step + 1)
+        local next_fast = self:adapt_from(consts, fast, sx, sy, 1, false, step + 1, state)
         for i, w in ipairs(next_fast) do
           if self.adapted[i] then fast[i] = w:detach():requires_grad(true) end
         end

@@ -142,10 +142,10 @@ function Learner:task_meta_gradient(meta, sx, sy, qx, qy, ctx)
   self.net:update_buffers(self.comm == nil)
   local weights = self:step_weights(epoch_of(self, ctx))
   local create_graph = not self:is_first_order(ctx)
-  local fast = self:net_params(meta)
+  local fast, state = self:net_params(meta), self:inner_state()
   local total, out, loss
   for s = 1, self.steps do
-    fast = self:adapt_from(meta, fast, sx, sy, 1, create_graph, s)
+    fast, state = self:adapt_from(meta, fast, sx, sy, 1, create_graph, s, state)
     if weights or s == self.steps then
       out = self:forward_at(meta, fast, qx, s)
       loss = self.loss(out, qy)

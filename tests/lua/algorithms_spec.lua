@@ -255,6 +255,27 @@ describe("meta-gradients against finite differences (tanh network, 2 inner steps
     check_against_differences(tanh_learner("maml", {inner_lr = 0.3, steps = 2, inner_loss_scale = 2}), batch, 1e-3, 2e-2)
   end)
 
+  for _, kind in ipairs{"momentum", "adam"} do
+    it("maml with the " .. kind .. " inner optimizer (second order through its moments)", function()
+      local learner = tanh_learner("maml", {inner_lr = 0.1, steps = 3, inner_optimizer = kind, inner_momentum = 0.8})
+      local grads = check_against_differences(learner, batch, 1e-3, 2e-2)
+      local sgd = tanh_learner("maml", {inner_lr = 0.1, steps = 3})
+      local _, sgd_grads = with_threads(1, sgd.meta_gradient, sgd, batch)
+      assert.are_not.same(sgd_grads[1]:totable(), grads[1]:totable())
+      -- and on threads: the same bits
+      local function on(threads)
+        return with_threads(threads, function()
+          local l = algorithm.build("maml", conv_net(5), {inner_lr = 0.05, steps = 2, inner_optimizer = kind})
+          local b = random_batch(T.generator(6), 4, 1, {1, 8, 8})
+          local _, g = l:meta_gradient(b)
+          return {g[1]:totable(), l:finetune(nil, b.support_x:select(1, 1), b.support_y:select(1, 1),
+            b.query_x:select(1, 1), b.query_y:select(1, 1), 2)}
+        end)
+      end
+      assert.same(on(1), on(2))
+    end)
+  end
+
   it("meta_sgd, including the step sizes, which receive gradients", function()
     local learner = tanh_learner("meta_sgd", {inner_lr = 0.3, steps = 2})
     assert.equals(2 * #learner.params, #learner.meta_params)
