@@ -4,6 +4,7 @@
 #ifndef MAMLRUN_TAP_H
 #define MAMLRUN_TAP_H
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -21,6 +22,12 @@ static void ok(int cond, const char *fmt, ...) {
   printf("\n");
   va_end(ap);
   if (!cond) nfail++;
+}
+
+/* the worse of two errors for a running maximum; a NaN sticks (fmax and `e > worst` would drop it,
+** and a check of "worst < tol" would then pass a kernel that returns NaN) */
+static double worse(double worst, double e) {
+  return isnan(worst) || isnan(e) ? (double)NAN : e > worst ? e : worst;
 }
 
 /* the plan line and the exit status */

@@ -365,7 +365,7 @@ describe("no_grad and grad mode", function()
     assert.equals(42, val.code)
     assert.is_true(ag.enabled())
     -- an op error inside
-    assert.has_error(function() ag.no_grad(function() return T.zeros { 2 } + T.zeros { 3 } end) end)
+    assert.error_matches(function() ag.no_grad(function() return T.zeros { 2 } + T.zeros { 3 } end) end, "bad argument #2 to 'add' (shapes (2) and (3) cannot be broadcast", 1, true)
     assert.is_true(ag.enabled())
   end)
 
@@ -407,7 +407,7 @@ describe("misuse of ag.grad", function()
       "bad argument #1 to 'grad' (output does not require grad: none of the tensors it was computed from " ..
       "had requires_grad(true), or it was computed under no_grad)")
     local w = ag.no_grad(function() return (x * x):sum() end)
-    assert.has_error(function() ag.grad(w, { x }) end)
+    assert.error_matches(function() ag.grad(w, { x }) end, "bad argument #1 to 'grad' (output does not require grad", 1, true)
   end)
 
   it("a non-scalar output without grad_output", function()

@@ -110,7 +110,7 @@ describe("mamlrun module", function()
     end)
 
     it("rejects a callback that is not a function", function()
-      assert.has_error(function() mamlrun.on_signal(42) end)
+      assert.error_matches(function() mamlrun.on_signal(42) end, "bad argument #1 to 'on_signal' (function expected, got number)", 1, true)
     end)
   end)
 end)

@@ -55,7 +55,7 @@ local function check_meta_gradient(learner, batch, probes, eps, rtol, atol)
     local numeric = (at(eps) - at(-eps)) / (2 * eps)
     local analytic = grads[i]:reshape{-1}:totable()[k]
     local err = math.abs(numeric - analytic)
-    if err > atol + rtol * math.abs(numeric) then
+    if not (err <= atol + rtol * math.abs(numeric)) then -- (a NaN fails)
       error(string.format("parameter %s element %d: finite differences %.6g, meta-gradient %.6g",
         learner.names[i], k, numeric, analytic), 2)
     end
@@ -126,6 +126,37 @@ describe("maml meta-gradient", function()
     -- the BN shifts are not adapted but do get a meta-gradient
     assert.is_false(learner.adapted[3])
     assert.is_true(grads[3]:abs():sum():item() > 0)
+  end)
+end)
+
+describe("the spec's meta-gradient check", function()
+  local function setup()
+    local gen = T.generator(11)
+    local net = nn.sequential{nn.linear(2, 4), nn.tanh(), nn.linear(4, 3)}
+    net:init(gen)
+    return net, random_batch(gen, 2, 3, 2, {2})
+  end
+
+  it("fails on a learner that silently computes the first-order gradient", function()
+    local net, batch = setup()
+    local fo = maml.new{net = net, inner_lr = 0.5, steps = 2, inner_loss_scale = 3, first_order = true}
+    local ok, err = pcall(check_meta_gradient, fo, batch, all_probes(fo.params), 1e-2, 2e-2, 1e-3)
+    assert.is_false(ok)
+    assert.matches("finite differences .*, meta%-gradient", err)
+  end)
+
+  it("fails on a meta-gradient that is NaN", function()
+    local net, batch = setup()
+    local learner = maml.new{net = net, inner_lr = 0.5, steps = 2, inner_loss_scale = 3}
+    local meta_gradient = learner.meta_gradient
+    function learner.meta_gradient(self, b)
+      local stats, grads = meta_gradient(self, b)
+      for i, g in ipairs(grads) do grads[i] = g * (0 / 0) end
+      return stats, grads
+    end
+    local ok, err = pcall(check_meta_gradient, learner, batch, {{1, 1}}, 1e-2, 2e-2, 1e-3)
+    assert.is_false(ok)
+    assert.matches("meta%-gradient %-?nan", err)
   end)
 end)
 

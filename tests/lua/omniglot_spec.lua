@@ -113,7 +113,7 @@ describe("omniglot module", function()
       ok, err = pcall(omniglot.read_png, dir .. "/fake.png")
       assert.is_false(ok)
       assert.matches("fake.png: not a PNG file", err)
-      assert.has_error(function() omniglot.read_png() end)
+      assert.error_matches(function() omniglot.read_png() end, "bad argument #1 to 'read_png' (string expected, got no value)", 1, true)
     end)
   end)
 
@@ -130,7 +130,7 @@ describe("omniglot module", function()
     it("checks its arguments", function()
       assert.has_error(function() omniglot.resize(T.zeros{2, 3, 4}, 5) end,
         "bad argument #1 to 'resize' (expected tensor (H, W) or (1, H, W), got (2, 3, 4))")
-      assert.has_error(function() omniglot.resize(T.zeros{4, 4}, 0) end)
+      assert.error_matches(function() omniglot.resize(T.zeros{4, 4}, 0) end, "bad argument #2 to 'resize' (expected size in 1..16384)", 1, true)
     end)
   end)
 
@@ -265,7 +265,7 @@ describe("omniglot module", function()
         "bad argument #3 to 'gather' (expected 2 indices (as many as classes), got 1)")
       assert.has_error(function() omniglot.gather(images, {1, "x"}, {1, 1}) end,
         "bad argument #2 to 'gather' (expected list of class numbers, got string at [2])")
-      assert.has_error(function() omniglot.gather(images, {1, 2}, {1, 1}, nil, {3}) end)
+      assert.error_matches(function() omniglot.gather(images, {1, 2}, {1, 1}, nil, {3}) end, "(expected a shape with 2 elements in at most 5 dims, got (3))", 1, true)
       assert.has_error(function() omniglot.gather(T.zeros{3, 3}, {1}, {1}) end,
         "bad argument #1 to 'gather' (expected tensor (classes, images, 1, H, W), got (3, 3))")
     end)

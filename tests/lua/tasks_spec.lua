@@ -279,8 +279,8 @@ describe("tasks.source", function()
     assert.same({3, 10, 1, 4, 4}, t.support_x:shape())
     assert.equals("task", source.rotation)
     assert.equals("none", tasks.source{dataset = ds, split = "lake", rotate = false}.rotation)
-    assert.has_error(function() tasks.source{dataset = ds, split = "lake"}:sample("val", 1, T.generator(1),
-      {ways = 2, shots = 1, queries = 1}) end)
+    assert.error_matches(function() tasks.source{dataset = ds, split = "lake"}:sample("val", 1, T.generator(1),
+      {ways = 2, shots = 1, queries = 1}) end, 'source:sample: split "val" has no classes', 1, true)
   end)
 end)
 
