@@ -95,6 +95,15 @@ function M.conv2d_backward_loops(x, w, gy, stride, pad)
   return gx, gw
 end
 
+--- A parallel.map job (parallel_spec.lua): keeps its thread busy for `iterations` turns of a loop,
+--- then returns value * 2.
+function M.busy_job(iterations, value)
+  local s = 0
+  for i = 1, iterations do s = s + i % 7 end
+  assert(s >= 0)
+  return value * 2
+end
+
 --- A new empty folder /tmp/mamlrun-<what>.XXXXXX (mktemp -d); the spec removes it when done.
 function M.tmpdir(what)
   local p = io.popen("mktemp -d /tmp/mamlrun-" .. what .. ".XXXXXX")

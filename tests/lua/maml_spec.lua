@@ -221,7 +221,7 @@ describe("maml first order vs second order", function()
 end)
 
 describe("maml on threads", function()
-  it("meta_gradient on the parallel module's threads equals the serial one", function()
+  it("meta_gradient on the parallel module's threads equals the serial one, bit for bit", function()
     local parallel = require "parallel"
     local before = parallel.threads()
     local net = nn.conv4{ways = 3, channels = 4, image = 8}
@@ -230,15 +230,22 @@ describe("maml on threads", function()
     assert.is_true(learner:can_run_parallel())
     local batch = random_batch(T.generator(32), 4, 3, 2, {1, 8, 8})
     parallel.set_threads(1)
+    parallel.reset_stats()
     local s1, g1 = learner:meta_gradient(batch)
+    local serial = parallel.stats()
     parallel.set_threads(2)
+    parallel.reset_stats()
     local s2, g2 = learner:meta_gradient(batch)
+    local threaded = parallel.stats()
     parallel.set_threads(before)
-    assert.near(s1.loss, s2.loss, 1e-6)
+    assert.equals(0, serial.threaded_maps)
+    -- the two-thread call did go through the pool, one job per task
+    assert.is_true(threaded.threaded_maps >= 1, "no parallel.map with worker threads")
+    assert.equals(4, threaded.jobs)
+    assert.equals(s1.loss, s2.loss)
     assert.equals(s1.metric, s2.metric)
-    for i = 1, #g1 do
-      assert.is_true((g1[i] - g2[i]):abs():max():item() <= 1e-5 * (1 + g1[i]:abs():max():item()))
-    end
+    assert.equals(#g1, #g2)
+    for i = 1, #g1 do assert.same(g1[i]:totable(), g2[i]:totable()) end
     -- a variant with its own inner step stays on the calling thread
     function learner:inner_step(_, w, g) return w - g * 0.1 end -- luacheck: ignore self
     assert.is_false(learner:can_run_parallel())
@@ -326,13 +333,13 @@ describe("maml evaluation", function()
     parallel.set_threads(1)
     local serial = learner:evaluate(nil, 11, next_task, 3)
     parallel.set_threads(2)
-    local map, calls = parallel.map, 0
-    parallel.map = function(...) calls = calls + 1 return map(...) end
+    parallel.reset_stats()
     local ok, threaded = pcall(learner.evaluate, learner, nil, 11, next_task, 3)
-    parallel.map = map
+    local stats = parallel.stats()
     parallel.set_threads(before)
     assert.is_true(ok, tostring(threaded))
-    assert.equals(2, calls) -- 8 tasks, then 3
+    -- 8 tasks, then 3, each batch through the pool with its worker thread
+    assert.same({2, 2, 11}, {stats.maps, stats.threaded_maps, stats.jobs})
     assert.equals(11, threaded.n)
     assert.same(serial, threaded)
     -- stopping early keeps the tasks drawn before the stop
