@@ -380,7 +380,7 @@ end)
 
 if os.getenv("OMNIGLOT_ZIPS") then
   describe("tasks on the real Omniglot", function()
-    it("loads, splits 1200/423 and samples 32 5-way 1-shot 15-query tasks quickly", function()
+    it("loads, splits 1200/423 and samples 32 5-way 1-shot 15-query tasks", function()
       assert(os.execute("sh data/fetch_omniglot.sh > /dev/null"), "data/fetch_omniglot.sh failed")
       local ds = tasks.load{quiet = true}
       assert.equals(1623, ds.num_classes)
@@ -388,15 +388,14 @@ if os.getenv("OMNIGLOT_ZIPS") then
       assert.equals(1200, #split.train)
       local sampler = tasks.sampler(ds, split.train, {ways = 5, shots = 1, queries = 15, rotation = "classes",
                                                       generator = T.generator(1)})
-      local start = os.clock()
+      -- (how fast is for `make bench`, not for a test on a busy machine)
       local b
       for _ = 1, 5 do b = sampler:sample(32) end
-      local per_task = (os.clock() - start) / (5 * 32)
       assert.same({32, 5, 1, 28, 28}, b.support_x:shape())
       assert.same({32, 75, 1, 28, 28}, b.query_x:shape())
-      assert.is_true(per_task < 0.005, string.format("%.2f ms per task", per_task * 1e3))
+      assert.is_true(b.support_x:max():item() <= 1 and b.support_x:sum():item() > 0)
     end)
   end)
 else
-  pending("tasks on the real Omniglot (set OMNIGLOT_ZIPS=DIR with the two zips)")
+  pending("[dataset] tasks on the real Omniglot (set OMNIGLOT_ZIPS=DIR with the two zips)")
 end
