@@ -7,6 +7,13 @@ local experiment = require "experiment"
 local checkpoint = require "checkpoint"
 local json = require "json"
 
+-- experiment.run sets the global thread count (parallel.set_threads) and leaves it set: put it back
+-- after each test, so that no test depends on which ran before it
+local parallel = require "parallel"
+local threads_before
+before_each(function() threads_before = parallel.threads() end)
+after_each(function() parallel.set_threads(threads_before) end)
+
 local made = {}
 local function tmpdir()
   local dir = require("tests.lua.helpers").tmpdir("experiment-spec")
@@ -278,7 +285,6 @@ describe("experiment runs", function()
   end)
 
   it("give the same meta-parameters on 1 and 2 threads, bit for bit", function()
-    local parallel = require "parallel"
     local one = run_tiny(dir .. "/one_thread", {threads = 1})
     parallel.reset_stats()
     local two = run_tiny(dir .. "/two_threads", {threads = 2})
