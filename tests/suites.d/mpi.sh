@@ -17,6 +17,19 @@ if ! command -v mpirun >/dev/null 2>&1; then
 fi
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/mamlrun-mpi.XXXXXX") || exit 2
 trap 'rm -rf "$TMP"' EXIT
+# root needs --allow-run-as-root; no core binding (ranks may run threads); waiting ranks yield the core
+MPIRUN=(mpirun --allow-run-as-root --oversubscribe --bind-to none --mca mpi_yield_when_idle 1)
+# the sanitizer build: Open MPI's own allocations that live until exit are not leaks of ours. Matching
+# them needs whole stacks (slow unwinding) and its plugins still loaded at exit (no dlclose).
+if [ -n "${ASAN_OPTIONS:-}" ]; then
+  # (intercept_tls_get_addr=0: ASan's tracking of dynamic TLS blocks goes wrong with Open MPI's
+  # dlopen'ed plugins, and LeakSanitizer then crashes at exit: "Tracer caught signal 11", DTLS at a
+  # garbage address; whether it happens depends on the heap layout)
+  export ASAN_OPTIONS="$ASAN_OPTIONS:fast_unwind_on_malloc=0:intercept_tls_get_addr=0"
+  export LSAN_OPTIONS="suppressions=$PWD/tests/mpi/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+  export OMPI_MCA_mca_base_component_disable_dlclose=1
+fi
+
 probe_rc=0
 "$MAMLRUN" -e 'io.write(tostring(require("mpi").available))' >"$TMP/probe.out" 2>"$TMP/probe.err" || probe_rc=$?
 probe=$(cat "$TMP/probe.out")
@@ -31,19 +44,6 @@ if [ "$probe_rc" -ne 0 ] || [ "$probe" != true ]; then
   echo "1..1"
   exit 1
 fi
-# root needs --allow-run-as-root; no core binding (ranks may run threads); waiting ranks yield the core
-MPIRUN=(mpirun --allow-run-as-root --oversubscribe --bind-to none --mca mpi_yield_when_idle 1)
-# the sanitizer build: Open MPI's own allocations that live until exit are not leaks of ours. Matching
-# them needs whole stacks (slow unwinding) and its plugins still loaded at exit (no dlclose).
-if [ -n "${ASAN_OPTIONS:-}" ]; then
-  # (intercept_tls_get_addr=0: ASan's tracking of dynamic TLS blocks goes wrong with Open MPI's
-  # dlopen'ed plugins, and LeakSanitizer then crashes at exit: "Tracer caught signal 11", DTLS at a
-  # garbage address; whether it happens depends on the heap layout)
-  export ASAN_OPTIONS="$ASAN_OPTIONS:fast_unwind_on_malloc=0:intercept_tls_get_addr=0"
-  export LSAN_OPTIONS="suppressions=$PWD/tests/mpi/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
-  export OMPI_MCA_mca_base_component_disable_dlclose=1
-fi
-
 n=0 failed=0
 ok() { n=$((n + 1)); echo "ok $n - $1"; }
 not_ok() {
