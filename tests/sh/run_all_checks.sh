@@ -3,7 +3,8 @@
 # runs in a scratch tree that holds only the suites of one case (no C, Lua or shell tests of the
 # project), and its last line and exit status must say what happened: a skip is counted as skipped,
 # not passed; a required skip (MAMLRUN_REQUIRE_SUITES) fails; a suite without a TAP plan, with a plan
-# its tests do not match, not executable, or a C test source without its binary fails.
+# its tests do not match, not executable, or a C test source without its binary fails. And
+# tests/suites.d/mpi.sh with a fake binary: only a clean "built without MPI" answer is a skip.
 set -u
 ROOT=${ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 cd "$ROOT" || exit 2
@@ -71,6 +72,26 @@ mkdir -p "$T/tree/tests/c"
 echo 'int main(void) { return 0; }' >"$T/tree/tests/c/test_missing.c"
 suite good 'ok 1 - one\n1..1\n'
 expect "a C test source without its binary fails" 1 "1 passed, 1 failed, 0 skipped"
+
+# tests/suites.d/mpi.sh's probe of the binary: only a clean "false" is a skip; anything else it does not
+# expect (a crash, a warning, garbage) is a failure, not a skip
+probe() { # probe WHAT WANT-FIRST-LINE-PREFIX SCRIPT-BODY: mpi.sh with a fake mamlrun
+  local what=$1 want=$2 first
+  checks=$((checks + 1))
+  printf '#!/bin/sh\n%s\n' "$3" >"$T/fake_mamlrun"
+  chmod +x "$T/fake_mamlrun"
+  first=$(env -u ASAN_OPTIONS MAMLRUN="$T/fake_mamlrun" tests/suites.d/mpi.sh 2>&1 | head -n 1)
+  case $first in
+    "$want"*) ;;
+    *) failures=$((failures + 1)); echo "FAIL: mpi.sh probe, $what: first line '$first', expected '$want...'" ;;
+  esac
+}
+if command -v mpirun >/dev/null 2>&1; then
+  probe "built without MPI" "ok 1 - mpi # SKIP [mpi]" 'printf false'
+  probe "a crash" "not ok 1 - mpi probe" 'kill -SEGV $$'
+  probe "a warning on stderr" "not ok 1 - mpi probe" 'echo "warning: something" >&2; printf false'
+  probe "unexpected output" "not ok 1 - mpi probe" 'printf "nil"'
+fi
 
 if [ "$failures" -eq 0 ]; then echo "all $checks runner checks passed"; fi
 [ "$failures" -eq 0 ]
