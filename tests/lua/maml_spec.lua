@@ -250,6 +250,37 @@ describe("maml on threads", function()
     function learner:inner_step(_, w, g) return w - g * 0.1 end -- luacheck: ignore self
     assert.is_false(learner:can_run_parallel())
   end)
+
+  it("each learner setting reaches the workers: 2 threads give 1 thread's bits, and the settings' bits differ", function()
+    -- a worker that ignored its job's setting (computing the default learner's gradient) would give the
+    -- default's bits on 2 threads: the comparison catches it because every variant's bits differ from it
+    local parallel = require "parallel"
+    local before = parallel.threads()
+    local net = nn.conv4{ways = 3, channels = 4, image = 8}
+    net:init(T.generator(33))
+    local batch = random_batch(T.generator(34), 4, 3, 2, {1, 8, 8})
+    local base = {net = net, inner_lr = 0.4, inner_loss_scale = 3, steps = 2}
+    local variants = {{}, {first_order = true}, {steps = 1}, {inner_lr = 0.2}, {inner_loss_scale = 1}}
+    local serial_bits = {}
+    for v, changes in ipairs(variants) do
+      local opts = {}
+      for k, x in pairs(base) do opts[k] = x end
+      for k, x in pairs(changes) do opts[k] = x end
+      local learner = maml.new(opts)
+      assert.is_true(learner:can_run_parallel())
+      parallel.set_threads(1)
+      local _, g1 = learner:meta_gradient(batch)
+      parallel.set_threads(2)
+      parallel.reset_stats()
+      local _, g2 = learner:meta_gradient(batch)
+      local stats = parallel.stats()
+      parallel.set_threads(before)
+      assert.is_true(stats.threaded_maps >= 1 and stats.jobs == 4, "variant " .. v .. " did not use the pool")
+      for i = 1, #g1 do assert.same(g1[i]:totable(), g2[i]:totable()) end
+      serial_bits[v] = g1[1]:totable()
+      if v > 1 then assert.are_not.same(serial_bits[1], serial_bits[v], "variant " .. v .. " = the default") end
+    end
+  end)
 end)
 
 describe("maml inner loop", function()
