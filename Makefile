@@ -6,6 +6,10 @@ CFLAGS   ?= $(OPT) -g
 CFLAGS   += -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra -Ivm -Iops \
             $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread -ldl
+# sanitizer flags (`make sanitize` sets them): appended whatever CFLAGS came from the environment or
+# the command line, so the sanitized build is sanitized
+SAN      ?=
+override CFLAGS += $(SAN)
 PREFIX   ?= /usr/local
 BUILD    ?= build
 
@@ -100,10 +104,11 @@ run: deps
 # ---------------------------------------------------------------- checks
 SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 
-# AddressSanitizer + UndefinedBehaviorSanitizer build in build-san/, then the whole test suite on it
+# AddressSanitizer + UndefinedBehaviorSanitizer build in build-san/, then the whole test suite on it;
+# MAMLRUN_EXPECT_ASAN=1 makes the tests check that the binaries they run are sanitized
 sanitize: $(HAVE_FUZZ)
-	$(MAKE) BUILD=build-san OPT="$(SAN_FLAGS)" mamlrun-san build-san-ctests
-	BUILD=build-san MAMLRUN=./mamlrun-san ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	$(MAKE) BUILD=build-san OPT="$(SAN_FLAGS)" SAN="$(SAN_FLAGS)" mamlrun-san build-san-ctests
+	BUILD=build-san MAMLRUN=./mamlrun-san MAMLRUN_EXPECT_ASAN=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1 tests/run_all.sh
 
 # beside ./mamlrun, so that it finds lua/ the same way
@@ -119,7 +124,8 @@ build-san-ctests: $(CTESTS)
 #   build-fuzz/tests/fuzz/fuzz_png -max_total_time=600 tests/fuzz/corpus-png/
 
 fuzz:
-	$(MAKE) BUILD=build-fuzz CC=$(FUZZ_CC) OPT="$(FUZZ_FLAGS) -fsanitize=fuzzer-no-link" MPI=0 fuzz-targets
+	$(MAKE) BUILD=build-fuzz CC=$(FUZZ_CC) OPT="$(FUZZ_FLAGS) -fsanitize=fuzzer-no-link" \
+	  SAN="$(FUZZ_FLAGS) -fsanitize=fuzzer-no-link" MPI=0 fuzz-targets
 
 fuzz-targets: $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/fuzz/%)
 

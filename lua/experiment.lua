@@ -1071,8 +1071,21 @@ end
 --- Run an experiment: resolve the config with the overrides, then train and evaluate (or, in
 --- config-only mode, return the script's config table). Returns a result table:
 --- {dir=, cfg=, test=, interrupted=, iteration=}.
+local run_experiment
+
 function M.run(script_cfg, opts)
   if M.config_only then return deep_copy(script_cfg) end
+  -- the thread count a run sets (threads=N) is the caller's again afterwards, on every exit path
+  -- (a to-be-closed guard: it runs when the run returns or raises, without catching the error)
+  local has_parallel, parallel = pcall(require, "parallel")
+  local before = has_parallel and parallel.threads() or nil
+  local restore <close> = setmetatable({}, {__close = function()
+    if before and parallel.threads() ~= before then parallel.set_threads(before) end
+  end})
+  return run_experiment(script_cfg, opts)
+end
+
+function run_experiment(script_cfg, opts)
   opts = opts or {}
   local host = host_functions(opts)
   local overrides = opts.overrides or host.overrides or {}

@@ -4,7 +4,12 @@
 -- random weight (so every output element matters), element by element.
 -- gradgradcheck(f, inputs [, opts]) runs gradcheck on the gradient itself:
 -- h(x) = <grad_x sum(f(x) * r), v> built with create_graph, so the check
--- compares Hessian-vector products against differences of gradients.
+-- compares Hessian-vector products against differences of gradients. Every
+-- gradient is in h, also one that does not require grad: a backward that
+-- ignores create_graph (a detached gradient) then has an analytic Hessian of
+-- zero, which the differences of a nonlinear f contradict.
+--
+-- A NaN or an infinity on either side is a failure, never a pass.
 --
 -- Everything is float32, so the step is large (eps = 1e-2 by default, relative
 -- to the element's size) and the tolerance is set for float32 rounding; the
@@ -57,7 +62,10 @@ function M.gradcheck(f, inputs, opts)
       error(("gradcheck: input %d must be a leaf tensor with requires_grad(true)"):format(i), 2)
     end
   end
-  local analytic = ag.grad(scalar_of(f, inputs, weights), inputs, { allow_unused = true })
+  local out = scalar_of(f, inputs, weights)
+  -- an output that does not require grad (f constant, or its graph was dropped) has zero gradients:
+  -- the differences below then decide
+  local analytic = out:requires_grad() and ag.grad(out, inputs, { allow_unused = true }) or {}
   -- not under no_grad: for gradgradcheck, f itself takes gradients
   local numeric_f = function() return scalar_of(f, inputs, weights):item() end
   for i, x in ipairs(inputs) do
@@ -71,7 +79,9 @@ function M.gradcheck(f, inputs, opts)
       x:set(v, k)
       local numeric = (fp - fm) / (2 * h)
       local a = analytic[i] and analytic[i]:get(k) or 0
-      if math.abs(a - numeric) > o.atol + o.rtol * math.max(math.abs(a), math.abs(numeric)) then
+      -- (written so that a NaN on either side fails: every comparison with NaN is false)
+      local tol = o.atol + o.rtol * math.max(math.abs(a), math.abs(numeric))
+      if not (math.abs(a - numeric) <= tol and tol < math.huge) then
         error(("gradcheck: input %d (shape {%s}) element %d: analytic %.6g vs numeric %.6g"):format(
           i, table.concat(x:shape(), ", "), k, a, numeric), 2)
       end
@@ -86,19 +96,21 @@ function M.gradgradcheck(f, inputs, opts)
   local weights = { gen = gen }
   local directions = {}
   for i, x in ipairs(inputs) do directions[i] = T.rand(x:shape(), gen) - 0.5 end
-  -- h(x) = sum_i <grad_i(x), v_i>: differentiable because of create_graph
+  -- h(x) = sum_i <grad_i(x), v_i>: differentiable because of create_graph. Every gradient counts,
+  -- also one that does not require grad: for a linear f it is a constant (h's differences are 0, as
+  -- its analytic gradient), for any other f a detached gradient fails the comparison.
   local function h(...)
     local xs = { ... }
-    local grads = ag.grad(scalar_of(f, xs, weights), xs, { create_graph = true, allow_unused = true })
+    local out = scalar_of(f, xs, weights)
+    if not out:requires_grad() then return T.zeros {} end -- f does not depend on any input
+    local grads = ag.grad(out, xs, { create_graph = true, allow_unused = true })
     local total = T.zeros {}
     for i = 1, #xs do -- not ipairs: grads has holes (nil) for unused inputs
       local g = grads[i]
-      if g and g:requires_grad() then total = total + (g * directions[i]):sum() end
+      if g then total = total + (g * directions[i]):sum() end
     end
     return total
   end
-  local probe = h(table.unpack(inputs))
-  if not probe:requires_grad() then return true end -- f is linear in every input
   return M.gradcheck(h, inputs, opts)
 end
 

@@ -6,14 +6,19 @@
 #   shell  each executable tests/sh/*.sh is one test (exit 0 = pass)
 #   extra  each executable tests/suites.d/*.sh prints TAP (add a suite by dropping one in)
 # A TAP suite that crashes, times out, exits non-zero without a failing test,
-# stops short of its plan (1..N) or runs no test at all counts one extra failure.
-# Output: one line per suite (full output of failing ones, minus the "ok"
-# lines), a summary per section, and as the very last line "N passed, N failed".
-# Exit status 0 only if nothing failed.
+# prints no plan (1..N), runs a number of tests other than its plan or runs no
+# test at all counts one extra failure; so does a suite that is missing (a
+# tests/c/test_*.c without its binary) or not executable.
+# `ok ... # SKIP reason` lines count as skipped, not passed. A skip that names a
+# requirement in brackets (`# SKIP [mpi] openmpi not installed`) is a failure
+# when MAMLRUN_REQUIRE_SUITES lists that word (.ci/run: "fuzz mpi dataset", those
+# its machine can run). Output: one line per suite (full output of failing ones,
+# minus the "ok" lines), a summary per section, and as the very last line
+# "N passed, N failed, N skipped". Exit status 0 only if nothing failed.
 #
 # Environment: BUILD (default build), MAMLRUN (default ./mamlrun), BUSTED
 # (default: busted on PATH), TEST_TIMEOUT (seconds per suite, default 1200),
-# VERBOSE=1 (print every suite's full output).
+# VERBOSE=1 (print every suite's full output), MAMLRUN_REQUIRE_SUITES (words).
 set -u
 cd "$(dirname "$0")/.." || exit 2
 ROOT=$(pwd)
@@ -23,6 +28,7 @@ case $MAMLRUN in /*) ;; *) MAMLRUN=$ROOT/$MAMLRUN ;; esac
 BUSTED=${BUSTED:-$(command -v busted || echo /usr/bin/busted)}
 TEST_TIMEOUT=${TEST_TIMEOUT:-1200}
 VERBOSE=${VERBOSE:-0}
+REQUIRE=${MAMLRUN_REQUIRE_SUITES:-}
 export ROOT MAMLRUN BUSTED
 
 TIMEOUT=()
@@ -32,18 +38,34 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/mamlrun-tests.XXXXXX") || exit 2
 trap 'rm -rf "$TMP"' EXIT
 LOG=$TMP/log
 
-total_pass=0 total_fail=0
-section_pass=0 section_fail=0
+total_pass=0 total_fail=0 total_skip=0
+section_pass=0 section_fail=0 section_skip=0
 
 section() {
-  section_pass=0 section_fail=0
+  section_pass=0 section_fail=0 section_skip=0
   echo "== $1"
 }
 
 end_section() {
-  echo "   $1: $section_pass passed, $section_fail failed"
+  echo "   $1: $section_pass passed, $section_fail failed, $section_skip skipped"
   total_pass=$((total_pass + section_pass))
   total_fail=$((total_fail + section_fail))
+  total_skip=$((total_skip + section_skip))
+}
+
+# a suite that should have run and cannot: one failure
+missing() {
+  section_fail=$((section_fail + 1))
+  printf '   %-40s FAILED (%s)\n' "$1" "$2"
+}
+
+# how many skip lines of $LOG name a requirement of MAMLRUN_REQUIRE_SUITES ("# SKIP [word] ...")
+required_skips() {
+  local n=0 word
+  for word in $REQUIRE; do
+    n=$((n + $(grep -iE '^ok .*#[[:space:]]*skip' "$LOG" | grep -cF "[$word]")))
+  done
+  echo "$n"
 }
 
 # why a command with exit status $1 failed, for messages
@@ -67,43 +89,61 @@ show_log() {
 run_tap() {
   local label=$1
   shift
-  local rc=0 pass fail ran plan note=""
+  local rc=0 pass fail skip required ran plan note=""
   # (the braces keep bash's own "Segmentation fault" notice out of the output)
   { "${TIMEOUT[@]}" "$@" >"$LOG" 2>&1 </dev/null || rc=$?; } 2>/dev/null
-  pass=$(grep -c '^ok ' "$LOG")
+  skip=$(grep -ciE '^ok .*#[[:space:]]*skip' "$LOG")
+  pass=$(($(grep -c '^ok ' "$LOG") - skip))
   fail=$(grep '^not ok ' "$LOG" | grep -vc '# *TODO')
   ran=$(grep -cE '^(not )?ok ' "$LOG")
   plan=$(sed -n 's/^1\.\.\([0-9][0-9]*\).*/\1/p' "$LOG" | tail -n 1)
+  required=$(required_skips)
   if [ "$rc" -eq 124 ] || [ "$rc" -gt 128 ]; then
     note=$(describe_status "$rc")
   elif [ "$rc" -ne 0 ] && [ "$fail" -eq 0 ]; then
     note="$(describe_status "$rc") without a failing test"
-  elif [ -n "$plan" ] && [ "$ran" -lt "$plan" ]; then
-    note="stopped after $ran of $plan planned tests"
-  elif [ "$ran" -eq 0 ]; then
-    note="no tests ran"
   elif [ -z "$plan" ] && [ "$rc" -ne 0 ] && grep -q '^stack traceback:' "$LOG"; then
     note="stopped by a Lua error"
+  elif [ -z "$plan" ]; then
+    note="no TAP plan (1..N)"
+  elif [ "$ran" -ne "$plan" ]; then
+    note="ran $ran tests, planned $plan"
+  elif [ "$ran" -eq 0 ]; then
+    note="no tests ran"
   fi
   if [ -n "$note" ]; then fail=$((fail + 1)); fi
+  if [ "$required" -gt 0 ]; then # a required skip is a failure, not a skip
+    note="${note:+$note; }$required skipped but required (MAMLRUN_REQUIRE_SUITES=\"$REQUIRE\")"
+    skip=$((skip - required))
+    fail=$((fail + required))
+  fi
   section_pass=$((section_pass + pass))
   section_fail=$((section_fail + fail))
+  section_skip=$((section_skip + skip))
   if [ "$fail" -eq 0 ]; then
-    printf '   %-40s %d passed\n' "$label" "$pass"
+    printf '   %-40s %d passed%s\n' "$label" "$pass" "$([ "$skip" -gt 0 ] && echo ", $skip skipped")"
     if [ "$VERBOSE" = 1 ]; then show_log; fi
+    if [ "$skip" -gt 0 ] && [ "$VERBOSE" != 1 ]; then grep -iE '^ok .*#[[:space:]]*skip' "$LOG" | sed 's/^/     | /'; fi
   else
     printf '   %-40s %d passed, %d FAILED%s\n' "$label" "$pass" "$fail" "${note:+ ($note)}"
     show_log
+    if [ "$required" -gt 0 ]; then grep -iE '^ok .*#[[:space:]]*skip' "$LOG" | sed 's/^/     | /'; fi
   fi
 }
 
 # ---------------------------------------------------------------- C tests
 section "C tests ($BUILD/tests)"
 found=0
-for t in "$BUILD"/tests/test_*; do
-  [ -f "$t" ] && [ -x "$t" ] || continue
+for src in tests/c/test_*.c; do # every test source must have its binary
+  [ -f "$src" ] || continue
   found=1
-  run_tap "${t#"$BUILD"/tests/}" "$t"
+  name=${src#tests/c/}
+  name=${name%.c}
+  t=$BUILD/tests/$name
+  if [ ! -f "$t" ]; then missing "$name" "$t is not built (make ctests)"
+  elif [ ! -x "$t" ]; then missing "$name" "$t is not executable"
+  else run_tap "$name" "$t"
+  fi
 done
 if [ "$found" = 0 ]; then echo "   (none)"; fi
 end_section "C tests"
@@ -141,8 +181,9 @@ end_section "Lua tests"
 section "shell tests (tests/sh)"
 found=0
 for t in tests/sh/*.sh; do
-  [ -f "$t" ] && [ -x "$t" ] || continue
+  [ -f "$t" ] || continue
   found=1
+  if [ ! -x "$t" ]; then missing "${t#tests/sh/}" "not executable (chmod +x)"; continue; fi
   rc=0
   { "${TIMEOUT[@]}" "$t" >"$LOG" 2>&1 </dev/null || rc=$?; } 2>/dev/null
   if [ "$rc" -eq 0 ]; then
@@ -164,12 +205,13 @@ end_section "shell tests"
 section "extra suites (tests/suites.d)"
 found=0
 for s in tests/suites.d/*.sh; do
-  [ -f "$s" ] && [ -x "$s" ] || continue
+  [ -f "$s" ] || continue
   found=1
+  if [ ! -x "$s" ]; then missing "${s#tests/suites.d/}" "not executable (chmod +x)"; continue; fi
   run_tap "${s#tests/suites.d/}" "$s"
 done
 if [ "$found" = 0 ]; then echo "   (none)"; fi
 end_section "extra suites"
 
-echo "$total_pass passed, $total_fail failed"
+echo "$total_pass passed, $total_fail failed, $total_skip skipped"
 [ "$total_fail" -eq 0 ]

@@ -11,6 +11,11 @@
 ** shared, not copied, and cross as leaves (detached; requires_grad kept):
 ** graphs never span threads. A job's result does not depend on which thread
 ** ran it, so results do not depend on the number of threads.
+**
+** parallel.stats() counts what map did since the start or the last
+** parallel.reset_stats(): {maps, threaded_maps (maps with worker threads in
+** the pool), jobs, worker_jobs (jobs a worker thread ran, not the caller)},
+** so a test can tell that a run took the threaded path.
 */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -173,6 +178,11 @@ static struct {
 
 static _Thread_local int in_worker;
 
+/* parallel.stats(): updated by the caller (maps, jobs) and the workers (worker_jobs) */
+static struct {
+  atomic_llong maps, threaded_maps, jobs, worker_jobs;
+} stats;
+
 /* a new state set up like the caller's: same package paths and C preloads */
 static lua_State *worker_state(void) {
   lua_State *L = luaL_newstate();
@@ -253,11 +263,12 @@ static void run_job(lua_State *L, Batch *b, int j) {
   lua_settop(L, top);
 }
 
-static void run_batch(lua_State *L, Batch *b) {
+static void run_batch(lua_State *L, Batch *b, int by_worker) {
   for (;;) {
     int j = atomic_fetch_add(&b->next, 1);
     if (j >= b->njobs) break;
     run_job(L, b, j);
+    if (by_worker) atomic_fetch_add(&stats.worker_jobs, 1);
     /* a job's tensors (a whole task's graph) are garbage now: free them at
     ** once rather than when this state's collector next runs */
     lua_gc(L, LUA_GCCOLLECT);
@@ -276,7 +287,7 @@ static void *worker_main(void *arg) {
     Batch *b = pool.batch;
     pthread_mutex_unlock(&pool.mu);
     if (!w->L) w->L = worker_state();
-    if (w->L) run_batch(w->L, b);
+    if (w->L) run_batch(w->L, b, 1);
     pthread_mutex_lock(&pool.mu);
     if (--pool.busy == 0) pthread_cond_signal(&pool.done);
   }
@@ -383,8 +394,11 @@ static int l_map(lua_State *L) {
     pool.busy = pool.nworkers;
     pthread_cond_broadcast(&pool.work);
     pthread_mutex_unlock(&pool.mu);
+    atomic_fetch_add(&stats.maps, 1);
+    if (pool.nworkers > 0) atomic_fetch_add(&stats.threaded_maps, 1);
+    atomic_fetch_add(&stats.jobs, njobs);
     in_worker = 1; /* the caller works too, in its own state */
-    run_batch(L, &b);
+    run_batch(L, &b, 0);
     in_worker = 0;
     pthread_mutex_lock(&pool.mu);
     while (pool.busy > 0) pthread_cond_wait(&pool.done, &pool.mu);
@@ -431,8 +445,33 @@ static int l_threads(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg parallel_functions[] = {
-    {"map", l_map}, {"set_threads", l_set_threads}, {"threads", l_threads}, {NULL, NULL}};
+/* parallel.stats() -> {maps =, threaded_maps =, jobs =, worker_jobs =} */
+static int l_stats(lua_State *L) {
+  lua_createtable(L, 0, 4);
+  lua_pushinteger(L, (lua_Integer)atomic_load(&stats.maps));
+  lua_setfield(L, -2, "maps");
+  lua_pushinteger(L, (lua_Integer)atomic_load(&stats.threaded_maps));
+  lua_setfield(L, -2, "threaded_maps");
+  lua_pushinteger(L, (lua_Integer)atomic_load(&stats.jobs));
+  lua_setfield(L, -2, "jobs");
+  lua_pushinteger(L, (lua_Integer)atomic_load(&stats.worker_jobs));
+  lua_setfield(L, -2, "worker_jobs");
+  return 1;
+}
+
+/* parallel.reset_stats(): every count back to 0 */
+static int l_reset_stats(lua_State *L) {
+  if (in_worker) return luaL_error(L, "parallel.reset_stats: not from inside a parallel job");
+  atomic_store(&stats.maps, 0);
+  atomic_store(&stats.threaded_maps, 0);
+  atomic_store(&stats.jobs, 0);
+  atomic_store(&stats.worker_jobs, 0);
+  return 0;
+}
+
+static const luaL_Reg parallel_functions[] = {{"map", l_map},     {"set_threads", l_set_threads},
+                                              {"threads", l_threads}, {"stats", l_stats},
+                                              {"reset_stats", l_reset_stats}, {NULL, NULL}};
 
 int luaopen_parallel(lua_State *L) {
   luaL_newlib(L, parallel_functions);

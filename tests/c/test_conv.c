@@ -45,7 +45,7 @@ static double rel_err(const float *got, const double *want, const double *scale,
   double worst = 0;
   for (int64_t i = 0; i < n; i++) {
     double e = fabs(got[i] - want[i]) / (scale[i] + 1e-3);
-    if (!(e <= worst)) worst = e; /* NaN counts */
+    worst = worse(worst, e);
   }
   return worst;
 }
@@ -119,8 +119,7 @@ static double check_conv(int64_t n, int64_t c, int64_t h, int64_t w, int64_t o, 
   double e = rel_err(T_DATA(y), r.y, r.ys, y->numel);
   double e2 = rel_err(T_DATA(gx), r.gx, r.gxs, gx->numel);
   double e3 = rel_err(T_DATA(gw), r.gw, r.gws, gw->numel);
-  if (e2 > e) e = e2;
-  if (e3 > e) e = e3;
+  e = worse(worse(e, e2), e3);
   if (y->shape[2] != g.oh || y->shape[3] != g.ow) e = INFINITY;
   naive_free(&r);
   t_release(x), t_release(wt), t_release(b), t_release(gy), t_release(y), t_release(gx),
@@ -138,8 +137,8 @@ static void test_conv_random(void) {
     if (kh > h + 2 * padding || kw > w + 2 * padding) continue;
     int64_t n = trial % 4 ? irand(1, 5) : 1, c = trial % 5 ? irand(1, 4) : 1, o = irand(1, 5);
     double e = check_conv(n, c, h, w, o, kh, kw, stride, padding, trial % 2);
-    if (e > worst) worst = e;
-    if (e > 1e-5)
+    worst = worse(worst, e);
+    if (!(e <= 1e-5))
       printf("# conv n=%lld c=%lld h=%lld w=%lld o=%lld k=%lldx%lld s=%d p=%d: error %g\n",
              (long long)n, (long long)c, (long long)h, (long long)w, (long long)o, (long long)kh,
              (long long)kw, stride, padding, e);
@@ -166,15 +165,15 @@ static void test_conv_maml_shapes(void) {
 ** (direct loops in the forward) have paths of their own */
 static void test_conv_special_paths(void) {
   double e = 0;
-  e = fmax(e, check_conv(3, 5, 3, 2, 4, 3, 2, 1, 0, 1));
-  e = fmax(e, check_conv(1, 2, 4, 4, 3, 4, 4, 3, 0, 0));
-  e = fmax(e, check_conv(7, 64, 2, 2, 64, 2, 2, 1, 0, 1));
+  e = worse(e, check_conv(3, 5, 3, 2, 4, 3, 2, 1, 0, 1));
+  e = worse(e, check_conv(1, 2, 4, 4, 3, 4, 4, 3, 0, 0));
+  e = worse(e, check_conv(7, 64, 2, 2, 64, 2, 2, 1, 0, 1));
   ok(e <= 1e-5, "whole-image kernels (one output pixel) match naive loops (error %.2g)", e);
   e = 0;
   for (int s = 1; s <= 3; s++)
     for (int pad = 0; pad <= 2; pad++) {
-      e = fmax(e, check_conv(3, 1, 11, 9, 6, 3, 3, s, pad, 1));
-      e = fmax(e, check_conv(2, 1, 7, 8, 5, 2, 4, s, pad, 0));
+      e = worse(e, check_conv(3, 1, 11, 9, 6, 3, 3, s, pad, 1));
+      e = worse(e, check_conv(2, 1, 7, 8, 5, 2, 4, s, pad, 0));
     }
   ok(e <= 1e-5, "one input channel matches naive loops at strides 1-3, paddings 0-2 (error %.2g)",
      e);
@@ -195,8 +194,8 @@ static void test_conv_adjoint(void) {
     Tensor *gw = t_conv2d_backward_weight(x, r, kh, kw, stride, padding);
     double a = dot(y, r), b = dot(x, gx), c2 = dot(wt, gw);
     double scale = sqrt(dot(y, y) * dot(r, r)) + 1e-6;
-    double e = fmax(fabs(a - b), fabs(a - c2)) / scale;
-    if (e > worst) worst = e;
+    double e = worse(fabs(a - b), fabs(a - c2)) / scale;
+    worst = worse(worst, e);
     t_release(x), t_release(wt), t_release(y), t_release(r), t_release(gx), t_release(gw);
   }
   ok(worst < 1e-5, "<conv2d(x,w),y> = <x,backward_input(y,w)> = <w,backward_weight(x,y)> (worst %.2g)",
@@ -207,7 +206,7 @@ static void test_conv_adjoint(void) {
 static double max_diff(const Tensor *a, const Tensor *b) {
   double e = 0, m = 1e-30;
   for (int64_t i = 0; i < a->numel; i++) {
-    e = fmax(e, fabs(T_DATA(a)[i] - T_DATA(b)[i]));
+    e = worse(e, fabs(T_DATA(a)[i] - T_DATA(b)[i]));
     m = fmax(m, fabs(T_DATA(a)[i]));
   }
   return e / m;
@@ -238,7 +237,7 @@ static void test_conv_determinism(void) {
     openblas_set_num_threads(threads);
     for (int i = 0; i < 3; i++) {
       if (variant == 0) same &= bitwise_equal(ref[i], got[i]);
-      e = fmax(e, max_diff(ref[i], got[i]));
+      e = worse(e, max_diff(ref[i], got[i]));
       t_release(got[i]);
     }
   }
@@ -326,7 +325,7 @@ static void test_max_pool(void) {
     Tensor *gx = t_max_pool2d_backward(r, idx, h, w), *sel = t_max_pool2d_select(x, idx);
     if (!bitwise_equal(sel, y)) bad++;
     double a = dot(sel, r), b = dot(x, gx);
-    adj = fmax(adj, fabs(a - b) / (fabs(a) + 1));
+    adj = worse(adj, fabs(a - b) / (fabs(a) + 1));
     t_release(x), t_release(idx), t_release(y), t_release(r), t_release(gx), t_release(sel);
   }
   ok(bad == 0 && count > 100, "max_pool2d values and indices match naive loops on %d shapes", count);
@@ -354,12 +353,12 @@ static void test_avg_pool(void) {
               int64_t ih = i * stride - padding + a, iw = j * stride - padding + b;
               if (ih >= 0 && ih < h && iw >= 0 && iw < w) s += T_DATA(x)[pl * h * w + ih * w + iw];
             }
-          worst = fmax(worst, fabs(T_DATA(y)[(pl * oh + i) * ow + j] - s / (k * k)));
+          worst = worse(worst, fabs(T_DATA(y)[(pl * oh + i) * ow + j] - s / (k * k)));
         }
     Tensor *r = randn(n, c, oh, ow);
     Tensor *gx = t_avg_pool2d_backward(r, h, w, k, stride, padding);
     double a = dot(y, r), b = dot(x, gx);
-    adj = fmax(adj, fabs(a - b) / (fabs(a) + 1));
+    adj = worse(adj, fabs(a - b) / (fabs(a) + 1));
     t_release(x), t_release(y), t_release(r), t_release(gx);
   }
   ok(worst < 1e-5 && count > 100, "avg_pool2d matches naive loops on %d shapes (worst %.2g)",
@@ -414,8 +413,19 @@ static void test_errors(void) {
       t_release(gy);
 }
 
+/* the checkers themselves: a kernel that returns NaN must fail them, not slip past a maximum */
+static void test_checkers_fail_on_nan(void) {
+  const float got[3] = {1, NAN, 2};
+  const double want[3] = {1, 0, 2}, scale[3] = {1, 1, 1};
+  double e = rel_err(got, want, scale, 3);
+  ok(!(e <= 1e-5), "rel_err reports a NaN output as a failure (got %g)", e);
+  ok(isnan(worse(worse(0, NAN), 1)) && isnan(worse(1, NAN)),
+     "worse() keeps a NaN whatever comes after it");
+}
+
 int main(void) {
   gen_seed(&gen, 42);
+  test_checkers_fail_on_nan();
   test_conv_random();
   test_conv_maml_shapes();
   test_conv_special_paths();

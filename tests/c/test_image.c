@@ -425,7 +425,7 @@ static void test_resize(void) {
       float c = k == 0 ? 0.0f : (k == 1 ? 1.0f : 0.3f);
       for (int i = 0; i < h * w; i++) in[i] = c;
       img_resize_f32(&r, in, out);
-      for (int i = 0; i < oh * ow; i++) worst = fmax(worst, fabs(out[i] - c));
+      for (int i = 0; i < oh * ow; i++) worst = worse(worst, fabs(out[i] - c));
     }
     ok(worst < 1e-6, "%dx%d -> %dx%d: constant images stay constant (max error %.2g)", h, w, oh, ow, worst);
     /* random images (and strokes: runs of 0s) against the double-precision reference */
@@ -438,7 +438,7 @@ static void test_resize(void) {
       }
       img_resize_f32(&r, in, out);
       ref_resize(din, h, w, dout, oh, ow);
-      for (int i = 0; i < oh * ow; i++) worst = fmax(worst, fabs(out[i] - dout[i]));
+      for (int i = 0; i < oh * ow; i++) worst = worse(worst, fabs(out[i] - dout[i]));
     }
     ok(worst < 1e-5, "%dx%d -> %dx%d: matches an independent double-precision Lanczos-3 (max error %.2g)",
        h, w, oh, ow, worst);
@@ -612,7 +612,10 @@ static double image_spread(const OmDataset *ds, int k, int j) {
   int S = ds->size;
   const float *p = T_DATA(ds->images) + ((size_t)k * ds->per_class + j) * S * S;
   float lo = p[0], hi = p[0];
-  for (int i = 0; i < S * S; i++) lo = fminf(lo, p[i]), hi = fmaxf(hi, p[i]);
+  for (int i = 0; i < S * S; i++) {
+    if (isnan(p[i])) return NAN;
+    lo = fminf(lo, p[i]), hi = fmaxf(hi, p[i]);
+  }
   return hi - lo;
 }
 
@@ -639,8 +642,8 @@ static void test_loader(void) {
   double worst = 0;
   for (int k = 0; k < 4; k++)
     for (int j = 0; j < 3; j++) {
-      worst = fmax(worst, fabs(image_mean(&ds, k, j) - (1.0 - level(k, j) / 255.0)));
-      worst = fmax(worst, image_spread(&ds, k, j));
+      worst = worse(worst, fabs(image_mean(&ds, k, j) - (1.0 - level(k, j) / 255.0)));
+      worst = worse(worst, image_spread(&ds, k, j));
     }
   ok(worst < 1e-5, "images in name order, every format, constant, scaled to [0,1] and inverted (max error %.2g)",
      worst);

@@ -51,7 +51,7 @@ static double max_abs_diff(const Tensor *a, const double *want) {
   double worst = 0;
   for (int64_t i = 0; i < a->numel; i++) {
     double e = fabs(T_DATA(a)[i] - want[i]);
-    if (!(e <= worst)) worst = e; /* NaN counts */
+    worst = worse(worst, e);
   }
   return worst;
 }
@@ -383,7 +383,7 @@ static void test_matmul(void) {
             for (int64_t r = 0; r < k; r++)
               s += (double)T_DATA(a)[(mode == 2 ? 0 : q * n * k) + i * k + r] *
                    T_DATA(b)[(mode == 1 ? 0 : q * k * m) + r * m + j];
-            worst = fmax(worst, fabs(T_DATA(c)[(q * n + i) * m + j] - s));
+            worst = worse(worst, fabs(T_DATA(c)[(q * n + i) * m + j] - s));
           }
     }
     t_release(a), t_release(b), t_release(c);
@@ -573,11 +573,13 @@ static void test_generator(void) {
   for (int i = 0; i < 7; i++) in_range &= hits[i] > 800 && hits[i] < 1200;
   ok(in_range, "gen_below(7) is in range and roughly uniform");
   double lo = 1, hi = 0;
+  int outside = 0;
   for (int i = 0; i < 10000; i++) {
     double u = gen_uniform(&a);
+    outside += !(u >= 0 && u < 1); /* (a NaN too, which fmin and fmax would drop) */
     lo = fmin(lo, u), hi = fmax(hi, u);
   }
-  ok(lo >= 0 && hi < 1 && lo < 0.01 && hi > 0.99, "gen_uniform covers [0, 1)");
+  ok(!outside && lo < 0.01 && hi > 0.99, "gen_uniform covers [0, 1)");
 }
 
 /* ------------------------------------------------------------ errors */
@@ -620,8 +622,18 @@ static void test_errors(void) {
   ok(t_live_bytes() == live, "failed ops leak nothing (%lld bytes left)", (long long)(t_live_bytes() - live));
 }
 
+/* the checker itself: an op that returns NaN must fail it */
+static void test_checker_fails_on_nan(void) {
+  Tensor *a = t_zeros(1, (int64_t[]){3});
+  T_DATA(a)[1] = NAN;
+  double e = max_abs_diff(a, (const double[]){0, 0, 0});
+  ok(!(e <= 1e-6), "max_abs_diff reports a NaN element as a failure (got %g)", e);
+  t_release(a);
+}
+
 int main(void) {
   gen_seed(&gen, 2024);
+  test_checker_fails_on_nan();
   test_refcounts_and_views();
   test_graph_lifetime();
   test_broadcast_kernel();

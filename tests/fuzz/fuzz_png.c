@@ -5,6 +5,9 @@
 ** float and in PIL's 8-bit path. A file must decode, or fail with a message;
 ** a decoded image has sides in 1..IMG_MAX_SIDE and every pixel is readable.
 ** The reader takes a path, so each input goes through a scratch file.
+** With FUZZ_EXPECT_VALID=1 (tests/suites.d/fuzz.sh, on inputs known to be
+** valid) a rejected file aborts: a reader that refused everything would
+** otherwise pass.
 */
 #include <stdint.h>
 #include <stdio.h>
@@ -17,6 +20,11 @@ static char path[4096];
 static volatile unsigned sink; /* keeps the pixel sums */
 
 static void remove_scratch(void) { unlink(path); }
+
+static int expect_valid(void) {
+  const char *e = getenv("FUZZ_EXPECT_VALID");
+  return e && e[0] == '1';
+}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc;
@@ -35,6 +43,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   char err[600] = "";
   if (img_read_png_gray8(path, &px, &h, &w, err, sizeof err) != 0) {
     if (px != NULL || err[0] == '\0') abort(); /* a failure frees everything and says why */
+    if (expect_valid()) {
+      fprintf(stderr, "fuzz_png: a valid PNG was rejected: %s\n", err);
+      abort();
+    }
     return 0;
   }
   if (h < 1 || w < 1 || h > IMG_MAX_SIDE || w > IMG_MAX_SIDE) abort();

@@ -7,6 +7,13 @@ local T = require "tensor"
 local experiment = require "experiment"
 local checkpoint = require "checkpoint"
 
+-- experiment.run sets the global thread count (parallel.set_threads) and leaves it set: put it back
+-- after each test, so that no test depends on which ran before it
+local parallel = require "parallel"
+local threads_before
+before_each(function() threads_before = parallel.threads() end)
+after_each(function() parallel.set_threads(threads_before) end)
+
 local dir
 setup(function()
   dir = require("tests.lua.helpers").tmpdir("checkpoint-load")

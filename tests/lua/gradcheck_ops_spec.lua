@@ -67,11 +67,65 @@ describe("gradcheck itself", function()
     assert.is_false(ok)
   end)
 
+  it("fails on a backward that returns NaN (sqrt's gradient at 0, times 0)", function()
+    -- value x^2 + 0, gradient 2x + inf * 0 = NaN
+    local x = leafv { 0.5, -1.0, 1.5 }
+    local broken = function(a) return a * a + (a * 0):sqrt() end
+    local g = ag.grad(broken(x):sum(), { x })[1]:get(1)
+    assert.is_true(g ~= g) -- (the broken function is broken: its gradient is NaN)
+    local ok, err = pcall(gc.gradcheck, broken, { x })
+    assert.is_false(ok)
+    assert.matches("gradcheck: input 1 %(shape {3}%) element 1: analytic %-?nan vs numeric", err)
+    assert.is_false((pcall(gc.gradgradcheck, broken, { x })))
+  end)
+
+  it("fails on an infinite gradient", function()
+    -- value x^2, gradient 2x + 1/(2 sqrt(0)) = inf
+    local x = leafv { 0.5, -1.0 }
+    local ok, err = pcall(gc.gradcheck, function(a) return a * a + (a - T.tensor(a)):sqrt() end, { x })
+    assert.is_false(ok)
+    assert.matches("analytic inf vs numeric", err)
+  end)
+
+  it("gradgradcheck fails on a backward that ignores create_graph (detached gradients)", function()
+    -- ag.grad broken the way a first-order-only engine would be: right values, no graph
+    local grad = ag.grad
+    ag.grad = function(out, inputs, opts)
+      local gs = grad(out, inputs, opts)
+      for k, g in pairs(gs) do gs[k] = g:detach() end
+      return gs
+    end
+    local ok, err = pcall(gc.gradgradcheck, function(a) return a:tanh() * a end, { leafv { 0.5, -1.0, 1.5 } })
+    ag.grad = grad
+    assert.is_false(ok)
+    assert.matches("gradcheck: input 1 %(shape {3}%) element %d+: analytic 0 vs numeric", err)
+    -- the same f with the real engine passes, and a linear f (constant gradient) too
+    check(function(a) return a:tanh() * a end, { leafv { 0.5, -1.0, 1.5 } })
+    check(function(a) return a * 3 end, { leafv { 0.5, -1.0, 1.5 } })
+  end)
+
+  it("gradgradcheck fails when only one input's gradient is detached", function()
+    -- f(a, b) = a^2 b: the gradient for a is rebuilt without history (T.tensor copies the values)
+    local a, b = leafv { 0.5, -1.0 }, leafv { 1.5, 0.7 }
+    local grad = ag.grad
+    ag.grad = function(out, inputs, opts)
+      local gs = grad(out, inputs, opts)
+      gs[1] = T.tensor(gs[1])
+      return gs
+    end
+    local ok = pcall(gc.gradgradcheck, function(x, y) return x * x * y end, { a, b })
+    ag.grad = grad
+    assert.is_false(ok)
+    check(function(x, y) return x * x * y end, { a, b })
+  end)
+
   it("rejects inputs that are not leaves requiring grad", function()
     local x = T.randn({ 2 }, gen)
     assert.has_error(function() gc.gradcheck(function(a) return a end, { x }) end,
       "gradcheck: input 1 must be a leaf tensor with requires_grad(true)")
-    assert.has_error(function() gc.gradcheck(function(a) return a end, { x }, { bogus = 1 }) end)
+    local ok, err = pcall(gc.gradcheck, function(a) return a end, { x:requires_grad(true) }, { bogus = 1 })
+    assert.is_false(ok)
+    assert.matches("gradcheck: unknown option 'bogus'", err, 1, true)
   end)
 
   it("passes for an input the output does not depend on (zero gradient)", function()

@@ -50,6 +50,60 @@ function M.conv2d_loops(x, w, b, stride, pad)
   return y
 end
 
+--- The gradients of sum(conv2d(x, w) * gy) written out with loops, from the definition of the forward
+--- (each product x[n][c][h][v] * w[o][c][ki][kj] sends gy[n][o][i][j] to both factors): gx[n][c][h][v]
+--- and gw[o][c][ki][kj], as nested tables. An independent reference for conv2d's backward ops.
+function M.conv2d_backward_loops(x, w, gy, stride, pad)
+  local N, C, H, W = #x, #x[1], #x[1][1], #x[1][1][1]
+  local O, KH, KW = #w, #w[1][1], #w[1][1][1]
+  local OH, OW = #gy[1][1], #gy[1][1][1]
+  local function zeros(a, b, c, d)
+    local t = {}
+    for i = 1, a do
+      t[i] = {}
+      for j = 1, b do
+        t[i][j] = {}
+        for k = 1, c do
+          t[i][j][k] = {}
+          for l = 1, d do t[i][j][k][l] = 0 end
+        end
+      end
+    end
+    return t
+  end
+  local gx, gw = zeros(N, C, H, W), zeros(O, C, KH, KW)
+  for n = 1, N do
+    for o = 1, O do
+      for i = 1, OH do
+        for j = 1, OW do
+          local g = gy[n][o][i][j]
+          for c = 1, C do
+            for ki = 1, KH do
+              for kj = 1, KW do
+                local h, v = (i - 1) * stride - pad + ki, (j - 1) * stride - pad + kj
+                if h >= 1 and h <= H and v >= 1 and v <= W then
+                  gx[n][c][h][v] = gx[n][c][h][v] + g * w[o][c][ki][kj]
+                  gw[o][c][ki][kj] = gw[o][c][ki][kj] + g * x[n][c][h][v]
+                end
+              end
+            end
+          end
+        end
+      end
+    end
+  end
+  return gx, gw
+end
+
+--- A parallel.map job (parallel_spec.lua): keeps its thread busy for `iterations` turns of a loop,
+--- then returns value * 2.
+function M.busy_job(iterations, value)
+  local s = 0
+  for i = 1, iterations do s = s + i % 7 end
+  assert(s >= 0)
+  return value * 2
+end
+
 --- A new empty folder /tmp/mamlrun-<what>.XXXXXX (mktemp -d); the spec removes it when done.
 function M.tmpdir(what)
   local p = io.popen("mktemp -d /tmp/mamlrun-" .. what .. ".XXXXXX")

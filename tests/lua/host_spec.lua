@@ -78,6 +78,13 @@ describe("mamlrun module", function()
     end
   end)
 
+  it("asan is a boolean, true in the binary `make sanitize` runs (MAMLRUN_EXPECT_ASAN=1)", function()
+    assert.is_boolean(mamlrun.asan)
+    if os.getenv("MAMLRUN_EXPECT_ASAN") == "1" then
+      assert.is_true(mamlrun.asan, "make sanitize runs a binary built without AddressSanitizer")
+    end
+  end)
+
   it("is_tty(fd) tells whether a descriptor is a terminal", function()
     assert.is_boolean(mamlrun.is_tty(1))
     assert.is_boolean(mamlrun.is_tty())
@@ -110,7 +117,7 @@ describe("mamlrun module", function()
     end)
 
     it("rejects a callback that is not a function", function()
-      assert.has_error(function() mamlrun.on_signal(42) end)
+      assert.error_matches(function() mamlrun.on_signal(42) end, "bad argument #1 to 'on_signal' (function expected, got number)", 1, true)
     end)
   end)
 end)

@@ -42,7 +42,14 @@ end
 -- central differences of meta_loss for the elements listed in probes {{param index, element}, ...}
 local function check_meta_gradient(learner, batch, probes, eps, rtol, atol)
   local net, params = learner.net, learner.params
-  local _, grads = learner:meta_gradient(batch)
+  -- on the calling thread: the specs' networks are built inline (no spec for the workers) and
+  -- their learners edited in place, which threads refuse
+  local parallel = require "parallel"
+  local before = parallel.threads()
+  parallel.set_threads(1)
+  local ok, _, grads = pcall(learner.meta_gradient, learner, batch)
+  parallel.set_threads(before)
+  if not ok then error(_, 0) end
   local worst = 0
   for _, probe in ipairs(probes) do
     local i, k = probe[1], probe[2]
@@ -55,7 +62,7 @@ local function check_meta_gradient(learner, batch, probes, eps, rtol, atol)
     local numeric = (at(eps) - at(-eps)) / (2 * eps)
     local analytic = grads[i]:reshape{-1}:totable()[k]
     local err = math.abs(numeric - analytic)
-    if err > atol + rtol * math.abs(numeric) then
+    if not (err <= atol + rtol * math.abs(numeric)) then -- (a NaN fails)
       error(string.format("parameter %s element %d: finite differences %.6g, meta-gradient %.6g",
         learner.names[i], k, numeric, analytic), 2)
     end
@@ -134,6 +141,37 @@ describe("maml meta-gradient", function()
   end)
 end)
 
+describe("the spec's meta-gradient check", function()
+  local function setup()
+    local gen = T.generator(11)
+    local net = nn.sequential{nn.linear(2, 4), nn.tanh(), nn.linear(4, 3)}
+    net:init(gen)
+    return net, random_batch(gen, 2, 3, 2, {2})
+  end
+
+  it("fails on a learner that silently computes the first-order gradient", function()
+    local net, batch = setup()
+    local fo = maml.new{net = net, inner_lr = 0.5, steps = 2, inner_loss_scale = 3, first_order = true}
+    local ok, err = pcall(check_meta_gradient, fo, batch, all_probes(fo.params), 1e-2, 2e-2, 1e-3)
+    assert.is_false(ok)
+    assert.matches("finite differences .*, meta%-gradient", err)
+  end)
+
+  it("fails on a meta-gradient that is NaN", function()
+    local net, batch = setup()
+    local learner = maml.new{net = net, inner_lr = 0.5, steps = 2, inner_loss_scale = 3}
+    local meta_gradient = learner.meta_gradient
+    function learner.meta_gradient(self, b)
+      local stats, grads = meta_gradient(self, b)
+      for i, g in ipairs(grads) do grads[i] = g * (0 / 0) end
+      return stats, grads
+    end
+    local ok, err = pcall(check_meta_gradient, learner, batch, {{1, 1}}, 1e-2, 2e-2, 1e-3)
+    assert.is_false(ok)
+    assert.matches("meta%-gradient %-?nan", err)
+  end)
+end)
+
 describe("maml first order vs second order", function()
   -- one weight w, prediction w x, MSE: L(w) = mean((w x - y)^2), L' = 2 mean(x (w x - y)),
   -- L'' = 2 mean(x^2). After one step w' = w - a Ls'(w):
@@ -195,7 +233,7 @@ describe("maml first order vs second order", function()
 end)
 
 describe("maml on threads", function()
-  it("meta_gradient on the parallel module's threads equals the serial one", function()
+  it("meta_gradient on the parallel module's threads equals the serial one, bit for bit", function()
     local parallel = require "parallel"
     local before = parallel.threads()
     local net = nn.conv4{ways = 3, channels = 4, image = 8}
@@ -204,12 +242,21 @@ describe("maml on threads", function()
     assert.is_true(learner:can_run_parallel())
     local batch = random_batch(T.generator(32), 4, 3, 2, {1, 8, 8})
     parallel.set_threads(1)
+    parallel.reset_stats()
     local s1, g1 = learner:meta_gradient(batch)
+    local serial = parallel.stats()
     parallel.set_threads(2)
+    parallel.reset_stats()
     local s2, g2 = learner:meta_gradient(batch)
+    local threaded = parallel.stats()
     parallel.set_threads(before)
+    assert.equals(0, serial.threaded_maps)
+    -- the two-thread call did go through the pool, one job per task
+    assert.is_true(threaded.threaded_maps >= 1, "no parallel.map with worker threads")
+    assert.equals(4, threaded.jobs)
     assert.equals(s1.loss, s2.loss)
     assert.equals(s1.metric, s2.metric)
+    assert.equals(#g1, #g2)
     for i = 1, #g1 do assert.same(g1[i]:totable(), g2[i]:totable()) end
     -- a learner with a replaced inner step cannot be rebuilt by the workers: refused, not run as MAML
     function learner:inner_step(_, w, g) return w - g * 0.1 end -- luacheck: ignore self
@@ -219,6 +266,37 @@ describe("maml on threads", function()
     parallel.set_threads(before)
     assert.is_false(ok)
     assert.truthy(tostring(err):find("learner.inner_step of the maml learner was added after it was built", 1, true))
+  end)
+
+  it("each learner setting reaches the workers: 2 threads give 1 thread's bits, and the settings' bits differ", function()
+    -- a worker that ignored its job's setting (computing the default learner's gradient) would give the
+    -- default's bits on 2 threads: the comparison catches it because every variant's bits differ from it
+    local parallel = require "parallel"
+    local before = parallel.threads()
+    local net = nn.conv4{ways = 3, channels = 4, image = 8}
+    net:init(T.generator(33))
+    local batch = random_batch(T.generator(34), 4, 3, 2, {1, 8, 8})
+    local base = {net = net, inner_lr = 0.4, inner_loss_scale = 3, steps = 2}
+    local variants = {{}, {first_order = true}, {steps = 1}, {inner_lr = 0.2}, {inner_loss_scale = 1}}
+    local serial_bits = {}
+    for v, changes in ipairs(variants) do
+      local opts = {}
+      for k, x in pairs(base) do opts[k] = x end
+      for k, x in pairs(changes) do opts[k] = x end
+      local learner = maml.new(opts)
+      assert.is_true(learner:can_run_parallel())
+      parallel.set_threads(1)
+      local _, g1 = learner:meta_gradient(batch)
+      parallel.set_threads(2)
+      parallel.reset_stats()
+      local _, g2 = learner:meta_gradient(batch)
+      local stats = parallel.stats()
+      parallel.set_threads(before)
+      assert.is_true(stats.threaded_maps >= 1 and stats.jobs == 4, "variant " .. v .. " did not use the pool")
+      for i = 1, #g1 do assert.same(g1[i]:totable(), g2[i]:totable()) end
+      serial_bits[v] = g1[1]:totable()
+      if v > 1 then assert.are_not.same(serial_bits[1], serial_bits[v], "variant " .. v .. " = the default") end
+    end
   end)
 end)
 
@@ -303,13 +381,13 @@ describe("maml evaluation", function()
     parallel.set_threads(1)
     local serial = learner:evaluate(nil, 11, next_task, 3)
     parallel.set_threads(2)
-    local map, calls = parallel.map, 0
-    parallel.map = function(...) calls = calls + 1 return map(...) end
+    parallel.reset_stats()
     local ok, threaded = pcall(learner.evaluate, learner, nil, 11, next_task, 3)
-    parallel.map = map
+    local stats = parallel.stats()
     parallel.set_threads(before)
     assert.is_true(ok, tostring(threaded))
-    assert.equals(2, calls) -- 8 tasks, then 3
+    -- 8 tasks, then 3, each batch through the pool with its worker thread
+    assert.same({2, 2, 11}, {stats.maps, stats.threaded_maps, stats.jobs})
     assert.equals(11, threaded.n)
     assert.same(serial, threaded)
     -- stopping early keeps the tasks drawn before the stop

@@ -127,7 +127,7 @@ local function assert_close_tables(expected, got, tol, path)
     for i = 1, #expected do assert_close_tables(expected[i], got[i], tol, path .. "[" .. i .. "]") end
   else
     local err = math.abs(expected - got)
-    if err > tol * (1 + math.abs(expected)) then
+    if not (err <= tol * (1 + math.abs(expected))) then -- (a NaN fails)
       error(string.format("at %s: expected %.7g, got %.7g", path, expected, got), 2)
     end
   end
@@ -136,6 +136,18 @@ end
 local function shape(t) return table.concat(t:shape(), ",") end
 
 -- ------------------------------------------------------------------ tests
+
+describe("the spec's own checker", function()
+  it("assert_close_tables fails on a NaN or an infinity, and on a wrong value", function()
+    local ok, err = pcall(assert_close_tables, {1, {2, 3}}, {1, {0 / 0, 3}}, 1e-6)
+    assert.is_false(ok)
+    assert.matches("at %[2%]%[1%]: expected 2, got %-?nan", err)
+    assert.is_false(pcall(assert_close_tables, {1}, {math.huge}, 1e-6))
+    assert.is_false(pcall(assert_close_tables, {0 / 0}, {0 / 0}, 1e-6))
+    assert.is_false(pcall(assert_close_tables, {1}, {1.01}, 1e-6))
+    assert_close_tables({1, {2, 3}}, {1, {2, 3 + 1e-7}}, 1e-6)
+  end)
+end)
 
 describe("nn layers", function()
   it("conv2d has weight (O, C, K, K) and bias (O), and the usual output size", function()
@@ -258,7 +270,7 @@ describe("nn initialisation", function()
     local w = T.zeros{40, 40}
     nn.init_weight(w, "truncated_normal", T.generator(1), 0.01)
     assert.is_true(w:abs():max():item() <= 0.02 + 1e-7)
-    assert.has_error(function() nn.init_weight(w, "orthogonal", T.generator(1)) end)
+    assert.error_matches(function() nn.init_weight(w, "orthogonal", T.generator(1)) end, "nn.init_weight: unknown scheme 'orthogonal'", 1, true)
   end)
 end)
 
@@ -294,8 +306,8 @@ describe("nn.conv4", function()
     net:init(T.generator(1))
     assert.equals("2,3", shape(net:forward(T.rand{2, 1, 28, 28})))
     assert.equals("relu", net.children[2].kind)
-    assert.has_error(function() nn.conv4{ways = 3, pool = "avg"} end)
-    assert.has_error(function() nn.conv4{} end)
+    assert.error_matches(function() nn.conv4{ways = 3, pool = "avg"} end, 'nn.conv4: pool must be "stride" or "max", got avg', 1, true)
+    assert.error_matches(function() nn.conv4{} end, "nn.conv4: 'ways' (number of output logits) is required", 1, true)
   end)
 
   it("matches a direct convolution in Lua (stride variant)", function()

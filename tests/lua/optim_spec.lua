@@ -6,13 +6,24 @@ local optim = require "optim"
 local function close(expected, got, tol)
   assert.equals(#expected, #got)
   for i = 1, #expected do
-    if math.abs(expected[i] - got[i]) > tol * (1 + math.abs(expected[i])) then
+    if not (math.abs(expected[i] - got[i]) <= tol * (1 + math.abs(expected[i]))) then -- (a NaN fails)
       error(string.format("element %d: expected %.8g, got %.8g", i, expected[i], got[i]), 2)
     end
   end
 end
 
 local grads_seq = {{0.5, -1.0, 2.0}, {0.1, 0.3, -0.2}, {-0.4, 0.0, 1.5}}
+
+describe("the spec's own checker", function()
+  it("close fails on a NaN, an infinity or a wrong value", function()
+    local ok, err = pcall(close, {1, 2}, {1, 0 / 0}, 1e-6)
+    assert.is_false(ok)
+    assert.matches("element 2: expected 2, got %-?nan", err)
+    assert.is_false(pcall(close, {1}, {-math.huge}, 1e-6))
+    assert.is_false(pcall(close, {1}, {1.01}, 1e-6))
+    close({1, 2}, {1, 2 + 1e-7}, 1e-6)
+  end)
+end)
 
 describe("optim.sgd", function()
   it("takes p - lr * g", function()

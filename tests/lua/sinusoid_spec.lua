@@ -6,6 +6,13 @@ local sinusoid = require "sinusoid"
 local experiment = require "experiment"
 local json = require "json"
 
+-- experiment.run sets the global thread count (parallel.set_threads) and leaves it set: put it back
+-- after each test, so that no test depends on which ran before it
+local parallel = require "parallel"
+local threads_before
+before_each(function() threads_before = parallel.threads() end)
+after_each(function() parallel.set_threads(threads_before) end)
+
 describe("sinusoid tasks", function()
   it("have the requested shapes and lie on A sin(x - phase) with A, phase, x in range", function()
     local source = sinusoid.new()

@@ -4,8 +4,12 @@
 # regression inputs (tests/fuzz/regressions/TARGET/*) must run clean, then a bounded run from seeds
 # that tests/fuzz/make_seeds.lua makes from scratch (fixed -seed; FUZZ_SECONDS each, default 5, and
 # at most FUZZ_RUNS inputs, default 200000). A crash fails the test and names the input libFuzzer
-# saved: copy it to tests/fuzz/regressions/TARGET/ once fixed. The binaries come from `make fuzz`
-# (which `make test` runs when clang is installed); without clang every target is skipped.
+# saved: copy it to tests/fuzz/regressions/TARGET/ once fixed. Inputs known to be valid (the seeds of
+# png, omniglot_cache and checkpoint, and regression files named valid-*) must be accepted: they run
+# with FUZZ_EXPECT_VALID=1, under which a target aborts on a rejected input (so a reader that refused
+# everything fails), and a rejected regression input under FUZZ_EXPECT_VALID=1 must fail (the check
+# can fail). The binaries come from `make fuzz` (which `make test` runs when clang is installed);
+# without clang every target is skipped ([fuzz]: MAMLRUN_REQUIRE_SUITES=fuzz makes that a failure).
 set -u
 cd "${ROOT:-$(dirname "$0")/../..}" || exit 2
 MAMLRUN=${MAMLRUN:-./mamlrun}
@@ -29,7 +33,7 @@ not_ok() {
 }
 
 if ! command -v "${FUZZ_CC:-clang}" >/dev/null 2>&1; then
-  for t in "${targets[@]}"; do ok "fuzz $t # SKIP clang not installed"; done
+  for t in "${targets[@]}"; do ok "fuzz $t # SKIP [fuzz] clang not installed"; done
   echo "1..$n"
   exit 0
 fi
@@ -56,6 +60,32 @@ for t in "${targets[@]}"; do
       ok "fuzz $t: ${#regressions[@]} regression inputs"
     else
       not_ok "fuzz $t: regression inputs" "$(grep -E 'Running|ERROR|SUMMARY|runtime error' "$TMP/$t.regressions.log" | tail -n 30)"
+    fi
+  fi
+  # inputs known to be valid must be accepted (overrides: no seed is a valid config on its own)
+  valid=()
+  if [ "$t" != overrides ]; then
+    for f in "$TMP/seeds/$t"/* tests/fuzz/regressions/"$t"/valid-*; do [ -f "$f" ] && valid+=("$f"); done
+  fi
+  if [ "${#valid[@]}" -gt 0 ]; then
+    if FUZZ_EXPECT_VALID=1 "$bin" "${OPTS[@]}" "${valid[@]}" >"$TMP/$t.valid.log" 2>&1; then
+      ok "fuzz $t: ${#valid[@]} valid inputs are accepted"
+    else
+      not_ok "fuzz $t: a valid input was rejected" "$(grep -E 'Running|refused|rejected|ERROR|SUMMARY' "$TMP/$t.valid.log" | tail -n 30)"
+    fi
+    # and the check can fail: a regression input the reader rejects, under the same setting
+    case $t in
+      png) rejected=tests/fuzz/regressions/png/huge-header-tiny-data.png ;;
+      omniglot_cache) rejected=tests/fuzz/regressions/omniglot_cache/huge-header.bin ;;
+      checkpoint) rejected=tests/fuzz/regressions/checkpoint/string-past-end.bin ;;
+      *) rejected= ;;
+    esac
+    if [ -n "$rejected" ]; then
+      if FUZZ_EXPECT_VALID=1 "$bin" "${OPTS[@]}" "$rejected" >"$TMP/$t.reject.log" 2>&1; then
+        not_ok "fuzz $t: FUZZ_EXPECT_VALID=1 passed ${rejected##*/}, which the reader rejects" "$(tail -n 20 "$TMP/$t.reject.log")"
+      else
+        ok "fuzz $t: the valid-input check fails on ${rejected##*/}, which the reader rejects"
+      fi
     fi
   fi
   mkdir -p "$TMP/corpus-$t" "$TMP/seeds/$t" "$TMP/artifacts"
