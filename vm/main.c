@@ -376,17 +376,17 @@ static const char *set_override(lua_State *L, int t, const char *kv, size_t keyl
 }
 
 /* split the arguments after SCRIPT: overrides into a new table (pushed),
-** plain ones into the global 'arg' (with arg[0] = path, the file SCRIPT was
-** found at, arg[-1] = the binary). Returns the number of plain arguments, or
-** -1 after a usage error message. */
-static int collect_script_args(lua_State *L, int argc, char **argv, int script, const char *path)
+** plain ones into the global 'arg' (with arg[0] = SCRIPT, arg[-1] = the
+** binary). Returns the number of plain arguments, or -1 after a usage error
+** message. */
+static int collect_script_args(lua_State *L, int argc, char **argv, int script)
 {
   lua_newtable(L); /* overrides */
   int overrides = lua_gettop(L);
   lua_createtable(L, argc, 2); /* arg */
   lua_pushstring(L, argv[0]);
   lua_rawseti(L, -2, -1);
-  lua_pushstring(L, path ? path : argv[0]);
+  lua_pushstring(L, script ? argv[script] : argv[0]);
   lua_rawseti(L, -2, 0);
   int nplain = 0, only_plain = 0;
   for (int i = script ? script + 1 : argc; i < argc; i++) {
@@ -795,10 +795,16 @@ static int pmain(lua_State *L)
   } else {
     lua_pushnil(L);
   }
-  int nplain = collect_script_args(L, argc, argv, o->script, script); /* 3: overrides */
+  int nplain = collect_script_args(L, argc, argv, o->script); /* 3: overrides */
   if (nplain < 0) {
     lua_pushinteger(L, 2);
     return 1;
+  }
+  if (script != NULL) { /* arg[0]: the file found for SCRIPT */
+    lua_getglobal(L, "arg");
+    lua_pushstring(L, script);
+    lua_rawseti(L, -2, 0);
+    lua_pop(L, 1);
   }
   int overrides = lua_gettop(L);
   lua_pushvalue(L, 1);
