@@ -29,13 +29,17 @@ local function dirname(path)
   return dir
 end
 
---- Whether path names a regular file that can be read (a folder opens but does not read).
+--- Whether path names a regular file that can be read (a folder opens but does not read); false and
+--- the system's message when it exists but cannot be opened (no permission, ...).
 function M.is_file(path)
-  local f = io.open(path, "r")
-  if not f then return false end
-  local _, err = f:read(0)
+  local f, err, code = io.open(path, "r")
+  if not f then
+    if code == 2 or code == 20 then return false end -- ENOENT, ENOTDIR: not there at all
+    return false, err
+  end
+  local _, read_err = f:read(0)
   f:close()
-  return err == nil
+  return read_err == nil
 end
 
 local function is_dir(path)
@@ -87,7 +91,9 @@ function M.script(name, opts)
     end
   end
   for _, path in ipairs(candidates) do
-    if M.is_file(path) then return path end
+    local found, err = M.is_file(path)
+    if found then return path end
+    if err then return nil, "cannot open " .. name .. ": " .. err end -- there, but not readable
   end
   local hint = M.project(opts) and " (`mamlrun --list` shows the shipped experiments)" or ""
   return nil, string.format("cannot open %s: no such script; looked for %s%s", name,
@@ -99,7 +105,7 @@ function M.description(path)
   local f = io.open(path, "r")
   if not f then return nil end
   for line in f:lines() do
-    local text = line:match("^%s*%-%-+%s?(.-)%s*$")
+    local text = line:match("^%s*%-%-+%s*(.-)%s*$")
     if text and text ~= "" then
       f:close()
       return text

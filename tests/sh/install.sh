@@ -220,6 +220,20 @@ else
   echo "note: man is not installed: the manual pages are not read"
 fi
 
+# ---------------------------------------------------------------- the checkout's mamlrun, from elsewhere
+run "$MAMLRUN" omniglot5w1s -h
+expect "a checkout's mamlrun finds its experiments by name from any folder; -h is --help" 0 \
+  "$ROOT/experiments/omniglot5w1s.lua: MAML, Omniglot 5-way 1-shot"
+printf 'print("arg0=" .. arg[0], "script=" .. require("mamlrun").script, "args=" .. table.concat(arg, ","))\n' \
+  >"$W/show_args.lua"
+run "$MAMLRUN" show_args -- --help
+expect "arg[0] and mamlrun.script are the file found; --help after -- is a plain argument" 0 \
+  "arg0=show_args.lua	script=show_args.lua	args=--help"
+run "$MAMLRUN" show_args --help --help
+expect "--help twice" 2 "" "duplicate override 'help'"
+run "$MAMLRUN" --list omniglot5w1s
+expect "--list takes no script" 2 "" "--list takes no SCRIPT"
+
 # ---------------------------------------------------------------- uninstall leaves nothing
 cd "$T" || exit 2
 run make -s -C "$ROOT" uninstall PREFIX="$P"
