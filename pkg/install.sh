@@ -124,7 +124,7 @@ do_install() {
 
 do_uninstall() {
   manifest=$DESTDIR$MANIFEST_PATH
-  [ -f "$manifest" ] || die "no $manifest: nothing was installed under $DESTDIR$PREFIX by make install (a Debian package is removed with: apt remove mamlrun)"
+  [ -f "$manifest" ] || die "no $manifest: nothing was installed under $DESTDIR$PREFIX by make install (a Debian package is removed with: apt remove mamlrun; an install made before make install kept a manifest: delete $DESTDIR$PREFIX/bin/mamlrun and $DESTDIR$PREFIX/share/mamlrun by hand)"
   list=$(mktemp "${TMPDIR:-/tmp}/mamlrun-uninstall.XXXXXX")
   trap 'rm -f "$list"' EXIT
   cp "$manifest" "$list"

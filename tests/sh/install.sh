@@ -190,6 +190,9 @@ cd "$W" || exit 2
 # ---------------------------------------------------------------- data/show_task.lua by its install path
 run "$M" data/show_task.lua out="$T/task.png" ways=3 shots=1 queries=1 split=lake
 expect "data/show_task.lua from the install, on the per-user dataset" 0 "wrote $T/task.png"
+run "$M" data/show_task.lua --help out="$T/help.png"
+expect "data/show_task.lua --help" 0 "show_task.lua: draw one sampled Omniglot task"
+check "data/show_task.lua --help draws nothing" test ! -e "$T/help.png"
 
 # ---------------------------------------------------------------- mamlrun-data
 run env XDG_DATA_HOME="$T/xdg-data" OMNIGLOT_ZIPS="$T/no-zips" "$P/bin/mamlrun-data"
