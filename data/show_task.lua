@@ -4,12 +4,13 @@
 --
 -- Overrides (key=value): out (task.png), ways (5), shots (1), queries (2), seed (1: the task
 -- generator's), split (maml | seed | lake), set (train | test), rotation (task | classes | none),
--- scale (3: screen pixels per image pixel), size (28), root (default: the Omniglot folder mamlrun
--- finds: $OMNIGLOT_DIR, the per-user folder, a checkout's data/omniglot), help (true: this text).
+-- scale (3: screen pixels per image pixel), size (28), root (data/omniglot or $OMNIGLOT_DIR).
 -- Top rows: the support images, one column per label; below the line: the query images. Each
 -- image is framed in its label's color, with the label and the class number above it.
+-- Without root, the Omniglot folder mamlrun finds ($OMNIGLOT_DIR, the per-user folder, a checkout's
+-- data/omniglot: docs/omniglot.md). help=true (or --help) prints this header and draws nothing.
 local overrides = ... or {}
-if overrides.help then -- `mamlrun data/show_task.lua --help`: this header, and nothing drawn
+if overrides.help then
   for line in io.lines(arg[0]) do
     if not line:match("^%-%-") then break end
     print((line:gsub("^%-%- ?", "")))

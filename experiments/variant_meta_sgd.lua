@@ -1,6 +1,6 @@
--- A variant written in Lua only: Meta-SGD (Li et al. 2017) on 5-way 1-shot Omniglot.
--- The inner step size is a meta-learned tensor per adapted parameter (initialised to inner_lr),
--- updated by Adam together with the network's weights and saved in the checkpoints.
+-- A variant written in Lua only: Meta-SGD (Li et al. 2017) on 5-way 1-shot Omniglot. The inner
+-- step size is a meta-learned tensor per adapted parameter (initialised to inner_lr), updated by
+-- Adam together with the network's weights and saved in the checkpoints.
 local T = require "tensor"
 local experiment = require "experiment"
 

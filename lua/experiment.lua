@@ -331,25 +331,15 @@ function M.resolve(script_cfg, overrides)
   return out, ignored
 end
 
---- The text of every key of a (task, model) pair with type, default and meaning. With a resolved config
---- cfg, each key's value in it instead, and its default where they differ.
-function M.help(task, model, cfg)
+--- The text of every key of a (task, model) pair with type, default and meaning.
+function M.help(task, model)
   task = task or "omniglot"
   model = model or default_model[task]
   local map, names = schema(task, model)
-  local lines = {string.format("config keys of an experiment of task %s with model %s%s:", task, model,
-    cfg and " (key, value in this experiment, meaning)" or " (key, default, meaning)")}
+  local lines = {string.format("config keys of a %s experiment with model %s:", task, model)}
   for _, name in ipairs(names) do
     local k = map[name]
-    local value, default = describe(k.default), ""
-    if cfg and cfg[name] ~= nil then
-      value = describe(cfg[name])
-      if value ~= describe(k.default) then default = ", default " .. describe(k.default) end
-    end
-    lines[#lines + 1] = string.format("  %-17s %-10s %s (%s%s)", name, value, k.doc, k.type.name, default)
-  end
-  if cfg and next(cfg.extra or {}) then
-    lines[#lines + 1] = string.format("  %-17s %-10s %s", "extra", describe(cfg.extra), "free-form keys of a variant")
+    lines[#lines + 1] = string.format("  %-17s %-10s %s (%s)", name, describe(k.default), k.doc, k.type.name)
   end
   return table.concat(lines, "\n")
 end
@@ -989,7 +979,18 @@ function M.show_help(script_cfg, overrides, opts)
     local about = require("locate").description(script)
     lines[1] = script .. (about and ": " .. about or "")
   end
-  lines[#lines + 1] = M.help(cfg.task, cfg.model, cfg)
+  local map, names = schema(cfg.task, cfg.model, cfg.algorithm)
+  lines[#lines + 1] = string.format("config keys of this experiment (task %s, model %s%s): key, value, meaning",
+    cfg.task, tostring(cfg.model), cfg.algorithm and ", algorithm " .. tostring(cfg.algorithm) or "")
+  for _, name in ipairs(names) do
+    local k = map[name]
+    local value = describe(cfg[name])
+    local default = value ~= describe(k.default) and ", default " .. describe(k.default) or ""
+    lines[#lines + 1] = string.format("  %-17s %-10s %s (%s%s)", name, value, k.doc, k.type.name, default)
+  end
+  if next(cfg.extra or {}) then
+    lines[#lines + 1] = string.format("  %-17s %-10s %s", "extra", describe(cfg.extra), "free-form keys of a variant")
+  end
   if ignored and #ignored > 0 then
     lines[#lines + 1] = "keys of the script not used with this task and model: " .. table.concat(ignored, ", ")
   end

@@ -34,9 +34,9 @@ static const char *progname = "mamlrun";
 
 /* what the command line asked for; filled by collectargs before Lua starts */
 typedef struct Options {
+  int list;        /* --list */
   int script;      /* argv index of SCRIPT, 0 if none */
   int interactive; /* -i */
-  int list;        /* --list */
 } Options;
 
 /* ------------------------------------------------------------ messages */
@@ -50,8 +50,8 @@ static void print_usage(FILE *f)
     "Options (before SCRIPT):\n"
     "  -e CODE        run the Lua string CODE (repeatable; runs before SCRIPT)\n"
     "  -i             enter interactive mode after SCRIPT and -e\n"
-    "  --list         list the shipped experiments and exit\n"
     "  -h, --help     show this help and exit\n"
+    "  --list         list the shipped experiments and exit\n"
     "  -v, --version  show version information and exit\n"
     "  --             stop handling options (the next argument is SCRIPT)\n"
     "SCRIPT is a file, else a shipped experiment by name (omniglot5w1s) or by\n"
@@ -828,7 +828,7 @@ static int pmain(lua_State *L)
 
 int main(int argc, char **argv)
 {
-  Options o = {0, 0, 0};
+  Options o = {0};
   if (argv[0] == NULL || argv[0][0] == '\0') argv[0] = (char *)"mamlrun";
   int status = collectargs(argc, argv, &o);
   if (status >= 0) return status;
