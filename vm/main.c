@@ -389,13 +389,16 @@ static int collect_script_args(lua_State *L, int argc, char **argv, int script)
   lua_pushstring(L, script ? argv[script] : argv[0]);
   lua_rawseti(L, -2, 0);
   int nplain = 0, only_plain = 0;
+  /* --help after SCRIPT is the override help=true (lua/experiment.lua answers it), unless an option
+  ** stands in SCRIPT's place (one that takes the arguments after it as they are) */
+  int help_is_override = script > 0 && (argv[script][0] != '-' || argv[script][1] == '\0');
   for (int i = script ? script + 1 : argc; i < argc; i++) {
     size_t keylen;
     if (!only_plain && strcmp(argv[i], "--") == 0) {
       only_plain = 1;
     } else if (!only_plain && ((keylen = override_key_len(argv[i])) > 0 ||
-                                strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)) {
-      /* --help after SCRIPT is the override help=true (lua/experiment.lua answers it) */
+                                (help_is_override && (strcmp(argv[i], "--help") == 0 ||
+                                                      strcmp(argv[i], "-h") == 0)))) {
       const char *kv = keylen > 0 ? argv[i] : "help=true";
       const char *err = set_override(L, overrides, kv, keylen > 0 ? keylen : 4);
       if (err != NULL) {
