@@ -6,7 +6,7 @@
 # (pkg/debian/), writes DEBIAN/control from pkg/debian/control.in with the shared-library
 # dependencies dpkg-shlibdeps finds for the binary (liblua5.4-0, libopenblas0, libpng16-16, libc6,
 # Open MPI's when built with it) and DEBIAN/md5sums, and builds it with dpkg-deb. Runs lintian on
-# it when lintian is installed and fails on its errors. Needs dpkg-dev (dpkg-shlibdeps).
+# it when lintian is installed and fails on its errors and warnings. Needs dpkg-dev (dpkg-shlibdeps).
 set -eu
 
 die() {
@@ -65,8 +65,8 @@ mv -f "$deb.part" "$deb"
 echo "built $deb"
 echo "  Depends: $depends, unzip | libarchive-tools"
 if command -v lintian >/dev/null 2>&1; then
-  lintian --fail-on error --info "$deb" || die "lintian reports errors in $deb"
-  echo "lintian: no errors"
+  lintian --fail-on error,warning --info "$deb" || die "lintian reports errors or warnings in $deb"
+  echo "lintian: no errors or warnings"
 else
   echo "lintian is not installed (apt-get install lintian): the package was not checked"
 fi
