@@ -1,4 +1,4 @@
-# mamlrun: make (build), make test, make run, make bench, make sanitize, make install
+# mamlrun: make (build), make test, make run, make bench, make sanitize, make install, make deb
 PKGS     := lua5.4 openblas libpng
 CC       ?= cc
 OPT      ?= -O3 -march=x86-64-v2 -mtune=generic
@@ -39,7 +39,7 @@ CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
 HEADERS  := $(wildcard vm/*.h ops/*.h)
 CTESTS   := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/test_*.c))
 
-.PHONY: all test run bench sanitize install data format clean deps deps-fuzz check-deps fuzz fuzz-targets
+.PHONY: all test run bench sanitize install uninstall deb data format clean deps deps-fuzz check-deps fuzz fuzz-targets
 
 all: mamlrun
 
@@ -65,13 +65,20 @@ ctests: $(CTESTS)
 test: mamlrun $(CTESTS) $(HAVE_FUZZ)
 	@tests/run_all.sh
 
-# mamlrun finds its Lua library at <prefix>/share/mamlrun/lua (see vm/main.c)
-install: mamlrun
-	install -d '$(DESTDIR)$(PREFIX)/bin' '$(DESTDIR)$(PREFIX)/share/mamlrun/lua'
-	install -m 755 mamlrun '$(DESTDIR)$(PREFIX)/bin/mamlrun'
-	cd lua && find . -name '*.lua' -exec install -D -m 644 {} \
-	  '$(abspath $(DESTDIR)$(PREFIX))/share/mamlrun/lua/{}' \;
+# the binary, the Lua library, the experiments, mamlrun-data, the manual pages and the docs under
+# $(DESTDIR)$(PREFIX), with a manifest that `make uninstall` removes exactly (pkg/install.sh says what
+# goes where). INSTALL_BIN: the binary to install (the tests install the one they test).
+INSTALL_BIN ?= mamlrun
+install: $(INSTALL_BIN)
+	@PREFIX='$(PREFIX)' DESTDIR='$(DESTDIR)' BIN='$(INSTALL_BIN)' sh pkg/install.sh install
 
+uninstall:
+	@PREFIX='$(PREFIX)' DESTDIR='$(DESTDIR)' sh pkg/install.sh uninstall
+
+# a Debian package of this build in build/deb/ (pkg/deb.sh: dpkg-deb, dependencies from dpkg-shlibdeps,
+# checked with lintian when it is installed)
+deb: mamlrun
+	@BUILD='$(BUILD)' sh pkg/deb.sh
 
 # ---------------------------------------------------------------- set-up and running
 DEBIAN_PKGS := build-essential pkg-config liblua5.4-dev lua5.4 libopenblas-dev libpng-dev lua-busted unzip

@@ -1,26 +1,62 @@
 #!/bin/sh
 # fetch_omniglot.sh: get the two official Omniglot archives, check them, unpack them.
+# Installed as mamlrun-data (`make install`); in a checkout, `make data` runs it.
 #
-#   sh data/fetch_omniglot.sh                           download from the brendenlake/omniglot repository
-#   OMNIGLOT_ZIPS=../shared/omniglot sh data/fetch_omniglot.sh    take the zips from a local folder
+#   mamlrun-data                                        download from the brendenlake/omniglot repository
+#   OMNIGLOT_ZIPS=../shared/omniglot mamlrun-data       take the zips from a local folder
+#   sh data/fetch_omniglot.sh                           the same, from a checkout
 #
-# Result: $OMNIGLOT_DIR (default data/omniglot)/images_background/ and images_evaluation/,
-# each <alphabet>/<character>/*.png. An archive is accepted when its md5 is the official one, or
-# when its sha256 is listed in a SHA256SUMS file beside it (a re-packed mirror with identical
-# images). Downloads are kept in data/cache/. Unpacking needs `unzip` (Debian package unzip)
+# Result: DEST/images_background/ and images_evaluation/, each <alphabet>/<character>/*.png, where
+# DEST is $OMNIGLOT_DIR when set; else, for this file in a checkout (data/fetch_omniglot.sh), the
+# checkout's data/omniglot; else (the installed mamlrun-data) the per-user folder
+# $XDG_DATA_HOME/mamlrun/omniglot (default ~/.local/share/mamlrun/omniglot). mamlrun reads it from
+# $OMNIGLOT_DIR, else the per-user folder, else a checkout's data/omniglot (docs/omniglot.md). An archive is accepted when its md5 is the official
+# one, or when its sha256 is listed in a SHA256SUMS file beside it (a re-packed mirror with identical
+# images). Downloads are kept in $OMNIGLOT_DOWNLOADS (default: the checkout's data/cache, or
+# $XDG_CACHE_HOME/mamlrun, default ~/.cache/mamlrun). Unpacking needs `unzip` (Debian package unzip)
 # or, failing that, `bsdtar` (Debian package libarchive-tools). Safe to re-run: a set that was
 # unpacked completely before (marker file .<set>.ok) is skipped.
 set -eu
-
-DEST=${OMNIGLOT_DIR:-data/omniglot}
-ZIPS=${OMNIGLOT_ZIPS:-}
-DOWNLOADS=${OMNIGLOT_DOWNLOADS:-data/cache}
-URL=https://github.com/brendenlake/omniglot/raw/master/python
 
 die() {
   echo "fetch_omniglot: $*" >&2
   exit 1
 }
+
+# the checkout this file belongs to; `make install` empties it in the installed copy
+CHECKOUT=$(cd "$(dirname "$0")/.." && pwd)
+
+case ${1:-} in
+  -h | --help)
+    sed -n '2,/^set -eu/p' "$0" | sed -e '/^set -eu/d' -e 's/^# \{0,1\}//'
+    exit 0 ;;
+  "") ;;
+  *) echo "fetch_omniglot: unknown argument '$1' (it takes none; see --help)" >&2; exit 2 ;;
+esac
+
+user_dir() {
+  case ${XDG_DATA_HOME:-} in
+    /*) echo "$XDG_DATA_HOME/mamlrun" ;;
+    *) [ -n "${HOME:-}" ] || die "neither OMNIGLOT_DIR, XDG_DATA_HOME nor HOME is set: set OMNIGLOT_DIR=DIR"
+       echo "$HOME/.local/share/mamlrun" ;;
+  esac
+}
+user_cache() {
+  case ${XDG_CACHE_HOME:-} in
+    /*) echo "$XDG_CACHE_HOME/mamlrun" ;;
+    *) [ -z "${HOME:-}" ] || echo "$HOME/.cache/mamlrun" ;;
+  esac
+}
+
+if [ -n "$CHECKOUT" ]; then
+  DEST=${OMNIGLOT_DIR:-$CHECKOUT/data/omniglot}
+  DOWNLOADS=${OMNIGLOT_DOWNLOADS:-$CHECKOUT/data/cache}
+else
+  DEST=${OMNIGLOT_DIR:-$(user_dir)/omniglot}
+  DOWNLOADS=${OMNIGLOT_DOWNLOADS:-$(user_cache)}
+fi
+ZIPS=${OMNIGLOT_ZIPS:-}
+URL=https://github.com/brendenlake/omniglot/raw/master/python
 
 official_md5() {
   case $1 in
@@ -81,6 +117,7 @@ download() {
 }
 
 mkdir -p "$DEST"
+echo "fetch_omniglot: Omniglot into $DEST"
 for set_name in images_background images_evaluation; do
   if [ -f "$DEST/.$set_name.ok" ] && [ -d "$DEST/$set_name" ]; then
     echo "fetch_omniglot: $DEST/$set_name is already unpacked"
@@ -94,6 +131,7 @@ for set_name in images_background images_evaluation; do
       die "$zip is corrupt or not the Omniglot archive: its md5 is not the official $(official_md5 "$set_name") and $sums; replace it with the official $set_name.zip"
     fi
   else
+    [ -n "$DOWNLOADS" ] || die "no folder for the downloads (XDG_CACHE_HOME and HOME are not set): set OMNIGLOT_DOWNLOADS=DIR"
     zip=$DOWNLOADS/$set_name.zip
     if ! check_zip "$set_name" "$zip"; then
       echo "fetch_omniglot: downloading $URL/$set_name.zip"

@@ -8,7 +8,16 @@
 -- (data/omniglot or $OMNIGLOT_DIR).
 -- Top rows: the support images, one column per label; below the line: the query images. Each
 -- image is framed in its label's color, with the label and the class number above it.
+-- Without root, the Omniglot folder mamlrun finds ($OMNIGLOT_DIR, the per-user folder, a checkout's
+-- data/omniglot: docs/omniglot.md). help=true (or --help) prints this header and draws nothing.
 local overrides = ... or {}
+if overrides.help then
+  for line in io.lines(arg[0]) do
+    if not line:match("^%-%-") then break end
+    print((line:gsub("^%-%- ?", "")))
+  end
+  return
+end
 local T = require "tensor"
 local tasks = require "tasks"
 

@@ -1,5 +1,5 @@
--- MAML++ (Antoniou et al. 2019; 99.47% on 5-way 1-shot Omniglot) with the settings of its Omniglot
--- configs (HowToTrainYourMAMLPytorch, experiment_config/omniglot_maml++_*.json): meta-batch 16, 5 inner
+-- MAML++ (Antoniou et al. 2019) on 5-way 1-shot Omniglot, its paper's 99.47%, with its configs.
+-- The settings of its Omniglot configs (HowToTrainYourMAMLPytorch, experiment_config/omniglot_maml++_*.json): meta-batch 16, 5 inner
 -- steps in training and test, max pooling, inner step sizes learned from 0.1, multi-step loss for
 -- the first 20 of 250 epochs of 500 iterations, meta learning rate 1e-3 annealed to 1e-5.
 -- Each technique is a switch (lua/algorithms/mamlpp.lua), e.g. multi_step_loss=false.

@@ -1,5 +1,5 @@
--- Reptile (Nichol et al. 2018) on 5-way 1-shot Omniglot, with the settings of the reference code's
--- command for it (openai/supervised-reptile, README: "1-shot 5-way Omniglot"; 97.68% transductive,
+-- Reptile (Nichol et al. 2018) on 5-way 1-shot Omniglot, with the reference code's settings.
+-- The settings of the reference code's command for it (openai/supervised-reptile, README: "1-shot 5-way Omniglot"; 97.68% transductive,
 -- 95.39% not, in the paper's Table 1). lua/algorithms/reptile.lua says what differs from that code.
 return require("experiment").run{
   name             = "reptile_omniglot5w1s",

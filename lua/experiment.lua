@@ -172,7 +172,9 @@ M.keys = {
       "classes carved from the training ones for validation (the paper's code: 100); 0: validation "
       .. "tasks come from the test classes (monitoring only: nothing is selected on them, and the final "
       .. "test draws other tasks)"),
-    key("data", types.string, "", "Omniglot folder (empty: $OMNIGLOT_DIR or data/omniglot)"),
+    key("data", types.string, "",
+      "Omniglot folder (empty: $OMNIGLOT_DIR, else the per-user folder $XDG_DATA_HOME/mamlrun/omniglot "
+      .. "(default ~/.local/share/mamlrun/omniglot), else a checkout's data/omniglot)"),
   },
   sinusoid = {
     key("shots", types.integer, 10, "support points per task in meta-training (K)"),
@@ -410,29 +412,23 @@ end
 
 M.config_only = false
 
--- a path as given, else relative to the project root (the folder above the Lua library)
+-- the file of an experiment script (lua/locate.lua): relative to the current folder, then beside the
+-- running script, then a shipped one by its path under the project (experiments/omniglot5w1s.lua) or
+-- by name (omniglot5w1s); nil and a message listing every place looked in when none is a file
 local function find_file(path)
-  local f = io.open(path, "r")
-  if f then
-    f:close()
-    return path
-  end
   local ok, host = pcall(require, "mamlrun")
-  if ok and type(host) == "table" and host.root and path:sub(1, 1) ~= "/" then
-    local alt = host.root .. "/../" .. path
-    f = io.open(alt, "r")
-    if f then
-      f:close()
-      return alt
-    end
-  end
-  return path
+  local script = ok and type(host) == "table" and host.script or nil
+  local beside = script and script ~= "-" and (script:match("^(.*)/[^/]*$") or ".") or nil
+  return require("locate").script(path, {beside = beside})
 end
 
 --- The config table of an experiment script (run in config-only mode: its experiment.run call
---- returns the table instead of training). Overrides are not applied.
+--- returns the table instead of training). Overrides are not applied. path: a file, or a shipped
+--- experiment by name or by its path under the install (see find_file).
 function M.config(path)
-  local chunk, err = loadfile(find_file(path))
+  local file, why = find_file(path)
+  if not file then error("experiment.config: " .. why, 2) end
+  local chunk, err = loadfile(file)
   if not chunk then error("experiment.config: " .. tostring(err), 2) end
   local was = M.config_only
   M.config_only = true
@@ -1068,8 +1064,43 @@ local function restore(run, tree, path)
   for line in (tree.metrics or ""):gmatch("[^\n]+") do run.metrics_lines[#run.metrics_lines + 1] = line end
 end
 
+--- The answer to `mamlrun SCRIPT --help` (the override help=true): the script's description, then every
+--- key with its value in this experiment (the script's values, then the other overrides), its default
+--- where different, and its meaning. Builds and runs nothing. Returns {help = text, cfg = config}.
+function M.show_help(script_cfg, overrides, opts)
+  local cfg, ignored = M.resolve(script_cfg, overrides)
+  local script = host_functions(opts).script
+  local lines = {}
+  if script and script ~= "-" then
+    local about = require("locate").description(script)
+    lines[1] = script .. (about and ": " .. about or "")
+  end
+  local map, names = schema(cfg.task, cfg.model, cfg.algorithm)
+  lines[#lines + 1] = string.format("config keys of this experiment (task %s, model %s%s): key, value, meaning",
+    cfg.task, tostring(cfg.model), cfg.algorithm and ", algorithm " .. tostring(cfg.algorithm) or "")
+  for _, name in ipairs(names) do
+    local k = map[name]
+    local value = describe(cfg[name])
+    local default = value ~= describe(k.default) and ", default " .. describe(k.default) or ""
+    lines[#lines + 1] = string.format("  %-17s %-10s %s (%s%s)", name, value, k.doc, k.type.name, default)
+  end
+  if next(cfg.extra or {}) then
+    lines[#lines + 1] = string.format("  %-17s %-10s %s", "extra", describe(cfg.extra), "free-form keys of a variant")
+  end
+  if ignored and #ignored > 0 then
+    lines[#lines + 1] = "keys of the script not used with this task and model: " .. table.concat(ignored, ", ")
+  end
+  lines[#lines + 1] = string.format("run it: mamlrun %s [key=value ...] (this help: --help or help=true; "
+    .. "nothing was run)", script or "SCRIPT")
+  local text = table.concat(lines, "\n") .. "\n"
+  local print_raw = opts.print or function(t) io.stdout:write(t); io.stdout:flush() end
+  print_raw(text)
+  return {help = text, cfg = cfg}
+end
+
 --- Run an experiment: resolve the config with the overrides, then train and evaluate (or, in
---- config-only mode, return the script's config table). Returns a result table:
+--- config-only mode, return the script's config table; with the override help=true, print the
+--- experiment's keys and values instead: M.show_help). Returns a result table:
 --- {dir=, cfg=, test=, interrupted=, iteration=}.
 local run_experiment
 
@@ -1089,6 +1120,16 @@ function run_experiment(script_cfg, opts)
   opts = opts or {}
   local host = host_functions(opts)
   local overrides = opts.overrides or host.overrides or {}
+  if overrides.help ~= nil then -- `mamlrun SCRIPT --help`; help=false is no request
+    if type(overrides.help) ~= "boolean" then
+      error(string.format("override 'help' expects true or false, got %s %s", type(overrides.help),
+        describe(overrides.help)), 0)
+    end
+    local rest = {}
+    for k, v in pairs(overrides) do if k ~= "help" then rest[k] = v end end
+    if overrides.help then return M.show_help(script_cfg, rest, opts) end
+    overrides = rest
+  end
   local resume_dir = overrides.resume
   local cfg, ignored
   local resume_tree

@@ -1,7 +1,7 @@
 -- tasks: Omniglot class splits and N-way K-shot few-shot tasks, over the C loader `omniglot`.
 --
 --   local tasks = require "tasks"
---   local ds = tasks.load()                                  -- data/omniglot, cached, 28x28
+--   local ds = tasks.load()                                  -- the Omniglot folder, cached, 28x28
 --   local split = tasks.split(ds, {kind = "maml", val = 100}) -- {train=, val=, test=} class numbers
 --   local sampler = tasks.sampler(ds, split.train, {ways = 5, shots = 1, queries = 15,
 --                                                   rotation = "classes", generator = T.generator(1)})
@@ -27,8 +27,12 @@ M.SPLIT_SEED = 1
 --- Meta-training characters of the "maml" and "seed" splits (the paper: 1200 train, 423 test).
 M.TRAIN_CLASSES = 1200
 
+-- the folder when none is given: $OMNIGLOT_DIR, the per-user folder or a checkout's data/omniglot
+-- (lua/locate.lua; an error naming every place it looked in when none holds the dataset)
 local function default_root()
-  return os.getenv("OMNIGLOT_DIR") or "data/omniglot"
+  local dir, err = require("locate").omniglot_dir()
+  if not dir then error("tasks.load: " .. err, 3) end
+  return dir
 end
 
 local function is_dir(path)
@@ -38,7 +42,8 @@ local function is_dir(path)
 end
 
 --- Load Omniglot through the cache. opts (all optional):
----   root      folder with images_background/ and images_evaluation/ ($OMNIGLOT_DIR or data/omniglot)
+---   root      folder with images_background/ and images_evaluation/ (default: $OMNIGLOT_DIR, else the
+---             per-user folder ~/.local/share/mamlrun/omniglot, else a checkout's data/omniglot)
 ---   size      image side after resizing (28)
 ---   cache     cache file (root .. "/cache_<size>.bin", "_pil" added for pil_exact); false: no cache
 ---   pil_exact 8-bit resize bit-identical to PIL's Image.resize(LANCZOS) (false: float Lanczos)
@@ -53,9 +58,10 @@ function M.load(opts)
     cache = string.format("%s/cache_%d%s.bin", root, size, opts.pil_exact and "_pil" or "")
   end
   if not is_dir(root .. "/images_background") then
-    error(string.format("tasks.load: no Omniglot under '%s' (expected %s/images_background/): run "
-      .. "`make data` (or `OMNIGLOT_ZIPS=DIR make data` with the two zips in DIR), or set OMNIGLOT_DIR",
-      root, root), 2)
+    error(string.format("tasks.load: no Omniglot under '%s' (expected %s/images_background/): "
+      .. "`OMNIGLOT_DIR=%s mamlrun-data` (in a checkout: `OMNIGLOT_DIR=%s make data`) puts it there, "
+      .. "with OMNIGLOT_ZIPS=DIR taking the two zips from a local folder; or set OMNIGLOT_DIR to another folder",
+      root, root, root, root), 2)
   end
   local ds = omniglot.load(root, {size = size, cache = cache, pil_exact = opts.pil_exact,
                                   threads = opts.threads, images_per_class = opts.images_per_class})

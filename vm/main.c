@@ -7,6 +7,8 @@
 **
 **   mamlrun [options] SCRIPT [key=value ...] [args ...] [-- args ...]
 */
+#include <dirent.h>
+#include <errno.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -32,6 +34,7 @@ static const char *progname = "mamlrun";
 
 /* what the command line asked for; filled by collectargs before Lua starts */
 typedef struct Options {
+  int list;        /* --list */
   int script;      /* argv index of SCRIPT, 0 if none */
   int interactive; /* -i */
   int compare;     /* --compare: SCRIPT is lua/compare.lua's main, on the arguments after it */
@@ -50,8 +53,12 @@ static void print_usage(FILE *f)
     "  -i             enter interactive mode after SCRIPT and -e\n"
     "  --compare RUN... [--plot FILE.svg] [--markdown]  compare run folders\n"
     "  -h, --help     show this help and exit\n"
+    "  --list         list the shipped experiments and exit\n"
     "  -v, --version  show version information and exit\n"
     "  --             stop handling options (the next argument is SCRIPT)\n"
+    "SCRIPT is a file, else a shipped experiment by name (omniglot5w1s) or by\n"
+    "its path under the install (experiments/omniglot5w1s.lua); a file of that\n"
+    "name in the current folder comes first (see 'man mamlrun').\n"
     "Arguments after SCRIPT:\n"
     "  key=value      an override; key is a Lua name, dots make nested tables\n"
     "                 (inner.lr=0.01 -> overrides.inner.lr). The value is a\n"
@@ -61,6 +68,8 @@ static void print_usage(FILE *f)
     "                 (local overrides = ...) and as require('mamlrun').overrides.\n"
     "  other          plain arguments: the global arg[1..n], and the script's\n"
     "                 varargs after the overrides table (arg[0] = SCRIPT)\n"
+    "  --help, -h     the override help=true: an experiment script prints its\n"
+    "                 keys, their values and meanings, and runs nothing\n"
     "  -- args        everything after '--' is a plain argument\n"
     "Exit status: 0 success, 1 Lua error, 2 usage error.\n",
     progname);
@@ -266,7 +275,30 @@ static int mr_signal_pending(lua_State *L)
   return 1;
 }
 
+/* dir(path): the names in a folder (without . and ..), in no particular
+** order; nil and a message when it cannot be read */
+static int mr_dir(lua_State *L)
+{
+  const char *path = luaL_checkstring(L, 1);
+  DIR *d = opendir(path);
+  if (d == NULL) return luaL_fileresult(L, 0, path);
+  lua_newtable(L);
+  lua_Integer n = 0;
+  struct dirent *e;
+  errno = 0;
+  while ((e = readdir(d)) != NULL) {
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+    lua_pushstring(L, e->d_name);
+    lua_rawseti(L, -2, ++n);
+  }
+  int failed = errno != 0;
+  closedir(d);
+  if (failed) return luaL_fileresult(L, 0, path);
+  return 1;
+}
+
 static const luaL_Reg mamlrun_funcs[] = {
+  {"dir", mr_dir},
   {"is_tty", mr_is_tty},
   {"time", mr_time},
   {"rss", mr_rss},
@@ -359,12 +391,18 @@ static int collect_script_args(lua_State *L, int argc, char **argv, int script)
   lua_pushstring(L, script ? argv[script] : argv[0]);
   lua_rawseti(L, -2, 0);
   int nplain = 0, only_plain = 0;
+  /* --help after SCRIPT is the override help=true (lua/experiment.lua answers it), unless an option
+  ** stands in SCRIPT's place (one that takes the arguments after it as they are) */
+  int help_is_override = script > 0 && (argv[script][0] != '-' || argv[script][1] == '\0');
   for (int i = script ? script + 1 : argc; i < argc; i++) {
     size_t keylen;
     if (!only_plain && strcmp(argv[i], "--") == 0) {
       only_plain = 1;
-    } else if (!only_plain && (keylen = override_key_len(argv[i])) > 0) {
-      const char *err = set_override(L, overrides, argv[i], keylen);
+    } else if (!only_plain && ((keylen = override_key_len(argv[i])) > 0 ||
+                                (help_is_override && (strcmp(argv[i], "--help") == 0 ||
+                                                      strcmp(argv[i], "-h") == 0)))) {
+      const char *kv = keylen > 0 ? argv[i] : "help=true";
+      const char *err = set_override(L, overrides, kv, keylen > 0 ? keylen : 4);
       if (err != NULL) {
         usage_error(0, "%s", err);
         return -1;
@@ -485,6 +523,69 @@ static void preload_modules(lua_State *L)
 }
 
 /* ------------------------------------------------------------ running code */
+
+/* push the module lua/locate.lua of the Lua library root (it finds scripts
+** and the shipped experiments); a Lua error status if it cannot be loaded */
+static int push_locate(lua_State *L, const char *root)
+{
+  int status = luaL_loadfile(L, lua_pushfstring(L, "%s/locate.lua", root));
+  lua_remove(L, -2); /* the file name */
+  if (status == LUA_OK) status = docall(L, 0, 1);
+  return status;
+}
+
+/* push the file to run for SCRIPT: locate.script's choice (a file in the
+** current folder first, then a shipped experiment by name or by its path
+** under the install), or SCRIPT itself without a Lua library. Returns 0
+** after printing why nothing was found. */
+static int find_script(lua_State *L, const char *root, const char *name)
+{
+  if (root == NULL || strcmp(name, "-") == 0) {
+    lua_pushstring(L, name);
+    return 1;
+  }
+  int status = push_locate(L, root);
+  if (status == LUA_OK) {
+    lua_getfield(L, -1, "script");
+    lua_pushstring(L, name);
+    lua_createtable(L, 0, 1);
+    lua_pushstring(L, root);
+    lua_setfield(L, -2, "root");
+    status = docall(L, 2, 2);
+    lua_remove(L, -3); /* the module */
+  }
+  if (report(L, status) != LUA_OK) return 0;
+  if (lua_type(L, -2) != LUA_TSTRING) {
+    l_message(progname, luaL_optstring(L, -1, "locate.script found nothing"));
+    lua_pop(L, 2);
+    return 0;
+  }
+  lua_pop(L, 1); /* the (nil) message */
+  return 1;
+}
+
+/* --list: print the shipped experiments with their descriptions */
+static int list_experiments(lua_State *L, const char *root)
+{
+  if (root == NULL) {
+    l_message(progname, "--list: no Lua library beside the binary (lua/ or ../share/mamlrun/lua)");
+    return LUA_ERRRUN;
+  }
+  int status = push_locate(L, root);
+  if (status == LUA_OK) {
+    lua_getfield(L, -1, "list_text");
+    lua_remove(L, -2);
+    lua_createtable(L, 0, 1);
+    lua_pushstring(L, root);
+    lua_setfield(L, -2, "root");
+    status = docall(L, 1, 1);
+  }
+  if (status == LUA_OK) {
+    fputs(luaL_optstring(L, -1, ""), stdout);
+    lua_pop(L, 1);
+  }
+  return report(L, status);
+}
 
 static int dostring(lua_State *L, const char *code, const char *name)
 {
@@ -650,7 +751,9 @@ static int collectargs(int argc, char **argv, Options *o)
       print_version();
       return 0;
     }
-    if (strcmp(a, "-i") == 0) {
+    if (strcmp(a, "--list") == 0) {
+      o->list = 1;
+    } else if (strcmp(a, "-i") == 0) {
       o->interactive = 1;
     } else if (strncmp(a, "-e", 2) == 0) {
       if (a[2] == '\0' && ++i >= argc) return usage_error(1, "'%s' needs an argument", "-e");
@@ -659,7 +762,9 @@ static int collectargs(int argc, char **argv, Options *o)
       return usage_error(1, "unrecognized option '%s'", a);
     }
   }
-  if (o->script == 0 && !has_e && !o->interactive)
+  if (o->list && (o->script != 0 || has_e || o->interactive))
+    return usage_error(1, "%s", "--list takes no SCRIPT, -e or -i");
+  if (o->script == 0 && !has_e && !o->interactive && !o->list)
     return usage_error(1, "%s", "missing SCRIPT (or -e CODE, or -i)");
   return -1;
 }
@@ -689,15 +794,36 @@ static int pmain(lua_State *L)
   luaL_checkversion(L);
   luaL_openlibs(L);
   preload_modules(L);
-  int nplain = collect_script_args(L, argc, argv, o->script); /* pushes overrides */
+  push_lua_root(L, argv[0]); /* 1: the Lua library or nil */
+  const char *root = lua_tostring(L, 1);
+  if (script != NULL) { /* 2: the file to run */
+    if (!find_script(L, root, script)) {
+      lua_pushinteger(L, 1);
+      return 1;
+    }
+    script = lua_tostring(L, 2);
+  } else {
+    lua_pushnil(L);
+  }
+  int nplain = collect_script_args(L, argc, argv, o->script); /* 3: overrides */
   if (nplain < 0) {
     lua_pushinteger(L, 2);
     return 1;
   }
+  if (script != NULL) { /* arg[0]: the file found for SCRIPT */
+    lua_getglobal(L, "arg");
+    lua_pushstring(L, script);
+    lua_rawseti(L, -2, 0);
+    lua_pop(L, 1);
+  }
   int overrides = lua_gettop(L);
-  push_lua_root(L, argv[0]);
-  set_package_path(L, lua_tostring(L, -1), script);
+  lua_pushvalue(L, 1);
+  set_package_path(L, root, script);
   register_mamlrun_module(L, script); /* pops the root */
+  if (o->list) {
+    lua_pushinteger(L, list_experiments(L, root) == LUA_OK ? 0 : 1);
+    return 1;
+  }
   lua_gc(L, LUA_GCRESTART);
   lua_gc(L, LUA_GCGEN, 0, 0);
   if (!run_e_options(L, argc, argv, o->script ? o->script : argc) ||
@@ -713,7 +839,7 @@ static int pmain(lua_State *L)
 
 int main(int argc, char **argv)
 {
-  Options o = {0, 0, 0};
+  Options o = {0};
   if (argv[0] == NULL || argv[0][0] == '\0') argv[0] = (char *)"mamlrun";
   int status = collectargs(argc, argv, &o);
   if (status >= 0) return status;
