@@ -29,23 +29,7 @@ local function with_threads(n, f, ...)
 end
 
 -- a meta-batch of n random 3-way tasks with `per` support and query examples per class
-local function random_batch(gen, n, per, shape)
-  local function part()
-    local xs, ys = {}, {}
-    for t = 1, n do
-      local s = {per * 3}
-      for _, d in ipairs(shape) do s[#s + 1] = d end
-      xs[t] = T.randn(s, gen)
-      local labels = {}
-      for j = 1, per * 3 do labels[j] = (j - 1) % 3 + 1 end
-      ys[t] = T.tensor(labels)
-    end
-    return T.stack(xs, 1), T.stack(ys, 1)
-  end
-  local sx, sy = part()
-  local qx, qy = part()
-  return {support_x = sx, support_y = sy, query_x = qx, query_y = qy}
-end
+local function random_batch(gen, n, per, shape) return helpers.random_batch(gen, n, 3, per, shape) end
 
 local function conv_net(seed)
   return nn.conv4{ways = 3, channels = 4, image = 8, bn_scale = true}:init(T.generator(seed))

@@ -19,17 +19,8 @@ teardown(function()
   for _, dir in ipairs(made) do os.execute("rm -rf '" .. dir .. "'") end
 end)
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-local function write(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
+local read = require("tests.lua.helpers").read
+local write = require("tests.lua.helpers").write
 
 -- N-way tasks on 4x4 images: a random prototype per class plus noise
 local function synthetic_source()

@@ -25,18 +25,9 @@ teardown(function()
   for _, dir in ipairs(made) do os.execute("rm -rf '" .. dir .. "'") end
 end)
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = require("tests.lua.helpers").read
 
-local function write(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
+local write = require("tests.lua.helpers").write
 
 local synthetic_source = require("tests.lua.helpers").synthetic_source
 

@@ -150,4 +150,38 @@ function M.synthetic_source(poison)
   }
 end
 
+--- The bytes of a file.
+function M.read(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+--- Write s to a file (replacing it).
+function M.write(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+end
+
+--- A classification meta-batch of random tasks: inputs (B, ways * per_class, ...) and labels.
+function M.random_batch(gen, tasks, ways, per_class, input_shape)
+  local function part()
+    local xs, ys = {}, {}
+    for t = 1, tasks do
+      local shape = {ways * per_class}
+      for _, d in ipairs(input_shape) do shape[#shape + 1] = d end
+      xs[t] = T.randn(shape, gen)
+      local labels = {}
+      for j = 1, ways * per_class do labels[j] = (j - 1) % ways + 1 end
+      ys[t] = T.tensor(labels)
+    end
+    return T.stack(xs, 1), T.stack(ys, 1)
+  end
+  local sx, sy = part()
+  local qx, qy = part()
+  return {support_x = sx, support_y = sy, query_x = qx, query_y = qy}
+end
+
 return M

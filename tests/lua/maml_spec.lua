@@ -71,24 +71,7 @@ local function check_meta_gradient(learner, batch, probes, eps, rtol, atol)
   return grads, worst
 end
 
--- a classification meta-batch of random tasks: inputs (B, n, ...) and labels (B, n)
-local function random_batch(gen, tasks, ways, per_class, input_shape)
-  local function part()
-    local xs, ys = {}, {}
-    for t = 1, tasks do
-      local shape = {ways * per_class}
-      for _, d in ipairs(input_shape) do shape[#shape + 1] = d end
-      xs[t] = T.randn(shape, gen)
-      local labels = {}
-      for j = 1, ways * per_class do labels[j] = (j - 1) % ways + 1 end
-      ys[t] = T.tensor(labels)
-    end
-    return T.stack(xs, 1), T.stack(ys, 1)
-  end
-  local sx, sy = part()
-  local qx, qy = part()
-  return {support_x = sx, support_y = sy, query_x = qx, query_y = qy}
-end
+local random_batch = require("tests.lua.helpers").random_batch
 
 local function all_probes(params)
   local probes = {}
