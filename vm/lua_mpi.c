@@ -186,9 +186,9 @@ static int mpi_allgather(lua_State *L)
   int is_string = lua_type(L, 1) == LUA_TSTRING;
   Tensor *t = is_string ? NULL : lt_test(L, 1);
   if (!is_string && t == NULL)
-    return luaL_error(L, "bad argument #1 to 'allgather' (string or tensor expected, got %s)", lt_typename(L, 1));
+    return lt_argerror(L, 1, "allgather", "string or tensor expected, got %s", lt_typename(L, 1));
   int64_t n = is_string ? (int64_t)lua_rawlen(L, 1) : t->numel;
-  if (n > INT_MAX) return luaL_error(L, "bad argument #1 to 'allgather' (more than %d elements)", INT_MAX);
+  if (n > INT_MAX) return lt_argerror(L, 1, "allgather", "more than %d elements", INT_MAX);
   lua_createtable(L, world_size, 0);
   if (!communicating(L, "allgather")) {
     if (is_string) {
@@ -242,13 +242,13 @@ static int mpi_allreduce_sum(lua_State *L)
     lua_geti(L, 1, i);
     Tensor *t = lt_test(L, -1);
     if (t == NULL)
-      return luaL_error(L, "bad argument #1 to 'allreduce_sum' (item %d: tensor expected, got %s)", (int)i,
+      return lt_argerror(L, 1, "allreduce_sum", "item %d: tensor expected, got %s", (int)i,
                         lt_typename(L, -1));
     total += t->numel;
     lua_pop(L, 1);
   }
   if (total > INT_MAX / (world_size > 0 ? world_size : 1))
-    return luaL_error(L, "bad argument #1 to 'allreduce_sum' (%lld elements: too many)", (long long)total);
+    return lt_argerror(L, 1, "allreduce_sum", "%lld elements: too many", (long long)total);
   float *all = NULL;
   int ranks = 1;
   if (communicating(L, "allreduce_sum")) {
@@ -259,7 +259,7 @@ static int mpi_allreduce_sum(lua_State *L)
     MPI_Allgather(mine, 2, MPI_LONG_LONG, sizes, 2, MPI_LONG_LONG, MPI_COMM_WORLD);
     for (int r = 0; r < world_size; r++)
       if (sizes[2 * r] != mine[0] || sizes[2 * r + 1] != mine[1])
-        return luaL_error(L, "mpi.allreduce_sum: rank %d gives %lld tensors of %lld elements, rank %d %lld of %lld",
+        return lt_error(L, "mpi.allreduce_sum: rank %d gives %lld tensors of %lld elements, rank %d %lld of %lld",
                           world_rank, mine[0], mine[1], r, sizes[2 * r], sizes[2 * r + 1]);
     float *packed = scratch(L, (size_t)total * sizeof(float));
     int64_t off = 0;
@@ -313,11 +313,11 @@ static Payload check_payload(lua_State *L, int i, const char *fn)
   } else {
     Tensor *t = lt_test(L, i);
     if (t == NULL)
-      luaL_error(L, "bad argument #%d to '%s' (string or tensor expected, got %s)", i, fn, lt_typename(L, i));
+      lt_argerror(L, i, fn, "string or tensor expected, got %s", lt_typename(L, i));
     p.data = T_DATA(t);
     p.n = t->numel;
   }
-  if (p.n > INT_MAX) luaL_error(L, "bad argument #%d to '%s' (more than %d elements)", i, fn, INT_MAX);
+  if (p.n > INT_MAX) lt_argerror(L, i, fn, "more than %d elements", INT_MAX);
   return p;
 }
 

@@ -23,31 +23,12 @@ static int to_int(lua_State *L, int arg, lua_Integer v, const char *what) {
   return (int)v;
 }
 
-/* The options table at arg (none or nil: keep the defaults): integer fields
-** whose names are in names[] (NULL-terminated) go to values[]; any other key
-** is an error, so a typo like {pading=1} does not pass silently. */
-static void check_options(lua_State *L, int arg, const char *const names[], int *values) {
-  if (lua_isnoneornil(L, arg)) return;
-  if (!lua_istable(L, arg)) luaL_typeerror(L, arg, "table of options");
-  lua_pushnil(L);
-  while (lua_next(L, arg)) {
-    if (lua_type(L, -2) != LUA_TSTRING)
-      luaL_argerror(L, arg, lua_pushfstring(L, "option names must be strings, got %s",
-                                             luaL_typename(L, -2)));
-    const char *key = lua_tostring(L, -2);
-    int i = 0;
-    while (names[i] && strcmp(names[i], key) != 0) i++;
-    if (!names[i]) luaL_argerror(L, arg, lua_pushfstring(L, "unknown option '%s'", key));
-    int isint = 0;
-    lua_Integer v = lua_type(L, -1) == LUA_TNUMBER ? lua_tointegerx(L, -1, &isint) : 0;
-    if (!isint)
-      luaL_argerror(L, arg, lua_pushfstring(L, "option '%s' must be an integer, got %s", key,
-                                             lua_type(L, -1) == LUA_TNUMBER
-                                                 ? luaL_tolstring(L, -1, NULL)
-                                                 : luaL_typename(L, -1)));
-    values[i] = to_int(L, arg, v, key);
-    lua_pop(L, 1);
-  }
+/* {stride=, padding=} at arg (none or nil: the defaults in opt[]); any
+** other key is an error, so a typo like {pading=1} does not pass silently */
+static void check_conv_options(lua_State *L, int arg, const char *fn, int opt[2]) {
+  static const char *const names[] = {"stride", "padding", NULL};
+  if (!lt_check_options(L, arg, fn, names)) return;
+  for (int i = 0; i < 2; i++) opt[i] = (int)lt_opt_integer(L, arg, fn, names[i], opt[i], INT_MIN, INT_MAX);
 }
 
 /* two sizes {a, b} (or one number n meaning {n, n}) at arg */
@@ -73,14 +54,12 @@ static void check_pair(lua_State *L, int arg, const char *what, int64_t pair[2])
   }
 }
 
-static const char *const conv_options[] = {"stride", "padding", NULL};
-
 // T.conv2d(x (N,C,H,W), w (O,C,KH,KW) [, b (O) [, {stride=1, padding=0}]]) -> (N,O,OH,OW)
 static int l_conv2d(lua_State *L) {
   Tensor *x = lt_check(L, 1), *w = lt_check(L, 2);
   Tensor *b = lua_isnoneornil(L, 3) ? NULL : lt_check(L, 3);
   int opt[2] = {1, 0};
-  check_options(L, 4, conv_options, opt);
+  check_conv_options(L, 4, "conv2d", opt);
   lt_push(L, t_conv2d(x, w, b, opt[0], opt[1]));
   return 1;
 }
@@ -91,7 +70,7 @@ static int l_conv2d_backward_input(lua_State *L) {
   int64_t hw[2];
   check_pair(L, 3, "input size", hw);
   int opt[2] = {1, 0};
-  check_options(L, 4, conv_options, opt);
+  check_conv_options(L, 4, "conv2d_backward_input", opt);
   lt_push(L, t_conv2d_backward_input(gy, w, hw[0], hw[1], opt[0], opt[1]));
   return 1;
 }
@@ -102,17 +81,17 @@ static int l_conv2d_backward_weight(lua_State *L) {
   int64_t k[2];
   check_pair(L, 3, "kernel size", k);
   int opt[2] = {1, 0};
-  check_options(L, 4, conv_options, opt);
+  check_conv_options(L, 4, "conv2d_backward_weight", opt);
   lt_push(L, t_conv2d_backward_weight(x, gy, k[0], k[1], opt[0], opt[1]));
   return 1;
 }
 
 /* x, k and {stride=k, padding=0} of a pooling */
-static Tensor *check_pool_args(lua_State *L, int *k, int *stride, int *padding) {
+static Tensor *check_pool_args(lua_State *L, const char *fn, int *k, int *stride, int *padding) {
   Tensor *x = lt_check(L, 1);
   *k = to_int(L, 2, luaL_checkinteger(L, 2), "kernel size");
   int opt[2] = {*k, 0};
-  check_options(L, 3, conv_options, opt);
+  check_conv_options(L, 3, fn, opt);
   *stride = opt[0];
   *padding = opt[1];
   return x;
@@ -121,7 +100,7 @@ static Tensor *check_pool_args(lua_State *L, int *k, int *stride, int *padding) 
 // T.max_pool2d(x (N,C,H,W), k [, {stride=k, padding=0}]) -> (N,C,OH,OW)
 static int l_max_pool2d(lua_State *L) {
   int k, stride, padding;
-  Tensor *x = check_pool_args(L, &k, &stride, &padding);
+  Tensor *x = check_pool_args(L, "max_pool2d", &k, &stride, &padding);
   lt_push(L, t_max_pool2d(x, k, stride, padding, NULL));
   return 1;
 }
@@ -129,7 +108,7 @@ static int l_max_pool2d(lua_State *L) {
 // T.avg_pool2d(x (N,C,H,W), k [, {stride=k, padding=0}]) -> (N,C,OH,OW)
 static int l_avg_pool2d(lua_State *L) {
   int k, stride, padding;
-  Tensor *x = check_pool_args(L, &k, &stride, &padding);
+  Tensor *x = check_pool_args(L, "avg_pool2d", &k, &stride, &padding);
   lt_push(L, t_avg_pool2d(x, k, stride, padding));
   return 1;
 }

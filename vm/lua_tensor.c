@@ -21,21 +21,6 @@
 
 static Generator *check_gen(lua_State *L, int i);
 
-/* luaL_error with C printf formats: lua_pushfstring knows no %lld, %zu, %g or
-** %u, and fails with "invalid option" instead of reporting the error */
-static int lt_error(lua_State *L, const char *fmt, ...) T_PRINTF(2, 3);
-static int lt_error(lua_State *L, const char *fmt, ...) {
-  char msg[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  luaL_where(L, 1);
-  lua_pushstring(L, msg);
-  lua_concat(L, 2);
-  return lua_error(L);
-}
-
 /* the state whose C function is running: t_error raises the Lua error there */
 static _Thread_local lua_State *current_L;
 
@@ -116,22 +101,22 @@ Tensor *lt_check_tensor_or_number(lua_State *L, int i, Tensor **owned) {
 int lt_check_shape(lua_State *L, int i, int64_t *shape, const char *fn) {
   enter(L);
   if (lua_type(L, i) != LUA_TTABLE)
-    return lt_error(L, "bad argument #%d to '%s' (expected shape table like {2, 3}, got %s)", i, fn,
+    return lt_argerror(L, i, fn, "expected shape table like {2, 3}, got %s",
                       lt_typename(L, i));
   lua_Integer n = luaL_len(L, i);
-  if (n > T_MAXDIM) return lt_error(L, "bad argument #%d to '%s' (expected at most %d dims, got %d)", i, fn, T_MAXDIM, (int)n);
+  if (n > T_MAXDIM) return lt_argerror(L, i, fn, "expected at most %d dims, got %d", T_MAXDIM, (int)n);
   for (lua_Integer k = 1; k <= n; k++) {
     lua_geti(L, i, k);
     int isnum = 0; /* numbers only: lua_tointegerx would also take the string "2" */
     lua_Integer v = lua_type(L, -1) == LUA_TNUMBER ? lua_tointegerx(L, -1, &isnum) : 0;
     if (!isnum && lua_type(L, -1) == LUA_TNUMBER)
-      return lt_error(L, "bad argument #%d to '%s' (expected integer sizes, got %g at position %d)", i, fn,
+      return lt_argerror(L, i, fn, "expected integer sizes, got %g at position %d",
                       lua_tonumber(L, -1), (int)k);
     if (!isnum)
-      return lt_error(L, "bad argument #%d to '%s' (expected integer sizes, got %s at position %d)", i, fn,
+      return lt_argerror(L, i, fn, "expected integer sizes, got %s at position %d",
                       lt_typename(L, -1), (int)k);
     if (v < 0)
-      return lt_error(L, "bad argument #%d to '%s' (expected sizes >= 0, got %lld at position %d)", i, fn,
+      return lt_argerror(L, i, fn, "expected sizes >= 0, got %lld at position %d",
                         (long long)v, (int)k);
     shape[k - 1] = v;
     lua_pop(L, 1);
@@ -146,11 +131,11 @@ static int check_dim_at(lua_State *L, int idx, int arg, int ndim, const char *fn
   int isnum = 0;
   lua_Integer d = lua_type(L, idx) == LUA_TNUMBER ? lua_tointegerx(L, idx, &isnum) : 0;
   if (!isnum && lua_type(L, idx) == LUA_TNUMBER)
-    return lt_error(L, "bad argument #%d to '%s' (expected integer dim, got %g)", arg, fn, lua_tonumber(L, idx));
-  if (!isnum) return lt_error(L, "bad argument #%d to '%s' (expected integer dim, got %s)", arg, fn, lt_typename(L, idx));
+    return lt_argerror(L, arg, fn, "expected integer dim, got %g", lua_tonumber(L, idx));
+  if (!isnum) return lt_argerror(L, arg, fn, "expected integer dim, got %s", lt_typename(L, idx));
   if (d < 0) d += ndim + 1;
   if (d < 1 || d > ndim)
-    return lt_error(L, "bad argument #%d to '%s' (dim %lld out of range for a %d-d tensor)", arg, fn,
+    return lt_argerror(L, arg, fn, "dim %lld out of range for a %d-d tensor",
                     (long long)lua_tointeger(L, idx), ndim);
   return (int)d - 1;
 }
@@ -176,7 +161,7 @@ static void push_shape(lua_State *L, int nd, const int64_t *shape) {
 /* ------------------------------------------------------------ construction */
 
 static void infer_shape(lua_State *L, int idx, int depth, int *nd, int64_t *shape) {
-  if (depth >= T_MAXDIM) lt_error(L, "bad argument #1 to 'tensor' (more than %d levels of nesting)", T_MAXDIM);
+  if (depth >= T_MAXDIM) lt_argerror(L, 1, "tensor", "more than %d levels of nesting", T_MAXDIM);
   lua_Integer n = luaL_len(L, idx);
   shape[depth] = n;
   *nd = depth + 1;
@@ -190,18 +175,18 @@ static void infer_shape(lua_State *L, int idx, int depth, int *nd, int64_t *shap
 static float *fill_from_table(lua_State *L, int idx, int depth, int nd, const int64_t *shape, float *out) {
   lua_Integer n = luaL_len(L, idx);
   if (n != shape[depth])
-    lt_error(L, "bad argument #1 to 'tensor' (ragged nesting: expected %lld entries at depth %d, got %lld)",
+    lt_argerror(L, 1, "tensor", "ragged nesting: expected %lld entries at depth %d, got %lld",
                (long long)shape[depth], depth + 1, (long long)n);
   for (lua_Integer k = 1; k <= n; k++) {
     lua_geti(L, idx, k);
     if (depth + 1 < nd) {
       if (!lua_istable(L, -1))
-        lt_error(L, "bad argument #1 to 'tensor' (expected a table at depth %d, got %s)", depth + 2,
+        lt_argerror(L, 1, "tensor", "expected a table at depth %d, got %s", depth + 2,
                    lt_typename(L, -1));
       out = fill_from_table(L, lua_gettop(L), depth + 1, nd, shape, out);
     } else {
       if (lua_type(L, -1) != LUA_TNUMBER)
-        lt_error(L, "bad argument #1 to 'tensor' (expected numbers, got %s at depth %d)", lt_typename(L, -1),
+        lt_argerror(L, 1, "tensor", "expected numbers, got %s at depth %d", lt_typename(L, -1),
                    depth + 1);
       *out++ = (float)lua_tonumber(L, -1);
     }
@@ -275,7 +260,7 @@ static int l_arange(lua_State *L) {
   luaL_argcheck(L, isfinite(a) && isfinite(b), 1, "expected finite bounds");
   double count = ceil((b - a) / step);
   if (count < 0) count = 0;
-  if (count > (double)T_MAXNUMEL) return lt_error(L, "bad argument #2 to 'arange' (more than %lld elements)", (long long)T_MAXNUMEL);
+  if (count > (double)T_MAXNUMEL) return lt_argerror(L, 2, "arange", "more than %lld elements", (long long)T_MAXNUMEL);
   int64_t n = (int64_t)count;
   Tensor *t = t_new(1, &n);
   float *d = T_DATA(t);
@@ -416,7 +401,7 @@ static int g_set_state(lua_State *L) {
   if (!is_state_string(s) ||
       sscanf(s, "xoshiro128ss:%8x%8x%8x%8x:%d:%16llx%c", &a, &b, &c, &d, &spare, &bits, &tail) != 6 ||
       (spare != 0 && spare != 1) || !(a | b | c | d))
-    return lt_error(L, "bad argument #2 to 'set_state' (expected a string from get_state, got '%s')", s);
+    return lt_argerror(L, 2, "set_state", "expected a string from get_state, got '%s'", s);
   g->s[0] = a;
   g->s[1] = b;
   g->s[2] = c;
@@ -473,7 +458,7 @@ static int m_item(lua_State *L) {
   Tensor *t = lt_check(L, 1);
   char b[160];
   if (t->numel != 1)
-    return lt_error(L, "bad argument #1 to 'item' (expected a tensor with one element, got shape %s)",
+    return lt_argerror(L, 1, "item", "expected a tensor with one element, got shape %s",
                       t_shape_str(t, b, sizeof b));
   lua_pushnumber(L, T_DATA(t)[0]);
   return 1;
@@ -582,15 +567,15 @@ static int64_t check_index(lua_State *L, Tensor *t, int first, int last, const c
   if (n == 1) {
     lua_Integer i = luaL_checkinteger(L, first);
     if (i < 1 || i > t->numel)
-      lt_error(L, "bad argument #%d to '%s' (flat index %lld outside 1..%lld)", first, fn, (long long)i, (long long)t->numel);
+      lt_argerror(L, first, fn, "flat index %lld outside 1..%lld", (long long)i, (long long)t->numel);
     return i - 1;
   }
-  if (n != t->ndim) lt_error(L, "bad argument #%d to '%s' (expected 1 flat index or %d indices, got %d)", first, fn, t->ndim, n);
+  if (n != t->ndim) lt_argerror(L, first, fn, "expected 1 flat index or %d indices, got %d", t->ndim, n);
   int64_t off = 0;
   for (int k = 0; k < n; k++) {
     lua_Integer i = luaL_checkinteger(L, first + k);
     if (i < 1 || i > t->shape[k])
-      lt_error(L, "bad argument #%d to '%s' (index %lld outside 1..%lld of dim %d)", first + k, fn, (long long)i,
+      lt_argerror(L, first + k, fn, "index %lld outside 1..%lld of dim %d", (long long)i,
                  (long long)t->shape[k], k + 1);
     off = off * t->shape[k] + (i - 1);
   }
@@ -606,7 +591,7 @@ static int m_get(lua_State *L) {
 static int m_set(lua_State *L) { /* x:set(value, i...) */
   Tensor *t = lt_check(L, 1);
   float v = (float)luaL_checknumber(L, 2);
-  if (t->grad_fn) return lt_error(L, "bad argument #1 to 'set' (in-place change of a tensor computed by differentiable ops; detach() it first)");
+  if (t->grad_fn) return lt_argerror(L, 1, "set", "in-place change of a tensor computed by differentiable ops; detach() it first");
   T_DATA(t)[check_index(L, t, 3, lua_gettop(L), "set")] = v;
   lua_settop(L, 1);
   return 1;
@@ -622,9 +607,9 @@ static int arith(lua_State *L, int op) {
   Tensor *a = lt_test(L, 1), *b = lt_test(L, 2), *out = NULL;
   int na = lua_type(L, 1) == LUA_TNUMBER, nb = lua_type(L, 2) == LUA_TNUMBER;
   static const char *names[] = {"add", "sub", "mul", "div"};
-  if (!a && !na) return lt_error(L, "bad argument #1 to '%s' (expected tensor or number, got %s)", names[op], lt_typename(L, 1));
-  if (!b && !nb) return lt_error(L, "bad argument #2 to '%s' (expected tensor or number, got %s)", names[op], lt_typename(L, 2));
-  if (!a && !b) return lt_error(L, "bad argument #1 to '%s' (expected a tensor on one side, got two numbers)", names[op]);
+  if (!a && !na) return lt_argerror(L, 1, names[op], "expected tensor or number, got %s", lt_typename(L, 1));
+  if (!b && !nb) return lt_argerror(L, 2, names[op], "expected tensor or number, got %s", lt_typename(L, 2));
+  if (!a && !b) return lt_argerror(L, 1, names[op], "expected a tensor on one side, got two numbers");
   if (a && b) {
     static const binary_op ops[] = {t_add, t_sub, t_mul, t_div};
     out = ops[op](a, b);
@@ -701,11 +686,11 @@ static int m_ge(lua_State *L) { return compare(L, CMP_GE); }
 static uint32_t check_dims(lua_State *L, int i, Tensor *t, const char *fn) {
   if (lua_isnoneornil(L, i)) return t->ndim ? (1u << t->ndim) - 1 : 0;
   if (lua_type(L, i) == LUA_TNUMBER) return 1u << lt_check_dim(L, i, t->ndim, fn);
-  if (!lua_istable(L, i)) lt_error(L, "bad argument #%d to '%s' (expected dim or list of dims, got %s)", i, fn, lt_typename(L, i));
+  if (!lua_istable(L, i)) lt_argerror(L, i, fn, "expected dim or list of dims, got %s", lt_typename(L, i));
   uint32_t mask = 0;
   lua_Integer n = luaL_len(L, i);
   if (n > T_MAXDIM) /* (also bounds the loop when __len lies) */
-    lt_error(L, "bad argument #%d to '%s' (expected at most %d dims, got a list of %lld)", i, fn, T_MAXDIM, (long long)n);
+    lt_argerror(L, i, fn, "expected at most %d dims, got a list of %lld", T_MAXDIM, (long long)n);
   for (lua_Integer k = 1; k <= n; k++) {
     lua_geti(L, i, k);
     mask |= 1u << check_dim_at(L, lua_gettop(L), i, t->ndim, fn);
@@ -768,9 +753,9 @@ static int m_matmul(lua_State *L) {
 static int check_view_shape(lua_State *L, int i, Tensor *t, int64_t *shape, const char *fn) {
   enter(L);
   if (lua_type(L, i) != LUA_TTABLE)
-    return lt_error(L, "bad argument #%d to '%s' (expected shape table like {2, -1}, got %s)", i, fn, lt_typename(L, i));
+    return lt_argerror(L, i, fn, "expected shape table like {2, -1}, got %s", lt_typename(L, i));
   lua_Integer n = luaL_len(L, i);
-  if (n > T_MAXDIM) return lt_error(L, "bad argument #%d to '%s' (expected at most %d dims)", i, fn, T_MAXDIM);
+  if (n > T_MAXDIM) return lt_argerror(L, i, fn, "expected at most %d dims", T_MAXDIM);
   int infer = -1;
   int64_t known = 1;
   for (lua_Integer k = 1; k <= n; k++) {
@@ -779,7 +764,7 @@ static int check_view_shape(lua_State *L, int i, Tensor *t, int64_t *shape, cons
     lua_Integer v = lua_type(L, -1) == LUA_TNUMBER ? lua_tointegerx(L, -1, &isnum) : 0;
     lua_pop(L, 1);
     if (!isnum || v < -1 || (v == -1 && infer >= 0))
-      return lt_error(L, "bad argument #%d to '%s' (expected sizes >= 0 and at most one -1, got entry %d)", i, fn, (int)k);
+      return lt_argerror(L, i, fn, "expected sizes >= 0 and at most one -1, got entry %d", (int)k);
     shape[k - 1] = v;
     if (v == -1) infer = (int)k - 1;
     else if (v > 0) known = known > T_MAXNUMEL || v > T_MAXNUMEL ? T_MAXNUMEL + 1 : known * v; /* no overflow */
@@ -788,7 +773,7 @@ static int check_view_shape(lua_State *L, int i, Tensor *t, int64_t *shape, cons
   char b1[160], b2[160];
   if (infer >= 0) {
     if (known == 0 || t->numel % known)
-      return lt_error(L, "bad argument #%d to '%s' (cannot infer -1 reshaping %s)", i, fn, t_shape_str(t, b1, sizeof b1));
+      return lt_argerror(L, i, fn, "cannot infer -1 reshaping %s", t_shape_str(t, b1, sizeof b1));
     shape[infer] = t->numel / known;
   }
   /* checked here so that the error names view or reshape, whichever was called */
@@ -796,7 +781,7 @@ static int check_view_shape(lua_State *L, int i, Tensor *t, int64_t *shape, cons
   int64_t numel = 1;
   for (int k = 0; k < n; k++) numel *= shape[k];
   if (numel != t->numel)
-    return lt_error(L, "bad argument #%d to '%s' (cannot reshape %s (%lld elements) to %s (%lld elements))", i, fn,
+    return lt_argerror(L, i, fn, "cannot reshape %s (%lld elements) to %s (%lld elements)",
                     t_shape_str(t, b1, sizeof b1), (long long)t->numel, t_shape_str2((int)n, shape, b2, sizeof b2),
                     (long long)numel);
   return (int)n;
@@ -830,7 +815,7 @@ static int m_permute(lua_State *L) {
   int perm[T_MAXDIM];
   luaL_checktype(L, 2, LUA_TTABLE);
   if (luaL_len(L, 2) != t->ndim)
-    return lt_error(L, "bad argument #2 to 'permute' (expected a permutation of %d dims, got %d entries)", t->ndim,
+    return lt_argerror(L, 2, "permute", "expected a permutation of %d dims, got %d entries", t->ndim,
                       (int)luaL_len(L, 2));
   for (int k = 0; k < t->ndim; k++) {
     lua_geti(L, 2, k + 1);
@@ -846,7 +831,7 @@ static int m_narrow(lua_State *L) {
   int d = lt_check_dim(L, 2, t->ndim, "narrow");
   lua_Integer start = luaL_checkinteger(L, 3), len = luaL_checkinteger(L, 4);
   if (start < 1 || len < 0 || start - 1 > t->shape[d] - len) /* (no overflow with a huge start or len) */
-    return lt_error(L, "bad argument #3 to 'narrow' (start %lld, length %lld: not within 1..%lld of dim %d)",
+    return lt_argerror(L, 3, "narrow", "start %lld, length %lld: not within 1..%lld of dim %d",
                     (long long)start, (long long)len, (long long)t->shape[d], d + 1);
   lt_push(L, t_narrow(t, d, start - 1, len));
   return 1;
@@ -858,7 +843,7 @@ static int m_select(lua_State *L) {
   lua_Integer i = luaL_checkinteger(L, 3);
   if (i < 0) i += t->shape[d] + 1;
   if (i < 1 || i > t->shape[d])
-    return lt_error(L, "bad argument #3 to 'select' (index %lld outside 1..%lld of dim %d)", (long long)lua_tointeger(L, 3),
+    return lt_argerror(L, 3, "select", "index %lld outside 1..%lld of dim %d", (long long)lua_tointeger(L, 3),
                       (long long)t->shape[d], d + 1);
   Tensor *n = t_narrow(t, d, i - 1, 1);
   int64_t shape[T_MAXDIM];
@@ -886,7 +871,7 @@ static int m_flatten(lua_State *L) {
 
 static int m_unsqueeze(lua_State *L) {
   Tensor *t = lt_check(L, 1);
-  if (t->ndim >= T_MAXDIM) return lt_error(L, "bad argument #1 to 'unsqueeze' (already %d dims)", T_MAXDIM);
+  if (t->ndim >= T_MAXDIM) return lt_argerror(L, 1, "unsqueeze", "already %d dims", T_MAXDIM);
   int d = lt_check_dim(L, 2, t->ndim + 1, "unsqueeze");
   int64_t shape[T_MAXDIM];
   for (int k = 0, j = 0; k <= t->ndim; k++) shape[k] = k == d ? 1 : t->shape[j++];
@@ -926,15 +911,15 @@ static int m_contiguous(lua_State *L) {
 /* a Lua list of tensors at index i into a malloc'd array (in a userdata) */
 static Tensor **check_tensor_list(lua_State *L, int i, int *n, const char *fn) {
   enter(L);
-  if (!lua_istable(L, i)) lt_error(L, "bad argument #%d to '%s' (expected a list of tensors, got %s)", i, fn, lt_typename(L, i));
+  if (!lua_istable(L, i)) lt_argerror(L, i, fn, "expected a list of tensors, got %s", lt_typename(L, i));
   lua_Integer len = luaL_len(L, i);
-  if (len < 1 || len > (1 << 24)) lt_error(L, "bad argument #%d to '%s' (expected a non-empty list of tensors)", i, fn);
+  if (len < 1 || len > (1 << 24)) lt_argerror(L, i, fn, "expected a non-empty list of tensors");
   Tensor **ts = lua_newuserdatauv(L, (size_t)len * sizeof *ts, 0);
   for (lua_Integer k = 1; k <= len; k++) {
     lua_geti(L, i, k);
     ts[k - 1] = lt_test(L, -1);
     if (!ts[k - 1])
-      lt_error(L, "bad argument #%d to '%s' (expected a tensor at position %d, got %s)", i, fn, (int)k, lt_typename(L, -1));
+      lt_argerror(L, i, fn, "expected a tensor at position %d, got %s", (int)k, lt_typename(L, -1));
     lua_pop(L, 1);
   }
   *n = (int)len;
@@ -955,12 +940,12 @@ static int l_stack(lua_State *L) {
   lua_settop(L, 2); /* the list's scratch userdata goes to 3, not into the dim's slot */
   Tensor **ts = check_tensor_list(L, 1, &n, "stack");
   int nd = ts[0]->ndim;
-  if (nd >= T_MAXDIM) return lt_error(L, "bad argument #1 to 'stack' (tensors already have %d dims)", T_MAXDIM);
+  if (nd >= T_MAXDIM) return lt_argerror(L, 1, "stack", "tensors already have %d dims", T_MAXDIM);
   int d = lua_isnoneornil(L, 2) ? 0 : lt_check_dim(L, 2, nd + 1, "stack");
   char b1[160], b2[160];
   for (int k = 1; k < n; k++)
     if (!t_same_shape(ts[k], ts[0]))
-      return lt_error(L, "bad argument #1 to 'stack' (tensor %d has shape %s, expected %s like tensor 1)", k + 1,
+      return lt_argerror(L, 1, "stack", "tensor %d has shape %s, expected %s like tensor 1", k + 1,
                         t_shape_str(ts[k], b1, sizeof b1), t_shape_str(ts[0], b2, sizeof b2));
   int64_t shape[T_MAXDIM];
   for (int k = 0, j = 0; k <= nd; k++) shape[k] = k == d ? 1 : ts[0]->shape[j++];
@@ -977,7 +962,7 @@ static int l_stack(lua_State *L) {
 static Tensor *check_inplace(lua_State *L, const char *fn) {
   Tensor *t = lt_check(L, 1);
   if (t->grad_fn)
-    lt_error(L, "bad argument #1 to '%s' (in-place change of a tensor computed by differentiable ops; detach() it first)", fn);
+    lt_argerror(L, 1, fn, "in-place change of a tensor computed by differentiable ops; detach() it first");
   return t;
 }
 
@@ -985,7 +970,7 @@ static Tensor *check_same(lua_State *L, int i, Tensor *t, const char *fn) {
   Tensor *s = lt_check(L, i);
   char b1[160], b2[160];
   if (s->numel != t->numel || (!t_same_shape(s, t) && s->numel != 1))
-    lt_error(L, "bad argument #%d to '%s' (expected shape %s, got %s)", i, fn, t_shape_str(t, b1, sizeof b1),
+    lt_argerror(L, i, fn, "expected shape %s, got %s", t_shape_str(t, b1, sizeof b1),
                t_shape_str(s, b2, sizeof b2));
   return s;
 }
@@ -1074,7 +1059,7 @@ static int m_requires_grad(lua_State *L) {
   luaL_checktype(L, 2, LUA_TBOOLEAN);
   int on = lua_toboolean(L, 2);
   if (t->grad_fn && !on)
-    return lt_error(L, "bad argument #1 to 'requires_grad' (a tensor computed by differentiable ops cannot stop requiring grad; use detach())");
+    return lt_argerror(L, 1, "requires_grad", "a tensor computed by differentiable ops cannot stop requiring grad; use detach()");
   if (!t->grad_fn) t->requires_grad = on;
   lua_settop(L, 1);
   return 1;
@@ -1110,16 +1095,16 @@ static int64_t *check_labels(lua_State *L, int i, int64_t most, int64_t *n, cons
     const float *d = T_DATA(t);
     for (int64_t k = 0; k < *n; k++) {
       if (!(fabsf(d[k]) <= 1e15f) || d[k] != floorf(d[k])) /* (also NaN; no undefined cast to int64) */
-        lt_error(L, "bad argument #%d to '%s' (label %g at position %lld is not an integer class)", i, fn,
+        lt_argerror(L, i, fn, "label %g at position %lld is not an integer class",
                  isnan(d[k]) ? (double)NAN : (double)d[k], (long long)k + 1);
       out[k] = (int64_t)d[k];
     }
     return out;
   }
-  if (!lua_istable(L, i)) lt_error(L, "bad argument #%d to '%s' (expected labels as a tensor or a list, got %s)", i, fn, lt_typename(L, i));
+  if (!lua_istable(L, i)) lt_argerror(L, i, fn, "expected labels as a tensor or a list, got %s", lt_typename(L, i));
   *n = luaL_len(L, i);
   if (*n > most)
-    lt_error(L, "bad argument #%d to '%s' (expected at most %lld labels, got a list of %lld)", i, fn, (long long)most,
+    lt_argerror(L, i, fn, "expected at most %lld labels, got a list of %lld", (long long)most,
              (long long)*n);
   int64_t *out = lua_newuserdatauv(L, (size_t)(*n > 0 ? *n : 1) * sizeof *out, 0);
   for (int64_t k = 0; k < *n; k++) {
@@ -1127,9 +1112,9 @@ static int64_t *check_labels(lua_State *L, int i, int64_t most, int64_t *n, cons
     int isnum = 0;
     lua_Integer v = lua_type(L, -1) == LUA_TNUMBER ? lua_tointegerx(L, -1, &isnum) : 0;
     if (!isnum && lua_type(L, -1) == LUA_TNUMBER)
-      lt_error(L, "bad argument #%d to '%s' (expected integer labels, got %g at position %lld)", i, fn, lua_tonumber(L, -1),
+      lt_argerror(L, i, fn, "expected integer labels, got %g at position %lld", lua_tonumber(L, -1),
                (long long)k + 1);
-    if (!isnum) lt_error(L, "bad argument #%d to '%s' (expected integer labels, got %s at position %lld)", i, fn, lt_typename(L, -1), (long long)k + 1);
+    if (!isnum) lt_argerror(L, i, fn, "expected integer labels, got %s at position %lld", lt_typename(L, -1), (long long)k + 1);
     out[k] = v;
     lua_pop(L, 1);
   }
@@ -1159,7 +1144,7 @@ static int l_accuracy(lua_State *L) {
 static Tensor *opt_tensor(lua_State *L, int i, const char *fn) {
   if (lua_isnoneornil(L, i)) return NULL;
   Tensor *t = lt_test(L, i);
-  if (!t) lt_error(L, "bad argument #%d to '%s' (expected tensor or nil, got %s)", i, fn, lt_typename(L, i));
+  if (!t) lt_argerror(L, i, fn, "expected tensor or nil, got %s", lt_typename(L, i));
   return t;
 }
 
@@ -1187,48 +1172,19 @@ static int l_mse_loss(lua_State *L) {
   return 1;
 }
 
-/* option `key` of the table at i: a number in [lo, hi], or def */
-static double opt_number_field(lua_State *L, int i, const char *fn, const char *key, double def, double lo, double hi) {
-  if (lua_isnoneornil(L, i)) return def;
-  lua_getfield(L, i, key);
-  double v = def;
-  if (!lua_isnil(L, -1)) {
-    if (lua_type(L, -1) != LUA_TNUMBER)
-      lt_error(L, "bad argument #%d to '%s' (option '%s' must be a number, got %s)", i, fn, key, lt_typename(L, -1));
-    v = lua_tonumber(L, -1);
-    if (!(v >= lo && v <= hi)) lt_error(L, "bad argument #%d to '%s' (option '%s' must be in [%g, %g], got %g)", i, fn, key, lo, hi, v);
-  }
-  lua_pop(L, 1);
-  return v;
-}
-
-/* the option at the top of the stack (from batch_norm's options, argument #4): a tensor or nil */
-static Tensor *bn_buffer(lua_State *L, const char *key) {
-  if (lua_isnil(L, -1)) return NULL;
-  Tensor *t = lt_test(L, -1);
-  if (!t) lt_error(L, "bad argument #4 to 'batch_norm' (option '%s' must be a tensor or nil, got %s)", key, lt_typename(L, -1));
-  return t;
-}
+static const char *const batch_norm_options[] = {"running_mean", "running_var", "training", "momentum", "eps", NULL};
 
 static int l_batch_norm(lua_State *L) {
   Tensor *x = lt_check(L, 1), *w = opt_tensor(L, 2, "batch_norm"), *b = opt_tensor(L, 3, "batch_norm");
   BatchNormOpts o = {NULL, NULL, 1, 0.1, 1e-5};
-  if (!lua_isnoneornil(L, 4)) {
-    luaL_checktype(L, 4, LUA_TTABLE);
-    lua_getfield(L, 4, "running_mean");
-    o.running_mean = bn_buffer(L, "running_mean");
-    lua_getfield(L, 4, "running_var");
-    o.running_var = bn_buffer(L, "running_var");
-    lua_getfield(L, 4, "training");
-    if (!lua_isnil(L, -1)) {
-      if (!lua_isboolean(L, -1)) return lt_error(L, "bad argument #4 to 'batch_norm' (option 'training' must be a boolean, got %s)", lt_typename(L, -1));
-      o.training = lua_toboolean(L, -1);
-    }
-    lua_pop(L, 3); /* the buffers stay referenced by the options table */
+  if (lt_check_options(L, 4, "batch_norm", batch_norm_options)) {
+    o.running_mean = lt_opt_tensor(L, 4, "batch_norm", "running_mean"); /* the options table keeps them alive */
+    o.running_var = lt_opt_tensor(L, 4, "batch_norm", "running_var");
+    o.training = lt_opt_boolean(L, 4, "batch_norm", "training", 1);
     if (!o.running_mean != !o.running_var)
-      return lt_error(L, "bad argument #4 to 'batch_norm' (give both running_mean and running_var, or neither)");
-    o.momentum = opt_number_field(L, 4, "batch_norm", "momentum", 0.1, 0.0, 1.0);
-    o.eps = opt_number_field(L, 4, "batch_norm", "eps", 1e-5, 0.0, 1.0);
+      return lt_argerror(L, 4, "batch_norm", "give both running_mean and running_var, or neither");
+    o.momentum = lt_opt_number(L, 4, "batch_norm", "momentum", 0.1, 0.0, 1.0);
+    o.eps = lt_opt_number(L, 4, "batch_norm", "eps", 1e-5, 0.0, 1.0);
   }
   lt_push(L, t_batch_norm(x, w, b, &o));
   return 1;
@@ -1257,20 +1213,20 @@ static int l_deserialize(lua_State *L) {
   const char *s = luaL_checklstring(L, 1, &len);
   uint32_t nd;
   if (len < 8 || memcmp(s, TENSOR_MAGIC, 4))
-    return lt_error(L, "bad argument #1 to 'deserialize' (not a serialized tensor: bad magic)");
+    return lt_argerror(L, 1, "deserialize", "not a serialized tensor: bad magic");
   memcpy(&nd, s + 4, sizeof nd);
-  if (nd > T_MAXDIM) return lt_error(L, "bad argument #1 to 'deserialize' (corrupt: %u dims)", nd);
-  if (len < 8 + nd * sizeof(int64_t)) return lt_error(L, "bad argument #1 to 'deserialize' (truncated header)");
+  if (nd > T_MAXDIM) return lt_argerror(L, 1, "deserialize", "corrupt: %u dims", nd);
+  if (len < 8 + nd * sizeof(int64_t)) return lt_argerror(L, 1, "deserialize", "truncated header");
   int64_t shape[T_MAXDIM];
   memcpy(shape, s + 8, nd * sizeof(int64_t));
   for (uint32_t i = 0; i < nd; i++)
-    if (shape[i] < 0 || shape[i] > T_MAXNUMEL) return lt_error(L, "bad argument #1 to 'deserialize' (corrupt shape)");
+    if (shape[i] < 0 || shape[i] > T_MAXNUMEL) return lt_argerror(L, 1, "deserialize", "corrupt shape");
   t_check_shape("deserialize", 1, (int)nd, shape);
   int64_t numel = 1;
   for (uint32_t i = 0; i < nd; i++) numel *= shape[i];
   size_t need = 8 + nd * sizeof(int64_t) + (size_t)numel * sizeof(float);
   if (len != need)
-    return lt_error(L, "bad argument #1 to 'deserialize' (expected %zu bytes for shape, got %zu)", need, len);
+    return lt_argerror(L, 1, "deserialize", "expected %zu bytes for shape, got %zu", need, len);
   Tensor *t = t_new((int)nd, shape);
   memcpy(T_DATA(t), s + 8 + nd * sizeof(int64_t), (size_t)numel * sizeof(float));
   lt_push(L, t);

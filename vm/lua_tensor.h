@@ -34,6 +34,25 @@ Generator *lt_opt_generator(lua_State *L, int i);
 /* set the field name of the table at the top to a C function table */
 void lt_register(lua_State *L, const luaL_Reg *funcs);
 
+/* ---- argument checking (vm/lua_check.c), one form for every binding */
+
+/* luaL_error with C printf formats (%lld, %zu, %g: lua_pushfstring has none) */
+int lt_error(lua_State *L, const char *fmt, ...) T_PRINTF(2, 3);
+/* raise "bad argument #arg to 'fn' (detail)", detail with C printf formats */
+int lt_argerror(lua_State *L, int arg, const char *fn, const char *fmt, ...) T_PRINTF(4, 5);
+/* the options table at arg: 0 when none or nil, 1 when a table whose keys
+** are all in valid[] (NULL-terminated); anything else is an error naming fn,
+** the key and the valid keys, so a typo like {creat_graph=true} is refused */
+int lt_check_options(lua_State *L, int arg, const char *fn, const char *const valid[]);
+/* options[key] of the table at arg (checked by lt_check_options, or none/nil),
+** def when absent; a value of another type or out of range is an error */
+int lt_opt_boolean(lua_State *L, int arg, const char *fn, const char *key, int def);
+lua_Integer lt_opt_integer(lua_State *L, int arg, const char *fn, const char *key, lua_Integer def,
+                           lua_Integer lo, lua_Integer hi);
+double lt_opt_number(lua_State *L, int arg, const char *fn, const char *key, double def, double lo, double hi);
+Tensor *lt_opt_tensor(lua_State *L, int arg, const char *fn, const char *key); /* NULL when absent */
+const char *lt_opt_string(lua_State *L, int arg, const char *fn, const char *key, const char *def);
+
 /* module openers (package.preload entries, see vm/main.c) */
 int luaopen_tensor(lua_State *L);
 int luaopen_autograd(lua_State *L);

@@ -823,67 +823,31 @@ int om_load(const char *root, const OmOptions *opt, OmDataset *ds, char *err, si
 
 /* ============================================================ Lua bindings */
 
-/* an optional integer field of the table at idx */
-static lua_Integer opt_int_field(lua_State *L, int idx, const char *key, lua_Integer def,
-                                 const char *fn) {
-  lua_Integer v = def;
-  if (lua_getfield(L, idx, key) != LUA_TNIL) {
-    int ok;
-    v = lua_tointegerx(L, -1, &ok);
-    if (!ok)
-      luaL_error(L, "bad option '%s' to '%s' (expected integer, got %s)", key, fn, luaL_typename(L, -1));
-  }
-  lua_pop(L, 1);
-  return v;
-}
-
-static int opt_bool_field(lua_State *L, int idx, const char *key, int def) {
-  int v = def;
-  if (lua_getfield(L, idx, key) != LUA_TNIL) v = lua_toboolean(L, -1);
-  lua_pop(L, 1);
-  return v;
-}
-
 /* omniglot.load(root [, opts]) or omniglot.load(opts) with opts.root
 ** opts: size=28, cache=path|nil, pil_exact=false, images_per_class=0, threads=0 */
+static const char *const load_options[] = {"root", "size", "cache", "pil_exact", "images_per_class", "threads", NULL};
+static const char *const load_options_after_root[] = {"size", "cache", "pil_exact", "images_per_class", "threads", NULL};
+
 static int l_load(lua_State *L) {
-  int opts = 0;
-  const char *root = NULL;
-  if (lua_type(L, 1) == LUA_TTABLE) {
-    opts = 1;
-    if (lua_getfield(L, 1, "root") == LUA_TSTRING) root = lua_tostring(L, -1);
-    else if (!lua_isnil(L, -1))
-      return luaL_error(L, "bad option 'root' to 'load' (expected string, got %s)", luaL_typename(L, -1));
-    lua_pop(L, 1); /* the string stays alive in the table */
-  } else {
-    root = luaL_checkstring(L, 1);
-    if (!lua_isnoneornil(L, 2)) {
-      luaL_checktype(L, 2, LUA_TTABLE);
-      opts = 2;
-    }
-  }
+  int opts = lua_type(L, 1) == LUA_TTABLE ? 1 : 2;
+  const char *root = opts == 1 ? NULL : luaL_checkstring(L, 1);
   OmOptions o;
   om_default_options(&o);
-  if (opts) {
-    o.size = (int)opt_int_field(L, opts, "size", OM_DEFAULT_SIZE, "load");
-    o.images_per_class = (int)opt_int_field(L, opts, "images_per_class", 0, "load");
-    o.threads = (int)opt_int_field(L, opts, "threads", 0, "load");
-    o.pil_exact = opt_bool_field(L, opts, "pil_exact", 0);
-    int t = lua_getfield(L, opts, "cache");
-    if (t == LUA_TSTRING)
-      o.cache = lua_tostring(L, -1);
-    else if (t != LUA_TNIL && !(t == LUA_TBOOLEAN && !lua_toboolean(L, -1)))
-      return luaL_error(L, "bad option 'cache' to 'load' (expected path or false, got %s)",
-                        luaL_typename(L, -1));
+  if (lt_check_options(L, opts, "load", opts == 1 ? load_options : load_options_after_root)) {
+    if (opts == 1) root = lt_opt_string(L, 1, "load", "root", NULL);
+    o.size = (int)lt_opt_integer(L, opts, "load", "size", OM_DEFAULT_SIZE, 1, 4096);
+    o.images_per_class = (int)lt_opt_integer(L, opts, "load", "images_per_class", 0, 0, INT_MAX);
+    o.threads = (int)lt_opt_integer(L, opts, "load", "threads", 0, 0, INT_MAX);
+    o.pil_exact = lt_opt_boolean(L, opts, "load", "pil_exact", 0);
+    lua_getfield(L, opts, "cache");
+    if (lua_type(L, -1) == LUA_TSTRING)
+      o.cache = lua_tostring(L, -1); /* the options table keeps it alive */
+    else if (!lua_isnil(L, -1) && !(lua_isboolean(L, -1) && !lua_toboolean(L, -1)))
+      return lt_argerror(L, opts, "load", "option 'cache' must be a path or false, got %s", lt_typename(L, -1));
     lua_pop(L, 1);
   }
-  if (o.size < 1 || o.size > 4096)
-    return luaL_error(L, "bad option 'size' to 'load' (expected 1..4096, got %d)", o.size);
-  if (o.images_per_class < 0)
-    return luaL_error(L, "bad option 'images_per_class' to 'load' (expected >= 0, got %d)",
-                      o.images_per_class);
   if (!root && !o.cache)
-    return luaL_error(L, "bad argument #1 to 'load' (expected root folder or {root=, cache=}, got neither)");
+    return lt_argerror(L, 1, "load", "expected root folder or {root=, cache=}, got neither");
   if (root && !has_set_dirs(root))
     return luaL_argerror(
         L, 1,
@@ -1099,10 +1063,8 @@ static int l_resize(lua_State *L) {
   lua_Integer oh = luaL_checkinteger(L, 2);
   lua_Integer ow = luaL_optinteger(L, 3, oh);
   int pil = 0;
-  if (!lua_isnoneornil(L, 4)) {
-    luaL_checktype(L, 4, LUA_TTABLE);
-    pil = opt_bool_field(L, 4, "pil_exact", 0);
-  }
+  static const char *const resize_options[] = {"pil_exact", NULL};
+  if (lt_check_options(L, 4, "resize", resize_options)) pil = lt_opt_boolean(L, 4, "resize", "pil_exact", 0);
   luaL_argcheck(L, oh >= 1 && oh <= IMG_MAX_SIDE, 2, "expected size in 1..16384");
   luaL_argcheck(L, ow >= 1 && ow <= IMG_MAX_SIDE, 3, "expected size in 1..16384");
   luaL_argcheck(L, h >= 1 && w >= 1, 1, "expected a non-empty image");
@@ -1157,18 +1119,12 @@ static int l_tile(lua_State *L) {
                                                t_shape_str(t, buf, sizeof buf)));
   }
   luaL_argcheck(L, n >= 1 && H >= 1 && W >= 1, 1, "expected at least one non-empty image");
-  int opts = 0;
-  if (!lua_isnoneornil(L, 2)) {
-    luaL_checktype(L, 2, LUA_TTABLE);
-    opts = 2;
-  }
-  int cols = opts ? (int)opt_int_field(L, opts, "cols", n, "tile") : n;
-  int scale = opts ? (int)opt_int_field(L, opts, "scale", 2, "tile") : 2;
-  int pad = opts ? (int)opt_int_field(L, opts, "pad", 4, "tile") : 4;
-  int invert = opts ? opt_bool_field(L, opts, "invert", 1) : 1;
-  if (cols < 1 || scale < 1 || scale > 16 || pad < 0 || pad > 64)
-    return luaL_error(L, "bad option to 'tile' (expected cols >= 1, scale 1..16, pad 0..64; got %d, %d, %d)",
-                      cols, scale, pad);
+  static const char *const tile_options[] = {"cols", "scale", "pad", "invert", "labels", "captions", "separators", NULL};
+  int opts = lt_check_options(L, 2, "tile", tile_options) ? 2 : 0;
+  int cols = (int)lt_opt_integer(L, 2, "tile", "cols", n, 1, INT_MAX);
+  int scale = (int)lt_opt_integer(L, 2, "tile", "scale", 2, 1, 16);
+  int pad = (int)lt_opt_integer(L, 2, "tile", "pad", 4, 0, 64);
+  int invert = lt_opt_boolean(L, 2, "tile", "invert", 1);
   int rows = (int)((n + (int64_t)cols - 1) / cols); /* (cols may be INT_MAX) */
   long *labels = NULL, *captions = NULL;
   unsigned char *sep_after = scratch(L, (size_t)rows + 1);

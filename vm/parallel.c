@@ -352,7 +352,7 @@ static int l_map(lua_State *L) {
   if (in_worker) return luaL_error(L, "parallel.map: cannot be called from inside a parallel job");
   if (nthreads == 0) start_workers(L, default_threads());
   lua_Integer njobs = luaL_len(L, 3);
-  if (njobs < 0 || njobs > (1 << 24)) return luaL_error(L, "bad argument #3 to 'map' (too many jobs)");
+  if (njobs < 0 || njobs > (1 << 24)) return lt_argerror(L, 3, "map", "too many jobs");
   /* a plain copy of the list first: lua_geti may run metamethods that raise
   ** errors, which must not happen once the arrays below are allocated */
   lua_createtable(L, (int)njobs, 0);

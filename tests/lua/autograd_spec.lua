@@ -419,7 +419,7 @@ describe("misuse of ag.grad", function()
     assert.has_error(function() ag.grad(x * x, { x }, { grad_output = T.ones { 3 } }) end,
       "bad argument #3 to 'grad' (grad_output has shape (3), output has (2))")
     assert.has_error(function() ag.grad(x * x, { x }, { grad_output = 1 }) end,
-      "bad argument #3 to 'grad' (option grad_output must be a tensor, got number)")
+      "bad argument #3 to 'grad' (option 'grad_output' must be a tensor or nil, got number)")
   end)
 
   it("non-tensor output, inputs or options", function()
@@ -436,7 +436,22 @@ describe("misuse of ag.grad", function()
       "bad argument #2 to 'grad' (expected a non-empty list of tensors)")
     ok, err = pcall(ag.grad, z, { x }, "create_graph")
     assert.is_false(ok)
-    assert.matches("bad argument #3 to '[%w.]*grad' %(table expected, got string%)", err)
+    assert.matches("bad argument #3 to 'grad' %(expected a table of options, got string%)", err)
+  end)
+
+  it("a mistyped or ill-typed option (a typo must not give a silent first-order gradient)", function()
+    local w = T.tensor { 0.3 }:requires_grad(true)
+    local loss = (w ^ 4):sum()
+    assert.has_error(function() ag.grad(loss, { w }, { creat_graph = true }) end,
+      "bad argument #3 to 'grad' (unknown option 'creat_graph'; valid options: create_graph, allow_unused, grad_output)")
+    assert.has_error(function() ag.grad(loss, { w }, { create_graph = 1 }) end,
+      "bad argument #3 to 'grad' (option 'create_graph' must be a boolean, got number)")
+    assert.has_error(function() ag.grad(loss, { w }, { allow_unused = "yes" }) end,
+      "bad argument #3 to 'grad' (option 'allow_unused' must be a boolean, got string)")
+    assert.has_error(function() ag.grad(loss, { w }, { [1] = true }) end,
+      "bad argument #3 to 'grad' (option names must be strings, got number)")
+    -- the correctly spelled option still gives a differentiable gradient
+    assert.is_true(ag.grad(loss, { w }, { create_graph = true })[1]:requires_grad())
   end)
 
   it("an input that does not require grad", function()
