@@ -21,6 +21,7 @@
 -- the loss, up to its eps.) The meta-gradient is accumulated task by task, so only one task's graph
 -- is alive at a time (same gradient as one backward over the summed loss).
 local T = require "tensor"
+local options = require "options"
 local ag = require "autograd"
 
 local M = {}
@@ -48,6 +49,9 @@ Learner.__index = Learner
 --- statistics (accumulated during meta-training) for every forward of finetune(). parallel=false
 --- keeps meta_gradient on the calling thread (see can_run_parallel).
 function M.new(opts)
+  opts = options.check("maml.new", 1, opts, {net = "table", inner_lr = "number", steps = "integer",
+    loss = "string|function", metric = "string|function", inner_loss_scale = "number", first_order = "boolean",
+    bn_mode = "string", parallel = "boolean"})
   local net = opts.net or error("maml.new: 'net' is required", 2)
   local loss = opts.loss or "cross_entropy"
   local metric = opts.metric or (loss == "mse" and "mse" or "accuracy")
