@@ -64,4 +64,17 @@ function M.check(fn, arg, opts, spec)
   return opts
 end
 
+--- options.usage_error(msg): raise a mistake of the user's rather than of the script, such as a
+--- mistyped key=value on the command line. The error object is a table {message = msg} whose
+--- metatable's __name is "mamlrun.usage_error" (tostring gives msg): the host (vm/main.c) prints the
+--- message without a traceback and exits with status 2, as for a bad command line.
+local UsageError = {__name = "mamlrun.usage_error", __tostring = function(e) return e.message end}
+
+function M.usage_error(msg)
+  error(setmetatable({message = msg}, UsageError))
+end
+
+--- options.is_usage_error(err): whether err was raised by usage_error.
+function M.is_usage_error(err) return getmetatable(err) == UsageError end
+
 return M

@@ -89,10 +89,36 @@ static void l_message(const char *pname, const char *msg)
   fflush(stderr);
 }
 
+/* A mistake of the user's rather than of the script (a mistyped key=value
+** override): an error object that is a table whose metatable's __name is
+** "mamlrun.usage_error" and whose field message is a string. The host prints
+** the message as it prints a bad command line, without a traceback, and
+** exits with status 2. */
+#define USAGE_ERROR_NAME "mamlrun.usage_error"
+static int usage_error_raised = 0;
+
+/* the message of the usage error at idx, else NULL */
+static const char *usage_error_message(lua_State *L, int idx)
+{
+  const char *msg = NULL;
+  idx = lua_absindex(L, idx);
+  if (lua_type(L, idx) != LUA_TTABLE || luaL_getmetafield(L, idx, "__name") == LUA_TNIL) return NULL;
+  int is_usage = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), USAGE_ERROR_NAME) == 0;
+  lua_pop(L, 1);
+  if (is_usage && lua_getfield(L, idx, "message") == LUA_TSTRING) msg = lua_tostring(L, -1);
+  lua_pop(L, is_usage ? 1 : 0); /* (the table keeps the string alive) */
+  return msg;
+}
+
 /* print the error message at the top of the stack, if status is an error */
 static int report(lua_State *L, int status)
 {
-  if (status != LUA_OK) {
+  const char *usage = status != LUA_OK ? usage_error_message(L, -1) : NULL;
+  if (usage != NULL) {
+    usage_error_raised = 1;
+    usage_error(0, "%s", usage);
+    lua_pop(L, 1);
+  } else if (status != LUA_OK) {
     const char *msg = lua_tostring(L, -1);
     if (msg == NULL) msg = "(error object is not a string)";
     l_message(progname, msg);
@@ -104,6 +130,7 @@ static int report(lua_State *L, int status)
 /* message handler: turn any error object into a string with a traceback */
 static int msghandler(lua_State *L)
 {
+  if (usage_error_message(L, 1) != NULL) return 1; /* the user's mistake: no traceback */
   const char *msg = lua_tostring(L, 1);
   if (msg == NULL) {
     if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
@@ -695,7 +722,7 @@ static int pmain(lua_State *L)
   lua_gc(L, LUA_GCGEN, 0, 0);
   if (!run_e_options(L, argc, argv, o->script ? o->script : argc) ||
       (script != NULL && handle_script(L, script, overrides, nplain) != LUA_OK)) {
-    lua_pushinteger(L, 1);
+    lua_pushinteger(L, usage_error_raised ? 2 : 1);
     return 1;
   }
   if (o->interactive) doREPL(L);
