@@ -555,12 +555,7 @@ local function host_functions(opts)
   }
 end
 
-local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-
-local function mkdir_p(path)
-  local ok = os.execute("mkdir -p " .. shell_quote(path))
-  if not ok then error("cannot create the folder " .. path, 0) end
-end
+local mkdir_p = T.mkdir_p -- (vm/sys.c; the error says "cannot create the folder <path>: <why>")
 
 local function exists(path)
   local f = io.open(path, "r")

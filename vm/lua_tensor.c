@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -14,8 +15,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "checksum.h"
 #include "loss.h"
 #include "lua_tensor.h"
+#include "sys.h"
 
 /* ------------------------------------------------------------ bridge */
 
@@ -149,6 +152,8 @@ Generator *lt_opt_generator(lua_State *L, int i) {
 }
 
 void lt_register(lua_State *L, const luaL_Reg *funcs) { luaL_setfuncs(L, funcs, 0); }
+
+void *lt_scratch(lua_State *L, size_t bytes) { return lua_newuserdatauv(L, bytes ? bytes : 1, 0); }
 
 static void push_shape(lua_State *L, int nd, const int64_t *shape) {
   lua_createtable(L, nd, 0);
@@ -1233,73 +1238,28 @@ static int l_deserialize(lua_State *L) {
   return 1;
 }
 
-static uint32_t crc32_update(uint32_t crc, const unsigned char *p, size_t n) {
-  static uint32_t table[256];
-  if (!table[1])
-    for (uint32_t i = 0; i < 256; i++) {
-      uint32_t c = i;
-      for (int k = 0; k < 8; k++) c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
-      table[i] = c;
-    }
-  crc = ~crc;
-  for (size_t i = 0; i < n; i++) crc = table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
-  return ~crc;
-}
-
 static int l_crc32(lua_State *L) {
   size_t len;
   const char *s = luaL_checklstring(L, 1, &len);
-  lua_pushinteger(L, crc32_update(0, (const unsigned char *)s, len));
+  lua_pushinteger(L, crc32_ieee(0, s, len));
   return 1;
 }
 
-/* Write data to path atomically: a temp file beside it, fsync, rename.
-** MAMLRUN_WRITE_LIMIT=N makes writes fail with ENOSPC after N bytes (tests). */
+/* T.mkdir_p(folder): mkdir -p (sys_mkdir_p) */
+static int l_mkdir_p(lua_State *L) {
+  const char *folder = luaL_checkstring(L, 1);
+  if (sys_mkdir_p(folder) != 0) return lt_error(L, "cannot create the folder %s: %s", folder, strerror(errno));
+  return 0;
+}
+
+/* T.write_atomic(path, data): see sys_write_atomic */
 static int l_write_atomic(lua_State *L) {
   size_t len;
   const char *path = luaL_checkstring(L, 1);
-  const char *data = luaL_checklstring(L, 2, &len);
-  const char *limit_env = getenv("MAMLRUN_WRITE_LIMIT");
-  size_t limit = limit_env ? (size_t)strtoull(limit_env, NULL, 10) : (size_t)-1;
-  char *tmp = lua_newuserdatauv(L, strlen(path) + 32, 0);
-  sprintf(tmp, "%s.tmp.%ld", path, (long)getpid());
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) return lt_error(L, "write_atomic: cannot create '%s': %s (the previous file is unchanged)", tmp, strerror(errno));
-  size_t done = 0;
-  int err = 0;
-  while (done < len) {
-    size_t chunk = len - done;
-    if (done + chunk > limit) chunk = limit > done ? limit - done : 0;
-    if (chunk == 0) {
-      err = ENOSPC;
-      break;
-    }
-    ssize_t w = write(fd, data + done, chunk);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      err = errno;
-      break;
-    }
-    done += (size_t)w;
-  }
-  if (!err && fsync(fd) != 0) err = errno;
-  if (close(fd) != 0 && !err) err = errno;
-  if (!err && rename(tmp, path) != 0) err = errno;
-  if (err) {
-    unlink(tmp);
-    return lt_error(L, "write_atomic: cannot write '%s': %s (the previous file is unchanged)", path, strerror(err));
-  }
-  /* make the rename itself durable */
-  char *dir = lua_newuserdatauv(L, strlen(path) + 2, 0);
-  strcpy(dir, path);
-  char *slash = strrchr(dir, '/');
-  if (slash) *slash = 0;
-  else strcpy(dir, ".");
-  int dfd = open(slash && slash == dir ? "/" : dir, O_RDONLY);
-  if (dfd >= 0) {
-    fsync(dfd);
-    close(dfd);
-  }
+  const void *data = luaL_checklstring(L, 2, &len);
+  char err[PATH_MAX + 128];
+  if (sys_write_atomic(path, 1, &data, &len, err, sizeof err) != 0)
+    return lt_error(L, "write_atomic: %s (the previous file is unchanged)", err);
   return 0;
 }
 
@@ -1359,7 +1319,7 @@ static const luaL_Reg tensor_functions[] = {
     {"stack", l_stack},           {"cross_entropy", l_cross_entropy}, {"accuracy", l_accuracy},
     {"linear", l_linear},         {"log_softmax", l_log_softmax}, {"softmax", l_softmax},
     {"mse_loss", l_mse_loss},     {"batch_norm", l_batch_norm}, {"serialize", l_serialize},
-    {"deserialize", l_deserialize}, {"crc32", l_crc32},       {"write_atomic", l_write_atomic},
+    {"deserialize", l_deserialize}, {"crc32", l_crc32},       {"write_atomic", l_write_atomic}, {"mkdir_p", l_mkdir_p},
     {"memory", l_memory},         {"flops", l_flops},         {"reset_peak_memory", l_reset_peak_memory}, {NULL, NULL}};
 
 /* methods that are also module functions: T.exp(x) == x:exp() */

@@ -33,6 +33,9 @@ int lt_check_dim(lua_State *L, int i, int ndim, const char *fn);
 Generator *lt_opt_generator(lua_State *L, int i);
 /* set the field name of the table at the top to a C function table */
 void lt_register(lua_State *L, const luaL_Reg *funcs);
+/* bytes of scratch memory owned by a userdata pushed on the stack, so that an
+** error cannot leak them (at least 1 byte) */
+void *lt_scratch(lua_State *L, size_t bytes);
 
 /* ---- argument checking (vm/lua_check.c), one form for every binding */
 
@@ -68,5 +71,7 @@ void mpi_shutdown(int status);
 ** at the top of the stack, and methods into the tensor metatable's method
 ** table (second argument index) */
 void lt_open_nn(lua_State *L, int module, int methods);
+/* the image functions of the omniglot module (vm/lua_image.c) into the table at module */
+void lt_open_image(lua_State *L, int module);
 
 #endif

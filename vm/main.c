@@ -24,6 +24,7 @@
 #include <lualib.h>
 
 #include "lua_tensor.h"
+#include "sys.h"
 
 #define MAMLRUN_VERSION "0.1.0"
 #define SIGNAL_FN_KEY "mamlrun.on_signal" /* registry: the on_signal callback */
@@ -405,12 +406,6 @@ static int collect_script_args(lua_State *L, int argc, char **argv, int script)
 
 /* ------------------------------------------------------------ paths */
 
-static int is_dir(const char *path)
-{
-  struct stat st;
-  return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 /* the directory of this binary into buf (no trailing slash), or 0 */
 static int binary_dir(const char *argv0, char *buf)
 {
@@ -431,13 +426,13 @@ static void push_lua_root(lua_State *L, const char *argv0)
   char dir[PATH_MAX];
   if (binary_dir(argv0, dir)) {
     const char *build = lua_pushfstring(L, "%s/lua", dir);
-    if (is_dir(build)) return;
+    if (sys_is_dir(build)) return;
     lua_pop(L, 1);
     size_t n = strlen(dir);
     if (n >= 4 && strcmp(dir + n - 4, "/bin") == 0) {
       const char *installed = lua_pushfstring(L, "%s/share/mamlrun/lua", lua_pushlstring(L, dir, n - 4));
       lua_remove(L, -2);
-      if (is_dir(installed)) return;
+      if (sys_is_dir(installed)) return;
       lua_pop(L, 1);
     }
   }
