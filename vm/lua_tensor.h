@@ -12,6 +12,12 @@
 #define LT_TENSOR_MT "mamlrun.Tensor"
 #define LT_GENERATOR_MT "mamlrun.Generator"
 
+/* make t_error raise in L: every binding that calls ops does it first (lt_check and lt_push do) */
+void lt_enter(lua_State *L);
+/* __gc and __close of a tensor: release its reference */
+int lt_tensor_gc(lua_State *L);
+/* __tostring of a tensor (vm/lua_print.c) */
+int lt_tostring(lua_State *L);
 /* push t as a Lua tensor, taking over the caller's reference */
 void lt_push(lua_State *L, Tensor *t);
 /* the tensor at index i, or a "bad argument #i (expected tensor, got X)" error */
@@ -29,6 +35,11 @@ Tensor *lt_check_tensor_or_number(lua_State *L, int i, Tensor **owned);
 int lt_check_shape(lua_State *L, int i, int64_t *shape, const char *fn);
 /* a 1-based Lua dim (negative counts from the end) to a 0-based C dim */
 int lt_check_dim(lua_State *L, int i, int ndim, const char *fn);
+/* the same for the value at stack index idx, reported as argument arg (an
+** entry of a list of dims belongs to the list's argument) */
+int lt_check_dim_at(lua_State *L, int idx, int arg, int ndim, const char *fn);
+/* the generator at index i, or a "bad argument" error */
+Generator *lt_check_generator(lua_State *L, int i);
 /* the generator at index i, or the default one when i is none/nil */
 Generator *lt_opt_generator(lua_State *L, int i);
 /* set the field name of the table at the top to a C function table */
@@ -71,6 +82,13 @@ void mpi_shutdown(int status);
 ** at the top of the stack, and methods into the tensor metatable's method
 ** table (second argument index) */
 void lt_open_nn(lua_State *L, int module, int methods);
+/* the parts of the tensor module, each from its file: module functions into
+** the table at module, methods into the table at methods */
+void lt_open_construct(lua_State *L, int module); /* vm/lua_construct.c */
+void lt_open_generator(lua_State *L, int module); /* vm/lua_generator.c, with its metatable */
+void lt_open_inplace(lua_State *L, int methods);  /* vm/lua_inplace.c */
+void lt_open_io(lua_State *L, int module);        /* vm/lua_io.c */
+void lt_open_memory(lua_State *L, int module);    /* vm/lua_memory.c */
 /* the image functions of the omniglot module (vm/lua_image.c) into the table at module */
 void lt_open_image(lua_State *L, int module);
 
