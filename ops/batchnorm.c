@@ -184,7 +184,7 @@ static Tensor *bn_normalize_with(Tensor *x, Tensor *mean, Tensor *rstd, double e
   ChannelGeom g = channel_geom(x);
   Tensor *out = t_new(x->ndim, x->shape);
   bn_affine_kernel(&g, T_DATA(x), T_DATA(mean), T_DATA(rstd), NULL, NULL, T_DATA(out));
-  Node *node = ag_record(out, "batch_norm", bn_normalize_backward_rule, 1, &x);
+  Node *node = ag_record(out, "bn_normalize", bn_normalize_backward_rule, 1, &x);
   if (node) {
     node->saved[0] = t_retain(mean);
     node->saved[1] = t_retain(rstd);

@@ -392,7 +392,7 @@ static void identity_backward(Node *n, Tensor *g, Tensor **gin, const int *needs
 
 Tensor *t_add_scalar(Tensor *a, double s) {
   Tensor *out = unary_forward(U_ADDS, a, s);
-  RECORD1(out, "add", identity_backward, a);
+  RECORD1(out, "add_scalar", identity_backward, a);
   return out;
 }
 
@@ -402,7 +402,7 @@ static void mul_scalar_backward(Node *n, Tensor *g, Tensor **gin, const int *nee
 
 Tensor *t_mul_scalar(Tensor *a, double s) {
   Tensor *out = unary_forward(U_MULS, a, s);
-  Node *n = RECORD1(out, "mul", mul_scalar_backward, a);
+  Node *n = RECORD1(out, "mul_scalar", mul_scalar_backward, a);
   if (n) n->scalars[0] = s;
   return out;
 }
@@ -430,7 +430,7 @@ static void pow_scalar_backward(Node *n, Tensor *g, Tensor **gin, const int *nee
 
 Tensor *t_pow_scalar(Tensor *a, double p) {
   Tensor *out = unary_forward(U_POWS, a, p);
-  Node *n = RECORD1(out, "pow", pow_scalar_backward, a);
+  Node *n = RECORD1(out, "pow_scalar", pow_scalar_backward, a);
   if (n) n->scalars[0] = p;
   return out;
 }
@@ -442,7 +442,7 @@ static void neg_backward(Node *n, Tensor *g, Tensor **gin, const int *needs) {
 
 Tensor *t_rsub_scalar(Tensor *a, double s) {
   Tensor *out = unary_forward(U_RSUBS, a, s);
-  RECORD1(out, "sub", neg_backward, a);
+  RECORD1(out, "rsub_scalar", neg_backward, a);
   return out;
 }
 
@@ -456,7 +456,7 @@ static void rdiv_scalar_backward(Node *n, Tensor *g, Tensor **gin, const int *ne
 
 Tensor *t_rdiv_scalar(Tensor *a, double s) {
   Tensor *out = unary_forward(U_RDIVS, a, s);
-  Node *n = RECORD1(out, "div", rdiv_scalar_backward, a);
+  Node *n = RECORD1(out, "rdiv_scalar", rdiv_scalar_backward, a);
   if (n) n->scalars[0] = s;
   return out;
 }

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "checksum.h"
 #include "omniglot.h"
 
 static char path[4096];
@@ -68,9 +69,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     uint8_t *fixed = malloc(size);
     if (!fixed) abort();
     memcpy(fixed, data, size);
-    uint32_t body = om_crc32c(0, fixed + OM_CACHE_HEADER, size - OM_CACHE_HEADER);
+    uint32_t body = crc32c(0, fixed + OM_CACHE_HEADER, size - OM_CACHE_HEADER);
     memcpy(fixed + 56, &body, 4);
-    uint32_t head = om_crc32c(0, fixed, 60);
+    uint32_t head = crc32c(0, fixed, 60);
     memcpy(fixed + 60, &head, 4);
     read_once(fixed, size);
     free(fixed);

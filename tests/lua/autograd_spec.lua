@@ -279,14 +279,33 @@ describe("flags: requires_grad, detach, is_leaf, grad_fn", function()
     local y = x * 2 + 1
     assert.is_true(y:requires_grad())
     assert.is_false(y:is_leaf())
-    assert.equals("add", y:grad_fn())
+    assert.equals("add_scalar", y:grad_fn())
+    assert.equals("add", (x + x):grad_fn())
     assert.equals("mul", (x * x):grad_fn())
+    assert.equals("mul_scalar", (x * 2):grad_fn())
     assert.equals("exp", x:exp():grad_fn())
     assert.equals("matmul", x:reshape { 1, 2 }:matmul(T.ones { 2, 1 }):grad_fn())
     -- switching off on a leaf is allowed
     x:requires_grad(false)
     assert.is_false(x:requires_grad())
     assert.is_false((x * 2):requires_grad())
+  end)
+
+  it("node names are unique: each names one backward rule (ops/*.c, vm/*.c)", function()
+    local root = (require("mamlrun").root or "lua") .. "/.."
+    local rule_of, count = {}, 0
+    local p = io.popen("cat " .. root .. "/ops/*.c " .. root .. "/vm/*.c")
+    local text = p:read("a")
+    p:close()
+    for _, pattern in ipairs { 'ag_record%([^,]+, "([%w_]+)", ([%w_]+)', 'RECORD1%([^,]+, "([%w_]+)", ([%w_]+)' } do
+      for name, rule in text:gmatch(pattern) do
+        count = count + 1
+        assert.is_true(rule_of[name] == nil or rule_of[name] == rule,
+          ("node name '%s' is used by %s and %s"):format(name, tostring(rule_of[name]), rule))
+        rule_of[name] = rule
+      end
+    end
+    assert.is_true(count > 30, "found only " .. count .. " recorded nodes")
   end)
 
   it("a computed tensor cannot stop requiring grad", function()
