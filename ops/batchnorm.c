@@ -30,6 +30,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "elementwise.h"
+#include "reduce.h"
+#include "shape.h"
 #include "batchnorm.h"
 
 /* (N, C, rest...) as n outer blocks, c channels, hw inner values */

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "elementwise.h"
 #include "tensor.h"
 
 /* ------------------------------------------------------------ broadcasting */

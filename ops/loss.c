@@ -6,6 +6,10 @@
 #include <math.h>
 #include <string.h>
 
+#include "elementwise.h"
+#include "matmul.h"
+#include "reduce.h"
+#include "shape.h"
 #include "batchnorm.h"
 #include "loss.h"
 

@@ -7,6 +7,9 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include "elementwise.h"
+#include "matmul.h"
+#include "shape.h"
 #include "tensor.h"
 
 static _Atomic int64_t flops_done;

@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "elementwise.h"
+#include "reduce.h"
+#include "shape.h"
 #include "tensor.h"
 
 static int keep_shape(Tensor *a, uint32_t dims, int64_t *keep, int64_t *dropped, int64_t *count) {

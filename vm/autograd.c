@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "elementwise.h"
 #include "tensor.h"
 
 static _Thread_local int grad_enabled = 1;

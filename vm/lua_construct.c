@@ -5,6 +5,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "shape.h"
 #include "lua_tensor.h"
 
 static void infer_shape(lua_State *L, int idx, int depth, int *nd, int64_t *shape) {

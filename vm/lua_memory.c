@@ -3,6 +3,7 @@
 ** T.memory() {live_bytes, peak_bytes, cached_bytes, allocated_bytes},
 ** T.reset_peak_memory(), T.flops().
 */
+#include "matmul.h"
 #include "lua_tensor.h"
 
 static int l_memory(lua_State *L) {

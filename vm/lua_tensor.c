@@ -11,6 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "elementwise.h"
+#include "matmul.h"
+#include "reduce.h"
+#include "shape.h"
 #include "lua_tensor.h"
 
 /* ------------------------------------------------------------ inspection */
