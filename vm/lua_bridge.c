@@ -83,7 +83,11 @@ Tensor *lt_check_tensor_or_number(lua_State *L, int i, Tensor **owned) {
   return t;
 }
 
-void lt_register(lua_State *L, const luaL_Reg *funcs) { luaL_setfuncs(L, funcs, 0); }
+void lt_setfuncs(lua_State *L, int table, const luaL_Reg *funcs) {
+  lua_pushvalue(L, table);
+  luaL_setfuncs(L, funcs, 0);
+  lua_pop(L, 1);
+}
 
 void *lt_scratch(lua_State *L, size_t bytes) { return lua_newuserdatauv(L, bytes ? bytes : 1, 0); }
 

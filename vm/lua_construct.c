@@ -136,7 +136,5 @@ static const luaL_Reg construct_functions[] = {
     {"arange", l_arange}, {"randn", l_randn}, {"rand", l_rand}, {NULL, NULL}};
 
 void lt_open_construct(lua_State *L, int module) {
-  lua_pushvalue(L, module);
-  luaL_setfuncs(L, construct_functions, 0);
-  lua_pop(L, 1);
+  lt_setfuncs(L, module, construct_functions);
 }

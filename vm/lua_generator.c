@@ -163,9 +163,7 @@ static const luaL_Reg generator_functions[] = {
     {NULL, NULL}};
 
 void lt_open_generator(lua_State *L, int module) {
-  lua_pushvalue(L, module);
-  luaL_setfuncs(L, generator_functions, 0);
-  lua_pop(L, 1);
+  lt_setfuncs(L, module, generator_functions);
   if (luaL_newmetatable(L, LT_GENERATOR_MT)) {
     luaL_newlib(L, generator_methods);
     lua_setfield(L, -2, "__index");

@@ -247,7 +247,5 @@ static const luaL_Reg image_funcs[] = {
 };
 
 void lt_open_image(lua_State *L, int module) {
-  lua_pushvalue(L, module);
-  luaL_setfuncs(L, image_funcs, 0);
-  lua_pop(L, 1);
+  lt_setfuncs(L, module, image_funcs);
 }

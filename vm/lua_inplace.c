@@ -101,7 +101,5 @@ static const luaL_Reg inplace_methods[] = {
     {"mul_", m_mul_}, {"addcmul_", m_addcmul_}, {"addcdiv_", m_addcdiv_}, {NULL, NULL}};
 
 void lt_open_inplace(lua_State *L, int methods) {
-  lua_pushvalue(L, methods);
-  luaL_setfuncs(L, inplace_methods, 0);
-  lua_pop(L, 1);
+  lt_setfuncs(L, methods, inplace_methods);
 }

@@ -83,7 +83,5 @@ static const luaL_Reg io_functions[] = {
     {"write_atomic", l_write_atomic}, {"mkdir_p", l_mkdir_p}, {NULL, NULL}};
 
 void lt_open_io(lua_State *L, int module) {
-  lua_pushvalue(L, module);
-  luaL_setfuncs(L, io_functions, 0);
-  lua_pop(L, 1);
+  lt_setfuncs(L, module, io_functions);
 }

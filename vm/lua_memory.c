@@ -34,7 +34,5 @@ static const luaL_Reg memory_functions[] = {
     {"memory", l_memory}, {"flops", l_flops}, {"reset_peak_memory", l_reset_peak_memory}, {NULL, NULL}};
 
 void lt_open_memory(lua_State *L, int module) {
-  lua_pushvalue(L, module);
-  luaL_setfuncs(L, memory_functions, 0);
-  lua_pop(L, 1);
+  lt_setfuncs(L, module, memory_functions);
 }

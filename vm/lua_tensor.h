@@ -42,8 +42,8 @@ int lt_check_dim_at(lua_State *L, int idx, int arg, int ndim, const char *fn);
 Generator *lt_check_generator(lua_State *L, int i);
 /* the generator at index i, or the default one when i is none/nil */
 Generator *lt_opt_generator(lua_State *L, int i);
-/* set the field name of the table at the top to a C function table */
-void lt_register(lua_State *L, const luaL_Reg *funcs);
+/* luaL_setfuncs into the table at index table (which stays where it is) */
+void lt_setfuncs(lua_State *L, int table, const luaL_Reg *funcs);
 /* bytes of scratch memory owned by a userdata pushed on the stack, so that an
 ** error cannot leak them (at least 1 byte) */
 void *lt_scratch(lua_State *L, size_t bytes);
