@@ -63,9 +63,9 @@ uint32_t crc32c_soft(uint32_t crc, const void *data, size_t n) {
       memcpy(&lo, p, 4);
       memcpy(&hi, p + 4, 4);
       lo ^= crc;
-      crc = crc32c_table[7][lo & 0xff] ^ crc32c_table[6][(lo >> 8) & 0xff] ^
-            crc32c_table[5][(lo >> 16) & 0xff] ^ crc32c_table[4][lo >> 24] ^ crc32c_table[3][hi & 0xff] ^
-            crc32c_table[2][(hi >> 8) & 0xff] ^ crc32c_table[1][(hi >> 16) & 0xff] ^ crc32c_table[0][hi >> 24];
+      crc = crc32c_table[7][lo & 0xff] ^ crc32c_table[6][(lo >> 8) & 0xff] ^ crc32c_table[5][(lo >> 16) & 0xff] ^
+            crc32c_table[4][lo >> 24] ^ crc32c_table[3][hi & 0xff] ^ crc32c_table[2][(hi >> 8) & 0xff] ^
+            crc32c_table[1][(hi >> 16) & 0xff] ^ crc32c_table[0][hi >> 24];
     }
   }
   for (; n > 0; n--, p++) crc = crc32c_table[0][(crc ^ *p) & 0xff] ^ (crc >> 8);

@@ -38,8 +38,7 @@ static _Thread_local int64_t allocated_at_gc;
 void lt_push(lua_State *L, Tensor *t) {
   lt_enter(L);
   int64_t allocated = t_thread_allocated_bytes();
-  if (allocated - allocated_at_gc > GC_BUDGET &&
-      allocated - allocated_at_gc > (int64_t)lua_gc(L, LUA_GCCOUNT) * 1024) {
+  if (allocated - allocated_at_gc > GC_BUDGET && allocated - allocated_at_gc > (int64_t)lua_gc(L, LUA_GCCOUNT) * 1024) {
     lua_gc(L, LUA_GCCOLLECT);
     allocated_at_gc = t_thread_allocated_bytes();
   }

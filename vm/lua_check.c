@@ -79,15 +79,14 @@ static int get_option(lua_State *L, int arg, const char *key) {
 
 int lt_opt_boolean(lua_State *L, int arg, const char *fn, const char *key, int def) {
   if (!get_option(L, arg, key)) return def;
-  if (!lua_isboolean(L, -1))
-    lt_argerror(L, arg, fn, "option '%s' must be a boolean, got %s", key, lt_typename(L, -1));
+  if (!lua_isboolean(L, -1)) lt_argerror(L, arg, fn, "option '%s' must be a boolean, got %s", key, lt_typename(L, -1));
   int v = lua_toboolean(L, -1);
   lua_pop(L, 1);
   return v;
 }
 
-lua_Integer lt_opt_integer(lua_State *L, int arg, const char *fn, const char *key, lua_Integer def,
-                           lua_Integer lo, lua_Integer hi) {
+lua_Integer lt_opt_integer(lua_State *L, int arg, const char *fn, const char *key, lua_Integer def, lua_Integer lo,
+                           lua_Integer hi) {
   if (!get_option(L, arg, key)) return def;
   int isint = 0;
   lua_Integer v = lua_type(L, -1) == LUA_TNUMBER ? lua_tointegerx(L, -1, &isint) : 0;
@@ -133,8 +132,7 @@ const char *lt_opt_string(lua_State *L, int arg, const char *fn, const char *key
 int lt_check_shape(lua_State *L, int i, int64_t *shape, const char *fn) {
   lt_enter(L);
   if (lua_type(L, i) != LUA_TTABLE)
-    return lt_argerror(L, i, fn, "expected shape table like {2, 3}, got %s",
-                      lt_typename(L, i));
+    return lt_argerror(L, i, fn, "expected shape table like {2, 3}, got %s", lt_typename(L, i));
   lua_Integer n = luaL_len(L, i);
   if (n > T_MAXDIM) return lt_argerror(L, i, fn, "expected at most %d dims, got %d", T_MAXDIM, (int)n);
   for (lua_Integer k = 1; k <= n; k++) {
@@ -142,14 +140,10 @@ int lt_check_shape(lua_State *L, int i, int64_t *shape, const char *fn) {
     int isnum = 0; /* numbers only: lua_tointegerx would also take the string "2" */
     lua_Integer v = lua_type(L, -1) == LUA_TNUMBER ? lua_tointegerx(L, -1, &isnum) : 0;
     if (!isnum && lua_type(L, -1) == LUA_TNUMBER)
-      return lt_argerror(L, i, fn, "expected integer sizes, got %g at position %d",
-                      lua_tonumber(L, -1), (int)k);
+      return lt_argerror(L, i, fn, "expected integer sizes, got %g at position %d", lua_tonumber(L, -1), (int)k);
     if (!isnum)
-      return lt_argerror(L, i, fn, "expected integer sizes, got %s at position %d",
-                      lt_typename(L, -1), (int)k);
-    if (v < 0)
-      return lt_argerror(L, i, fn, "expected sizes >= 0, got %lld at position %d",
-                        (long long)v, (int)k);
+      return lt_argerror(L, i, fn, "expected integer sizes, got %s at position %d", lt_typename(L, -1), (int)k);
+    if (v < 0) return lt_argerror(L, i, fn, "expected sizes >= 0, got %lld at position %d", (long long)v, (int)k);
     shape[k - 1] = v;
     lua_pop(L, 1);
   }
@@ -167,8 +161,7 @@ int lt_check_dim_at(lua_State *L, int idx, int arg, int ndim, const char *fn) {
   if (!isnum) return lt_argerror(L, arg, fn, "expected integer dim, got %s", lt_typename(L, idx));
   if (d < 0) d += ndim + 1;
   if (d < 1 || d > ndim)
-    return lt_argerror(L, arg, fn, "dim %lld out of range for a %d-d tensor",
-                    (long long)lua_tointeger(L, idx), ndim);
+    return lt_argerror(L, arg, fn, "dim %lld out of range for a %d-d tensor", (long long)lua_tointeger(L, idx), ndim);
   return (int)d - 1;
 }
 

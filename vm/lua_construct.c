@@ -5,8 +5,8 @@
 #include <math.h>
 #include <string.h>
 
-#include "shape.h"
 #include "lua_tensor.h"
+#include "shape.h"
 
 static void infer_shape(lua_State *L, int idx, int depth, int *nd, int64_t *shape) {
   if (depth >= T_MAXDIM) lt_argerror(L, 1, "tensor", "more than %d levels of nesting", T_MAXDIM);
@@ -23,19 +23,17 @@ static void infer_shape(lua_State *L, int idx, int depth, int *nd, int64_t *shap
 static float *fill_from_table(lua_State *L, int idx, int depth, int nd, const int64_t *shape, float *out) {
   lua_Integer n = luaL_len(L, idx);
   if (n != shape[depth])
-    lt_argerror(L, 1, "tensor", "ragged nesting: expected %lld entries at depth %d, got %lld",
-               (long long)shape[depth], depth + 1, (long long)n);
+    lt_argerror(L, 1, "tensor", "ragged nesting: expected %lld entries at depth %d, got %lld", (long long)shape[depth],
+                depth + 1, (long long)n);
   for (lua_Integer k = 1; k <= n; k++) {
     lua_geti(L, idx, k);
     if (depth + 1 < nd) {
       if (!lua_istable(L, -1))
-        lt_argerror(L, 1, "tensor", "expected a table at depth %d, got %s", depth + 2,
-                   lt_typename(L, -1));
+        lt_argerror(L, 1, "tensor", "expected a table at depth %d, got %s", depth + 2, lt_typename(L, -1));
       out = fill_from_table(L, lua_gettop(L), depth + 1, nd, shape, out);
     } else {
       if (lua_type(L, -1) != LUA_TNUMBER)
-        lt_argerror(L, 1, "tensor", "expected numbers, got %s at depth %d", lt_typename(L, -1),
-                   depth + 1);
+        lt_argerror(L, 1, "tensor", "expected numbers, got %s at depth %d", lt_typename(L, -1), depth + 1);
       *out++ = (float)lua_tonumber(L, -1);
     }
     lua_pop(L, 1);
@@ -131,10 +129,8 @@ static int random_tensor(lua_State *L, const char *fn, int normal) {
 static int l_randn(lua_State *L) { return random_tensor(L, "randn", 1); }
 static int l_rand(lua_State *L) { return random_tensor(L, "rand", 0); }
 
-static const luaL_Reg construct_functions[] = {
-    {"tensor", l_tensor}, {"zeros", l_zeros}, {"ones", l_ones}, {"full", l_full},
-    {"arange", l_arange}, {"randn", l_randn}, {"rand", l_rand}, {NULL, NULL}};
+static const luaL_Reg construct_functions[] = {{"tensor", l_tensor}, {"zeros", l_zeros},   {"ones", l_ones},
+                                               {"full", l_full},     {"arange", l_arange}, {"randn", l_randn},
+                                               {"rand", l_rand},     {NULL, NULL}};
 
-void lt_open_construct(lua_State *L, int module) {
-  lt_setfuncs(L, module, construct_functions);
-}
+void lt_open_construct(lua_State *L, int module) { lt_setfuncs(L, module, construct_functions); }

@@ -147,10 +147,9 @@ static int g_tostring(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg generator_methods[] = {{"uniform", g_uniform},     {"normal", g_normal},
-                                             {"random", g_random},       {"permutation", g_permutation},
-                                             {"get_state", g_get_state}, {"set_state", g_set_state},
-                                             {"clone", g_clone},         {NULL, NULL}};
+static const luaL_Reg generator_methods[] = {
+    {"uniform", g_uniform},     {"normal", g_normal},       {"random", g_random}, {"permutation", g_permutation},
+    {"get_state", g_get_state}, {"set_state", g_set_state}, {"clone", g_clone},   {NULL, NULL}};
 
 Generator *lt_opt_generator(lua_State *L, int i) {
   lt_enter(L);
@@ -158,9 +157,10 @@ Generator *lt_opt_generator(lua_State *L, int i) {
   return lt_check_generator(L, i);
 }
 
-static const luaL_Reg generator_functions[] = {
-    {"generator", l_generator}, {"manual_seed", l_manual_seed}, {"default_generator", l_default_generator},
-    {NULL, NULL}};
+static const luaL_Reg generator_functions[] = {{"generator", l_generator},
+                                               {"manual_seed", l_manual_seed},
+                                               {"default_generator", l_default_generator},
+                                               {NULL, NULL}};
 
 void lt_open_generator(lua_State *L, int module) {
   lt_setfuncs(L, module, generator_functions);

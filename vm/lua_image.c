@@ -34,8 +34,7 @@ static int l_read_png(lua_State *L) {
   uint8_t *px;
   int h, w;
   char err[600];
-  if (img_read_png_gray8(path, &px, &h, &w, err, sizeof err) != 0)
-    return luaL_error(L, "read_png: %s", err);
+  if (img_read_png_gray8(path, &px, &h, &w, err, sizeof err) != 0) return luaL_error(L, "read_png: %s", err);
   int64_t shape[2] = {h, w};
   uint8_t *copy = lt_scratch(L, (size_t)h * w); /* so that t_new failing leaks nothing */
   memcpy(copy, px, (size_t)h * w);
@@ -56,15 +55,16 @@ static int l_write_png(lua_State *L) {
   char buf[96];
   if (!gray_hw(t, &h, &w)) {
     if (t->ndim != 3 || t->shape[0] != 3)
-      return luaL_argerror(L, 2, lua_pushfstring(L, "expected tensor (H, W), (1, H, W) or (3, H, W), got %s",
-                                                 t_shape_str(t, buf, sizeof buf)));
+      return luaL_argerror(L, 2,
+                           lua_pushfstring(L, "expected tensor (H, W), (1, H, W) or (3, H, W), got %s",
+                                           t_shape_str(t, buf, sizeof buf)));
     c = 3;
     h = (int)t->shape[1];
     w = (int)t->shape[2];
   }
   if (h < 1 || w < 1 || h > IMG_MAX_SIDE || w > IMG_MAX_SIDE)
-    return luaL_argerror(L, 2, lua_pushfstring(L, "expected sides in 1..%d, got %s", IMG_MAX_SIDE,
-                                               t_shape_str(t, buf, sizeof buf)));
+    return luaL_argerror(
+        L, 2, lua_pushfstring(L, "expected sides in 1..%d, got %s", IMG_MAX_SIDE, t_shape_str(t, buf, sizeof buf)));
   uint8_t *px = lt_scratch(L, (size_t)h * w * c);
   const float *d = T_DATA(t);
   size_t hw = (size_t)h * w;
@@ -82,8 +82,8 @@ static int l_resize(lua_State *L) {
   int h, w;
   char buf[96];
   if (!gray_hw(t, &h, &w))
-    return luaL_argerror(L, 1, lua_pushfstring(L, "expected tensor (H, W) or (1, H, W), got %s",
-                                               t_shape_str(t, buf, sizeof buf)));
+    return luaL_argerror(
+        L, 1, lua_pushfstring(L, "expected tensor (H, W) or (1, H, W), got %s", t_shape_str(t, buf, sizeof buf)));
   lua_Integer oh = luaL_checkinteger(L, 2);
   lua_Integer ow = luaL_optinteger(L, 3, oh);
   int pil = 0;
@@ -121,7 +121,7 @@ static int l_resize(lua_State *L) {
 
 /* a distinct color per label, cycling after 10 */
 static const uint8_t label_colors[10][3] = {
-    {31, 119, 180}, {255, 127, 14}, {44, 160, 44},  {214, 39, 40},  {148, 103, 189},
+    {31, 119, 180}, {255, 127, 14},  {44, 160, 44},   {214, 39, 40},  {148, 103, 189},
     {140, 86, 75},  {227, 119, 194}, {127, 127, 127}, {188, 189, 34}, {23, 190, 207},
 };
 
@@ -139,11 +139,12 @@ static int l_tile(lua_State *L) {
   } else if (t->ndim == 3) {
     n = (int)t->shape[0], H = (int)t->shape[1], W = (int)t->shape[2];
   } else {
-    return luaL_argerror(L, 1, lua_pushfstring(L, "expected tensor (n, 1, H, W) or (n, H, W), got %s",
-                                               t_shape_str(t, buf, sizeof buf)));
+    return luaL_argerror(
+        L, 1, lua_pushfstring(L, "expected tensor (n, 1, H, W) or (n, H, W), got %s", t_shape_str(t, buf, sizeof buf)));
   }
   luaL_argcheck(L, n >= 1 && H >= 1 && W >= 1, 1, "expected at least one non-empty image");
-  static const char *const tile_options[] = {"cols", "scale", "pad", "invert", "labels", "captions", "separators", NULL};
+  static const char *const tile_options[] = {"cols",   "scale",    "pad",        "invert",
+                                             "labels", "captions", "separators", NULL};
   int opts = lt_check_options(L, 2, "tile", tile_options) ? 2 : 0;
   int cols = (int)lt_opt_integer(L, 2, "tile", "cols", n, 1, INT_MAX);
   int scale = (int)lt_opt_integer(L, 2, "tile", "scale", 2, 1, 16);
@@ -169,15 +170,15 @@ static int l_tile(lua_State *L) {
           int ok;
           lua_Integer x = lua_tointegerx(L, -1, &ok);
           if (!ok || x < 0)
-            return luaL_error(L, "bad option '%s' to 'tile' (expected non-negative integers, got %s at [%d])",
-                              lists[l], luaL_typename(L, -1), i);
+            return luaL_error(L, "bad option '%s' to 'tile' (expected non-negative integers, got %s at [%d])", lists[l],
+                              luaL_typename(L, -1), i);
           v[i - 1] = (long)x;
           lua_pop(L, 1);
         }
-        if (l == 0) labels = v; else captions = v;
+        if (l == 0) labels = v;
+        else captions = v;
       } else if (!lua_isnil(L, -1)) {
-        return luaL_error(L, "bad option '%s' to 'tile' (expected list, got %s)", lists[l],
-                          luaL_typename(L, -1));
+        return luaL_error(L, "bad option '%s' to 'tile' (expected list, got %s)", lists[l], luaL_typename(L, -1));
       }
       lua_pop(L, 1);
     }
@@ -246,6 +247,4 @@ static const luaL_Reg image_funcs[] = {
     {"read_png", l_read_png}, {"write_png", l_write_png}, {"resize", l_resize}, {"tile", l_tile}, {NULL, NULL},
 };
 
-void lt_open_image(lua_State *L, int module) {
-  lt_setfuncs(L, module, image_funcs);
-}
+void lt_open_image(lua_State *L, int module) { lt_setfuncs(L, module, image_funcs); }

@@ -18,8 +18,7 @@ static Tensor *check_same(lua_State *L, int i, Tensor *t, const char *fn) {
   Tensor *s = lt_check(L, i);
   char b1[160], b2[160];
   if (s->numel != t->numel || (!t_same_shape(s, t) && s->numel != 1))
-    lt_argerror(L, i, fn, "expected shape %s, got %s", t_shape_str(t, b1, sizeof b1),
-               t_shape_str(s, b2, sizeof b2));
+    lt_argerror(L, i, fn, "expected shape %s, got %s", t_shape_str(t, b1, sizeof b1), t_shape_str(s, b2, sizeof b2));
   return s;
 }
 
@@ -96,10 +95,8 @@ static int m_addcdiv_(lua_State *L) { /* t += v * a / b */
   return 1;
 }
 
-static const luaL_Reg inplace_methods[] = {
-    {"copy_", m_copy_}, {"fill_", m_fill_}, {"zero_", m_zero_}, {"add_", m_add_},
-    {"mul_", m_mul_}, {"addcmul_", m_addcmul_}, {"addcdiv_", m_addcdiv_}, {NULL, NULL}};
+static const luaL_Reg inplace_methods[] = {{"copy_", m_copy_},       {"fill_", m_fill_}, {"zero_", m_zero_},
+                                           {"add_", m_add_},         {"mul_", m_mul_},   {"addcmul_", m_addcmul_},
+                                           {"addcdiv_", m_addcdiv_}, {NULL, NULL}};
 
-void lt_open_inplace(lua_State *L, int methods) {
-  lt_setfuncs(L, methods, inplace_methods);
-}
+void lt_open_inplace(lua_State *L, int methods) { lt_setfuncs(L, methods, inplace_methods); }

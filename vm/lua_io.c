@@ -45,8 +45,7 @@ static int l_deserialize(lua_State *L) {
   int64_t numel = 1;
   for (uint32_t i = 0; i < nd; i++) numel *= shape[i];
   size_t need = 8 + nd * sizeof(int64_t) + (size_t)numel * sizeof(float);
-  if (len != need)
-    return lt_argerror(L, 1, "deserialize", "expected %zu bytes for shape, got %zu", need, len);
+  if (len != need) return lt_argerror(L, 1, "deserialize", "expected %zu bytes for shape, got %zu", need, len);
   Tensor *t = t_new((int)nd, shape);
   memcpy(T_DATA(t), s + 8 + nd * sizeof(int64_t), (size_t)numel * sizeof(float));
   lt_push(L, t);
@@ -78,10 +77,8 @@ static int l_write_atomic(lua_State *L) {
   return 0;
 }
 
-static const luaL_Reg io_functions[] = {
-    {"serialize", l_serialize}, {"deserialize", l_deserialize}, {"crc32", l_crc32},
-    {"write_atomic", l_write_atomic}, {"mkdir_p", l_mkdir_p}, {NULL, NULL}};
+static const luaL_Reg io_functions[] = {{"serialize", l_serialize}, {"deserialize", l_deserialize},
+                                        {"crc32", l_crc32},         {"write_atomic", l_write_atomic},
+                                        {"mkdir_p", l_mkdir_p},     {NULL, NULL}};
 
-void lt_open_io(lua_State *L, int module) {
-  lt_setfuncs(L, module, io_functions);
-}
+void lt_open_io(lua_State *L, int module) { lt_setfuncs(L, module, io_functions); }

@@ -3,8 +3,8 @@
 ** T.memory() {live_bytes, peak_bytes, cached_bytes, allocated_bytes},
 ** T.reset_peak_memory(), T.flops().
 */
-#include "matmul.h"
 #include "lua_tensor.h"
+#include "matmul.h"
 
 static int l_memory(lua_State *L) {
   lua_createtable(L, 0, 2);
@@ -33,6 +33,4 @@ static int l_reset_peak_memory(lua_State *L) {
 static const luaL_Reg memory_functions[] = {
     {"memory", l_memory}, {"flops", l_flops}, {"reset_peak_memory", l_reset_peak_memory}, {NULL, NULL}};
 
-void lt_open_memory(lua_State *L, int module) {
-  lt_setfuncs(L, module, memory_functions);
-}
+void lt_open_memory(lua_State *L, int module) { lt_setfuncs(L, module, memory_functions); }

@@ -16,7 +16,8 @@
 /* omniglot.load(root [, opts]) or omniglot.load(opts) with opts.root
 ** opts: size=28, cache=path|nil, pil_exact=false, images_per_class=0, threads=0 */
 static const char *const load_options[] = {"root", "size", "cache", "pil_exact", "images_per_class", "threads", NULL};
-static const char *const load_options_after_root[] = {"size", "cache", "pil_exact", "images_per_class", "threads", NULL};
+static const char *const load_options_after_root[] = {"size",    "cache", "pil_exact", "images_per_class",
+                                                      "threads", NULL};
 
 static int l_load(lua_State *L) {
   int opts = lua_type(L, 1) == LUA_TTABLE ? 1 : 2;
@@ -30,19 +31,15 @@ static int l_load(lua_State *L) {
     o.threads = (int)lt_opt_integer(L, opts, "load", "threads", 0, 0, INT_MAX);
     o.pil_exact = lt_opt_boolean(L, opts, "load", "pil_exact", 0);
     lua_getfield(L, opts, "cache");
-    if (lua_type(L, -1) == LUA_TSTRING)
-      o.cache = lua_tostring(L, -1); /* the options table keeps it alive */
+    if (lua_type(L, -1) == LUA_TSTRING) o.cache = lua_tostring(L, -1); /* the options table keeps it alive */
     else if (!lua_isnil(L, -1) && !(lua_isboolean(L, -1) && !lua_toboolean(L, -1)))
       return lt_argerror(L, opts, "load", "option 'cache' must be a path or false, got %s", lt_typename(L, -1));
     lua_pop(L, 1);
   }
-  if (!root && !o.cache)
-    return lt_argerror(L, 1, "load", "expected root folder or {root=, cache=}, got neither");
+  if (!root && !o.cache) return lt_argerror(L, 1, "load", "expected root folder or {root=, cache=}, got neither");
   if (root && !om_has_set_dirs(root))
     return luaL_argerror(
-        L, 1,
-        lua_pushfstring(L, "expected directory with images_background/ and images_evaluation/, got '%s'",
-                        root));
+        L, 1, lua_pushfstring(L, "expected directory with images_background/ and images_evaluation/, got '%s'", root));
   OmDataset ds;
   char err[700];
   if (om_load(root, &o, &ds, err, sizeof err) != 0) return luaL_error(L, "load: %s", err);
@@ -114,24 +111,25 @@ static int l_gather(lua_State *L) {
   Tensor *img = lt_check(L, 1);
   char buf[96];
   if (img->ndim != 5 || img->shape[2] != 1)
-    return luaL_argerror(L, 1, lua_pushfstring(L, "expected tensor (classes, images, 1, H, W), got %s",
-                                               t_shape_str(img, buf, sizeof buf)));
+    return luaL_argerror(
+        L, 1,
+        lua_pushfstring(L, "expected tensor (classes, images, 1, H, W), got %s", t_shape_str(img, buf, sizeof buf)));
   luaL_checktype(L, 2, LUA_TTABLE);
   luaL_checktype(L, 3, LUA_TTABLE);
   int has_rot = !lua_isnoneornil(L, 4);
   if (has_rot) luaL_checktype(L, 4, LUA_TTABLE);
   lua_Integer n = luaL_len(L, 2);
   if (luaL_len(L, 3) != n)
-    return luaL_argerror(L, 3, lua_pushfstring(L, "expected %d indices (as many as classes), got %d",
-                                               (int)n, (int)luaL_len(L, 3)));
+    return luaL_argerror(
+        L, 3, lua_pushfstring(L, "expected %d indices (as many as classes), got %d", (int)n, (int)luaL_len(L, 3)));
   if (has_rot && luaL_len(L, 4) != n)
-    return luaL_argerror(L, 4, lua_pushfstring(L, "expected %d rotations (as many as classes), got %d",
-                                               (int)n, (int)luaL_len(L, 4)));
+    return luaL_argerror(
+        L, 4, lua_pushfstring(L, "expected %d rotations (as many as classes), got %d", (int)n, (int)luaL_len(L, 4)));
   int64_t C = img->shape[0], P = img->shape[1], H = img->shape[3], W = img->shape[4];
   int64_t most = T_MAXNUMEL / (H * W > 0 ? H * W : 1); /* checked before allocating, even when __len lies */
   if (n < 0 || n > most)
-    return luaL_argerror(L, 2, lua_pushfstring(L, "expected at most %I class numbers, got a list of %I",
-                                               (lua_Integer)most, n));
+    return luaL_argerror(
+        L, 2, lua_pushfstring(L, "expected at most %I class numbers, got a list of %I", (lua_Integer)most, n));
   int64_t out_shape[T_MAXDIM];
   int lead = 1;
   out_shape[0] = n;
@@ -140,9 +138,9 @@ static int l_gather(lua_State *L) {
     int64_t prod = 1;
     for (int d = 0; d < lead; d++) prod *= out_shape[d];
     if (prod != n || lead + 3 > T_MAXDIM)
-      return luaL_argerror(L, 5, lua_pushfstring(L, "expected a shape with %d elements in at most %d dims, got %s",
-                                                 (int)n, T_MAXDIM - 3,
-                                                 t_shape_str2(lead, out_shape, buf, sizeof buf)));
+      return luaL_argerror(L, 5,
+                           lua_pushfstring(L, "expected a shape with %d elements in at most %d dims, got %s", (int)n,
+                                           T_MAXDIM - 3, t_shape_str2(lead, out_shape, buf, sizeof buf)));
   }
   out_shape[lead] = 1;
   out_shape[lead + 1] = H;
@@ -154,14 +152,15 @@ static int l_gather(lua_State *L) {
     lua_Integer k = list_int(L, 3, i, 3, "image numbers");
     lua_Integer r = has_rot ? list_int(L, 4, i, 4, "rotations") : 0;
     if (c < 1 || c > C)
-      return luaL_argerror(L, 2, lua_pushfstring(L, "expected class numbers in 1..%d, got %d at [%d]",
-                                                 (int)C, (int)c, (int)i));
+      return luaL_argerror(
+          L, 2, lua_pushfstring(L, "expected class numbers in 1..%d, got %d at [%d]", (int)C, (int)c, (int)i));
     if (k < 1 || k > P)
-      return luaL_argerror(L, 3, lua_pushfstring(L, "expected image numbers in 1..%d, got %d at [%d]",
-                                                 (int)P, (int)k, (int)i));
+      return luaL_argerror(
+          L, 3, lua_pushfstring(L, "expected image numbers in 1..%d, got %d at [%d]", (int)P, (int)k, (int)i));
     if (r < 0 || r > 3 || (r % 2 == 1 && H != W))
-      return luaL_argerror(L, 4, lua_pushfstring(L, "expected rotations 0..3 (quarter turns%s), got %d at [%d]",
-                                                 H != W ? "; odd ones need square images" : "", (int)r, (int)i));
+      return luaL_argerror(L, 4,
+                           lua_pushfstring(L, "expected rotations 0..3 (quarter turns%s), got %d at [%d]",
+                                           H != W ? "; odd ones need square images" : "", (int)r, (int)i));
     src[i - 1] = (c - 1) * P + (k - 1);
     rot[i - 1] = (int)r;
   }
@@ -169,8 +168,7 @@ static int l_gather(lua_State *L) {
   const float *in = T_DATA(img);
   float *o = T_DATA(out);
   size_t hw = (size_t)(H * W);
-  for (lua_Integer i = 0; i < n; i++)
-    img_rot90(in + (size_t)src[i] * hw, o + (size_t)i * hw, (int)H, (int)W, rot[i]);
+  for (lua_Integer i = 0; i < n; i++) img_rot90(in + (size_t)src[i] * hw, o + (size_t)i * hw, (int)H, (int)W, rot[i]);
   lt_push(L, out);
   return 1;
 }

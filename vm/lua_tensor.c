@@ -12,10 +12,10 @@
 #include <string.h>
 
 #include "elementwise.h"
+#include "lua_tensor.h"
 #include "matmul.h"
 #include "reduce.h"
 #include "shape.h"
-#include "lua_tensor.h"
 
 /* ------------------------------------------------------------ inspection */
 
@@ -55,8 +55,7 @@ static int m_item(lua_State *L) {
   Tensor *t = lt_check(L, 1);
   char b[160];
   if (t->numel != 1)
-    return lt_argerror(L, 1, "item", "expected a tensor with one element, got shape %s",
-                      t_shape_str(t, b, sizeof b));
+    return lt_argerror(L, 1, "item", "expected a tensor with one element, got shape %s", t_shape_str(t, b, sizeof b));
   lua_pushnumber(L, T_DATA(t)[0]);
   return 1;
 }
@@ -102,8 +101,8 @@ static int64_t check_index(lua_State *L, Tensor *t, int first, int last, const c
   for (int k = 0; k < n; k++) {
     lua_Integer i = luaL_checkinteger(L, first + k);
     if (i < 1 || i > t->shape[k])
-      lt_argerror(L, first + k, fn, "index %lld outside 1..%lld of dim %d", (long long)i,
-                 (long long)t->shape[k], k + 1);
+      lt_argerror(L, first + k, fn, "index %lld outside 1..%lld of dim %d", (long long)i, (long long)t->shape[k],
+                  k + 1);
     off = off * t->shape[k] + (i - 1);
   }
   return off;
@@ -118,7 +117,8 @@ static int m_get(lua_State *L) {
 static int m_set(lua_State *L) { /* x:set(value, i...) */
   Tensor *t = lt_check(L, 1);
   float v = (float)luaL_checknumber(L, 2);
-  if (t->grad_fn) return lt_argerror(L, 1, "set", "in-place change of a tensor computed by differentiable ops; detach() it first");
+  if (t->grad_fn)
+    return lt_argerror(L, 1, "set", "in-place change of a tensor computed by differentiable ops; detach() it first");
   T_DATA(t)[check_index(L, t, 3, lua_gettop(L), "set")] = v;
   lua_settop(L, 1);
   return 1;
@@ -178,10 +178,10 @@ static int m_pow(lua_State *L) {
   return 1;
 }
 
-#define UNARY(name, fn)                 \
-  static int name(lua_State *L) {       \
-    lt_push(L, fn(lt_check(L, 1)));     \
-    return 1;                           \
+#define UNARY(name, fn)             \
+  static int name(lua_State *L) {   \
+    lt_push(L, fn(lt_check(L, 1))); \
+    return 1;                       \
   }
 UNARY(m_neg, t_neg)
 UNARY(m_exp, t_exp)
@@ -309,8 +309,8 @@ static int check_view_shape(lua_State *L, int i, Tensor *t, int64_t *shape, cons
   for (int k = 0; k < n; k++) numel *= shape[k];
   if (numel != t->numel)
     return lt_argerror(L, i, fn, "cannot reshape %s (%lld elements) to %s (%lld elements)",
-                    t_shape_str(t, b1, sizeof b1), (long long)t->numel, t_shape_str2((int)n, shape, b2, sizeof b2),
-                    (long long)numel);
+                       t_shape_str(t, b1, sizeof b1), (long long)t->numel, t_shape_str2((int)n, shape, b2, sizeof b2),
+                       (long long)numel);
   return (int)n;
 }
 
@@ -343,7 +343,7 @@ static int m_permute(lua_State *L) {
   luaL_checktype(L, 2, LUA_TTABLE);
   if (luaL_len(L, 2) != t->ndim)
     return lt_argerror(L, 2, "permute", "expected a permutation of %d dims, got %d entries", t->ndim,
-                      (int)luaL_len(L, 2));
+                       (int)luaL_len(L, 2));
   for (int k = 0; k < t->ndim; k++) {
     lua_geti(L, 2, k + 1);
     perm[k] = lt_check_dim_at(L, lua_gettop(L), 2, t->ndim, "permute");
@@ -358,8 +358,8 @@ static int m_narrow(lua_State *L) {
   int d = lt_check_dim(L, 2, t->ndim, "narrow");
   lua_Integer start = luaL_checkinteger(L, 3), len = luaL_checkinteger(L, 4);
   if (start < 1 || len < 0 || start - 1 > t->shape[d] - len) /* (no overflow with a huge start or len) */
-    return lt_argerror(L, 3, "narrow", "start %lld, length %lld: not within 1..%lld of dim %d",
-                    (long long)start, (long long)len, (long long)t->shape[d], d + 1);
+    return lt_argerror(L, 3, "narrow", "start %lld, length %lld: not within 1..%lld of dim %d", (long long)start,
+                       (long long)len, (long long)t->shape[d], d + 1);
   lt_push(L, t_narrow(t, d, start - 1, len));
   return 1;
 }
@@ -371,7 +371,7 @@ static int m_select(lua_State *L) {
   if (i < 0) i += t->shape[d] + 1;
   if (i < 1 || i > t->shape[d])
     return lt_argerror(L, 3, "select", "index %lld outside 1..%lld of dim %d", (long long)lua_tointeger(L, 3),
-                      (long long)t->shape[d], d + 1);
+                       (long long)t->shape[d], d + 1);
   Tensor *n = t_narrow(t, d, i - 1, 1);
   int64_t shape[T_MAXDIM];
   int nd = 0;
@@ -445,8 +445,7 @@ static Tensor **check_tensor_list(lua_State *L, int i, int *n, const char *fn) {
   for (lua_Integer k = 1; k <= len; k++) {
     lua_geti(L, i, k);
     ts[k - 1] = lt_test(L, -1);
-    if (!ts[k - 1])
-      lt_argerror(L, i, fn, "expected a tensor at position %d, got %s", (int)k, lt_typename(L, -1));
+    if (!ts[k - 1]) lt_argerror(L, i, fn, "expected a tensor at position %d, got %s", (int)k, lt_typename(L, -1));
     lua_pop(L, 1);
   }
   *n = (int)len;
@@ -473,7 +472,7 @@ static int l_stack(lua_State *L) {
   for (int k = 1; k < n; k++)
     if (!t_same_shape(ts[k], ts[0]))
       return lt_argerror(L, 1, "stack", "tensor %d has shape %s, expected %s like tensor 1", k + 1,
-                        t_shape_str(ts[k], b1, sizeof b1), t_shape_str(ts[0], b2, sizeof b2));
+                         t_shape_str(ts[k], b1, sizeof b1), t_shape_str(ts[0], b2, sizeof b2));
   int64_t shape[T_MAXDIM];
   for (int k = 0, j = 0; k <= nd; k++) shape[k] = k == d ? 1 : ts[0]->shape[j++];
   Tensor **us = lua_newuserdatauv(L, (size_t)n * sizeof *us, 0);
@@ -495,7 +494,8 @@ static int m_requires_grad(lua_State *L) {
   luaL_checktype(L, 2, LUA_TBOOLEAN);
   int on = lua_toboolean(L, 2);
   if (t->grad_fn && !on)
-    return lt_argerror(L, 1, "requires_grad", "a tensor computed by differentiable ops cannot stop requiring grad; use detach()");
+    return lt_argerror(L, 1, "requires_grad",
+                       "a tensor computed by differentiable ops cannot stop requiring grad; use detach()");
   if (!t->grad_fn) t->requires_grad = on;
   lua_settop(L, 1);
   return 1;
@@ -520,35 +520,67 @@ static int m_grad_fn(lua_State *L) {
 
 /* ------------------------------------------------------------ registration */
 
-static const luaL_Reg tensor_methods[] = {
-    {"shape", m_shape},         {"size", m_size},           {"dim", m_dim},
-    {"numel", m_numel},         {"item", m_item},           {"totable", m_totable},
-    {"add", m_add},             {"sub", m_sub},             {"mul", m_mul},
-    {"div", m_div},             {"pow", m_pow},             {"neg", m_neg},
-    {"exp", m_exp},             {"log", m_log},             {"sqrt", m_sqrt},
-    {"abs", m_abs},             {"sign", m_sign},           {"relu", m_relu},
-    {"sigmoid", m_sigmoid},     {"tanh", m_tanh},           {"eq", m_eq},
-    {"ne", m_ne},               {"lt", m_lt},               {"le", m_le},
-    {"gt", m_gt},               {"ge", m_ge},               {"sum", m_sum},
-    {"mean", m_mean},           {"var", m_var},             {"max", m_max},
-    {"argmax", m_argmax},       {"matmul", m_matmul},       {"reshape", m_reshape},
-    {"view", m_view},           {"transpose", m_transpose}, {"permute", m_permute},
-    {"narrow", m_narrow},       {"select", m_select},       {"flatten", m_flatten},
-    {"unsqueeze", m_unsqueeze}, {"squeeze", m_squeeze},     {"expand", m_expand},
-    {"clone", m_clone},         {"contiguous", m_contiguous},
-    {"requires_grad", m_requires_grad}, {"detach", m_detach}, {"is_leaf", m_is_leaf},
-    {"grad_fn", m_grad_fn},     {"get", m_get},             {"set", m_set},
-    {NULL, NULL}};
+static const luaL_Reg tensor_methods[] = {{"shape", m_shape},
+                                          {"size", m_size},
+                                          {"dim", m_dim},
+                                          {"numel", m_numel},
+                                          {"item", m_item},
+                                          {"totable", m_totable},
+                                          {"add", m_add},
+                                          {"sub", m_sub},
+                                          {"mul", m_mul},
+                                          {"div", m_div},
+                                          {"pow", m_pow},
+                                          {"neg", m_neg},
+                                          {"exp", m_exp},
+                                          {"log", m_log},
+                                          {"sqrt", m_sqrt},
+                                          {"abs", m_abs},
+                                          {"sign", m_sign},
+                                          {"relu", m_relu},
+                                          {"sigmoid", m_sigmoid},
+                                          {"tanh", m_tanh},
+                                          {"eq", m_eq},
+                                          {"ne", m_ne},
+                                          {"lt", m_lt},
+                                          {"le", m_le},
+                                          {"gt", m_gt},
+                                          {"ge", m_ge},
+                                          {"sum", m_sum},
+                                          {"mean", m_mean},
+                                          {"var", m_var},
+                                          {"max", m_max},
+                                          {"argmax", m_argmax},
+                                          {"matmul", m_matmul},
+                                          {"reshape", m_reshape},
+                                          {"view", m_view},
+                                          {"transpose", m_transpose},
+                                          {"permute", m_permute},
+                                          {"narrow", m_narrow},
+                                          {"select", m_select},
+                                          {"flatten", m_flatten},
+                                          {"unsqueeze", m_unsqueeze},
+                                          {"squeeze", m_squeeze},
+                                          {"expand", m_expand},
+                                          {"clone", m_clone},
+                                          {"contiguous", m_contiguous},
+                                          {"requires_grad", m_requires_grad},
+                                          {"detach", m_detach},
+                                          {"is_leaf", m_is_leaf},
+                                          {"grad_fn", m_grad_fn},
+                                          {"get", m_get},
+                                          {"set", m_set},
+                                          {NULL, NULL}};
 
 static const luaL_Reg tensor_functions[] = {
     {"is_tensor", l_is_tensor}, {"cat", l_cat}, {"stack", l_stack}, {NULL, NULL}};
 
 /* methods that are also module functions: T.exp(x) == x:exp() */
-static const char *const method_functions[] = {"add", "sub", "mul", "div", "pow", "neg", "exp", "log", "sqrt", "abs",
-                                               "sign", "relu", "sigmoid", "tanh", "sum", "mean", "var", "max",
-                                               "argmax", "matmul", "reshape", "view", "transpose", "permute",
-                                               "narrow", "select", "flatten", "unsqueeze", "squeeze", "expand",
-                                               "clone", "detach", "eq", "ne", "lt", "le", "gt", "ge", NULL};
+static const char *const method_functions[] = {
+    "add",     "sub",    "mul",       "div",     "pow",    "neg",    "exp",     "log",       "sqrt",    "abs",
+    "sign",    "relu",   "sigmoid",   "tanh",    "sum",    "mean",   "var",     "max",       "argmax",  "matmul",
+    "reshape", "view",   "transpose", "permute", "narrow", "select", "flatten", "unsqueeze", "squeeze", "expand",
+    "clone",   "detach", "eq",        "ne",      "lt",     "le",     "gt",      "ge",        NULL};
 
 extern void openblas_set_num_threads(int);
 
@@ -574,9 +606,16 @@ int luaopen_tensor(lua_State *L) {
   if (luaL_newmetatable(L, LT_TENSOR_MT)) {
     lua_pushvalue(L, methods);
     lua_setfield(L, -2, "__index");
-    static const luaL_Reg meta[] = {{"__add", m_add},     {"__sub", m_sub}, {"__mul", m_mul},
-                                    {"__div", m_div},     {"__unm", m_neg}, {"__pow", m_pow}, {"__tostring", lt_tostring},
-                                    {"__gc", lt_tensor_gc}, {"__close", lt_tensor_gc}, {NULL, NULL}};
+    static const luaL_Reg meta[] = {{"__add", m_add},
+                                    {"__sub", m_sub},
+                                    {"__mul", m_mul},
+                                    {"__div", m_div},
+                                    {"__unm", m_neg},
+                                    {"__pow", m_pow},
+                                    {"__tostring", lt_tostring},
+                                    {"__gc", lt_tensor_gc},
+                                    {"__close", lt_tensor_gc},
+                                    {NULL, NULL}};
     luaL_setfuncs(L, meta, 0);
     lua_pushliteral(L, "tensor");
     lua_setfield(L, -2, "__name");

@@ -49,8 +49,7 @@ int om_load(const char *root, const OmOptions *opt, OmDataset *ds, char *err, si
     return 0;
   }
   if (!om_has_set_dirs(root)) {
-    snprintf(err, errlen, "expected directory with images_background/ and images_evaluation/, got '%s'",
-             root);
+    snprintf(err, errlen, "expected directory with images_background/ and images_evaluation/, got '%s'", root);
     return -1;
   }
   OmWalk w;
@@ -63,10 +62,8 @@ int om_load(const char *root, const OmOptions *opt, OmDataset *ds, char *err, si
       ds->seconds = now_seconds() - t0;
       return 0;
     }
-    if (strcmp(why, "no cache file") == 0)
-      snprintf(ds->cache_status, sizeof ds->cache_status, "built");
-    else
-      snprintf(ds->cache_status, sizeof ds->cache_status, "rebuilt: %s", why);
+    if (strcmp(why, "no cache file") == 0) snprintf(ds->cache_status, sizeof ds->cache_status, "built");
+    else snprintf(ds->cache_status, sizeof ds->cache_status, "rebuilt: %s", why);
   }
   int64_t shape[5] = {w.nclasses, w.per_class, 1, opt->size, opt->size};
   Tensor *images = t_new(5, shape);

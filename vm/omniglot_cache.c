@@ -126,10 +126,8 @@ static int parse_names(const uint8_t *p, size_t n, int nclasses, OmClass **out) 
       memcpy(s, p + pos, len);
       s[len] = '\0';
       pos += len;
-      if (which == 0)
-        c[i].alphabet = s;
-      else
-        c[i].character = s;
+      if (which == 0) c[i].alphabet = s;
+      else c[i].character = s;
     }
   }
   if (pos != n) goto bad;
@@ -140,15 +138,13 @@ bad:
   return -1;
 }
 
-int om_cache_read(const char *path, const OmOptions *opt, uint64_t expect_fingerprint, OmDataset *ds,
-                  char *why, size_t whylen) {
+int om_cache_read(const char *path, const OmOptions *opt, uint64_t expect_fingerprint, OmDataset *ds, char *why,
+                  size_t whylen) {
   memset(ds, 0, sizeof *ds);
   FILE *f = fopen(path, "rb");
   if (!f) {
-    if (errno == ENOENT || errno == ENOTDIR)
-      snprintf(why, whylen, "no cache file");
-    else
-      snprintf(why, whylen, "cannot open (%s)", strerror(errno));
+    if (errno == ENOENT || errno == ENOTDIR) snprintf(why, whylen, "no cache file");
+    else snprintf(why, whylen, "cannot open (%s)", strerror(errno));
     return 1;
   }
   uint8_t *names = NULL;
@@ -178,26 +174,24 @@ int om_cache_read(const char *path, const OmOptions *opt, uint64_t expect_finger
     goto invalid;
   }
   if (get_u32(h + 8) != OM_CACHE_VERSION) {
-    snprintf(why, whylen, "cache format version %u, this build reads %d", get_u32(h + 8),
-             OM_CACHE_VERSION);
+    snprintf(why, whylen, "cache format version %u, this build reads %d", get_u32(h + 8), OM_CACHE_VERSION);
     goto invalid;
   }
   nclasses = get_u32(h + 16);
   uint32_t per_class = get_u32(h + 20), height = get_u32(h + 24), width = get_u32(h + 28);
   uint32_t flags = get_u32(h + 32);
   uint64_t fingerprint = get_u64(h + 40), names_bytes = get_u64(h + 48);
-  if (nclasses == 0 || nclasses > (1u << 20) || per_class == 0 || per_class > (1u << 16) ||
-      height == 0 || width == 0 || height > IMG_MAX_SIDE || width > IMG_MAX_SIDE ||
+  if (nclasses == 0 || nclasses > (1u << 20) || per_class == 0 || per_class > (1u << 16) || height == 0 || width == 0 ||
+      height > IMG_MAX_SIDE || width > IMG_MAX_SIDE ||
       (uint64_t)nclasses * per_class * height * width > (uint64_t)T_MAXNUMEL ||
       names_bytes > (uint64_t)nclasses * (5 + 2 * 65535)) {
-    snprintf(why, whylen, "implausible header (%u classes x %u images of %ux%u)", nclasses, per_class,
-             height, width);
+    snprintf(why, whylen, "implausible header (%u classes x %u images of %ux%u)", nclasses, per_class, height, width);
     goto invalid;
   }
   if ((int)height != opt->size || (int)width != opt->size || (int)(flags & 1) != !!opt->pil_exact ||
       (opt->images_per_class > 0 && (int)per_class != opt->images_per_class)) {
-    snprintf(why, whylen, "made with other settings (%ux%u, pil_exact=%s, %u images per class)", height,
-             width, (flags & 1) ? "true" : "false", per_class);
+    snprintf(why, whylen, "made with other settings (%ux%u, pil_exact=%s, %u images per class)", height, width,
+             (flags & 1) ? "true" : "false", per_class);
     goto invalid;
   }
   if (expect_fingerprint != 0 && fingerprint != expect_fingerprint) {

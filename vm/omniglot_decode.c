@@ -18,7 +18,7 @@
 typedef struct DecodeJob {
   char **files;
   int nfiles, size, pil_exact;
-  float *out;      /* nfiles x size x size */
+  float *out; /* nfiles x size x size */
   atomic_int next; /* the next file to take */
   atomic_int fail_index;
   pthread_mutex_t lock;
@@ -98,8 +98,7 @@ static void *decode_worker(void *arg) {
   return NULL;
 }
 
-int om_decode_all(char **files, int nfiles, const OmOptions *opt, float *out, char *err,
-                      size_t errlen) {
+int om_decode_all(char **files, int nfiles, const OmOptions *opt, float *out, char *err, size_t errlen) {
   DecodeJob job;
   memset(&job, 0, sizeof job);
   job.files = files;

@@ -140,8 +140,8 @@ static int walk_class(OmWalk *w, const char *cdir, int want, char *err, size_t e
   }
   if (w->per_class == 0) w->per_class = want > 0 ? want : files.n;
   if (files.n != w->per_class) {
-    snprintf(err, errlen, "class folder '%s' has %d .png images, expected %d (%s)", cdir, files.n,
-             w->per_class, want > 0 ? "images_per_class" : "as many as the first class");
+    snprintf(err, errlen, "class folder '%s' has %d .png images, expected %d (%s)", cdir, files.n, w->per_class,
+             want > 0 ? "images_per_class" : "as many as the first class");
     goto done;
   }
   if (w->nfiles + files.n > w->files_cap) {

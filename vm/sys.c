@@ -57,8 +57,7 @@ static int write_all(int fd, const char *data, size_t n, size_t *budget) {
   return 0;
 }
 
-int sys_write_atomic(const char *path, int n, const void *const data[], const size_t size[], char *err,
-                     size_t errlen) {
+int sys_write_atomic(const char *path, int n, const void *const data[], const size_t size[], char *err, size_t errlen) {
   char tmp[PATH_MAX];
   if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= sizeof tmp) {
     snprintf(err, errlen, "cannot create a temporary file for '%s': %s", path, strerror(ENAMETOOLONG));

@@ -20,8 +20,7 @@ int sys_mkdir_p(const char *folder);
 ** MAMLRUN_WRITE_LIMIT=N makes the writes fail with ENOSPC after N bytes (the
 ** tests of a full disk). 0, or -1 with err set to "cannot create '<tmp>': <why>"
 ** or "cannot write '<path>': <why>". */
-int sys_write_atomic(const char *path, int n, const void *const data[], const size_t size[], char *err,
-                     size_t errlen);
+int sys_write_atomic(const char *path, int n, const void *const data[], const size_t size[], char *err, size_t errlen);
 
 /* The threads to use when the user asked for 0 (as many as useful): $MAMLRUN_THREADS
 ** when set, else the CPUs this process may run on (its affinity: mpirun's binding)
