@@ -66,7 +66,11 @@ int om_load(const char *root, const OmOptions *opt, OmDataset *ds, char *err, si
     else snprintf(ds->cache_status, sizeof ds->cache_status, "rebuilt: %s", why);
   }
   int64_t shape[5] = {w.nclasses, w.per_class, 1, opt->size, opt->size};
-  Tensor *images = t_new(5, shape);
+  Tensor *images = t_try_new(5, shape, err, errlen); /* not t_new: an error would leak the walk */
+  if (!images) {
+    om_walk_free(&w);
+    return -1;
+  }
   if (om_decode_all(w.files, w.nfiles, opt, T_DATA(images), err, errlen)) {
     t_release(images);
     om_walk_free(&w);

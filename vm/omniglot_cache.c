@@ -217,7 +217,12 @@ int om_cache_read(const char *path, const OmOptions *opt, uint64_t expect_finger
     goto invalid;
   }
   int64_t shape[5] = {nclasses, per_class, 1, height, width};
-  images = t_new(5, shape);
+  char oom[400];
+  images = t_try_new(5, shape, oom, sizeof oom); /* not t_new: an error would leak f, names, classes */
+  if (!images) {
+    snprintf(why, whylen, "%s", oom);
+    goto invalid;
+  }
   /* read and check in chunks, while the data is still in the CPU cache */
   uint8_t *dst = (uint8_t *)T_DATA(images);
   for (uint64_t done = 0; done < payload_bytes;) {

@@ -102,12 +102,31 @@ void t_set_error_handler(t_error_handler h);
 T_NORETURN void t_error(const char *fmt, ...) T_PRINTF(1, 2);
 /* "bad argument #arg to 'fn' (...)", like luaL_argerror */
 T_NORETURN void t_argerror(const char *fn, int arg, const char *fmt, ...) T_PRINTF(3, 4);
+/* Temporaries of composite ops. An op built from other ops holds intermediate
+** tensors, and an error raised in the middle (t_error: the memory limit, a bad
+** shape) does not return to release them. So such an op opens a scope, hands
+** each temporary's reference to it (t_temp returns its argument), and closes
+** it when it returns (releasing them); t_error empties every open scope of the
+** thread before raising, and restores the grad mode the outermost scope began
+** with. Scopes nest (an op calling an op).
+**   int scope = t_scope_begin();
+**   Tensor *z = t_temp(t_sub(x, m)), *out = t_exp(z);
+**   t_scope_end(scope);
+**   return out; */
+int t_scope_begin(void);
+Tensor *t_temp(Tensor *t);
+void t_scope_end(int scope);
+/* open temporaries of this thread (0 outside every op; for tests) */
+int t_temps_open(void);
 /* shape as "(2, 3, 4)" into buf; returns buf */
 char *t_shape_str(const Tensor *t, char *buf, size_t n);
 char *t_shape_str2(int ndim, const int64_t *shape, char *buf, size_t n);
 
 /* ------------------------------------------------------------ life cycle */
 Tensor *t_new(int ndim, const int64_t *shape); /* uninitialised data */
+/* t_new that returns NULL with the reason in err instead of raising, for a
+** caller that holds files or memory an error would leak */
+Tensor *t_try_new(int ndim, const int64_t *shape, char *err, size_t errlen);
 Tensor *t_zeros(int ndim, const int64_t *shape);
 Tensor *t_full(int ndim, const int64_t *shape, float v);
 Tensor *t_zeros_like(const Tensor *t);
