@@ -182,6 +182,7 @@ static NodeList needed_nodes(Node *root, uint32_t mark, int ninputs, Tensor **in
 void ag_grad(Tensor *output, Tensor *grad_output, int ninputs, Tensor **inputs, int create_graph,
              Tensor **grads) {
   for (int i = 0; i < ninputs; i++) grads[i] = NULL;
+  int scope = t_scope_begin(); /* an error in a backward rule restores the grad mode of here */
   int old_mode = ag_set_enabled(create_graph);
   Tensor *seed = grad_output ? t_retain(grad_output) : t_full(output->ndim, output->shape, 1.0f);
   Node *root = output->grad_fn;
@@ -190,6 +191,7 @@ void ag_grad(Tensor *output, Tensor *grad_output, int ninputs, Tensor **inputs, 
     if (k >= 0) grads[k] = t_retain(seed);
     t_release(seed);
     ag_set_enabled(old_mode);
+    t_scope_end(scope);
     return;
   }
   uint32_t mark = ++current_mark;
@@ -241,4 +243,5 @@ void ag_grad(Tensor *output, Tensor *grad_output, int ninputs, Tensor **inputs, 
   }
   free(order.v);
   ag_set_enabled(old_mode);
+  t_scope_end(scope);
 }

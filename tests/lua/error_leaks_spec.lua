@@ -51,6 +51,14 @@ describe("an error in the middle of an op", function()
     end)
   end
 
+  it("ag.grad stopped by the memory limit in a backward rule leaves grad mode on", function()
+    -- (the engine switches grad mode to create_graph while it runs; the error path restores it)
+    local out = run("2e6", "local x = T.zeros{100000}:requires_grad(true); local y = (x * x):sum(); "
+      .. "local ok, err = pcall(ag.grad, y, {x}); print(ok, tostring(err):find('out of memory', 1, true) ~= nil, "
+      .. "ag.enabled(), (T.ones{1}:requires_grad(true) * 2):requires_grad())")
+    assert.truthy(out:find("false\ttrue\ttrue\ttrue\nexit status 0\n"), out)
+  end)
+
   it("the Omniglot cache reader that cannot allocate its tensor frees what it holds", function()
     local cache = root .. "/tests/fuzz/regressions/omniglot_cache/valid-1x1.bin"
     local code = "local o = require 'omniglot'; local ok, err = pcall(o.load, {cache = " .. string.format("%q", cache)
