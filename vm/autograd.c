@@ -216,8 +216,9 @@ void ag_grad(Tensor *output, Tensor *grad_output, int ninputs, Tensor **inputs, 
       if (!gin || !needs) abort();
     }
     for (int k = 0; k < n->ninputs; k++) needs[k] = leads_to_request(n->inputs[k], mark, ninputs, inputs);
-    n->backward(n, gout, gin, needs);
-    t_release(gout);
+    int rule_scope = t_scope_begin(); /* gout is released by an error in the rule too */
+    n->backward(n, t_temp(gout), gin, needs);
+    t_scope_end(rule_scope);
     for (int k = 0; k < n->ninputs; k++) {
       Tensor *in = n->inputs[k];
       if (!gin[k]) continue;

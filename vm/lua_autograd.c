@@ -42,11 +42,10 @@ static int l_grad(lua_State *L) {
       return lt_argerror(L, 2, "grad", "input %d does not require grad", (int)k);
     lua_pop(L, 1);
   }
-  Tensor *seed = grad_output;
-  if (seed) t_retain(seed);
-  else seed = t_full(out->ndim, out->shape, 1.0f);
+  int scope = t_scope_begin(); /* the seed is released by an error in the backward pass too */
+  Tensor *seed = t_temp(grad_output ? t_retain(grad_output) : t_full(out->ndim, out->shape, 1.0f));
   ag_grad(out, seed, (int)n, inputs, create_graph, grads);
-  t_release(seed);
+  t_scope_end(scope);
   for (lua_Integer k = 0; k < n; k++)
     if (!grads[k] && !allow_unused) {
       for (lua_Integer j = 0; j < n; j++) t_release(grads[j]);

@@ -1,7 +1,7 @@
 -- tests/lua/error_leaks_spec.lua: an error raised in the middle of an op leaks nothing. A composite op
--- (log_softmax, softmax, cross_entropy, mse_loss, linear, eval-mode batch_norm) that hits the memory
--- limit (MAMLRUN_MEMORY_LIMIT) after some of its temporaries exist releases them (the scoped pool of
--- vm/tensor.c) and leaves grad mode as it was; the Omniglot cache reader that cannot allocate its
+-- (log_softmax, softmax, cross_entropy, mse_loss, linear, eval-mode batch_norm) or a backward rule
+-- that hits the memory limit (MAMLRUN_MEMORY_LIMIT) after some of its temporaries exist releases them
+-- (the scoped pool of vm/tensor.c) and leaves grad mode as it was; the Omniglot cache reader that cannot allocate its
 -- tensor closes its file and frees its names. Each case runs in a child process (the limit is read
 -- once), which prints the tensor bytes still live after the error and a full collection; under
 -- `make sanitize` LeakSanitizer also checks the child's malloc'd memory at exit.
@@ -57,6 +57,13 @@ describe("an error in the middle of an op", function()
       .. "local ok, err = pcall(ag.grad, y, {x}); print(ok, tostring(err):find('out of memory', 1, true) ~= nil, "
       .. "ag.enabled(), (T.ones{1}:requires_grad(true) * 2):requires_grad())")
     assert.truthy(out:find("false\ttrue\ttrue\ttrue\nexit status 0\n"), out)
+  end)
+
+  it("ag.grad stopped in a backward rule (tanh's) releases the rule's temporaries, its gradient and the seed",
+    function()
+    local out = run("2.2e6", "local x = T.zeros{100000}:requires_grad(true); "
+      .. "check(function() local y = x:tanh():sum(); local g = ag.grad(y, {x}); return g end)")
+    assert.truthy(out:find("leaked 0 grad true\nexit status 0\n", 1, true), out)
   end)
 
   it("the Omniglot cache reader that cannot allocate its tensor frees what it holds", function()
