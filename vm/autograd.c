@@ -196,6 +196,7 @@ void ag_grad(Tensor *output, Tensor *grad_output, int ninputs, Tensor **inputs, 
   }
   uint32_t mark = ++current_mark;
   NodeList order = needed_nodes(root, mark, ninputs, inputs);
+  t_temp_block(order.v); /* freed when the scope ends, or by an error in a backward rule */
   root->acc = seed;
   for (size_t oi = order.n; oi-- > 0;) { /* reverse topological order */
     Node *n = order.v[oi];
@@ -242,7 +243,6 @@ void ag_grad(Tensor *output, Tensor *grad_output, int ninputs, Tensor **inputs, 
     t_release(order.v[oi]->acc);
     order.v[oi]->acc = NULL;
   }
-  free(order.v);
   ag_set_enabled(old_mode);
   t_scope_end(scope);
 }

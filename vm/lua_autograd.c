@@ -5,6 +5,24 @@
 
 #include "lua_tensor.h"
 
+/* the inputs and gradients of one ag.grad call, in a userdata whose __gc releases
+** the gradients still held (an error in the backward pass leaves some behind) */
+#define GRAD_SCRATCH_MT "mamlrun.GradScratch"
+typedef struct GradScratch {
+  lua_Integer n; /* gradients at tensors[n .. 2n) to release */
+  Tensor *tensors[];
+} GradScratch;
+
+static int grad_scratch_gc(lua_State *L) {
+  GradScratch *s = luaL_checkudata(L, 1, GRAD_SCRATCH_MT);
+  for (lua_Integer k = 0; k < s->n; k++) {
+    t_release(s->tensors[s->n + k]);
+    s->tensors[s->n + k] = NULL;
+  }
+  s->n = 0;
+  return 0;
+}
+
 static const char *const grad_options[] = {"create_graph", "allow_unused", "grad_output", NULL};
 
 /* ag.grad(output, inputs, {create_graph=, allow_unused=, grad_output=}) */
@@ -31,8 +49,11 @@ static int l_grad(lua_State *L) {
                       t_shape_str(out, b1, sizeof b1));
   lua_Integer n = luaL_len(L, 2);
   if (n < 1 || n > (1 << 20)) return lt_argerror(L, 2, "grad", "expected a non-empty list of tensors");
-  Tensor **inputs = lua_newuserdatauv(L, (size_t)n * 2 * sizeof *inputs, 0);
-  Tensor **grads = inputs + n;
+  GradScratch *scratch = lua_newuserdatauv(L, sizeof *scratch + (size_t)n * 2 * sizeof(Tensor *), 0);
+  scratch->n = 0; /* no gradients yet for its __gc to release */
+  luaL_setmetatable(L, GRAD_SCRATCH_MT);
+  int scratch_index = lua_gettop(L);
+  Tensor **inputs = scratch->tensors, **grads = inputs + n;
   for (lua_Integer k = 1; k <= n; k++) {
     lua_geti(L, 2, k);
     inputs[k - 1] = lt_test(L, -1);
@@ -44,11 +65,15 @@ static int l_grad(lua_State *L) {
   }
   int scope = t_scope_begin(); /* the seed is released by an error in the backward pass too */
   Tensor *seed = t_temp(grad_output ? t_retain(grad_output) : t_full(out->ndim, out->shape, 1.0f));
+  for (lua_Integer k = 0; k < n; k++) grads[k] = NULL;
+  scratch->n = n;
   ag_grad(out, seed, (int)n, inputs, create_graph, grads);
   t_scope_end(scope);
   for (lua_Integer k = 0; k < n; k++)
     if (!grads[k] && !allow_unused) {
-      for (lua_Integer j = 0; j < n; j++) t_release(grads[j]);
+      lua_pushcfunction(L, grad_scratch_gc); /* the gradients computed so far */
+      lua_pushvalue(L, scratch_index);
+      lua_call(L, 1, 0);
       return lt_argerror(L, 2, "grad", "output does not depend on input %d; pass allow_unused=true to get nil",
                         (int)k + 1);
     }
@@ -56,6 +81,7 @@ static int l_grad(lua_State *L) {
   for (lua_Integer k = 0; k < n; k++) {
     if (grads[k]) lt_push(L, grads[k]);
     else lua_pushnil(L);
+    grads[k] = NULL; /* owned by the pushed tensor now */
     lua_rawseti(L, -2, k + 1);
   }
   return 1;
@@ -91,6 +117,11 @@ static const luaL_Reg autograd_functions[] = {
     {"grad", l_grad}, {"no_grad", l_no_grad}, {"enabled", l_enabled}, {"set_enabled", l_set_enabled}, {NULL, NULL}};
 
 int luaopen_autograd(lua_State *L) {
+  if (luaL_newmetatable(L, GRAD_SCRATCH_MT)) {
+    lua_pushcfunction(L, grad_scratch_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
   luaL_newlib(L, autograd_functions);
   return 1;
 }

@@ -31,8 +31,28 @@ void t_set_error_handler(t_error_handler h) { error_handler = h ? h : default_er
 
 /* at most this many at once on a thread (a fixed array: nothing to free when a thread ends) */
 #define T_MAXTEMPS 512
-static _Thread_local Tensor *temps[T_MAXTEMPS];
+typedef struct Temp {
+  void *p;
+  void (*drop)(void *);
+} Temp;
+static _Thread_local Temp temps[T_MAXTEMPS];
 static _Thread_local int ntemps, scope_depth, scope_grad_mode;
+
+static void drop_tensor(void *t) { t_release(t); }
+
+static void push_temp(void *p, void (*drop)(void *)) {
+  if (ntemps == T_MAXTEMPS) {
+    drop(p);
+    t_error("more than %d temporaries in composite ops", T_MAXTEMPS);
+  }
+  temps[ntemps].p = p;
+  temps[ntemps++].drop = drop;
+}
+
+static void pop_temp(void) {
+  ntemps--;
+  temps[ntemps].drop(temps[ntemps].p);
+}
 
 int t_scope_begin(void) {
   if (scope_depth++ == 0) scope_grad_mode = ag_is_enabled();
@@ -40,24 +60,25 @@ int t_scope_begin(void) {
 }
 
 void t_scope_end(int scope) {
-  while (ntemps > scope) t_release(temps[--ntemps]);
+  while (ntemps > scope) pop_temp();
   scope_depth--;
 }
 
 Tensor *t_temp(Tensor *t) {
-  if (ntemps == T_MAXTEMPS) {
-    t_release(t);
-    t_error("more than %d temporary tensors in composite ops", T_MAXTEMPS);
-  }
-  temps[ntemps++] = t;
+  push_temp(t, drop_tensor);
   return t;
+}
+
+void *t_temp_block(void *p) {
+  if (p) push_temp(p, free);
+  return p;
 }
 
 int t_temps_open(void) { return ntemps; }
 
 /* the error path: the ops that opened scopes will not return */
 static void abandon_scopes(void) {
-  while (ntemps > 0) t_release(temps[--ntemps]);
+  while (ntemps > 0) pop_temp();
   if (scope_depth > 0) ag_set_enabled(scope_grad_mode);
   scope_depth = 0;
 }

@@ -115,6 +115,7 @@ T_NORETURN void t_argerror(const char *fn, int arg, const char *fmt, ...) T_PRIN
 **   return out; */
 int t_scope_begin(void);
 Tensor *t_temp(Tensor *t);
+void *t_temp_block(void *p); /* a malloc'd block, freed with the scope (NULL is fine) */
 void t_scope_end(int scope);
 /* open temporaries of this thread (0 outside every op; for tests) */
 int t_temps_open(void);
