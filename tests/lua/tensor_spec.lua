@@ -291,6 +291,15 @@ describe("tostring", function()
       "}, shape (20, 60))", tostring(T.zeros { 20, 60 }))
     -- 1000 elements are printed in full
     assert.is_nil(tostring(T.zeros { 1000 }):find("...", 1, true))
+    -- as torch: T.randn{4, 3, 5, 5} (300 elements) in full; past 1000, each dim longer than 6 shows
+    -- its first and last 3 entries
+    local small = tostring(T.zeros { 4, 3, 5, 5 })
+    assert.is_nil(small:find("...", 1, true))
+    assert.equals(300, select(2, small:gsub("0", "")))
+    local big = tostring(T.arange(1200):reshape { 4, 3, 10, 10 })
+    assert.truthy(big:find("^tensor%({{{{0, 1, 2, %.%.%., 7, 8, 9},\n           {10, 11, 12, %.%.%., 17, 18, 19},"))
+    assert.truthy(big:find("{1190, 1191, 1192, ..., 1197, 1198, 1199}}}}, shape (4, 3, 10, 10))", 1, true))
+    assert.equals(4 * 3 * (6 + 1), select(2, big:gsub("%.%.%.", "")))
   end)
 
   it("says whether the tensor requires grad and which op made it", function()
@@ -766,6 +775,17 @@ describe("write_atomic", function()
     local ok, err = pcall(T.write_atomic, dir .. "/missing/x.bin", "data")
     assert.is_false(ok)
     assert.matches("write_atomic: cannot create .*missing/x%.bin%.tmp%.%d+': No such file or directory", err)
+  end)
+
+  it("mkdir_p makes a folder and its parents, accepts an existing one, and says why it cannot", function()
+    T.mkdir_p(dir .. "/a/b/c")
+    T.write_atomic(dir .. "/a/b/c/x.bin", "x")
+    assert.equals("x", read(dir .. "/a/b/c/x.bin"))
+    T.mkdir_p(dir .. "/a/b") -- exists
+    local ok, err = pcall(T.mkdir_p, dir .. "/a/b/c/x.bin/d")
+    assert.is_false(ok)
+    assert.matches("cannot create the folder .*x%.bin/d: Not a directory", err)
+    os.execute("rm -rf '" .. dir .. "/a'")
   end)
 
   it("MAMLRUN_WRITE_LIMIT makes a write fail with the old file intact", function()
