@@ -1,6 +1,6 @@
 /*
 ** tests/fuzz/fuzz_omniglot_cache.c: libFuzzer target for the Omniglot cache
-** reader (vm/omniglot.c om_cache_read, behind omniglot.load{cache=}). Each
+** reader (vm/omniglot_cache.c om_cache_read, behind omniglot.load{cache=}). Each
 ** input is read twice through a scratch file: as it is, and with its two
 ** CRC-32C fields recomputed, so that mutations also reach the checks behind
 ** the checksums (sizes, names section, payload). The reader's options take
