@@ -216,6 +216,20 @@ end
 function M.build(name, net, options)
   local A, module = M.load(name)
   options = options or {}
+  if type(options) ~= "table" then
+    error(string.format("bad argument #3 to 'algorithm.build' (options table expected, got %s)", type(options)), 2)
+  end
+  -- an option the algorithm does not know would be ignored: refused, naming the valid ones
+  local valid, names = {loss = true, metric = true, ways = true, bn_mode = true}, {}
+  for _, k in ipairs(A.keys or {}) do valid[k.name] = true end
+  for k in pairs(valid) do names[#names + 1] = k end
+  table.sort(names)
+  for k in pairs(options) do
+    if not valid[k] then
+      error(string.format("%s: unknown option '%s'; valid options: %s", A.name, tostring(k),
+        table.concat(names, ", ")), 2)
+    end
+  end
   local learner = A.new(net, copy_plain(options))
   if getmetatable(learner) == nil then error(string.format("algorithm '%s': new() did not return a learner", name), 0) end
   learner.spec = {algorithm = A.name, module = module, options = copy_plain(options), net = net.spec,

@@ -284,12 +284,20 @@ local function describe(v)
   return tostring(v)
 end
 
+-- a config error: the user's (no traceback, exit status 2: see options.usage_error) when the value
+-- came from the command line, else the script's
+local ON_COMMAND_LINE = " on the command line"
+local function config_error(where, msg)
+  if where == ON_COMMAND_LINE then require("options").usage_error(msg) end
+  error(msg, 0)
+end
+
 -- check and convert one value; `where` says whose value it is in errors
 local function convert(k, v, where)
   local out = k.type.convert(v)
   if out == nil then
-    error(string.format("config key '%s' expects %s, got %s %s%s", k.name, k.type.name, type(v), describe(v),
-      where), 0)
+    config_error(where, string.format("config key '%s' expects %s, got %s %s%s", k.name, k.type.name, type(v),
+      describe(v), where))
   end
   return out
 end
@@ -348,12 +356,13 @@ function M.resolve(script_cfg, overrides)
   end
   for k, v in pairs(overrides) do
     if k == "extra" then
-      if type(v) ~= "table" then error("override 'extra' must be extra.<key>=<value>", 0) end
-      merge_extra(out.extra, v, "extra")
+      if type(v) ~= "table" then config_error(ON_COMMAND_LINE, "override 'extra' must be extra.<key>=<value>") end
+      local ok, err = pcall(merge_extra, out.extra, v, "extra")
+      if not ok then config_error(ON_COMMAND_LINE, err) end
     elseif not map[k] then
-      error(unknown(k, " on the command line"), 0)
+      config_error(ON_COMMAND_LINE, unknown(k, ON_COMMAND_LINE))
     else
-      out[k] = convert(map[k], v, " on the command line")
+      out[k] = convert(map[k], v, ON_COMMAND_LINE)
     end
   end
   for _, name in ipairs(names) do
@@ -361,35 +370,38 @@ function M.resolve(script_cfg, overrides)
   end
   out.task, out.model, out.algorithm = task, model, alg
   table.sort(ignored)
+  local function origin(name) return overrides[name] ~= nil and ON_COMMAND_LINE or "" end
   for _, name in ipairs{"iterations", "meta_batch", "val_tasks", "test_tasks", "log_every"} do
     if out[name] < (name == "iterations" and 0 or 1) then
-      error(string.format("config key '%s' must be positive, got %d", name, out[name]), 0)
+      config_error(origin(name), string.format("config key '%s' must be positive, got %d", name, out[name]))
     end
   end
   for _, name in ipairs{"steps", "steps_test", "eval_every", "checkpoint_every", "threads"} do
-    if out[name] ~= nil and out[name] < 0 then error(string.format("config key '%s' must be >= 0, got %d", name, out[name]), 0) end
+    if out[name] ~= nil and out[name] < 0 then
+      config_error(origin(name), string.format("config key '%s' must be >= 0, got %s", name, tostring(out[name])))
+    end
   end
   -- sizes of the task and the network (keys of some tasks and models only): caught here, they would
   -- fail later far from the key (a negative size deep in nn.lua, a mean over no query points)
   for _, name in ipairs{"ways", "shots", "queries", "shots_test", "queries_test", "image", "channels"} do
     if out[name] ~= nil and out[name] < 1 then
-      error(string.format("config key '%s' must be positive, got %d", name, out[name]), 0)
+      config_error(origin(name), string.format("config key '%s' must be positive, got %d", name, out[name]))
     end
   end
   for _, name in ipairs{"steps_test_max", "val_classes", "max_minutes"} do
     if out[name] ~= nil and out[name] < 0 then
-      error(string.format("config key '%s' must be >= 0, got %s", name, tostring(out[name])), 0)
+      config_error(origin(name), string.format("config key '%s' must be >= 0, got %s", name, tostring(out[name])))
     end
   end
   for _, name in ipairs(names) do
     local v = out[name]
     if map[name].type == types.number and (v ~= v or v == math.huge or v == -math.huge) then
-      error(string.format("config key '%s' must be a finite number, got %s", name, tostring(v)), 0)
+      config_error(origin(name), string.format("config key '%s' must be a finite number, got %s", name, tostring(v)))
     end
   end
   for i, size in ipairs(out.hidden or {}) do
-    if size < 1 then error(string.format("config key 'hidden' must list positive sizes, got %d at position %d",
-      size, i), 0) end
+    if size < 1 then config_error(origin("hidden"), string.format("config key 'hidden' must list positive sizes, got %d at position %d",
+      size, i)) end
   end
   return out, ignored
 end
@@ -614,12 +626,7 @@ local function host_functions(opts)
   }
 end
 
-local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-
-local function mkdir_p(path)
-  local ok = os.execute("mkdir -p " .. shell_quote(path))
-  if not ok then error("cannot create the folder " .. path, 0) end
-end
+local mkdir_p = T.mkdir_p -- (vm/sys.c; the error says "cannot create the folder <path>: <why>")
 
 local function exists(path)
   local f = io.open(path, "r")

@@ -17,18 +17,19 @@
 -- (relu at 0, ties in max) by more than eps.
 local T = require "tensor"
 local ag = require "autograd"
+local options = require "options"
 
 local M = {}
 
 local defaults = { eps = 1e-2, rtol = 2e-2, atol = 2e-3, max_elements = 64, seed = 1234 }
 
-local function options(opts)
+local spec = { eps = "number", rtol = "number", atol = "number", max_elements = "integer", seed = "integer" }
+
+-- opts over the defaults (checked in gradcheck and gradgradcheck, whose callers get the error)
+local function with_defaults(opts)
   local o = {}
   for k, v in pairs(defaults) do o[k] = v end
-  for k, v in pairs(opts or {}) do
-    if defaults[k] == nil then error(("gradcheck: unknown option '%s'"):format(k), 3) end
-    o[k] = v
-  end
+  for k, v in pairs(opts) do o[k] = v end
   return o
 end
 
@@ -54,7 +55,7 @@ local function scalar_of(f, inputs, weights)
 end
 
 function M.gradcheck(f, inputs, opts)
-  local o = options(opts)
+  local o = with_defaults(options.check("gradcheck", 3, opts, spec))
   local gen = T.generator(o.seed)
   local weights = { gen = gen }
   for i, x in ipairs(inputs) do
@@ -91,7 +92,7 @@ function M.gradcheck(f, inputs, opts)
 end
 
 function M.gradgradcheck(f, inputs, opts)
-  local o = options(opts)
+  local o = with_defaults(options.check("gradgradcheck", 3, opts, spec))
   local gen = T.generator(o.seed + 1)
   local weights = { gen = gen }
   local directions = {}

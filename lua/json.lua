@@ -8,6 +8,7 @@
 -- keys are exactly 1..n (an empty table is `[]`, or `{}` with json.encode(t, {empty_object=true}));
 -- integers print as integers, floats with the fewest digits that read back to the same double;
 -- NaN and +-inf have no JSON spelling and become null. Tensors and functions are an error.
+local options = require "options"
 local M = {}
 
 local escapes = {
@@ -88,7 +89,7 @@ end
 --- Encode a Lua value (nil, boolean, number, string, table of those) as one line of JSON.
 function M.encode(v, opts)
   local out = {}
-  encode_value(v, out, opts or {}, "$", {})
+  encode_value(v, out, options.check("json.encode", 2, opts, {empty_object = "boolean"}), "$", {})
   return table.concat(out)
 end
 

@@ -21,7 +21,9 @@ M.losses, M.metrics, M.summarize = algorithm.losses, algorithm.metrics, algorith
 --- maml.new{net=, inner_lr=, steps=1, loss="cross_entropy"|"mse"|fn, metric="accuracy"|"mse"|fn,
 ---          inner_loss_scale=1, first_order=false, bn_mode="batch"|"running", ways=}
 function M.new(opts)
-  if type(opts) ~= "table" then error("maml.new: expected an options table", 2) end
+  opts = require("options").check("maml.new", 1, opts, {net = "table", inner_lr = "number", steps = "integer",
+    loss = "string|function", metric = "string|function", inner_loss_scale = "number|string", first_order = "boolean",
+    bn_mode = "string", ways = "integer", inner_optimizer = "string", inner_momentum = "number"})
   local options = {}
   for k, v in pairs(opts) do
     if k ~= "net" then options[k] = v end

@@ -34,6 +34,7 @@
 -- "xavier_uniform" (U(-a, a), a = sqrt(6 / (fan_in + fan_out))), "normal" (std `init_std`, default 1)
 -- or "truncated_normal" (std `init_std`, redrawn beyond 2 std).
 local T = require "tensor"
+local options = require "options"
 
 local M = {}
 
@@ -206,7 +207,8 @@ local function shape_str(shape) return "(" .. table.concat(shape, ", ") .. ")" e
 
 --- nn.conv2d(cin, cout, k, {stride=1, padding=0, bias=true}): weight (cout, cin, k, k), bias (cout).
 function M.conv2d(cin, cout, k, opts)
-  opts = opts or {}
+  opts = options.check("nn.conv2d", 4, opts, {stride = "integer", padding = "integer", bias = "boolean",
+    init = "string", init_std = "number"})
   local stride, padding = opts.stride or 1, opts.padding or 0
   local params = {{"weight", T.zeros{cout, cin, k, k}}}
   if opts.bias ~= false then params[2] = {"bias", T.zeros{cout}} end
@@ -228,7 +230,7 @@ end
 
 --- nn.linear(cin, cout, {bias=true}): weight (cout, cin), bias (cout); x (N, cin) -> (N, cout).
 function M.linear(cin, cout, opts)
-  opts = opts or {}
+  opts = options.check("nn.linear", 3, opts, {bias = "boolean", init = "string", init_std = "number"})
   local params = {{"weight", T.zeros{cout, cin}}}
   if opts.bias ~= false then params[2] = {"bias", T.zeros{cout}} end
   local layer = new_layer("linear", {
@@ -251,7 +253,8 @@ end
 --- Training mode normalises with the batch statistics and (when update_buffers) updates the running
 --- ones; eval mode (layer:train(false)) normalises with the running statistics.
 function M.batchnorm2d(c, opts)
-  opts = opts or {}
+  opts = options.check("nn.batchnorm2d", 2, opts, {scale = "boolean", shift = "boolean", adapt = "boolean",
+    momentum = "number", eps = "number"})
   local params = {}
   local scale, shift = opts.scale ~= false, opts.shift ~= false
   if scale then params[#params + 1] = {"weight", T.ones{c}, opts.adapt} end
@@ -298,7 +301,7 @@ end
 
 --- nn.max_pool2d(k, {stride=k, padding=0})
 function M.max_pool2d(k, opts)
-  opts = opts or {}
+  opts = options.check("nn.max_pool2d", 2, opts, {stride = "integer", padding = "integer"})
   local pool_opts = {stride = opts.stride or k, padding = opts.padding or 0}
   local layer = new_layer("max_pool2d", {desc = string.format("%dx%d, stride %d, padding %d",
     k, k, pool_opts.stride, pool_opts.padding)})
@@ -360,7 +363,9 @@ end
 --- "relu_norm"). init="paper": conv weights Xavier uniform, linear weights standard normal, biases 0;
 --- init="kaiming": Kaiming normal conv and linear weights (nn's default).
 function M.conv4(opts)
-  opts = opts or {}
+  opts = options.check("nn.conv4", 1, opts, {ways = "integer", channels = "integer", image = "integer",
+    in_channels = "integer", pool = "string", order = "string", init = "string", bn_scale = "boolean",
+    bn_shift = "boolean", bn_adapt = "boolean", bn_eps = "number", bn_momentum = "number"})
   local ways = opts.ways or error("nn.conv4: 'ways' (number of output logits) is required", 2)
   local channels, image, cin = opts.channels or 64, opts.image or 28, opts.in_channels or 1
   local pool = opts.pool or "stride"
@@ -417,7 +422,7 @@ end
 ---   28 -> 13 -> 6 -> 2 -> 1, flatten, linear 64 -> ways; Kaiming normal weights, zero biases, all
 ---   parameters adapted in the inner loop.
 function M.peer_net(opts)
-  opts = opts or {}
+  opts = options.check("nn.peer_net", 1, opts, {ways = "integer", in_channels = "integer"})
   local ways = opts.ways or error("nn.peer_net: 'ways' is required", 2)
   local layers, c = {}, opts.in_channels or 1
   local convs = {{3, 2}, {3, 2}, {3, 2}, {2, 1}} -- kernel, stride
@@ -438,7 +443,7 @@ end
 --- paper's sinusoid regressor). init="paper": truncated normal std 0.01 weights, zero biases (the
 --- paper's code); "kaiming": Kaiming normal.
 function M.mlp(opts)
-  opts = opts or {}
+  opts = options.check("nn.mlp", 1, opts, {sizes = "table", init = "string"})
   local sizes = opts.sizes or {1, 40, 40, 1}
   local init = opts.init or "paper"
   if init ~= "paper" and init ~= "kaiming" then

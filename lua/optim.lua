@@ -9,6 +9,7 @@
 -- The per-parameter state is indexed by position in the params list, so always pass the same list
 -- in the same order. Updates use the in-place tensor methods and never record autograd history.
 local T = require "tensor"
+local options = require "options"
 
 local M = {}
 
@@ -47,7 +48,7 @@ end
 --- optim.sgd{lr=, momentum=0, weight_decay=0}: p -= lr * v, with v = momentum * v + (g + wd * p)
 --- (v = g + wd * p without momentum), PyTorch's convention.
 function M.sgd(opts)
-  opts = opts or {}
+  opts = options.check("optim.sgd", 1, opts, {lr = "number", momentum = "number", weight_decay = "number"})
   local self = {
     kind = "sgd",
     lr = opts.lr or error("optim.sgd: 'lr' is required", 2),
@@ -99,7 +100,8 @@ end
 --- correction): m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
 --- p -= lr / (1 - b1^t) * m / (sqrt(v / (1 - b2^t)) + eps)   (PyTorch's formula).
 function M.adam(opts)
-  opts = opts or {}
+  opts = options.check("optim.adam", 1, opts, {lr = "number", betas = "table", eps = "number",
+    weight_decay = "number"})
   local betas = opts.betas or {0.9, 0.999}
   local self = {
     kind = "adam",

@@ -10,6 +10,7 @@
 -- same distribution (the tasks are infinitely many), so `split` only exists for the task-source
 -- interface shared with Omniglot: source:sample(split, n_tasks, gen, {shots=, queries=}).
 local T = require "tensor"
+local options = require "options"
 
 local M = {}
 
@@ -18,7 +19,7 @@ Source.__index = Source
 
 --- A sinusoid task source. Ranges are {low, high} pairs (defaults: the paper's).
 function M.new(opts)
-  opts = opts or {}
+  opts = options.check("sinusoid.new", 1, opts, {amplitude = "table", phase = "table", x = "table"})
   local self = setmetatable({
     kind = "regression",
     loss = "mse",          -- the loss the learner uses (T.mse_loss, mean over points)

@@ -19,6 +19,7 @@
 -- source:sample(split_name, n_tasks, gen, {ways=, shots=, queries=}).
 local omniglot = require "omniglot"
 local T = require "tensor"
+local options = require "options"
 
 local M = {}
 
@@ -50,7 +51,8 @@ end
 ---   threads   decoding threads (0: one per core)
 ---   quiet     no note on stderr when the cache is rebuilt or cannot be written
 function M.load(opts)
-  opts = opts or {}
+  opts = options.check("tasks.load", 1, opts, {root = "string", size = "integer", cache = "string|boolean",
+    pil_exact = "boolean", threads = "integer", images_per_class = "integer", quiet = "boolean"})
   local root = opts.root or default_root()
   local size = opts.size or omniglot.default_size
   local cache = opts.cache
@@ -100,7 +102,8 @@ end
 --- over characters; rotation augmentation happens in the sampler, so no rotated copy of a test
 --- character is ever in train.
 function M.split(ds, opts)
-  opts = opts or {}
+  opts = options.check("tasks.split", 2, opts, {kind = "string", val = "integer", train = "integer",
+    seed = "integer"})
   local kind = opts.kind or "maml"
   if kind == "paper" then kind = "maml" end
   local n = ds.num_classes
@@ -231,7 +234,8 @@ Sampler.__index = Sampler
 --- Labels: the N classes of a task are drawn in random order and get labels 1..N in that order, so
 --- labels are assigned at random per task. The K + Q images of a class are distinct images.
 function M.sampler(ds, classes, opts)
-  opts = opts or {}
+  opts = options.check("tasks.sampler", 3, opts, {ways = "integer", shots = "integer", queries = "integer",
+    rotation = "string", generator = "generator", shuffle = "boolean", labels = "string"})
   local self = setmetatable({
     dataset = ds, images = ds.images, classes = classes,
     ways = opts.ways or 5, shots = opts.shots or 1, queries = opts.queries or 15,
@@ -386,7 +390,9 @@ Source.__index = Source
 --- train (TRAIN_CLASSES), rotation ("task"; rotate = true/false is accepted too: "task"/"none"),
 --- shuffle (false).
 function M.source(opts)
-  opts = opts or {}
+  opts = options.check("tasks.source", 1, opts, {dataset = "table", root = "string", size = "integer",
+    cache = "string|boolean", pil_exact = "boolean", quiet = "boolean", split = "string", val = "integer",
+    seed = "integer", train = "integer", rotation = "string", rotate = "boolean", shuffle = "boolean"})
   local ds = opts.dataset or M.load{root = opts.root, size = opts.size, cache = opts.cache,
                                     pil_exact = opts.pil_exact, quiet = opts.quiet}
   local split = M.split(ds, {kind = opts.split, val = opts.val, seed = opts.seed, train = opts.train})
@@ -421,7 +427,7 @@ end
 --- the query rows; one column per label (1..N, left to right), each image framed in its label's
 --- color, with the label and the class number above it. opts: task (1), scale (2), pad (4).
 function M.picture(batch, path, opts)
-  opts = opts or {}
+  opts = options.check("tasks.picture", 3, opts, {task = "integer", scale = "integer", pad = "integer"})
   local b = opts.task or 1
   local n_tasks = #batch.classes
   if math.type(b) ~= "integer" or b < 1 or b > n_tasks then

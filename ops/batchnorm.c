@@ -30,6 +30,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "elementwise.h"
+#include "reduce.h"
+#include "shape.h"
 #include "batchnorm.h"
 
 /* (N, C, rest...) as n outer blocks, c channels, hw inner values */
@@ -184,7 +187,7 @@ static Tensor *bn_normalize_with(Tensor *x, Tensor *mean, Tensor *rstd, double e
   ChannelGeom g = channel_geom(x);
   Tensor *out = t_new(x->ndim, x->shape);
   bn_affine_kernel(&g, T_DATA(x), T_DATA(mean), T_DATA(rstd), NULL, NULL, T_DATA(out));
-  Node *node = ag_record(out, "batch_norm", bn_normalize_backward_rule, 1, &x);
+  Node *node = ag_record(out, "bn_normalize", bn_normalize_backward_rule, 1, &x);
   if (node) {
     node->saved[0] = t_retain(mean);
     node->saved[1] = t_retain(rstd);
@@ -198,9 +201,11 @@ Tensor *t_bn_normalize(Tensor *x, double eps, Tensor **mean_out, Tensor **var_ou
   ChannelGeom g = bn_check_input(x);
   Tensor *mean, *rstd;
   bn_stats(x, &g, eps, &mean, &rstd, mean_out, var_out);
+  int scope = t_scope_begin();
+  t_temp(mean);
+  t_temp(rstd);
   Tensor *out = bn_normalize_with(x, mean, rstd, eps);
-  t_release(mean);
-  t_release(rstd);
+  t_scope_end(scope);
   return out;
 }
 
@@ -255,6 +260,9 @@ Tensor *t_bn_affine(Tensor *x, Tensor *w, Tensor *b, double eps, Tensor **mean_o
   bn_check_channels("bias", 3, b, g.c);
   Tensor *mean, *rstd;
   bn_stats(x, &g, eps, &mean, &rstd, mean_out, var_out);
+  int scope = t_scope_begin();
+  t_temp(mean);
+  t_temp(rstd);
   Tensor *out = t_new(x->ndim, x->shape);
   bn_affine_kernel(&g, T_DATA(x), T_DATA(mean), T_DATA(rstd), w ? T_DATA(w) : NULL, b ? T_DATA(b) : NULL,
                    T_DATA(out));
@@ -264,8 +272,7 @@ Tensor *t_bn_affine(Tensor *x, Tensor *w, Tensor *b, double eps, Tensor **mean_o
     node->saved[1] = t_retain(rstd);
     node->scalars[0] = eps;
   }
-  t_release(mean);
-  t_release(rstd);
+  t_scope_end(scope);
   return out;
 }
 
@@ -304,17 +311,18 @@ static Tensor *bn_double_backward_composite(Tensor *u, Tensor *g, Tensor *x, dou
   uint32_t dims = 0;
   for (int i = 0; i < x->ndim; i++)
     if (i != 1) dims |= 1u << i;
-  Tensor *xhat = t_bn_normalize(x, eps, NULL, NULL);
-  Tensor *var = t_var(x, dims, 1, 0), *ve = t_add_scalar(var, eps), *r2 = t_pow_scalar(ve, -1.0);
-  Tensor *ug = t_mul(u, g), *A = t_mean(ug, dims, 1), *ubar = t_mean(u, dims, 1), *gbar = t_mean(g, dims, 1);
-  Tensor *gx = t_mul(g, xhat), *c = t_mean(gx, dims, 1), *ux = t_mul(u, xhat), *d = t_mean(ux, dims, 1);
-  Tensor *ug_bar = t_mul(ubar, gbar), *cd = t_mul(c, d), *cd3 = t_mul_scalar(cd, 3.0);
-  Tensor *k1a = t_sub(A, ug_bar), *k1 = t_sub(k1a, cd3), *term1 = t_mul(xhat, k1);
-  Tensor *gc = t_sub(g, gbar), *term2 = t_mul(d, gc), *uc = t_sub(u, ubar), *term3 = t_mul(c, uc);
-  Tensor *s12 = t_add(term1, term2), *s = t_add(s12, term3), *neg_r2 = t_neg(r2), *out = t_mul(s, neg_r2);
-  Tensor *tmp[] = {xhat, var, ve, r2, ug, A, ubar, gbar, gx, c, ux, d, ug_bar, cd, cd3, k1a, k1, term1, gc, term2,
-                   uc, term3, s12, s, neg_r2};
-  for (size_t i = 0; i < sizeof tmp / sizeof *tmp; i++) t_release(tmp[i]);
+  int scope = t_scope_begin();
+  Tensor *xhat = t_temp(t_bn_normalize(x, eps, NULL, NULL));
+  Tensor *r2 = t_temp(t_pow_scalar(t_temp(t_add_scalar(t_temp(t_var(x, dims, 1, 0)), eps)), -1.0));
+  Tensor *A = t_temp(t_mean(t_temp(t_mul(u, g)), dims, 1));
+  Tensor *ubar = t_temp(t_mean(u, dims, 1)), *gbar = t_temp(t_mean(g, dims, 1));
+  Tensor *c = t_temp(t_mean(t_temp(t_mul(g, xhat)), dims, 1)), *d = t_temp(t_mean(t_temp(t_mul(u, xhat)), dims, 1));
+  Tensor *ug_bar = t_temp(t_mul(ubar, gbar)), *cd3 = t_temp(t_mul_scalar(t_temp(t_mul(c, d)), 3.0));
+  Tensor *k1 = t_temp(t_sub(t_temp(t_sub(A, ug_bar)), cd3)), *term1 = t_temp(t_mul(xhat, k1));
+  Tensor *term2 = t_temp(t_mul(d, t_temp(t_sub(g, gbar)))), *term3 = t_temp(t_mul(c, t_temp(t_sub(u, ubar))));
+  Tensor *s = t_temp(t_add(t_temp(t_add(term1, term2)), term3));
+  Tensor *out = t_mul(s, t_temp(t_neg(r2)));
+  t_scope_end(scope);
   return out;
 }
 
@@ -466,9 +474,9 @@ static void channel_sum_backward(Node *n, Tensor *g, Tensor **gin, const int *ne
   Tensor *a = n->inputs[0];
   int64_t shape[T_MAXDIM];
   for (int i = 0; i < a->ndim; i++) shape[i] = i == 1 ? a->shape[1] : 1;
-  Tensor *gc = t_reshape(g, a->ndim, shape);
-  gin[0] = t_expand(gc, a->ndim, a->shape);
-  t_release(gc);
+  int scope = t_scope_begin();
+  gin[0] = t_expand(t_temp(t_reshape(g, a->ndim, shape)), a->ndim, a->shape);
+  t_scope_end(scope);
 }
 
 // a (N, C, ...) -> (C): sum over each channel

@@ -25,6 +25,7 @@
 #include <xmmintrin.h>
 #endif
 
+#include "matmul.h"
 #include "batchnorm.h"
 #include "nnops.h"
 

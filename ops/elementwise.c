@@ -6,6 +6,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "elementwise.h"
 #include "tensor.h"
 
 /* ------------------------------------------------------------ broadcasting */
@@ -250,9 +251,9 @@ Tensor *t_add(Tensor *a, Tensor *b) {
 static void sub_backward(Node *n, Tensor *g, Tensor **gin, const int *needs) {
   if (needs[0]) gin[0] = reduce_like(g, n->inputs[0]);
   if (needs[1]) {
-    Tensor *ng = t_neg(g);
-    gin[1] = reduce_like(ng, n->inputs[1]);
-    t_release(ng);
+    int scope = t_scope_begin();
+    gin[1] = reduce_like(t_temp(t_neg(g)), n->inputs[1]);
+    t_scope_end(scope);
   }
 }
 
@@ -264,9 +265,9 @@ Tensor *t_sub(Tensor *a, Tensor *b) {
 
 /* gin = sum_to(g * x, like) */
 static Tensor *mul_reduce(Tensor *g, Tensor *x, Tensor *like) {
-  Tensor *p = t_mul(g, x);
-  Tensor *r = reduce_like(p, like);
-  t_release(p);
+  int scope = t_scope_begin();
+  Tensor *r = reduce_like(t_temp(t_mul(g, x)), like);
+  t_scope_end(scope);
   return r;
 }
 
@@ -284,16 +285,12 @@ Tensor *t_mul(Tensor *a, Tensor *b) {
 
 static void div_backward(Node *n, Tensor *g, Tensor **gin, const int *needs) {
   Tensor *a = n->inputs[0], *b = n->inputs[1];
-  Tensor *gb = t_div(g, b); /* g / b */
+  int scope = t_scope_begin();
+  Tensor *gb = t_temp(t_div(g, b)); /* g / b */
   if (needs[0]) gin[0] = reduce_like(gb, a);
-  if (needs[1]) { /* -g a / b^2 = -(g / b) * (a / b) */
-    Tensor *q = t_div(a, b), *p = t_mul(gb, q), *np = t_neg(p);
-    gin[1] = reduce_like(np, b);
-    t_release(q);
-    t_release(p);
-    t_release(np);
-  }
-  t_release(gb);
+  if (needs[1]) /* -g a / b^2 = -(g / b) * (a / b) */
+    gin[1] = reduce_like(t_temp(t_neg(t_temp(t_mul(gb, t_temp(t_div(a, b)))))), b);
+  t_scope_end(scope);
 }
 
 Tensor *t_div(Tensor *a, Tensor *b) {
@@ -304,20 +301,14 @@ Tensor *t_div(Tensor *a, Tensor *b) {
 
 static void pow_backward(Node *n, Tensor *g, Tensor **gin, const int *needs) {
   Tensor *a = n->inputs[0], *b = n->inputs[1];
+  int scope = t_scope_begin();
   if (needs[0]) { /* g * b * a^(b-1) */
-    Tensor *bm1 = t_add_scalar(b, -1.0), *p = t_pow(a, bm1), *q = t_mul(p, b);
-    gin[0] = mul_reduce(g, q, a);
-    t_release(bm1);
-    t_release(p);
-    t_release(q);
+    Tensor *p = t_temp(t_pow(a, t_temp(t_add_scalar(b, -1.0))));
+    gin[0] = mul_reduce(g, t_temp(t_mul(p, b)), a);
   }
-  if (needs[1]) { /* g * a^b * log(a) */
-    Tensor *p = t_pow(a, b), *l = t_log(a), *q = t_mul(p, l);
-    gin[1] = mul_reduce(g, q, b);
-    t_release(p);
-    t_release(l);
-    t_release(q);
-  }
+  if (needs[1]) /* g * a^b * log(a) */
+    gin[1] = mul_reduce(g, t_temp(t_mul(t_temp(t_pow(a, b)), t_temp(t_log(a)))), b);
+  t_scope_end(scope);
 }
 
 Tensor *t_pow(Tensor *a, Tensor *b) {
@@ -392,7 +383,7 @@ static void identity_backward(Node *n, Tensor *g, Tensor **gin, const int *needs
 
 Tensor *t_add_scalar(Tensor *a, double s) {
   Tensor *out = unary_forward(U_ADDS, a, s);
-  RECORD1(out, "add", identity_backward, a);
+  RECORD1(out, "add_scalar", identity_backward, a);
   return out;
 }
 
@@ -402,7 +393,7 @@ static void mul_scalar_backward(Node *n, Tensor *g, Tensor **gin, const int *nee
 
 Tensor *t_mul_scalar(Tensor *a, double s) {
   Tensor *out = unary_forward(U_MULS, a, s);
-  Node *n = RECORD1(out, "mul", mul_scalar_backward, a);
+  Node *n = RECORD1(out, "mul_scalar", mul_scalar_backward, a);
   if (n) n->scalars[0] = s;
   return out;
 }
@@ -418,19 +409,16 @@ static void pow_scalar_backward(Node *n, Tensor *g, Tensor **gin, const int *nee
     gin[0] = t_zeros_like(g);
     return;
   }
-  Tensor *d = p == 2.0 ? t_mul_scalar(n->inputs[0], 2.0) : NULL;
-  if (!d) { /* p * a^(p-1) */
-    Tensor *q = t_pow_scalar(n->inputs[0], p - 1.0);
-    d = t_mul_scalar(q, p);
-    t_release(q);
-  }
-  gin[0] = t_mul(g, d);
-  t_release(d);
+  int scope = t_scope_begin();
+  Tensor *d = p == 2.0 ? t_mul_scalar(n->inputs[0], 2.0)
+                       : t_mul_scalar(t_temp(t_pow_scalar(n->inputs[0], p - 1.0)), p); /* p * a^(p-1) */
+  gin[0] = t_mul(g, t_temp(d));
+  t_scope_end(scope);
 }
 
 Tensor *t_pow_scalar(Tensor *a, double p) {
   Tensor *out = unary_forward(U_POWS, a, p);
-  Node *n = RECORD1(out, "pow", pow_scalar_backward, a);
+  Node *n = RECORD1(out, "pow_scalar", pow_scalar_backward, a);
   if (n) n->scalars[0] = p;
   return out;
 }
@@ -442,21 +430,21 @@ static void neg_backward(Node *n, Tensor *g, Tensor **gin, const int *needs) {
 
 Tensor *t_rsub_scalar(Tensor *a, double s) {
   Tensor *out = unary_forward(U_RSUBS, a, s);
-  RECORD1(out, "sub", neg_backward, a);
+  RECORD1(out, "rsub_scalar", neg_backward, a);
   return out;
 }
 
 static void rdiv_scalar_backward(Node *n, Tensor *g, Tensor **gin, const int *needs) {
   if (!needs[0]) return; /* d(s/a) = -s / a^2 */
-  Tensor *q = t_pow_scalar(n->inputs[0], -2.0), *d = t_mul_scalar(q, -n->scalars[0]);
+  int scope = t_scope_begin();
+  Tensor *q = t_temp(t_pow_scalar(n->inputs[0], -2.0)), *d = t_temp(t_mul_scalar(q, -n->scalars[0]));
   gin[0] = t_mul(g, d);
-  t_release(q);
-  t_release(d);
+  t_scope_end(scope);
 }
 
 Tensor *t_rdiv_scalar(Tensor *a, double s) {
   Tensor *out = unary_forward(U_RDIVS, a, s);
-  Node *n = RECORD1(out, "div", rdiv_scalar_backward, a);
+  Node *n = RECORD1(out, "rdiv_scalar", rdiv_scalar_backward, a);
   if (n) n->scalars[0] = s;
   return out;
 }
@@ -469,9 +457,9 @@ Tensor *t_neg(Tensor *a) {
 
 static void exp_backward(Node *n, Tensor *g, Tensor **gin, const int *needs) {
   if (!needs[0]) return;
-  Tensor *e = t_exp(n->inputs[0]); /* recomputed: saving the output would be a cycle */
-  gin[0] = t_mul(g, e);
-  t_release(e);
+  int scope = t_scope_begin();
+  gin[0] = t_mul(g, t_temp(t_exp(n->inputs[0]))); /* recomputed: saving the output would be a cycle */
+  t_scope_end(scope);
 }
 
 Tensor *t_exp(Tensor *a) {
@@ -492,10 +480,9 @@ Tensor *t_log(Tensor *a) {
 
 static void sqrt_backward(Node *n, Tensor *g, Tensor **gin, const int *needs) {
   if (!needs[0]) return; /* g * 0.5 / sqrt(a) */
-  Tensor *r = t_sqrt(n->inputs[0]), *d = t_rdiv_scalar(r, 0.5);
-  gin[0] = t_mul(g, d);
-  t_release(r);
-  t_release(d);
+  int scope = t_scope_begin();
+  gin[0] = t_mul(g, t_temp(t_rdiv_scalar(t_temp(t_sqrt(n->inputs[0])), 0.5)));
+  t_scope_end(scope);
 }
 
 Tensor *t_sqrt(Tensor *a) {
@@ -506,9 +493,9 @@ Tensor *t_sqrt(Tensor *a) {
 
 static void abs_backward(Node *n, Tensor *g, Tensor **gin, const int *needs) {
   if (!needs[0]) return;
-  Tensor *s = t_sign(n->inputs[0]);
-  gin[0] = t_mul(g, s);
-  t_release(s);
+  int scope = t_scope_begin();
+  gin[0] = t_mul(g, t_temp(t_sign(n->inputs[0])));
+  t_scope_end(scope);
 }
 
 Tensor *t_abs(Tensor *a) {
@@ -531,11 +518,10 @@ Tensor *t_relu(Tensor *a) {
 
 static void sigmoid_backward(Node *n, Tensor *g, Tensor **gin, const int *needs) {
   if (!needs[0]) return; /* g * s * (1 - s) */
-  Tensor *s = t_sigmoid(n->inputs[0]), *one_minus = t_rsub_scalar(s, 1.0), *d = t_mul(s, one_minus);
-  gin[0] = t_mul(g, d);
-  t_release(s);
-  t_release(one_minus);
-  t_release(d);
+  int scope = t_scope_begin();
+  Tensor *s = t_temp(t_sigmoid(n->inputs[0])), *one_minus = t_temp(t_rsub_scalar(s, 1.0));
+  gin[0] = t_mul(g, t_temp(t_mul(s, one_minus)));
+  t_scope_end(scope);
 }
 
 Tensor *t_sigmoid(Tensor *a) {
@@ -546,11 +532,10 @@ Tensor *t_sigmoid(Tensor *a) {
 
 static void tanh_backward(Node *n, Tensor *g, Tensor **gin, const int *needs) {
   if (!needs[0]) return; /* g * (1 - tanh^2) */
-  Tensor *t = t_tanh(n->inputs[0]), *t2 = t_pow_scalar(t, 2.0), *d = t_rsub_scalar(t2, 1.0);
-  gin[0] = t_mul(g, d);
-  t_release(t);
-  t_release(t2);
-  t_release(d);
+  int scope = t_scope_begin();
+  Tensor *t2 = t_temp(t_pow_scalar(t_temp(t_tanh(n->inputs[0])), 2.0));
+  gin[0] = t_mul(g, t_temp(t_rsub_scalar(t2, 1.0)));
+  t_scope_end(scope);
 }
 
 Tensor *t_tanh(Tensor *a) {

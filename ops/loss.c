@@ -6,6 +6,10 @@
 #include <math.h>
 #include <string.h>
 
+#include "elementwise.h"
+#include "matmul.h"
+#include "reduce.h"
+#include "shape.h"
 #include "batchnorm.h"
 #include "loss.h"
 
@@ -19,12 +23,11 @@ Tensor *t_linear(Tensor *x, Tensor *w, Tensor *b) {
   if (b && (b->ndim != 1 || b->shape[0] != w->shape[0]))
     t_argerror("linear", 3, "expected bias of shape (%lld), got %s", (long long)w->shape[0],
                t_shape_str(b, b1, sizeof b1));
-  Tensor *wt = t_transpose(w, 0, 1), *y = t_matmul(x, wt);
-  t_release(wt);
-  if (!b) return y;
-  Tensor *z = t_add(y, b);
-  t_release(y);
-  return z;
+  int scope = t_scope_begin();
+  Tensor *wt = t_temp(t_transpose(w, 0, 1));
+  Tensor *out = b ? t_add(t_temp(t_matmul(x, wt)), b) : t_matmul(x, wt);
+  t_scope_end(scope);
+  return out;
 }
 
 static int check_dim(const char *fn, Tensor *x, int dim) {
@@ -35,23 +38,21 @@ static int check_dim(const char *fn, Tensor *x, int dim) {
 
 Tensor *t_log_softmax(Tensor *x, int dim) {
   check_dim("log_softmax", x, dim);
+  int scope = t_scope_begin();
   int old = ag_set_enabled(0); /* the shift is a constant: log_softmax ignores it */
-  Tensor *m = x->numel ? t_max(x, dim, 1) : t_scalar(0.0f); /* an empty x gives an empty result */
+  Tensor *m = t_temp(x->numel ? t_max(x, dim, 1) : t_scalar(0.0f)); /* an empty x gives an empty result */
   ag_set_enabled(old);
-  Tensor *z = t_sub(x, m), *e = t_exp(z), *s = t_sum(e, 1u << dim, 1), *lse = t_log(s);
-  Tensor *out = t_sub(z, lse);
-  t_release(m);
-  t_release(z);
-  t_release(e);
-  t_release(s);
-  t_release(lse);
+  Tensor *z = t_temp(t_sub(x, m)), *e = t_temp(t_exp(z)), *s = t_temp(t_sum(e, 1u << dim, 1));
+  Tensor *out = t_sub(z, t_temp(t_log(s)));
+  t_scope_end(scope);
   return out;
 }
 
 Tensor *t_softmax(Tensor *x, int dim) {
   check_dim("softmax", x, dim);
-  Tensor *l = t_log_softmax(x, dim), *out = t_exp(l);
-  t_release(l);
+  int scope = t_scope_begin();
+  Tensor *out = t_exp(t_temp(t_log_softmax(x, dim)));
+  t_scope_end(scope);
   return out;
 }
 
@@ -67,13 +68,12 @@ Tensor *t_cross_entropy(Tensor *logits, const int64_t *labels, int64_t nlabels) 
     if (labels[i] < 1 || labels[i] > c)
       t_argerror("cross_entropy", 2, "label %lld at position %lld is outside 1..%lld", (long long)labels[i],
                  (long long)i + 1, (long long)c);
-  Tensor *onehot = t_zeros(2, logits->shape);
+  int scope = t_scope_begin();
+  Tensor *onehot = t_temp(t_zeros(2, logits->shape));
   float *o = T_DATA(onehot);
   for (int64_t i = 0; i < n; i++) o[i * c + labels[i] - 1] = -1.0f / (float)n;
-  Tensor *l = t_log_softmax(logits, 1), *p = t_mul(l, onehot), *out = t_sum(p, 0, 0);
-  t_release(onehot);
-  t_release(l);
-  t_release(p);
+  Tensor *l = t_temp(t_log_softmax(logits, 1)), *p = t_temp(t_mul(l, onehot)), *out = t_sum(p, 0, 0);
+  t_scope_end(scope);
   return out;
 }
 
@@ -82,9 +82,9 @@ Tensor *t_mse_loss(Tensor *a, Tensor *b) {
   if (!t_same_shape(a, b))
     t_argerror("mse_loss", 2, "expected the shape of argument #1 %s, got %s", t_shape_str(a, b1, sizeof b1),
                t_shape_str(b, b2, sizeof b2));
-  Tensor *d = t_sub(a, b), *d2 = t_pow_scalar(d, 2.0), *out = t_mean(d2, 0, 0);
-  t_release(d);
-  t_release(d2);
+  int scope = t_scope_begin();
+  Tensor *d = t_temp(t_sub(a, b)), *d2 = t_temp(t_pow_scalar(d, 2.0)), *out = t_mean(d2, 0, 0);
+  t_scope_end(scope);
   return out;
 }
 
@@ -150,18 +150,11 @@ Tensor *t_batch_norm(Tensor *x, Tensor *weight, Tensor *bias, const BatchNormOpt
     return y;
   }
   /* eval mode, running statistics: an affine map with constants */
-  Tensor *mean = per_channel(o->running_mean, x->ndim), *var = per_channel(o->running_var, x->ndim);
-  Tensor *centered = t_sub(x, mean), *ve = t_add_scalar(var, o->eps), *sd = t_sqrt(ve);
+  int scope = t_scope_begin();
+  Tensor *mean = t_temp(per_channel(o->running_mean, x->ndim)), *var = t_temp(per_channel(o->running_var, x->ndim));
+  Tensor *centered = t_temp(t_sub(x, mean)), *sd = t_temp(t_sqrt(t_temp(t_add_scalar(var, o->eps))));
   Tensor *y = t_div(centered, sd);
-  t_release(mean);
-  t_release(var);
-  t_release(centered);
-  t_release(ve);
-  t_release(sd);
-  if (weight || bias) {
-    Tensor *z = t_channel_affine(y, weight, bias);
-    t_release(y);
-    y = z;
-  }
+  if (weight || bias) y = t_channel_affine(t_temp(y), weight, bias);
+  t_scope_end(scope);
   return y;
 }

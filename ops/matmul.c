@@ -7,6 +7,9 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include "elementwise.h"
+#include "matmul.h"
+#include "shape.h"
 #include "tensor.h"
 
 static _Atomic int64_t flops_done;
@@ -23,30 +26,23 @@ void t_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const f
 
 static void matmul_backward(Node *n, Tensor *g, Tensor **gin, const int *needs) {
   Tensor *a = n->inputs[0], *b = n->inputs[1];
+  int scope = t_scope_begin();
   if (needs[0]) { /* ga = g @ b^T, summed over broadcast batch dims */
-    Tensor *bt = t_transpose(b, b->ndim - 2, b->ndim - 1), *ga = t_matmul(g, bt);
-    gin[0] = t_sum_to(ga, a->ndim, a->shape);
-    t_release(bt);
-    t_release(ga);
+    Tensor *bt = t_temp(t_transpose(b, b->ndim - 2, b->ndim - 1));
+    gin[0] = t_sum_to(t_temp(t_matmul(g, bt)), a->ndim, a->shape);
   }
   if (needs[1]) { /* gb = a^T @ g */
-    Tensor *gb;
     if (b->ndim == 2 && a->ndim > 2) { /* fold a's batch into rows */
       int64_t as[2] = {a->numel / a->shape[a->ndim - 1], a->shape[a->ndim - 1]};
       int64_t gs[2] = {g->numel / g->shape[g->ndim - 1], g->shape[g->ndim - 1]};
-      Tensor *a2 = t_reshape(a, 2, as), *g2 = t_reshape(g, 2, gs), *a2t = t_transpose(a2, 0, 1);
-      gb = t_matmul(a2t, g2);
-      t_release(a2);
-      t_release(g2);
-      t_release(a2t);
+      Tensor *a2t = t_temp(t_transpose(t_temp(t_reshape(a, 2, as)), 0, 1));
+      gin[1] = t_matmul(a2t, t_temp(t_reshape(g, 2, gs)));
     } else {
-      Tensor *at = t_transpose(a, a->ndim - 2, a->ndim - 1), *p = t_matmul(at, g);
-      gb = t_sum_to(p, b->ndim, b->shape);
-      t_release(at);
-      t_release(p);
+      Tensor *at = t_temp(t_transpose(a, a->ndim - 2, a->ndim - 1));
+      gin[1] = t_sum_to(t_temp(t_matmul(at, g)), b->ndim, b->shape);
     }
-    gin[1] = gb;
   }
+  t_scope_end(scope);
 }
 
 static Tensor *matmul_2d_plus(Tensor *a, Tensor *b) {
@@ -101,17 +97,18 @@ Tensor *t_matmul(Tensor *a, Tensor *b) {
   if (a->ndim == 1 || b->ndim == 1) { /* vectors: promote, multiply, squeeze */
     int64_t as[T_MAXDIM], bs[T_MAXDIM];
     Tensor *a2 = a, *b2 = b;
+    int scope = t_scope_begin();
     if (a->ndim == 1) {
       as[0] = 1;
       as[1] = a->shape[0];
-      a2 = t_reshape(a, 2, as);
+      a2 = t_temp(t_reshape(a, 2, as));
     }
     if (b->ndim == 1) {
       bs[0] = b->shape[0];
       bs[1] = 1;
-      b2 = t_reshape(b, 2, bs);
+      b2 = t_temp(t_reshape(b, 2, bs));
     }
-    Tensor *p = t_matmul(a2, b2);
+    Tensor *p = t_temp(t_matmul(a2, b2));
     int64_t shape[T_MAXDIM];
     int nd = 0;
     for (int i = 0; i < p->ndim; i++) {
@@ -120,9 +117,7 @@ Tensor *t_matmul(Tensor *a, Tensor *b) {
       shape[nd++] = p->shape[i];
     }
     Tensor *r = t_reshape(p, nd, shape);
-    if (a2 != a) t_release(a2);
-    if (b2 != b) t_release(b2);
-    t_release(p);
+    t_scope_end(scope);
     return r;
   }
   Tensor *out = matmul_2d_plus(a, b);

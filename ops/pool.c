@@ -10,6 +10,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "reduce.h"
 #include "nnops.h"
 
 /* window geometry shared by both poolings, checked like torch's

@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "elementwise.h"
+#include "reduce.h"
+#include "shape.h"
 #include "tensor.h"
 
 static int keep_shape(Tensor *a, uint32_t dims, int64_t *keep, int64_t *dropped, int64_t *count) {
@@ -39,8 +42,9 @@ Tensor *t_sum(Tensor *a, uint32_t dims, int keepdim) {
   int nd = keep_shape(a, dims, keep, dropped, &count);
   Tensor *s = t_sum_to(a, a->ndim, keep);
   if (keepdim) return s;
-  Tensor *r = t_reshape(s, nd, dropped);
-  t_release(s);
+  int scope = t_scope_begin();
+  Tensor *r = t_reshape(t_temp(s), nd, dropped);
+  t_scope_end(scope);
   return r;
 }
 
@@ -48,9 +52,9 @@ Tensor *t_mean(Tensor *a, uint32_t dims, int keepdim) {
   check_dims("mean", a, dims);
   int64_t keep[T_MAXDIM], dropped[T_MAXDIM], count;
   keep_shape(a, dims, keep, dropped, &count);
-  Tensor *s = t_sum(a, dims, keepdim);
-  Tensor *m = t_mul_scalar(s, count ? 1.0 / (double)count : NAN);
-  t_release(s);
+  int scope = t_scope_begin();
+  Tensor *m = t_mul_scalar(t_temp(t_sum(a, dims, keepdim)), count ? 1.0 / (double)count : NAN);
+  t_scope_end(scope);
   return m;
 }
 
@@ -58,14 +62,12 @@ Tensor *t_var(Tensor *a, uint32_t dims, int keepdim, int unbiased) {
   check_dims("var", a, dims);
   int64_t keep[T_MAXDIM], dropped[T_MAXDIM], count;
   keep_shape(a, dims, keep, dropped, &count);
-  Tensor *m = t_mean(a, dims, 1), *d = t_sub(a, m), *d2 = t_pow_scalar(d, 2.0);
-  Tensor *s = t_sum(d2, dims, keepdim);
+  int scope = t_scope_begin();
+  Tensor *m = t_temp(t_mean(a, dims, 1)), *d = t_temp(t_sub(a, m)), *d2 = t_temp(t_pow_scalar(d, 2.0));
+  Tensor *s = t_temp(t_sum(d2, dims, keepdim));
   double denom = (double)count - (unbiased ? 1.0 : 0.0);
   Tensor *v = t_mul_scalar(s, denom > 0 ? 1.0 / denom : NAN);
-  t_release(m);
-  t_release(d);
-  t_release(d2);
-  t_release(s);
+  t_scope_end(scope);
   return v;
 }
 
@@ -122,11 +124,10 @@ static void max_backward(Node *n, Tensor *g, Tensor **gin, const int *needs) {
   int64_t kshape[T_MAXDIM];
   int knd = mask->ndim;
   for (int i = 0; i < knd; i++) kshape[i] = i == dim ? 1 : mask->shape[i];
-  Tensor *gk = t_reshape(g, knd, kshape);
-  Tensor *ge = t_mul(gk, mask); /* broadcasts gk over dim */
+  int scope = t_scope_begin();
+  Tensor *ge = t_temp(t_mul(t_temp(t_reshape(g, knd, kshape)), mask)); /* broadcasts over dim */
   gin[0] = t_reshape(ge, a->ndim, a->shape);
-  t_release(gk);
-  t_release(ge);
+  t_scope_end(scope);
 }
 
 static Tensor *max_or_argmax(Tensor *a, int dim, int keepdim, int want_index) {

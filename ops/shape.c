@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "shape.h"
 #include "tensor.h"
 
 /* ------------------------------------------------------------ reshape */

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "elementwise.h"
 #include "tensor.h"
 
 static _Thread_local int grad_enabled = 1;
@@ -181,6 +182,7 @@ static NodeList needed_nodes(Node *root, uint32_t mark, int ninputs, Tensor **in
 void ag_grad(Tensor *output, Tensor *grad_output, int ninputs, Tensor **inputs, int create_graph,
              Tensor **grads) {
   for (int i = 0; i < ninputs; i++) grads[i] = NULL;
+  int scope = t_scope_begin(); /* an error in a backward rule restores the grad mode of here */
   int old_mode = ag_set_enabled(create_graph);
   Tensor *seed = grad_output ? t_retain(grad_output) : t_full(output->ndim, output->shape, 1.0f);
   Node *root = output->grad_fn;
@@ -189,10 +191,12 @@ void ag_grad(Tensor *output, Tensor *grad_output, int ninputs, Tensor **inputs, 
     if (k >= 0) grads[k] = t_retain(seed);
     t_release(seed);
     ag_set_enabled(old_mode);
+    t_scope_end(scope);
     return;
   }
   uint32_t mark = ++current_mark;
   NodeList order = needed_nodes(root, mark, ninputs, inputs);
+  t_temp_block(order.v); /* freed when the scope ends, or by an error in a backward rule */
   root->acc = seed;
   for (size_t oi = order.n; oi-- > 0;) { /* reverse topological order */
     Node *n = order.v[oi];
@@ -213,8 +217,9 @@ void ag_grad(Tensor *output, Tensor *grad_output, int ninputs, Tensor **inputs, 
       if (!gin || !needs) abort();
     }
     for (int k = 0; k < n->ninputs; k++) needs[k] = leads_to_request(n->inputs[k], mark, ninputs, inputs);
-    n->backward(n, gout, gin, needs);
-    t_release(gout);
+    int rule_scope = t_scope_begin(); /* gout is released by an error in the rule too */
+    n->backward(n, t_temp(gout), gin, needs);
+    t_scope_end(rule_scope);
     for (int k = 0; k < n->ninputs; k++) {
       Tensor *in = n->inputs[k];
       if (!gin[k]) continue;
@@ -238,6 +243,6 @@ void ag_grad(Tensor *output, Tensor *grad_output, int ninputs, Tensor **inputs, 
     t_release(order.v[oi]->acc);
     order.v[oi]->acc = NULL;
   }
-  free(order.v);
   ag_set_enabled(old_mode);
+  t_scope_end(scope);
 }

@@ -31,10 +31,8 @@
 ** Only the main thread communicates (MPI_THREAD_FUNNELED); the worker threads
 ** of the parallel module never call it.
 */
-#define _GNU_SOURCE /* sched_getaffinity */
 #include <limits.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -44,6 +42,7 @@
 #endif
 
 #include "lua_tensor.h"
+#include "sys.h"
 
 /* the number of processes a launcher started, from its environment; 0 if none */
 static int launcher_size(void)
@@ -131,16 +130,10 @@ void mpi_shutdown(int status) { (void)status; }
 /* ------------------------------------------------------------ helpers */
 
 #ifdef MAMLRUN_MPI
-/* a scratch buffer freed by the collector (no leak when an error unwinds) */
-static void *scratch(lua_State *L, size_t bytes)
-{
-  return lua_newuserdatauv(L, bytes ? bytes : 1, 0);
-}
-
 /* displacements of counts; errors when the total does not fit MPI's int */
 static int *displacements(lua_State *L, const int *counts, const char *fn)
 {
-  int *displs = scratch(L, (size_t)world_size * sizeof *displs);
+  int *displs = lt_scratch(L, (size_t)world_size * sizeof *displs);
   int64_t total = 0;
   for (int r = 0; r < world_size; r++) {
     if (total > INT_MAX) break;
@@ -186,9 +179,9 @@ static int mpi_allgather(lua_State *L)
   int is_string = lua_type(L, 1) == LUA_TSTRING;
   Tensor *t = is_string ? NULL : lt_test(L, 1);
   if (!is_string && t == NULL)
-    return luaL_error(L, "bad argument #1 to 'allgather' (string or tensor expected, got %s)", lt_typename(L, 1));
+    return lt_argerror(L, 1, "allgather", "string or tensor expected, got %s", lt_typename(L, 1));
   int64_t n = is_string ? (int64_t)lua_rawlen(L, 1) : t->numel;
-  if (n > INT_MAX) return luaL_error(L, "bad argument #1 to 'allgather' (more than %d elements)", INT_MAX);
+  if (n > INT_MAX) return lt_argerror(L, 1, "allgather", "more than %d elements", INT_MAX);
   lua_createtable(L, world_size, 0);
   if (!communicating(L, "allgather")) {
     if (is_string) {
@@ -203,19 +196,19 @@ static int mpi_allgather(lua_State *L)
   }
 #ifdef MAMLRUN_MPI
   int count = (int)n;
-  int *counts = scratch(L, (size_t)world_size * sizeof *counts);
+  int *counts = lt_scratch(L, (size_t)world_size * sizeof *counts);
   MPI_Allgather(&count, 1, MPI_INT, counts, 1, MPI_INT, MPI_COMM_WORLD);
   int *displs = displacements(L, counts, "allgather");
   int total = displs[world_size - 1] + counts[world_size - 1];
   if (is_string) {
-    char *all = scratch(L, (size_t)total);
+    char *all = lt_scratch(L, (size_t)total);
     MPI_Allgatherv(lua_tostring(L, 1), count, MPI_CHAR, all, counts, displs, MPI_CHAR, MPI_COMM_WORLD);
     for (int r = 0; r < world_size; r++) {
       lua_pushlstring(L, all + displs[r], (size_t)counts[r]);
       lua_rawseti(L, -5, r + 1); /* below: counts, displs, all */
     }
   } else {
-    float *all = scratch(L, (size_t)total * sizeof(float));
+    float *all = lt_scratch(L, (size_t)total * sizeof(float));
     MPI_Allgatherv(T_DATA(t), count, MPI_FLOAT, all, counts, displs, MPI_FLOAT, MPI_COMM_WORLD);
     for (int r = 0; r < world_size; r++) {
       int64_t nr = counts[r];
@@ -242,26 +235,26 @@ static int mpi_allreduce_sum(lua_State *L)
     lua_geti(L, 1, i);
     Tensor *t = lt_test(L, -1);
     if (t == NULL)
-      return luaL_error(L, "bad argument #1 to 'allreduce_sum' (item %d: tensor expected, got %s)", (int)i,
+      return lt_argerror(L, 1, "allreduce_sum", "item %d: tensor expected, got %s", (int)i,
                         lt_typename(L, -1));
     total += t->numel;
     lua_pop(L, 1);
   }
   if (total > INT_MAX / (world_size > 0 ? world_size : 1))
-    return luaL_error(L, "bad argument #1 to 'allreduce_sum' (%lld elements: too many)", (long long)total);
+    return lt_argerror(L, 1, "allreduce_sum", "%lld elements: too many", (long long)total);
   float *all = NULL;
   int ranks = 1;
   if (communicating(L, "allreduce_sum")) {
 #ifdef MAMLRUN_MPI
     /* every rank must give the same sizes: compare them first */
     long long mine[2] = {(long long)ntensors, (long long)total};
-    long long *sizes = scratch(L, (size_t)world_size * sizeof mine);
+    long long *sizes = lt_scratch(L, (size_t)world_size * sizeof mine);
     MPI_Allgather(mine, 2, MPI_LONG_LONG, sizes, 2, MPI_LONG_LONG, MPI_COMM_WORLD);
     for (int r = 0; r < world_size; r++)
       if (sizes[2 * r] != mine[0] || sizes[2 * r + 1] != mine[1])
-        return luaL_error(L, "mpi.allreduce_sum: rank %d gives %lld tensors of %lld elements, rank %d %lld of %lld",
+        return lt_error(L, "mpi.allreduce_sum: rank %d gives %lld tensors of %lld elements, rank %d %lld of %lld",
                           world_rank, mine[0], mine[1], r, sizes[2 * r], sizes[2 * r + 1]);
-    float *packed = scratch(L, (size_t)total * sizeof(float));
+    float *packed = lt_scratch(L, (size_t)total * sizeof(float));
     int64_t off = 0;
     for (lua_Integer i = 1; i <= ntensors; i++) {
       lua_geti(L, 1, i);
@@ -270,7 +263,7 @@ static int mpi_allreduce_sum(lua_State *L)
       off += t->numel;
       lua_pop(L, 1);
     }
-    all = scratch(L, (size_t)world_size * (size_t)total * sizeof(float));
+    all = lt_scratch(L, (size_t)world_size * (size_t)total * sizeof(float));
     MPI_Allgather(packed, (int)total, MPI_FLOAT, all, (int)total, MPI_FLOAT, MPI_COMM_WORLD);
     ranks = world_size;
 #endif
@@ -313,11 +306,11 @@ static Payload check_payload(lua_State *L, int i, const char *fn)
   } else {
     Tensor *t = lt_test(L, i);
     if (t == NULL)
-      luaL_error(L, "bad argument #%d to '%s' (string or tensor expected, got %s)", i, fn, lt_typename(L, i));
+      lt_argerror(L, i, fn, "string or tensor expected, got %s", lt_typename(L, i));
     p.data = T_DATA(t);
     p.n = t->numel;
   }
-  if (p.n > INT_MAX) luaL_error(L, "bad argument #%d to '%s' (more than %d elements)", i, fn, INT_MAX);
+  if (p.n > INT_MAX) lt_argerror(L, i, fn, "more than %d elements", INT_MAX);
   return p;
 }
 
@@ -358,7 +351,7 @@ static int mpi_recv(lua_State *L)
     int count = 0;
     if (st.MPI_TAG == TAG_STRING) {
       MPI_Get_count(&st, MPI_CHAR, &count);
-      char *buf = scratch(L, (size_t)count);
+      char *buf = lt_scratch(L, (size_t)count);
       MPI_Recv(buf, count, MPI_CHAR, source, TAG_STRING, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
       lua_pushlstring(L, buf, (size_t)count);
     } else {
@@ -393,7 +386,7 @@ static int mpi_bcast(lua_State *L)
   if (root == world_rank) {
     MPI_Bcast((void *)p.data, (int)p.n, type, (int)root, MPI_COMM_WORLD); /* root's buffer is only read */
   } else if (head[0]) {
-    char *buf = scratch(L, (size_t)head[1]);
+    char *buf = lt_scratch(L, (size_t)head[1]);
     MPI_Bcast(buf, (int)head[1], type, (int)root, MPI_COMM_WORLD);
     lua_pushlstring(L, buf, (size_t)head[1]);
   } else {
@@ -413,16 +406,7 @@ static int mpi_bcast(lua_State *L)
 ** of the machine's cores among the ranks on it; $MAMLRUN_THREADS when set */
 static int mpi_default_threads(lua_State *L)
 {
-  const char *env = getenv("MAMLRUN_THREADS");
-  long online = sysconf(_SC_NPROCESSORS_ONLN), allowed = online;
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof set, &set) == 0) allowed = CPU_COUNT(&set);
-  const char *local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
-  long ranks_here = local != NULL && atoi(local) > 0 ? atoi(local) : 1;
-  long share = online / ranks_here;
-  long n = allowed < share ? allowed : share;
-  if (env != NULL && atoi(env) > 0) n = atoi(env);
-  lua_pushinteger(L, n < 1 ? 1 : n > 64 ? 64 : n);
+  lua_pushinteger(L, sys_default_threads());
   return 1;
 }
 

@@ -26,6 +26,7 @@
 #include <lualib.h>
 
 #include "lua_tensor.h"
+#include "sys.h"
 
 #define MAMLRUN_VERSION "0.1.0"
 #define SIGNAL_FN_KEY "mamlrun.on_signal" /* registry: the on_signal callback */
@@ -100,10 +101,36 @@ static void l_message(const char *pname, const char *msg)
   fflush(stderr);
 }
 
+/* A mistake of the user's rather than of the script (a mistyped key=value
+** override): an error object that is a table whose metatable's __name is
+** "mamlrun.usage_error" and whose field message is a string. The host prints
+** the message as it prints a bad command line, without a traceback, and
+** exits with status 2. */
+#define USAGE_ERROR_NAME "mamlrun.usage_error"
+static int usage_error_raised = 0;
+
+/* the message of the usage error at idx, else NULL */
+static const char *usage_error_message(lua_State *L, int idx)
+{
+  const char *msg = NULL;
+  idx = lua_absindex(L, idx);
+  if (lua_type(L, idx) != LUA_TTABLE || luaL_getmetafield(L, idx, "__name") == LUA_TNIL) return NULL;
+  int is_usage = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), USAGE_ERROR_NAME) == 0;
+  lua_pop(L, 1);
+  if (is_usage && lua_getfield(L, idx, "message") == LUA_TSTRING) msg = lua_tostring(L, -1);
+  lua_pop(L, is_usage ? 1 : 0); /* (the table keeps the string alive) */
+  return msg;
+}
+
 /* print the error message at the top of the stack, if status is an error */
 static int report(lua_State *L, int status)
 {
-  if (status != LUA_OK) {
+  const char *usage = status != LUA_OK ? usage_error_message(L, -1) : NULL;
+  if (usage != NULL) {
+    usage_error_raised = 1;
+    usage_error(0, "%s", usage);
+    lua_pop(L, 1);
+  } else if (status != LUA_OK) {
     const char *msg = lua_tostring(L, -1);
     if (msg == NULL) msg = "(error object is not a string)";
     l_message(progname, msg);
@@ -115,6 +142,7 @@ static int report(lua_State *L, int status)
 /* message handler: turn any error object into a string with a traceback */
 static int msghandler(lua_State *L)
 {
+  if (usage_error_message(L, 1) != NULL) return 1; /* the user's mistake: no traceback */
   const char *msg = lua_tostring(L, 1);
   if (msg == NULL) {
     if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
@@ -418,12 +446,6 @@ static int collect_script_args(lua_State *L, int argc, char **argv, int script)
 
 /* ------------------------------------------------------------ paths */
 
-static int is_dir(const char *path)
-{
-  struct stat st;
-  return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 /* the directory of this binary into buf (no trailing slash), or 0 */
 static int binary_dir(const char *argv0, char *buf)
 {
@@ -444,13 +466,13 @@ static void push_lua_root(lua_State *L, const char *argv0)
   char dir[PATH_MAX];
   if (binary_dir(argv0, dir)) {
     const char *build = lua_pushfstring(L, "%s/lua", dir);
-    if (is_dir(build)) return;
+    if (sys_is_dir(build)) return;
     lua_pop(L, 1);
     size_t n = strlen(dir);
     if (n >= 4 && strcmp(dir + n - 4, "/bin") == 0) {
       const char *installed = lua_pushfstring(L, "%s/share/mamlrun/lua", lua_pushlstring(L, dir, n - 4));
       lua_remove(L, -2);
-      if (is_dir(installed)) return;
+      if (sys_is_dir(installed)) return;
       lua_pop(L, 1);
     }
   }
@@ -829,7 +851,7 @@ static int pmain(lua_State *L)
   if (!run_e_options(L, argc, argv, o->script ? o->script : argc) ||
       (script != NULL && handle_script(L, script, overrides, nplain) != LUA_OK) ||
       (o->compare && dostring(L, "require('compare').main(arg)", "=--compare") != LUA_OK)) {
-    lua_pushinteger(L, 1);
+    lua_pushinteger(L, usage_error_raised ? 2 : 1);
     return 1;
   }
   if (o->interactive) doREPL(L);

@@ -1,5 +1,8 @@
 /*
-** omniglot.h: the Omniglot loader behind `require "omniglot"` (vm/omniglot.c).
+** omniglot.h: the Omniglot loader behind `require "omniglot"`: vm/omniglot.c
+** (load), omniglot_walk.c (folders in load order, fingerprint),
+** omniglot_decode.c (the decode thread pool), omniglot_cache.c (the cache
+** file); the Lua module is vm/lua_omniglot.c.
 **
 ** Load order (documented, deterministic): images_background/ then
 ** images_evaluation/; in each, alphabet folders, then character folders, sorted
@@ -44,7 +47,7 @@ typedef struct OmOptions {
   int pil_exact;        /* 8-bit resize bit-identical to PIL's LANCZOS */
   int images_per_class; /* 0: as many as the first class has; all must agree */
   const char *cache;    /* cache file, or NULL for none */
-  int threads;          /* decoding threads, 0 = number of cores (at most 8) */
+  int threads;          /* decoding threads, 0 = sys_default_threads(); at most OM_DECODE_MAX_THREADS */
 } OmOptions;
 
 typedef struct OmClass {
@@ -81,9 +84,30 @@ int om_cache_read(const char *path, const OmOptions *opt, uint64_t expect_finger
                   char *why, size_t whylen);
 int om_cache_write(const char *path, const OmDataset *ds, char *err, size_t errlen);
 
-/* CRC-32C (Castagnoli, as iSCSI and ext4), continuing from crc (0 to start):
-** with the SSE4.2 instruction when built for it; _soft is the table version */
-uint32_t om_crc32c(uint32_t crc, const void *data, size_t n);
-uint32_t om_crc32c_soft(uint32_t crc, const void *data, size_t n);
+/* ---- between the loader's files */
+
+/* decoding threads at the most: the loader's cap on sys_default_threads() (the
+** decoded images do not depend on the number of threads) */
+#define OM_DECODE_MAX_THREADS 8
+
+/* the folder tree in load order (omniglot_walk.c) */
+typedef struct OmWalk {
+  OmClass *classes;
+  int nclasses, cap;
+  char **files; /* nclasses * per_class paths, in load order */
+  int nfiles, files_cap;
+  int per_class;
+  uint64_t fingerprint;
+} OmWalk;
+
+/* whether root has images_background/ and images_evaluation/ */
+int om_has_set_dirs(const char *root);
+/* 0, or -1 with a message in err (w is then empty) */
+int om_walk_tree(const char *root, const OmOptions *opt, OmWalk *w, char *err, size_t errlen);
+void om_walk_free(OmWalk *w);
+/* decode and resize files[0..nfiles) into out (nfiles x size x size floats,
+** strokes 1) on a pool of threads (omniglot_decode.c); 0 or -1 with err */
+int om_decode_all(char **files, int nfiles, const OmOptions *opt, float *out, char *err, size_t errlen);
+void om_classes_free(OmClass *c, int n);
 
 #endif

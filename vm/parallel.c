@@ -26,6 +26,7 @@
 #include <lualib.h>
 
 #include "lua_tensor.h"
+#include "sys.h"
 
 extern void openblas_set_num_threads(int);
 
@@ -332,13 +333,6 @@ static void capture_environment(lua_State *L) {
   lua_pop(L, 1);
 }
 
-static int default_threads(void) {
-  const char *env = getenv("MAMLRUN_THREADS");
-  if (env && atoi(env) > 0) return atoi(env);
-  long n = sysconf(_SC_NPROCESSORS_ONLN);
-  return n > 0 ? (int)(n > 64 ? 64 : n) : 1;
-}
-
 static int nthreads = 0; /* total, the caller included; 0 = not decided yet */
 
 static void start_workers(lua_State *L, int total) {
@@ -361,9 +355,9 @@ static int l_map(lua_State *L) {
   const char *module = luaL_checkstring(L, 1), *function = luaL_checkstring(L, 2);
   luaL_checktype(L, 3, LUA_TTABLE);
   if (in_worker) return luaL_error(L, "parallel.map: cannot be called from inside a parallel job");
-  if (nthreads == 0) start_workers(L, default_threads());
+  if (nthreads == 0) start_workers(L, sys_default_threads());
   lua_Integer njobs = luaL_len(L, 3);
-  if (njobs < 0 || njobs > (1 << 24)) return luaL_error(L, "bad argument #3 to 'map' (too many jobs)");
+  if (njobs < 0 || njobs > (1 << 24)) return lt_argerror(L, 3, "map", "too many jobs");
   /* a plain copy of the list first: lua_geti may run metamethods that raise
   ** errors, which must not happen once the arrays below are allocated */
   lua_createtable(L, (int)njobs, 0);
@@ -441,7 +435,7 @@ static int l_set_threads(lua_State *L) {
 }
 
 static int l_threads(lua_State *L) {
-  lua_pushinteger(L, nthreads ? nthreads : default_threads());
+  lua_pushinteger(L, nthreads ? nthreads : sys_default_threads());
   return 1;
 }
 

@@ -27,12 +27,69 @@ static _Thread_local t_error_handler error_handler = default_error_handler;
 
 void t_set_error_handler(t_error_handler h) { error_handler = h ? h : default_error_handler; }
 
+/* ------------------------------------------------------------ temporaries of composite ops */
+
+/* at most this many at once on a thread (a fixed array: nothing to free when a thread ends) */
+#define T_MAXTEMPS 512
+typedef struct Temp {
+  void *p;
+  void (*drop)(void *);
+} Temp;
+static _Thread_local Temp temps[T_MAXTEMPS];
+static _Thread_local int ntemps, scope_depth, scope_grad_mode;
+
+static void drop_tensor(void *t) { t_release(t); }
+
+static void push_temp(void *p, void (*drop)(void *)) {
+  if (ntemps == T_MAXTEMPS) {
+    drop(p);
+    t_error("more than %d temporaries in composite ops", T_MAXTEMPS);
+  }
+  temps[ntemps].p = p;
+  temps[ntemps++].drop = drop;
+}
+
+static void pop_temp(void) {
+  ntemps--;
+  temps[ntemps].drop(temps[ntemps].p);
+}
+
+int t_scope_begin(void) {
+  if (scope_depth++ == 0) scope_grad_mode = ag_is_enabled();
+  return ntemps;
+}
+
+void t_scope_end(int scope) {
+  while (ntemps > scope) pop_temp();
+  scope_depth--;
+}
+
+Tensor *t_temp(Tensor *t) {
+  push_temp(t, drop_tensor);
+  return t;
+}
+
+void *t_temp_block(void *p) {
+  if (p) push_temp(p, free);
+  return p;
+}
+
+int t_temps_open(void) { return ntemps; }
+
+/* the error path: the ops that opened scopes will not return */
+static void abandon_scopes(void) {
+  while (ntemps > 0) pop_temp();
+  if (scope_depth > 0) ag_set_enabled(scope_grad_mode);
+  scope_depth = 0;
+}
+
 void t_error(const char *fmt, ...) {
   char msg[512];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
+  abandon_scopes();
   error_handler(msg);
   abort(); /* a handler must not return */
 }
@@ -222,14 +279,17 @@ static int64_t memory_limit(void) {
   return limit;
 }
 
-Tensor *t_new(int ndim, const int64_t *shape) {
-  t_check_shape("tensor", 1, ndim, shape);
+/* a new tensor, or NULL with the reason in err when the memory limit or malloc refuses */
+static Tensor *new_tensor(int ndim, const int64_t *shape, char *err, size_t errlen) {
   int64_t numel = 1;
   for (int i = 0; i < ndim; i++) numel *= shape[i];
-  if (live_bytes + numel * (int64_t)sizeof(float) > memory_limit())
-    t_error("out of memory: a tensor of %lld elements (%.3g GB) would bring the tensors to %.3g GB, more than the "
-            "limit of %.3g GB (MAMLRUN_MEMORY_LIMIT, by default 90%% of the machine's memory)",
-            (long long)numel, numel * 4e-9, (live_bytes + numel * 4.0) * 1e-9, memory_limit() * 1e-9);
+  if (live_bytes + numel * (int64_t)sizeof(float) > memory_limit()) {
+    snprintf(err, errlen,
+             "out of memory: a tensor of %lld elements (%.3g GB) would bring the tensors to %.3g GB, more than the "
+             "limit of %.3g GB (MAMLRUN_MEMORY_LIMIT, by default 90%% of the machine's memory)",
+             (long long)numel, numel * 4e-9, (live_bytes + numel * 4.0) * 1e-9, memory_limit() * 1e-9);
+    return NULL;
+  }
   Tensor *t = calloc(1, sizeof *t);
   Storage *s = calloc(1, sizeof *s);
   /* 64-byte aligned data for the SIMD kernels */
@@ -240,7 +300,8 @@ Tensor *t_new(int ndim, const int64_t *shape) {
     free(t);
     free(s);
     free(data);
-    t_error("out of memory allocating a tensor of %lld elements", (long long)numel);
+    snprintf(err, errlen, "out of memory allocating a tensor of %lld elements", (long long)numel);
+    return NULL;
   }
   s->refcount = 1;
   s->size = numel;
@@ -256,6 +317,31 @@ Tensor *t_new(int ndim, const int64_t *shape) {
   t->numel = numel;
   t->storage = s;
   return t;
+}
+
+Tensor *t_new(int ndim, const int64_t *shape) {
+  t_check_shape("tensor", 1, ndim, shape);
+  char err[400];
+  Tensor *t = new_tensor(ndim, shape, err, sizeof err);
+  if (!t) t_error("%s", err);
+  return t;
+}
+
+Tensor *t_try_new(int ndim, const int64_t *shape, char *err, size_t errlen) {
+  for (int i = 0; i < ndim; i++)
+    if (shape[i] < 0 || shape[i] > T_MAXNUMEL) {
+      snprintf(err, errlen, "invalid tensor shape");
+      return NULL;
+    }
+  int64_t numel = 1;
+  for (int i = 0; i < ndim; i++)
+    if (shape[i] && numel > T_MAXNUMEL / shape[i]) {
+      snprintf(err, errlen, "a tensor of more than %lld elements", (long long)T_MAXNUMEL);
+      return NULL;
+    } else {
+      numel *= shape[i];
+    }
+  return new_tensor(ndim, shape, err, errlen);
 }
 
 Tensor *t_zeros(int ndim, const int64_t *shape) {

@@ -102,12 +102,32 @@ void t_set_error_handler(t_error_handler h);
 T_NORETURN void t_error(const char *fmt, ...) T_PRINTF(1, 2);
 /* "bad argument #arg to 'fn' (...)", like luaL_argerror */
 T_NORETURN void t_argerror(const char *fn, int arg, const char *fmt, ...) T_PRINTF(3, 4);
+/* Temporaries of composite ops. An op built from other ops holds intermediate
+** tensors, and an error raised in the middle (t_error: the memory limit, a bad
+** shape) does not return to release them. So such an op opens a scope, hands
+** each temporary's reference to it (t_temp returns its argument), and closes
+** it when it returns (releasing them); t_error empties every open scope of the
+** thread before raising, and restores the grad mode the outermost scope began
+** with. Scopes nest (an op calling an op).
+**   int scope = t_scope_begin();
+**   Tensor *z = t_temp(t_sub(x, m)), *out = t_exp(z);
+**   t_scope_end(scope);
+**   return out; */
+int t_scope_begin(void);
+Tensor *t_temp(Tensor *t);
+void *t_temp_block(void *p); /* a malloc'd block, freed with the scope (NULL is fine) */
+void t_scope_end(int scope);
+/* open temporaries of this thread (0 outside every op; for tests) */
+int t_temps_open(void);
 /* shape as "(2, 3, 4)" into buf; returns buf */
 char *t_shape_str(const Tensor *t, char *buf, size_t n);
 char *t_shape_str2(int ndim, const int64_t *shape, char *buf, size_t n);
 
 /* ------------------------------------------------------------ life cycle */
 Tensor *t_new(int ndim, const int64_t *shape); /* uninitialised data */
+/* t_new that returns NULL with the reason in err instead of raising, for a
+** caller that holds files or memory an error would leak */
+Tensor *t_try_new(int ndim, const int64_t *shape, char *err, size_t errlen);
 Tensor *t_zeros(int ndim, const int64_t *shape);
 Tensor *t_full(int ndim, const int64_t *shape, float v);
 Tensor *t_zeros_like(const Tensor *t);
@@ -184,59 +204,10 @@ void ag_grad(Tensor *output, Tensor *grad_output, int ninputs, Tensor **inputs, 
 Tensor *t_detach(Tensor *x);
 
 /* ------------------------------------------------------------ ops */
-/* All ops return a new reference. Names in error messages are the Lua names. */
-
-/* elementwise, with numpy broadcasting (ops/elementwise.c) */
-Tensor *t_add(Tensor *a, Tensor *b);
-Tensor *t_sub(Tensor *a, Tensor *b);
-Tensor *t_mul(Tensor *a, Tensor *b);
-Tensor *t_div(Tensor *a, Tensor *b);
-Tensor *t_pow(Tensor *a, Tensor *b); /* a^b, elementwise */
-Tensor *t_add_scalar(Tensor *a, double s);
-Tensor *t_mul_scalar(Tensor *a, double s);
-Tensor *t_pow_scalar(Tensor *a, double p);
-Tensor *t_rsub_scalar(Tensor *a, double s); /* s - a */
-Tensor *t_rdiv_scalar(Tensor *a, double s); /* s / a */
-Tensor *t_neg(Tensor *a);
-Tensor *t_exp(Tensor *a);
-Tensor *t_log(Tensor *a);
-Tensor *t_sqrt(Tensor *a);
-Tensor *t_abs(Tensor *a);
-Tensor *t_sign(Tensor *a); /* not differentiable (zero gradient) */
-Tensor *t_relu(Tensor *a);
-Tensor *t_sigmoid(Tensor *a);
-Tensor *t_tanh(Tensor *a);
-/* comparisons give 0/1 floats and carry no gradient */
-enum { CMP_EQ, CMP_NE, CMP_LT, CMP_LE, CMP_GT, CMP_GE };
-Tensor *t_compare(Tensor *a, Tensor *b, int op);
-/* broadcasting helpers, each the other's backward */
-Tensor *t_expand(Tensor *a, int ndim, const int64_t *shape);
-Tensor *t_sum_to(Tensor *a, int ndim, const int64_t *shape);
-/* broadcast shape of a and b into out (returns ndim) or error naming fn */
-int t_broadcast_shape(const char *fn, const Tensor *a, const Tensor *b, int64_t *out);
-
-/* reductions (ops/reduce.c); dims is a bitmask over a's dims */
-Tensor *t_sum(Tensor *a, uint32_t dims, int keepdim);
-Tensor *t_mean(Tensor *a, uint32_t dims, int keepdim);
-Tensor *t_max(Tensor *a, int dim, int keepdim);   /* dim < 0: over all */
-Tensor *t_argmax(Tensor *a, int dim, int keepdim); /* 1-based indices as floats */
-Tensor *t_var(Tensor *a, uint32_t dims, int keepdim, int unbiased);
-
-/* shape ops (ops/shape.c) */
-Tensor *t_reshape(Tensor *a, int ndim, const int64_t *shape); /* view */
-Tensor *t_permute(Tensor *a, const int *perm);                /* copy */
-Tensor *t_transpose(Tensor *a, int d0, int d1);
-Tensor *t_narrow(Tensor *a, int dim, int64_t start, int64_t len); /* start 0-based */
-Tensor *t_pad_narrow(Tensor *g, int dim, int64_t start, int64_t full); /* narrow's backward */
-Tensor *t_cat(int n, Tensor **ts, int dim);
-Tensor *t_contiguous_copy(Tensor *a);
-
-/* linear algebra (ops/matmul.c) */
-Tensor *t_matmul(Tensor *a, Tensor *b);
-/* C = alpha op(A) op(B) + beta C, row-major, on OpenBLAS; every GEMM of the
-** project goes through it so that t_flops() counts the FLOPs done */
-void t_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
-             int ldb, float beta, float *c, int ldc);
-int64_t t_flops(void);
+/* Each op is declared once, in the header of its family: ops/elementwise.h,
+** ops/reduce.h, ops/shape.h, ops/matmul.h, ops/nnops.h (conv, pool),
+** ops/loss.h (linear, softmax, losses, batch norm), ops/batchnorm.h,
+** ops/image.h. All ops return a new reference; names in error messages are
+** the Lua names. */
 
 #endif

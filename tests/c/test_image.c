@@ -23,6 +23,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "checksum.h"
 #include "image.h"
 #include "omniglot.h"
 #include "tap.h"
@@ -538,16 +539,16 @@ static void test_canvas(void) {
 }
 
 static void test_crc(void) {
-  ok(om_crc32c(0, "123456789", 9) == 0xE3069283u && om_crc32c_soft(0, "123456789", 9) == 0xE3069283u,
+  ok(crc32c(0, "123456789", 9) == 0xE3069283u && crc32c_soft(0, "123456789", 9) == 0xE3069283u,
      "CRC-32C check value of \"123456789\" (hardware and table versions)");
   uint8_t buf[1000];
   for (int i = 0; i < 1000; i++) buf[i] = (uint8_t)(i * 7 + 3);
-  uint32_t whole = om_crc32c(0, buf, 1000);
-  uint32_t parts = om_crc32c(om_crc32c(om_crc32c(0, buf, 3), buf + 3, 500), buf + 503, 497);
+  uint32_t whole = crc32c(0, buf, 1000);
+  uint32_t parts = crc32c(crc32c(crc32c(0, buf, 3), buf + 3, 500), buf + 503, 497);
   uint32_t bytewise = 0;
-  for (int i = 0; i < 1000; i++) bytewise = om_crc32c(bytewise, buf + i, 1);
-  ok(whole == parts && whole == bytewise && om_crc32c(0, buf, 0) == 0 && whole == om_crc32c_soft(0, buf, 1000) &&
-         om_crc32c(0, buf + 3, 997) == om_crc32c_soft(0, buf + 3, 997),
+  for (int i = 0; i < 1000; i++) bytewise = crc32c(bytewise, buf + i, 1);
+  ok(whole == parts && whole == bytewise && crc32c(0, buf, 0) == 0 && whole == crc32c_soft(0, buf, 1000) &&
+         crc32c(0, buf + 3, 997) == crc32c_soft(0, buf + 3, 997),
      "CRC-32C is the same in pieces, byte by byte, at odd offsets, hardware or not");
 }
 
@@ -797,7 +798,7 @@ static void test_loader(void) {
   memcpy(foreign, bytes, OM_CACHE_HEADER);
   uint32_t v = 99, crc;
   memcpy(foreign + 8, &v, 4);
-  crc = om_crc32c(0, foreign, 60);
+  crc = crc32c(0, foreign, 60);
   memcpy(foreign + 60, &crc, 4);
   write_bytes(cache, foreign, OM_CACHE_HEADER);
   rc = om_load(root, &o, &ds, err, sizeof err);

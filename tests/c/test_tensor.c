@@ -14,6 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "elementwise.h"
+#include "matmul.h"
+#include "reduce.h"
+#include "shape.h"
 #include "loss.h"
 #include "tap.h"
 #include "tensor.h"

@@ -1,6 +1,6 @@
 /*
 ** tests/fuzz/fuzz_omniglot_cache.c: libFuzzer target for the Omniglot cache
-** reader (vm/omniglot.c om_cache_read, behind omniglot.load{cache=}). Each
+** reader (vm/omniglot_cache.c om_cache_read, behind omniglot.load{cache=}). Each
 ** input is read twice through a scratch file: as it is, and with its two
 ** CRC-32C fields recomputed, so that mutations also reach the checks behind
 ** the checksums (sizes, names section, payload). The reader's options take
@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "checksum.h"
 #include "omniglot.h"
 
 static char path[4096];
@@ -79,9 +80,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     uint8_t *fixed = malloc(size);
     if (!fixed) abort();
     memcpy(fixed, data, size);
-    uint32_t body = om_crc32c(0, fixed + OM_CACHE_HEADER, size - OM_CACHE_HEADER);
+    uint32_t body = crc32c(0, fixed + OM_CACHE_HEADER, size - OM_CACHE_HEADER);
     memcpy(fixed + 56, &body, 4);
-    uint32_t head = om_crc32c(0, fixed, 60);
+    uint32_t head = crc32c(0, fixed, 60);
     memcpy(fixed + 60, &head, 4);
     read_once(fixed, size);
     free(fixed);

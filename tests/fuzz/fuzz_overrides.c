@@ -5,8 +5,8 @@
 ** renamed), then the config resolution of lua/experiment.lua (resolve), as
 ** `mamlrun SCRIPT key=value ...` does it. An input is the argument list,
 ** split at NUL bytes. Properties: no crash; a usage error or a resolved
-** config; a resolution error is a string that names one of the overrides'
-** keys.
+** config; a resolution error is a string (or a usage error object's
+** message) that names one of the overrides' keys.
 */
 #define main mamlrun_host_main
 #include "../../vm/main.c"
@@ -26,6 +26,7 @@ static const char check_code[] =
     "local resolve, overrides = ...\n"
     "local ok, err = pcall(resolve, {}, overrides)\n"
     "if ok then return true end\n"
+    "if require('options').is_usage_error(err) then err = err.message end\n"
     "if type(err) ~= 'string' then return false, 'an error object of type ' .. type(err) end\n"
     "for k in pairs(overrides) do if err:find(\"'\" .. k, 1, true) then return true end end\n"
     "return false, err\n";

@@ -53,7 +53,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   size_t n = (size_t)h * (size_t)w;
   unsigned sum = 0;
   for (size_t i = 0; i < n; i++) sum += px[i]; /* every pixel is inside the buffer */
-  /* the loader's resizes (vm/omniglot.c decode_worker), for images of reasonable size */
+  /* the loader's resizes (vm/omniglot_decode.c decode_worker), for images of reasonable size */
   if (n <= ((size_t)1 << 20)) {
     ImgResizer r;
     float *in = malloc(n * sizeof *in), out[28 * 28];

@@ -283,14 +283,33 @@ describe("flags: requires_grad, detach, is_leaf, grad_fn", function()
     local y = x * 2 + 1
     assert.is_true(y:requires_grad())
     assert.is_false(y:is_leaf())
-    assert.equals("add", y:grad_fn())
+    assert.equals("add_scalar", y:grad_fn())
+    assert.equals("add", (x + x):grad_fn())
     assert.equals("mul", (x * x):grad_fn())
+    assert.equals("mul_scalar", (x * 2):grad_fn())
     assert.equals("exp", x:exp():grad_fn())
     assert.equals("matmul", x:reshape { 1, 2 }:matmul(T.ones { 2, 1 }):grad_fn())
     -- switching off on a leaf is allowed
     x:requires_grad(false)
     assert.is_false(x:requires_grad())
     assert.is_false((x * 2):requires_grad())
+  end)
+
+  it("node names are unique: each names one backward rule (ops/*.c, vm/*.c)", function()
+    local root = (require("mamlrun").root or "lua") .. "/.."
+    local rule_of, count = {}, 0
+    local p = io.popen("cat " .. root .. "/ops/*.c " .. root .. "/vm/*.c")
+    local text = p:read("a")
+    p:close()
+    for _, pattern in ipairs { 'ag_record%([^,]+, "([%w_]+)", ([%w_]+)', 'RECORD1%([^,]+, "([%w_]+)", ([%w_]+)' } do
+      for name, rule in text:gmatch(pattern) do
+        count = count + 1
+        assert.is_true(rule_of[name] == nil or rule_of[name] == rule,
+          ("node name '%s' is used by %s and %s"):format(name, tostring(rule_of[name]), rule))
+        rule_of[name] = rule
+      end
+    end
+    assert.is_true(count > 30, "found only " .. count .. " recorded nodes")
   end)
 
   it("a computed tensor cannot stop requiring grad", function()
@@ -423,7 +442,7 @@ describe("misuse of ag.grad", function()
     assert.has_error(function() ag.grad(x * x, { x }, { grad_output = T.ones { 3 } }) end,
       "bad argument #3 to 'grad' (grad_output has shape (3), output has (2))")
     assert.has_error(function() ag.grad(x * x, { x }, { grad_output = 1 }) end,
-      "bad argument #3 to 'grad' (option grad_output must be a tensor, got number)")
+      "bad argument #3 to 'grad' (option 'grad_output' must be a tensor or nil, got number)")
   end)
 
   it("non-tensor output, inputs or options", function()
@@ -440,7 +459,22 @@ describe("misuse of ag.grad", function()
       "bad argument #2 to 'grad' (expected a non-empty list of tensors)")
     ok, err = pcall(ag.grad, z, { x }, "create_graph")
     assert.is_false(ok)
-    assert.matches("bad argument #3 to '[%w.]*grad' %(table expected, got string%)", err)
+    assert.matches("bad argument #3 to 'grad' %(expected a table of options, got string%)", err)
+  end)
+
+  it("a mistyped or ill-typed option (a typo must not give a silent first-order gradient)", function()
+    local w = T.tensor { 0.3 }:requires_grad(true)
+    local loss = (w ^ 4):sum()
+    assert.has_error(function() ag.grad(loss, { w }, { creat_graph = true }) end,
+      "bad argument #3 to 'grad' (unknown option 'creat_graph'; valid options: create_graph, allow_unused, grad_output)")
+    assert.has_error(function() ag.grad(loss, { w }, { create_graph = 1 }) end,
+      "bad argument #3 to 'grad' (option 'create_graph' must be a boolean, got number)")
+    assert.has_error(function() ag.grad(loss, { w }, { allow_unused = "yes" }) end,
+      "bad argument #3 to 'grad' (option 'allow_unused' must be a boolean, got string)")
+    assert.has_error(function() ag.grad(loss, { w }, { [1] = true }) end,
+      "bad argument #3 to 'grad' (option names must be strings, got number)")
+    -- the correctly spelled option still gives a differentiable gradient
+    assert.is_true(ag.grad(loss, { w }, { create_graph = true })[1]:requires_grad())
   end)
 
   it("an input that does not require grad", function()

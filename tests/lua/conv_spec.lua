@@ -271,15 +271,15 @@ describe("misuse", function()
     { "non-tensor input", function() T.conv2d({}, w) end, "bad argument #1 to 'conv2d'" },
     { "non-tensor weight", function() T.conv2d(x, 3) end, "bad argument #2 to 'conv2d'" },
     { "options not a table", function() T.conv2d(x, w, nil, 2) end,
-      "bad argument #4 to 'conv2d' (table of options expected, got number)" },
+      "bad argument #4 to 'conv2d' (expected a table of options, got number)" },
     { "unknown option", function() T.conv2d(x, w, nil, { pading = 1 }) end,
-      "bad argument #4 to 'conv2d' (unknown option 'pading')" },
+      "bad argument #4 to 'conv2d' (unknown option 'pading'; valid options: stride, padding)" },
     { "non-integer option", function() T.conv2d(x, w, nil, { stride = 1.5 }) end,
       "option 'stride' must be an integer, got 1.5" },
     { "option given as a string", function() T.conv2d(x, w, nil, { padding = "1" }) end,
       "option 'padding' must be an integer, got string" },
     { "max_pool2d options not a table", function() T.max_pool2d(x, 2, "stride=1") end,
-      "bad argument #3 to 'max_pool2d' (table of options expected, got string)" },
+      "bad argument #3 to 'max_pool2d' (expected a table of options, got string)" },
     { "backward_weight kernel size of the wrong length", function()
       T.conv2d_backward_weight(x, randn({ 2, 4, 3, 3 }), { 3, 3, 3 })
     end, "expected kernel size as {h, w}, got a table of length 3" },

@@ -77,3 +77,15 @@ describe("distributed", function()
       .. "with the same files)")
   end)
 end)
+
+describe("the mpi module's own messages", function()
+  it("allreduce_sum refuses more elements than MPI's int counts, saying how many (a C %lld format once broke it)",
+    function()
+    local t = T.zeros { 1000000 }
+    local list = {}
+    for i = 1, 2200 do list[i] = t end -- 2.2e9 elements, one 4 MB tensor
+    local ok, err = pcall(require("mpi").allreduce_sum, list)
+    assert.is_false(ok)
+    assert.matches("bad argument #1 to 'allreduce_sum' %(2200000000 elements: too many%)", err)
+  end)
+end)

@@ -208,11 +208,15 @@ describe("omniglot module", function()
       assert.has_error(function() omniglot.load("/x") end,
         "bad argument #1 to 'load' (expected directory with images_background/ and images_evaluation/, got '/x')")
       assert.has_error(function() omniglot.load(root, {size = 0}) end,
-        "bad option 'size' to 'load' (expected 1..4096, got 0)")
+        "bad argument #2 to 'load' (option 'size' must be in 1..4096, got 0)")
       assert.has_error(function() omniglot.load(root, {cache = 5}) end,
-        "bad option 'cache' to 'load' (expected path or false, got number)")
+        "bad argument #2 to 'load' (option 'cache' must be a path or false, got number)")
       assert.has_error(function() omniglot.load(root, {size = "big"}) end,
-        "bad option 'size' to 'load' (expected integer, got string)")
+        "bad argument #2 to 'load' (option 'size' must be an integer, got string)")
+      assert.has_error(function() omniglot.load(root, {szie = 28}) end,
+        "bad argument #2 to 'load' (unknown option 'szie'; valid options: size, cache, pil_exact, images_per_class, threads)")
+      assert.has_error(function() omniglot.load(root, {pil_exact = 1}) end,
+        "bad argument #2 to 'load' (option 'pil_exact' must be a boolean, got number)")
       assert.has_error(function() omniglot.load{} end,
         "bad argument #1 to 'load' (expected root folder or {root=, cache=}, got neither)")
       local ok, err = pcall(omniglot.load, {cache = dir .. "/none.bin"})
@@ -286,6 +290,12 @@ describe("omniglot module", function()
     it("checks its options", function()
       assert.has_error(function() omniglot.tile(T.rand{2, 1, 5, 5}, {labels = {1}}) end,
         "bad option 'labels' to 'tile' (expected 2 numbers, got 1)")
+      assert.has_error(function() omniglot.tile(T.rand{2, 1, 5, 5}, {colls = 1}) end,
+        "bad argument #2 to 'tile' (unknown option 'colls'; valid options: cols, scale, pad, invert, labels, captions, separators)")
+      assert.has_error(function() omniglot.tile(T.rand{2, 1, 5, 5}, {scale = 17}) end,
+        "bad argument #2 to 'tile' (option 'scale' must be in 1..16, got 17)")
+      assert.has_error(function() omniglot.resize(T.rand{5, 5}, 3, 3, {pil = true}) end,
+        "bad argument #4 to 'resize' (unknown option 'pil'; valid options: pil_exact)")
       assert.has_error(function() omniglot.tile(T.rand{5, 5}) end,
         "bad argument #1 to 'tile' (expected tensor (n, 1, H, W) or (n, H, W), got (5, 5))")
     end)

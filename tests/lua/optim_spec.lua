@@ -98,7 +98,9 @@ describe("optimizer state", function()
 
   for _, kind in ipairs{"adam", "sgd"} do
     it(kind .. ": save after one step, restore in a new optimizer, continue identically", function()
-      local make = function() return optim[kind]{lr = 0.05, momentum = 0.9} end
+      -- (adam has no momentum option: its moments are betas)
+      local opts = kind == "sgd" and {lr = 0.05, momentum = 0.9} or {lr = 0.05, betas = {0.9, 0.999}}
+      local make = function() return optim[kind](opts) end
       local p_ref = T.tensor{1, 2, 3}
       local ref = make()
       run_steps(ref, p_ref, 1, 3)

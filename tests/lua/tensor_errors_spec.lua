@@ -428,7 +428,11 @@ describe("network pieces", function()
     fails(function() T.batch_norm(x, 1) end, "batch_norm", 2, "expected tensor or nil, got number")
     fails(function() T.batch_norm(T.zeros { 1, 3 }) end, "batch_norm", 1,
       "training mode needs more than 1 value per channel, got input (1, 3)")
-    fails(function() T.batch_norm(x, nil, nil, 5) end, "batch_norm", 4, "table expected, got number")
+    fails(function() T.batch_norm(x, nil, nil, 5) end, "batch_norm", 4, "expected a table of options, got number")
+    fails(function() T.batch_norm(x, nil, nil, { trainig = false, momentom = 0.5 }) end, "batch_norm", 4,
+      "unknown option '%a+'; valid options: [%w_, ]+", true)
+    fails(function() T.batch_norm(x, nil, nil, { trainig = false }) end, "batch_norm", 4,
+      "unknown option 'trainig'; valid options: running_mean, running_var, training, momentum, eps")
     fails(function() T.batch_norm(x, nil, nil, { training = false }) end, "batch_norm", 4,
       "eval mode (training=false) needs running_mean and running_var")
     fails(function() T.batch_norm(x, nil, nil, { running_mean = T.zeros { 3 } }) end, "batch_norm", 4,

@@ -97,7 +97,7 @@ run "$M" experiments/ablation_first_order.lua --help
 expect "an ablation by its path under the install" 0 "first-order MAML"
 check "the ablation's help shows first_order=true" grep -qE '^  first_order +true ' "$T/out"
 run "$M" omniglot5w1s --help wayz=3
-expect "help with an unknown key" 1 "" "unknown config key 'wayz'"
+expect "help with an unknown key" 2 "" "unknown config key 'wayz'"
 check "still nothing ran" test ! -e "$W/runs"
 
 # ---------------------------------------------------------------- not found: where it looked

@@ -2,7 +2,8 @@
 # tests/sh/script_errors.sh: mistakes in experiment scripts and in key=value overrides are reported
 # where they are. A syntax or runtime error names the file and the line: in the script, in a module
 # beside it, in the base script an ablation extends, in a task source the training loop calls. A bad
-# override names the key (exit status 1; a malformed command line is a usage error, status 2). The
+# override is the user's mistake, not the script's: one message naming the key, no traceback, exit
+# status 2 (as for a malformed command line); a bad key in a script keeps its traceback. The
 # plain host cases (a script's own syntax and runtime errors, -e) are in host_cli.sh.
 set -u
 ROOT=${ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -23,6 +24,17 @@ expect() {
   if [ "$rc" -ne "$want_rc" ] || ! grep -qF -- "$want_err" "$T/err"; then
     failures=$((failures + 1))
     echo "FAIL: $what: exit status $rc (expected $want_rc), stderr should contain: $want_err"
+    sed 's/^/  | /' "$T/err" | head -n 15
+  fi
+}
+
+# expect_usage WHAT STDERR-SUBSTRING CMD...: a user's mistake: status 2, the message, no traceback
+expect_usage() {
+  local what=$1
+  expect "$what" 2 "$2" "${@:3}"
+  if grep -q "stack traceback" "$T/err"; then
+    failures=$((failures + 1))
+    echo "FAIL: $what: a mistake on the command line printed a traceback"
     sed 's/^/  | /' "$T/err" | head -n 15
   fi
 }
@@ -98,24 +110,37 @@ expect "error in a task source during training" 1 "$T/source.lua:6: the source h
   env RUNS="$T/runs" "$MAMLRUN" "$T/source.lua"
 
 # ---------------------------------------------------------------- errors in overrides
-expect "override of the wrong type" 1 "config key 'seed' expects an integer, got string \"abc\" on the command line" \
+expect_usage "override of the wrong type" "config key 'seed' expects an integer, got string \"abc\" on the command line" \
   "$MAMLRUN" "${SIN[@]}" seed=abc
-expect "unknown override" 1 "unknown config key 'inner_lrr' on the command line" "$MAMLRUN" "${SIN[@]}" inner_lrr=0.1
-expect "override out of range" 1 "config key 'log_every' must be positive, got 0" "$MAMLRUN" "${SIN[@]}" log_every=0
-expect "size override out of range" 1 "config key 'queries' must be positive, got 0" "$MAMLRUN" "${SIN[@]}" queries=0
-expect "list override with a bad entry" 1 "config key 'hidden' must list positive sizes, got -3 at position 2" \
+expect_usage "unknown override" "unknown config key 'inner_lrr' on the command line" "$MAMLRUN" "${SIN[@]}" inner_lrr=0.1
+expect_usage "override out of range" "config key 'log_every' must be positive, got 0" "$MAMLRUN" "${SIN[@]}" log_every=0
+expect_usage "size override out of range" "config key 'queries' must be positive, got 0" "$MAMLRUN" "${SIN[@]}" queries=0
+expect_usage "list override with a bad entry" "config key 'hidden' must list positive sizes, got -3 at position 2" \
   "$MAMLRUN" "${SIN[@]}" hidden=40,-3
-expect "list override that is not a list" 1 "config key 'hidden' expects a list of integers" "$MAMLRUN" "${SIN[@]}" hidden=a,b
-expect "non-finite override" 1 "config key 'inner_lr' must be a finite number, got inf" "$MAMLRUN" "${SIN[@]}" inner_lr=1e999
-expect "choice override" 1 "config key 'on_nonfinite' expects one of stop, skip, got string \"maybe\"" \
+expect_usage "list override that is not a list" "config key 'hidden' expects a list of integers" "$MAMLRUN" "${SIN[@]}" hidden=a,b
+expect_usage "non-finite override" "config key 'inner_lr' must be a finite number, got inf" "$MAMLRUN" "${SIN[@]}" inner_lr=1e999
+expect_usage "choice override" "config key 'on_nonfinite' expects one of stop, skip, got string \"maybe\"" \
   "$MAMLRUN" "${SIN[@]}" on_nonfinite=maybe
-expect "key of another model" 1 "unknown config key 'channels' on the command line (task sinusoid, model mlp, algorithm maml)" \
+expect_usage "key of another model" "unknown config key 'channels' on the command line (task sinusoid, model mlp, algorithm maml)" \
   "$MAMLRUN" "${SIN[@]}" channels=32
 cat >"$T/extra.lua" <<'EOF'
 return require("experiment").run{name = "extra", task = "sinusoid", iterations = 2, extra = {alpha = 0.5}}
 EOF
-expect "extra.* override of the wrong type" 1 "config key 'extra.alpha' expects a number (like its value 0.5), got boolean true" \
+expect_usage "extra.* override of the wrong type" "config key 'extra.alpha' expects a number (like its value 0.5), got boolean true" \
   "$MAMLRUN" "$T/extra.lua" extra.alpha=true
+expect_usage "mistyped key of a paper config" "unknown config key 'out' on the command line" \
+  "$MAMLRUN" experiments/omniglot5w1s.lua out=/tmp/x
+expect_usage "ill-typed key of a paper config" "config key 'progress' expects one of auto, line, log, none, got boolean false on the command line" \
+  "$MAMLRUN" experiments/omniglot5w1s.lua progress=false
+cat >"$T/bad_key.lua" <<'EOF'
+return require("experiment").run{name = "bad", task = "sinusoid", itterations = 2}
+EOF
+expect "unknown key in a script (the script's error: traceback, status 1)" 1 \
+  "unknown config key 'itterations' in the experiment script" "$MAMLRUN" "$T/bad_key.lua"
+if ! grep -q "stack traceback" "$T/err"; then
+  failures=$((failures + 1))
+  echo "FAIL: an unknown key in a script lost its traceback"
+fi
 expect "override given twice (usage error)" 2 "duplicate override 'steps' (key given twice)" "$MAMLRUN" "${SIN[@]}" steps=1 steps=2
 expect "override as value and table (usage error)" 2 "override 'inner.lr' conflicts with 'inner' (already a value)" \
   "$MAMLRUN" "${SIN[@]}" inner=1 inner.lr=2

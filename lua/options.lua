@@ -1,0 +1,80 @@
+-- options: the options tables of the Lua library, checked in one place. A key that is not an option
+-- of the function (a typo such as {wyas = 5}) or a value of the wrong type is an error naming the
+-- function, the argument, the key and the valid keys, in the form the C bindings use (vm/lua_check.c):
+--
+--   bad argument #3 to 'tasks.sampler' (unknown option 'wyas'; valid options: generator, labels, ...)
+--
+--   local options = require "options"
+--   function M.sampler(ds, classes, opts)
+--     opts = options.check("tasks.sampler", 3, opts, {ways = "integer", generator = "generator", ...})
+--
+-- Types: "number", "integer" (a number with an integral value), "boolean", "string", "table",
+-- "function", "tensor", "generator", "any", or alternatives such as "string|function".
+local M = {}
+
+local articles = {integer = "an", any = "any"}
+
+-- the type of v as the checks name it: a userdata's metatable __name ("tensor"), else type(v)
+local function type_name(v)
+  local mt = getmetatable(v)
+  local name = type(mt) == "table" and rawget(mt, "__name")
+  if type(v) == "userdata" and type(name) == "string" then return name end
+  return type(v)
+end
+
+local function has_type(v, want)
+  for w in want:gmatch("[^|]+") do
+    if w == "any" or w == type_name(v) then return true end
+    if w == "integer" and type(v) == "number" and v == math.floor(v) then return true end
+  end
+  return false
+end
+
+local function describe(want)
+  local parts = {}
+  for w in want:gmatch("[^|]+") do parts[#parts + 1] = (articles[w] or "a") .. " " .. w end
+  return table.concat(parts, " or ")
+end
+
+-- the sorted keys of spec, for messages
+local function valid_keys(spec)
+  local keys = {}
+  for k in pairs(spec) do keys[#keys + 1] = k end
+  table.sort(keys)
+  return table.concat(keys, ", ")
+end
+
+local function bad(fn, arg, fmt, ...)
+  error(string.format("bad argument #%d to '%s' (" .. fmt .. ")", arg, fn, ...), 4)
+end
+
+--- options.check(fn, arg, opts, spec) -> opts, or {} when opts is nil. spec maps each valid key to
+--- its type. The error is raised at the caller of fn.
+function M.check(fn, arg, opts, spec)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then bad(fn, arg, "expected a table of options, got %s", type_name(opts)) end
+  for k, v in pairs(opts) do
+    if type(k) ~= "string" then bad(fn, arg, "option names must be strings, got %s", type_name(k)) end
+    local want = spec[k]
+    if want == nil then bad(fn, arg, "unknown option '%s'; valid options: %s", k, valid_keys(spec)) end
+    if not has_type(v, want) then
+      bad(fn, arg, "option '%s' must be %s, got %s", k, describe(want), type_name(v))
+    end
+  end
+  return opts
+end
+
+--- options.usage_error(msg): raise a mistake of the user's rather than of the script, such as a
+--- mistyped key=value on the command line. The error object is a table {message = msg} whose
+--- metatable's __name is "mamlrun.usage_error" (tostring gives msg): the host (vm/main.c) prints the
+--- message without a traceback and exits with status 2, as for a bad command line.
+local UsageError = {__name = "mamlrun.usage_error", __tostring = function(e) return e.message end}
+
+function M.usage_error(msg)
+  error(setmetatable({message = msg}, UsageError))
+end
+
+--- options.is_usage_error(err): whether err was raised by usage_error.
+function M.is_usage_error(err) return getmetatable(err) == UsageError end
+
+return M

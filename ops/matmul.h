@@ -1,0 +1,17 @@
+/*
+** matmul.h: batched matrix products and the one GEMM of the project (ops/matmul.c).
+*/
+#ifndef MAMLRUN_MATMUL_H
+#define MAMLRUN_MATMUL_H
+
+#include "tensor.h"
+
+/* linear algebra (ops/matmul.c) */
+Tensor *t_matmul(Tensor *a, Tensor *b);
+/* C = alpha op(A) op(B) + beta C, row-major, on OpenBLAS; every GEMM of the
+** project goes through it so that t_flops() counts the FLOPs done */
+void t_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+             int ldb, float beta, float *c, int ldc);
+int64_t t_flops(void);
+
+#endif

@@ -1,0 +1,32 @@
+/*
+** sys.h: what mamlrun asks of the operating system, each in one place: folders,
+** atomic file writes and the default number of threads.
+*/
+#ifndef MAMLRUN_SYS_H
+#define MAMLRUN_SYS_H
+
+#include <stddef.h>
+
+/* whether path is a folder (following links) */
+int sys_is_dir(const char *path);
+
+/* mkdir -p: create folder and its missing parents (0777 less the umask); 0, or
+** -1 with errno set. An existing folder is fine. */
+int sys_mkdir_p(const char *folder);
+
+/* Write the n parts (data[i], size[i] bytes) to path atomically: a temporary file
+** beside it (path.tmp.<pid>), fsync, rename over path, fsync of the folder; on a
+** failure the previous file is unchanged and the temporary file removed.
+** MAMLRUN_WRITE_LIMIT=N makes the writes fail with ENOSPC after N bytes (the
+** tests of a full disk). 0, or -1 with err set to "cannot create '<tmp>': <why>"
+** or "cannot write '<path>': <why>". */
+int sys_write_atomic(const char *path, int n, const void *const data[], const size_t size[], char *err, size_t errlen);
+
+/* The threads to use when the user asked for 0 (as many as useful): $MAMLRUN_THREADS
+** when set, else the CPUs this process may run on (its affinity: mpirun's binding)
+** but at most its share of the machine's cores among the MPI ranks on it
+** ($OMPI_COMM_WORLD_LOCAL_SIZE); always in 1..SYS_MAX_THREADS. */
+#define SYS_MAX_THREADS 64
+int sys_default_threads(void);
+
+#endif
