@@ -1,28 +1,11 @@
 -- MAML, Omniglot 5-way 5-shot (Finn et al. 2017, Table 1: 99.9 +- 0.1 %).
--- Settings of the paper and of its code (cbfinn/maml); see ../shared/seed/NOTES.md.
-return require("experiment").run{
+-- The paper's 5-way settings (omniglot5w1s.lua) with 5 shots, and as many queries per class as the
+-- paper's code takes.
+local experiment = require "experiment"
+local base = experiment.config "experiments/omniglot5w1s.lua"
+return experiment.run(experiment.extend(base, {
   name             = "omniglot5w5s",
-  task             = "omniglot",
-  ways             = 5,           -- N
   shots            = 5,           -- K
   queries          = 5,           -- query images per class in training (the paper's code: = K)
   queries_test     = 5,           -- query images per class of a test task (the paper's code: = K)
-  meta_batch       = 32,
-  steps            = 1,           -- inner steps in meta-training
-  steps_test       = 3,           -- inner steps at meta-test
-  inner_lr         = 0.4,         -- on N x mean cross-entropy (= 2.0 on a plain mean)
-  inner_loss_scale = "ways",
-  meta_lr          = 1e-3,        -- Adam
-  iterations       = 60000,
-  first_order      = false,       -- exact second-order MAML
-  rotation         = "task",      -- each class rotated by k * 90 degrees, drawn per task
-  split            = "paper",     -- 1200 train (1100 + 100 validation) / 423 test characters
-  val_classes      = 100,         -- validation classes carved from the training ones (the paper's code: 100)
-  image            = 28,
-  model            = "conv4",     -- 4 x [conv 3x3, stride 2, 64 filters -> BN -> ReLU], mean, linear
-  bn_scale         = false,       -- BN: learned shift, no learned scale
-  bn_adapt         = false,       -- BN shift meta-learned, not adapted in the inner loop
-  bn_mode          = "batch",     -- batch statistics at meta-test too (transductive)
-  init             = "paper",     -- Xavier-uniform conv, standard-normal linear
-  test_tasks       = 600,
-}
+}))
