@@ -1,0 +1,101 @@
+-- experiment.state: a run's state as a checkpoint tree (meta-parameters, buffers, the optimizer, the
+-- generator, the metrics so far, the config), a checkpoint file's tree checked field by field, and
+-- loading or restoring it into a run (lua/checkpoint.lua holds the file format).
+local T = require "tensor"
+local ag = require "autograd"
+local nn = require "nn"
+local optim = require "optim"
+local json = require "json"
+local checkpoint = require "checkpoint"
+
+local M = {}
+
+local function named_shapes(names, tensors)
+  local out = {}
+  for i, t in ipairs(tensors) do out[i] = {names[i], t:shape()} end
+  return out
+end
+
+--- The state of a run as a checkpoint tree.
+function M.checkpoint_tree(run)
+  local net, learner = run.net, run.learner
+  return {
+    format = "mamlrun-maml", experiment = run.cfg.name, iteration = run.iteration,
+    shapes = {params = named_shapes(learner.meta_names, learner.meta_params),
+              buffers = named_shapes(net:buffer_names(), net:buffers())},
+    params = learner.meta_params, buffers = net:buffers(), skipped = run.skipped,
+    optimizer = run.opt and run.opt:state() or nil,
+    generator = run.gen and run.gen:get_state() or nil,
+    window = run.window,
+    metrics = run.metrics_lines and table.concat(run.metrics_lines, "\n") or nil,
+    config = json.encode(run.cfg),
+  }
+end
+
+--- The tree of a checkpoint file with the fields that loading and resuming use checked: a damaged or
+--- foreign tree is an error saying what is wrong with it (not an index error deep in the runner).
+function M.load_tree(path)
+  local tree = checkpoint.load(path)
+  local function bad(fmt, ...)
+    error(string.format("%s is not a usable MAML checkpoint: " .. fmt, path, ...), 0)
+  end
+  if type(tree) ~= "table" then bad("it holds a %s, not a table", type(tree)) end
+  if tree.format ~= "mamlrun-maml" then
+    error(path .. " is a mamlrun checkpoint but not of a MAML run (format " .. tostring(tree.format) .. ")", 0)
+  end
+  if math.type(tree.iteration) ~= "integer" or tree.iteration < 0 then bad("iteration is %s", tostring(tree.iteration)) end
+  for _, kind in ipairs{"params", "buffers"} do
+    local shapes, tensors = type(tree.shapes) == "table" and tree.shapes[kind], tree[kind]
+    if type(shapes) ~= "table" or type(tensors) ~= "table" then bad("no %s, or no shapes of them", kind) end
+    if #tensors ~= #shapes then bad("%d %s but %d shapes", #tensors, kind, #shapes) end
+    for i, entry in ipairs(shapes) do
+      local ok = type(entry) == "table" and type(entry[1]) == "string" and type(entry[2]) == "table"
+      for _, size in ipairs(ok and entry[2] or {}) do ok = ok and math.type(size) == "integer" end
+      if not ok then bad("shape %d of the %s is not {name, {sizes}}", i, kind) end
+      if not T.is_tensor(tensors[i]) then bad("%s %d is a %s, not a tensor", kind, i, type(tensors[i])) end
+    end
+  end
+  for key, want in pairs{experiment = "string", config = "string", generator = "string", metrics = "string",
+                         optimizer = "table", window = "table", skipped = "number"} do
+    if tree[key] ~= nil and type(tree[key]) ~= want then bad("%s is a %s, not a %s", key, type(tree[key]), want) end
+  end
+  for _, field in ipairs{"loss", "metric", "n", "grad_norm"} do
+    if tree.window and type(tree.window[field]) ~= "number" then bad("window.%s is not a number", field) end
+  end
+  return tree
+end
+
+--- Load a checkpoint file's meta-parameters and buffers into a learner and its net (checking every
+--- shape); returns the tree.
+function M.load_into(path, learner)
+  local net = learner.net
+  local tree = M.load_tree(path)
+  local diff = checkpoint.compare_shapes("parameter", tree.shapes.params,
+    named_shapes(learner.meta_names, learner.meta_params))
+  diff = diff or checkpoint.compare_shapes("buffer", tree.shapes.buffers,
+    named_shapes(net:buffer_names(), net:buffers()))
+  if diff then
+    error(string.format("checkpoint %s (experiment %s) does not fit this experiment's network:\n  %s",
+      path, tostring(tree.experiment), diff), 0)
+  end
+  ag.no_grad(function()
+    nn.copy_into(learner.meta_params, tree.params, learner.meta_names)
+    nn.copy_into(net:buffers(), tree.buffers, net:buffer_names())
+  end)
+  return tree
+end
+
+-- restore the training state of a checkpoint tree into run
+function M.restore(run, tree, path)
+  local msg = optim.check_state(tree.optimizer or {}, run.learner.meta_params, run.learner.meta_names)
+  if msg then error("checkpoint " .. path .. ": " .. msg, 0) end
+  run.opt:load_state(tree.optimizer)
+  run.gen:set_state(tree.generator)
+  run.iteration = tree.iteration
+  run.skipped = tree.skipped or 0
+  run.window = tree.window or run.window
+  run.metrics_lines = {}
+  for line in (tree.metrics or ""):gmatch("[^\n]+") do run.metrics_lines[#run.metrics_lines + 1] = line end
+end
+
+return M
