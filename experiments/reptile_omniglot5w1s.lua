@@ -23,6 +23,7 @@ return require("experiment").run{
   transductive     = false,       -- --transductive for the 97.68% row
   rotation         = "classes",   -- augmentation: rotated copies are classes of their own
   split            = "paper",
+  val_classes      = 100,         -- validation classes carved from the training ones
   model            = "conv4",
   bn_scale         = true,        -- tf.layers.batch_normalization: scale and shift, both trained
   bn_adapt         = true,
