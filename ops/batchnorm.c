@@ -162,20 +162,26 @@ static ChannelGeom bn_check_input(Tensor *x) {
   return g;
 }
 
-/* the batch statistics of x as (C) tensors: mean and rstd for the kernels, and, when
-** asked, new references to the mean and the biased variance (for running statistics) */
-static void bn_stats(Tensor *x, const ChannelGeom *g, double eps, Tensor **mean, Tensor **rstd,
-                     Tensor **mean_out, Tensor **var_out) {
-  *mean = t_new(1, &g->c);
-  *rstd = t_new(1, &g->c);
+/* the batch statistics of x as (C) tensors, temporaries of the caller's scope: mean and
+** rstd for the kernels, and, when var is given, the biased variance (for running
+** statistics). The caller hands out references only once nothing more can fail, so an
+** error raised in between (the memory limit) leaks none of them. */
+static void bn_stats(Tensor *x, const ChannelGeom *g, double eps, Tensor **mean, Tensor **rstd, Tensor **var) {
+  *mean = t_temp(t_new(1, &g->c));
+  *rstd = t_temp(t_new(1, &g->c));
   const float *r = T_DATA(*rstd);
   channel_stats(g, T_DATA(x), eps, T_DATA(*mean), T_DATA(*rstd));
-  if (mean_out) *mean_out = t_retain(*mean);
-  if (var_out) { /* biased variance, from r */
-    *var_out = t_new(1, &g->c);
-    float *v = T_DATA(*var_out);
+  if (var) { /* biased variance, from r */
+    *var = t_temp(t_new(1, &g->c));
+    float *v = T_DATA(*var);
     for (int64_t c = 0; c < g->c; c++) v[c] = (float)(1.0 / ((double)r[c] * r[c]) - eps);
   }
+}
+
+/* new references to the statistics a caller asked for */
+static void bn_hand_out(Tensor *mean, Tensor *var, Tensor **mean_out, Tensor **var_out) {
+  if (mean_out) *mean_out = t_retain(mean);
+  if (var_out) *var_out = t_retain(var);
 }
 
 static void bn_normalize_backward_rule(Node *n, Tensor *g, Tensor **gin, const int *needs) {
@@ -199,12 +205,11 @@ static Tensor *bn_normalize_with(Tensor *x, Tensor *mean, Tensor *rstd, double e
 // x (N, C, ...) -> xhat, normalised per channel with batch statistics
 Tensor *t_bn_normalize(Tensor *x, double eps, Tensor **mean_out, Tensor **var_out) {
   ChannelGeom g = bn_check_input(x);
-  Tensor *mean, *rstd;
-  bn_stats(x, &g, eps, &mean, &rstd, mean_out, var_out);
+  Tensor *mean, *rstd, *var = NULL;
   int scope = t_scope_begin();
-  t_temp(mean);
-  t_temp(rstd);
+  bn_stats(x, &g, eps, &mean, &rstd, var_out ? &var : NULL);
   Tensor *out = bn_normalize_with(x, mean, rstd, eps);
+  bn_hand_out(mean, var, mean_out, var_out);
   t_scope_end(scope);
   return out;
 }
@@ -258,11 +263,9 @@ Tensor *t_bn_affine(Tensor *x, Tensor *w, Tensor *b, double eps, Tensor **mean_o
   ChannelGeom g = bn_check_input(x);
   bn_check_channels("weight", 2, w, g.c);
   bn_check_channels("bias", 3, b, g.c);
-  Tensor *mean, *rstd;
-  bn_stats(x, &g, eps, &mean, &rstd, mean_out, var_out);
+  Tensor *mean, *rstd, *var = NULL;
   int scope = t_scope_begin();
-  t_temp(mean);
-  t_temp(rstd);
+  bn_stats(x, &g, eps, &mean, &rstd, var_out ? &var : NULL);
   Tensor *out = t_new(x->ndim, x->shape);
   bn_affine_kernel(&g, T_DATA(x), T_DATA(mean), T_DATA(rstd), w ? T_DATA(w) : NULL, b ? T_DATA(b) : NULL,
                    T_DATA(out));
@@ -272,6 +275,7 @@ Tensor *t_bn_affine(Tensor *x, Tensor *w, Tensor *b, double eps, Tensor **mean_o
     node->saved[1] = t_retain(rstd);
     node->scalars[0] = eps;
   }
+  bn_hand_out(mean, var, mean_out, var_out);
   t_scope_end(scope);
   return out;
 }
