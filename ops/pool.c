@@ -59,7 +59,8 @@ Tensor *t_max_pool2d(Tensor *x, int k, int stride, int padding, Tensor **indices
   int64_t shape[4] = {x->shape[0], x->shape[1], g.oh, g.ow};
   /* the argmax is kept only for a caller or a backward pass */
   int keep = indices || (ag_is_enabled() && x->requires_grad);
-  Tensor *y = t_new(4, shape), *idx = keep ? t_new(4, shape) : NULL;
+  int scope = t_scope_begin(); /* y and idx are temporaries until nothing more can fail */
+  Tensor *y = t_temp(t_new(4, shape)), *idx = keep ? t_temp(t_new(4, shape)) : NULL;
   const float *xd = T_DATA(x);
   float *yd = T_DATA(y), *id = idx ? T_DATA(idx) : NULL;
   for (int64_t pl = 0; pl < g.nc; pl++) {
@@ -91,10 +92,9 @@ Tensor *t_max_pool2d(Tensor *x, int k, int stride, int padding, Tensor **indices
     n->ints[0] = g.h;
     n->ints[1] = g.w;
   }
-  if (indices)
-    *indices = idx;
-  else
-    t_release(idx);
+  if (indices) *indices = t_retain(idx);
+  t_retain(y);
+  t_scope_end(scope);
   return y;
 }
 
