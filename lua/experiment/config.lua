@@ -312,9 +312,15 @@ function M.resolve(script_cfg, overrides)
   overrides = overrides or {}
   local cfg = deep_copy(script_cfg or {})
   local common = schema("common", "none")
-  local task = convert(common.task, overrides.task or cfg.task or "omniglot", "")
-  local model = convert(common.model, overrides.model or cfg.model or default_model[task], "")
-  local alg = convert(common.algorithm, overrides.algorithm or cfg.algorithm or "maml", "")
+  -- (a task, model or algorithm mistyped on the command line is a usage error, as any other key there)
+  local function chosen(name, default)
+    if overrides[name] ~= nil then return convert(common[name], overrides[name], ON_COMMAND_LINE) end
+    if cfg[name] ~= nil then return convert(common[name], cfg[name], " in the experiment script") end
+    return convert(common[name], default, "")
+  end
+  local task = chosen("task", "omniglot")
+  local model = chosen("model", default_model[task])
+  local alg = chosen("algorithm", "maml")
   local map, names = schema(task, model, alg)
   local function unknown(k, where)
     return string.format("unknown config key '%s'%s (task %s, model %s, algorithm %s); valid keys: %s",

@@ -113,6 +113,12 @@ expect "error in a task source during training" 1 "$T/source.lua:6: the source h
 expect_usage "override of the wrong type" "config key 'seed' expects an integer, got string \"abc\" on the command line" \
   "$MAMLRUN" "${SIN[@]}" seed=abc
 expect_usage "unknown override" "unknown config key 'inner_lrr' on the command line" "$MAMLRUN" "${SIN[@]}" inner_lrr=0.1
+expect_usage "unknown algorithm on the command line" "config key 'algorithm' expects one of maml, meta_sgd, anil, reptile, mamlpp" \
+  "$MAMLRUN" "${SIN[@]}" algorithm=mamll
+expect_usage "unknown model on the command line" "config key 'model' expects one of conv4, peer_net, mlp" \
+  "$MAMLRUN" "${SIN[@]}" model=conv5
+expect_usage "a key of another algorithm on the command line" "unknown config key 'inner_batch' on the command line (task sinusoid, model mlp, algorithm maml)" \
+  "$MAMLRUN" "${SIN[@]}" inner_batch=3
 expect_usage "override out of range" "config key 'log_every' must be positive, got 0" "$MAMLRUN" "${SIN[@]}" log_every=0
 expect_usage "size override out of range" "config key 'queries' must be positive, got 0" "$MAMLRUN" "${SIN[@]}" queries=0
 expect_usage "list override with a bad entry" "config key 'hidden' must list positive sizes, got -3 at position 2" \
