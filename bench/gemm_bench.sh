@@ -17,7 +17,7 @@
 # fastest time per library. Output also in bench/out/gemm_results.txt (raw), bench/out/gemm_tables.txt,
 # and bench/out/gemm_shapes_by_config.txt (each config's GEMMs: op, layer, shapes and calls).
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 BUILD=${BUILD:-build}
 GEMM_LOGS=${GEMM_LOGS:-bench/out/gemm_log}
 CONFIGS=${CONFIGS:-"5:1 5:5 20:1 20:5"}

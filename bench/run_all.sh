@@ -17,7 +17,7 @@
 # SKIP="autograd conv conv4 gemm maml" prints the ceilings alone). Run on an otherwise idle machine:
 # it takes 10-20 minutes. The binaries of parts 0 and 3 come from `make bench-tools` (BUILD=build).
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 ITERS=${ITERS:-5}
 WARMUP=${WARMUP:-2}
 CONFIGS=${CONFIGS:-"5:1 5:5 20:1 20:5"}
