@@ -39,7 +39,7 @@ CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
 HEADERS  := $(wildcard vm/*.h ops/*.h)
 CTESTS   := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/test_*.c))
 
-.PHONY: all test run bench sanitize install uninstall deb data format clean deps deps-fuzz check-deps fuzz fuzz-targets
+.PHONY: all test run bench bench-tools sanitize install uninstall deb data format clean deps deps-fuzz check-deps fuzz fuzz-targets
 
 all: mamlrun
 
@@ -140,8 +140,59 @@ $(BUILD)/tests/fuzz/%: tests/fuzz/%.c $(BUILD)/libmamlrun.a $(HEADERS) $(wildcar
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fsanitize=fuzzer -DMAMLRUN_LUA_DIR='"$(abspath lua)"' -o $@ $< $(BUILD)/libmamlrun.a $(LDLIBS)
 
-bench: mamlrun
-	@bench/run_all.sh
+# ---------------------------------------------------------------- benchmarks
+# `make bench` (bench/run_all.sh; SKIP="ceilings gemm autograd conv conv4 maml" leaves parts out) first
+# builds bench-tools: bench/ceilings.c (OpenBLAS sgemm 1024^3 and the FMA peak; bench/fma_peak.c is
+# compiled once with -mavx2 -mfma and once with -mavx512f -mfma, and only called when the CPU has
+# them) and bench/gemm_bench.c once per GEMM library found: OpenBLAS always; libxsmm (pkg-config
+# libxsmm), oneDNN (header oneapi/dnnl/dnnl.h) and BLIS (pkg-config blis, or header blis.h) when
+# installed. None of them is a dependency of the build or of `make test`: they are looked for only
+# when the goal is bench or bench-tools.
+BENCH_CC   = $(CC) $(CFLAGS)
+GEMM_BENCH = $(BUILD)/bench/gemm_bench_openblas
+ifneq ($(filter bench bench-tools,$(MAKECMDGOALS)),)
+HAS_HEADER = $(shell printf '\#include <$(1)>\n' | $(CC) -E -x c - >/dev/null 2>&1 && echo 1)
+ifeq ($(shell pkg-config --exists libxsmm 2>/dev/null && echo 1),1)
+GEMM_BENCH     += $(BUILD)/bench/gemm_bench_libxsmm
+LIBS_libxsmm   := $(shell pkg-config --cflags libxsmm) -lxsmm -lxsmmnoblas -lrt -ldl
+endif
+ifeq ($(call HAS_HEADER,oneapi/dnnl/dnnl.h),1)
+GEMM_BENCH     += $(BUILD)/bench/gemm_bench_dnnl
+LIBS_dnnl      := -ldnnl
+endif
+ifeq ($(shell pkg-config --exists blis 2>/dev/null && echo 1),1)
+GEMM_BENCH     += $(BUILD)/bench/gemm_bench_blis
+LIBS_blis      := $(shell pkg-config --cflags --libs blis)
+else ifeq ($(call HAS_HEADER,blis.h),1)
+GEMM_BENCH     += $(BUILD)/bench/gemm_bench_blis
+LIBS_blis      := -lblis
+endif
+endif
+LIBS_openblas  := $(shell pkg-config --cflags --libs openblas 2>/dev/null)
+GEMM_DEFINE_openblas := GEMM_LIB_OPENBLAS
+GEMM_DEFINE_libxsmm  := GEMM_LIB_LIBXSMM
+GEMM_DEFINE_dnnl     := GEMM_LIB_DNNL
+GEMM_DEFINE_blis     := GEMM_LIB_BLIS
+
+bench-tools: $(BUILD)/bench/ceilings $(GEMM_BENCH)
+
+$(BUILD)/bench/fma_avx2.o: bench/fma_peak.c
+	@mkdir -p $(dir $@)
+	$(BENCH_CC) -mavx2 -mfma -DFMA_WIDTH=8 -c $< -o $@
+
+$(BUILD)/bench/fma_avx512.o: bench/fma_peak.c
+	@mkdir -p $(dir $@)
+	$(BENCH_CC) -mavx512f -mfma -DFMA_WIDTH=16 -c $< -o $@
+
+$(BUILD)/bench/ceilings: bench/ceilings.c $(BUILD)/bench/fma_avx2.o $(BUILD)/bench/fma_avx512.o
+	$(BENCH_CC) -o $@ $^ $(LIBS_openblas) -lm -lpthread
+
+$(BUILD)/bench/gemm_bench_%: bench/gemm_bench.c
+	@mkdir -p $(dir $@)
+	$(BENCH_CC) -D$(GEMM_DEFINE_$*) -o $@ $< $(LIBS_$*) -lm -lpthread
+
+bench: mamlrun bench-tools
+	@BUILD='$(BUILD)' bench/run_all.sh
 
 format:
 	clang-format -i vm/*.c vm/*.h ops/*.c ops/*.h tests/c/*.c

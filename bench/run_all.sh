@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
 # bench/run_all.sh (make bench): every benchmark, mamlrun next to the PyTorch peer in the same run.
+#   0. ceilings: OpenBLAS sgemm 1024^3 (median of 7) and the FMA peak (independent FMA chains on the
+#      widest vector width the CPU has), on each thread count of THREADS (build/bench/ceilings)
 #   1. autograd recording overhead (bench/autograd_bench.lua)
 #   2. conv2d kernels, GFLOP/s vs torch (bench/conv_bench.sh); nn.conv4 forward+backward and double
 #      backward on a 5-way 1-shot task vs the same network in torch (bench/conv4_bench*)
-#   3. MAML meta-iterations: 4 Omniglot configs x {second, first} order on the peer's network (and
+#   3. GEMM libraries on the sgemm shapes of the four Omniglot configs (bench/gemm_bench.sh: OpenBLAS,
+#      and libxsmm, oneDNN, BLIS when installed), one thread
+#   4. MAML meta-iterations: 4 Omniglot configs x {second, first} order on the peer's network (and
 #      5w1s on nn.conv4), at 1 and 2 threads; the peer ../shared/peers/maml_torch.py on the same
-#      config when /usr/bin/python3 has torch; a table of s/iter, GFLOP/s, peak RSS and ratios.
+#      config when /usr/bin/python3 has torch; a table of s/iter, GFLOP/s, peak RSS and ratios, and
+#      each line's GFLOP/s as a fraction of the sgemm ceiling on its thread count and of the FMA peak.
 # Environment: ITERS (timed iterations, default 5), WARMUP (default 2), CONFIGS (default
 # "5:1 5:5 20:1 20:5"), ORDERS (default "2 1"), THREADS (default "1 2"), PEER (path of maml_torch.py),
-# SKIP ("autograd conv conv4" to skip parts). Run on an otherwise idle machine: it takes 10-20 minutes.
+# SKIP (parts to leave out, any of "ceilings autograd conv conv4 gemm maml"; e.g.
+# SKIP="autograd conv conv4 gemm maml" prints the ceilings alone). Run on an otherwise idle machine:
+# it takes 10-20 minutes. The binaries of parts 0 and 3 come from `make bench-tools` (BUILD=build).
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 ITERS=${ITERS:-5}
 WARMUP=${WARMUP:-2}
 CONFIGS=${CONFIGS:-"5:1 5:5 20:1 20:5"}
@@ -18,25 +25,42 @@ ORDERS=${ORDERS:-"2 1"}
 THREADS=${THREADS:-"1 2"}
 PEER=${PEER:-../shared/peers/maml_torch.py}
 SKIP=${SKIP:-}
+BUILD=${BUILD:-build}
 export OPENBLAS_NUM_THREADS=1
+mkdir -p bench/out
+skip() { case " $SKIP " in *" $1 "*) return 0 ;; esac; return 1; }
 
-case " $SKIP " in *" autograd "*) ;; *)
+ceilings=bench/out/ceilings.jsonl   # kept (git-ignored) beside the MAML results, for bench/report.lua
+rm -f "$ceilings"                    # the fractions use this run's ceilings only
+if ! skip ceilings; then
+  echo "== ceilings (OpenBLAS sgemm 1024^3 and FMA peak, on $THREADS threads)"
+  # shellcheck disable=SC2086
+  "$BUILD/bench/ceilings" $THREADS >bench/out/ceilings.out || echo "   (build/bench/ceilings failed: make bench-tools)"
+  grep -v '^CEILING' bench/out/ceilings.out
+  grep '^CEILING' bench/out/ceilings.out | sed 's/^CEILING //' >"$ceilings"
+fi
+
+if ! skip autograd; then
   echo "== autograd recording overhead"
-  [ -f bench/autograd_bench.lua ] && ./mamlrun bench/autograd_bench.lua ;;
-esac
-case " $SKIP " in *" conv "*) ;; *)
+  [ -f bench/autograd_bench.lua ] && ./mamlrun bench/autograd_bench.lua
+fi
+if ! skip conv; then
   echo "== conv2d kernels (1 thread)"
-  bench/conv_bench.sh 1 ;;
-esac
+  bench/conv_bench.sh 1
+fi
 
-case " $SKIP " in *" conv4 "*) ;; *)
+if ! skip conv4; then
   echo "== nn.conv4 on one 5-way 1-shot task (1 thread): forward+backward and double backward"
   ./mamlrun bench/conv4_bench.lua
-  if /usr/bin/python3 -c "import torch" 2>/dev/null; then /usr/bin/python3 bench/conv4_bench_torch.py | tail -n +2; fi ;;
-esac
+  if /usr/bin/python3 -c "import torch" 2>/dev/null; then /usr/bin/python3 bench/conv4_bench_torch.py | tail -n +2; fi
+fi
 
+if ! skip gemm; then
+  CONFIGS="$CONFIGS" bench/gemm_bench.sh
+fi
+
+skip maml && exit 0
 echo "== MAML meta-iterations (random data, 15 queries/class, 5 inner steps, meta-batch 32)"
-mkdir -p bench/out
 results=bench/out/maml_results.jsonl   # kept (git-ignored): bench/report.lua can print it again
 : >"$results"
 have_peer=0
@@ -63,4 +87,4 @@ for cfg in $CONFIGS; do
     fi
   done
 done
-./mamlrun bench/report.lua "$results"
+if [ -s "$ceilings" ]; then ./mamlrun bench/report.lua "$results" "$ceilings"; else ./mamlrun bench/report.lua "$results"; fi

@@ -370,6 +370,14 @@ static int whole_image(const ConvGeom *g) {
 
 /* ------------------------------------------------------------ kernels */
 
+/* names the op and layer of the GEMMs that follow in the shape log (MAMLRUN_GEMM_LOG) */
+static void gemm_site(const char *op, const ConvGeom *g) {
+  if (t_gemm_log_on())
+    t_gemm_site("conv2d.%s N%lld C%lld H%lldxW%lld O%lld k%lldx%lld s%d p%d", op, (long long)g->n, (long long)g->c,
+                (long long)g->h, (long long)g->w, (long long)g->o, (long long)g->kh, (long long)g->kw, g->stride,
+                g->padding);
+}
+
 /* Images per GEMM inside a chunk: all of them when the maps are small (P =
 ** OH*OW below 64, the MAML layers after the first), else one at a time,
 ** which reads gy and writes y in place instead of through (O, nb*P) copies. */
@@ -380,6 +388,7 @@ void conv2d_forward_kernel(const ConvGeom *g, float *out, const float *x, const 
                            const float *b) {
   const int64_t p = g->oh * g->ow, k = g->c * g->kh * g->kw, nbmax = chunk_images(g);
   if (g->n * g->o * p == 0) return;
+  gemm_site("forward", g);
   if (k == 0) {
     for (int64_t i = 0; i < g->n * g->o; i++)
       for (int64_t q = 0; q < p; q++) out[i * p + q] = b ? b[i % g->o] : 0.0f;
@@ -426,6 +435,7 @@ void conv2d_forward_kernel(const ConvGeom *g, float *out, const float *x, const 
 void conv2d_backward_input_kernel(const ConvGeom *g, float *gx, const float *gy, const float *w) {
   const int64_t p = g->oh * g->ow, k = g->c * g->kh * g->kw, nbmax = chunk_images(g);
   const int64_t xsize = g->c * g->h * g->w;
+  gemm_site("backward_input", g);
   if (g->n * p * k == 0 || g->o == 0) {
     memset(gx, 0, (size_t)(g->n * xsize) * sizeof(float));
     return;
@@ -456,6 +466,7 @@ void conv2d_backward_input_kernel(const ConvGeom *g, float *gx, const float *gy,
 void conv2d_backward_weight_kernel(const ConvGeom *g, float *gw, const float *x, const float *gy) {
   const int64_t p = g->oh * g->ow, k = g->c * g->kh * g->kw, nbmax = chunk_images(g);
   const int64_t xsize = g->c * g->h * g->w;
+  gemm_site("backward_weight", g);
   if (g->n * p * k == 0 || g->o == 0) {
     memset(gw, 0, (size_t)(g->o * k) * sizeof(float));
     return;

@@ -13,5 +13,10 @@ Tensor *t_matmul(Tensor *a, Tensor *b);
 void t_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
              int ldb, float beta, float *c, int ldc);
 int64_t t_flops(void);
+/* GEMM shape log (MAMLRUN_GEMM_LOG=FILE, off by default): t_gemm_log_on() says whether it is on;
+** t_gemm_site(printf format, ...) names the op of this thread's next GEMMs in it (call it only
+** when the log is on) */
+int t_gemm_log_on(void);
+void t_gemm_site(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

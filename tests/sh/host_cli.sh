@@ -221,5 +221,25 @@ EOF
   expect "busted failure gives exit 1" 1 "not ok 2 - busted under mamlrun fails when asked"
 fi
 
+# MAMLRUN_GEMM_LOG (ops/matmul.c): each distinct sgemm shape and site with its calls, appended at
+# exit; nothing written when unset
+cat >"$T/gemm.lua" <<'EOF'
+local T = require "tensor"
+local x, w = T.rand({2, 3, 6, 6}), T.rand({4, 3, 3, 3})
+for _ = 1, 3 do T.conv2d(x, w, nil, {stride = 1, padding = 1}) end
+T.matmul(T.rand({5, 7}), T.rand({7, 2}))
+print("done")
+EOF
+run env MAMLRUN_GEMM_LOG="$T/gemm.log" "$MAMLRUN" "$T/gemm.lua"
+expect "MAMLRUN_GEMM_LOG run" 0 "done"
+checks=$((checks + 1))
+if ! grep -q '^3 0 1 4 72 27 0 conv2d.forward N2 C3 H6xW6 O4 k3x3 s1 p1$' "$T/gemm.log" 2>/dev/null ||
+  ! grep -q '^1 0 0 5 2 7 0 matmul (5, 7) @ (7, 2)$' "$T/gemm.log"; then
+  fail "MAMLRUN_GEMM_LOG: shapes not logged: $(cat "$T/gemm.log" 2>/dev/null)"
+fi
+run env -u MAMLRUN_GEMM_LOG "$MAMLRUN" "$T/gemm.lua"
+checks=$((checks + 1))
+if [ "$(grep -c . "$T/gemm.log")" -ne 3 ]; then fail "MAMLRUN_GEMM_LOG unset still wrote the log"; fi
+
 echo "host_cli: $checks checks, $failures failed"
 [ "$failures" -eq 0 ]
