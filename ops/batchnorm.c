@@ -30,10 +30,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "batchnorm.h"
 #include "elementwise.h"
 #include "reduce.h"
 #include "shape.h"
-#include "batchnorm.h"
 
 /* (N, C, rest...) as n outer blocks, c channels, hw inner values */
 typedef struct {
@@ -267,8 +267,7 @@ Tensor *t_bn_affine(Tensor *x, Tensor *w, Tensor *b, double eps, Tensor **mean_o
   int scope = t_scope_begin();
   bn_stats(x, &g, eps, &mean, &rstd, var_out ? &var : NULL);
   Tensor *out = t_new(x->ndim, x->shape);
-  bn_affine_kernel(&g, T_DATA(x), T_DATA(mean), T_DATA(rstd), w ? T_DATA(w) : NULL, b ? T_DATA(b) : NULL,
-                   T_DATA(out));
+  bn_affine_kernel(&g, T_DATA(x), T_DATA(mean), T_DATA(rstd), w ? T_DATA(w) : NULL, b ? T_DATA(b) : NULL, T_DATA(out));
   Node *node = ag_record(out, "batch_norm", bn_affine_backward_rule, 3, (Tensor *[]){x, w, b});
   if (node) {
     node->saved[0] = t_retain(mean);
@@ -397,7 +396,8 @@ T_HOT static Tensor *bn_double_backward_op(Tensor *u, Tensor *g, Tensor *x, Tens
 void bn_check_channels(const char *what, int arg, Tensor *v, int64_t c) {
   char b[160];
   if (v && (v->ndim != 1 || v->shape[0] != c))
-    t_argerror("batch_norm", arg, "expected %s of shape (%lld), got %s", what, (long long)c, t_shape_str(v, b, sizeof b));
+    t_argerror("batch_norm", arg, "expected %s of shape (%lld), got %s", what, (long long)c,
+               t_shape_str(v, b, sizeof b));
 }
 
 /* one sweep over g (and x): g * w[c] (gx), sum of g * x (gdot) and sum of g (gsum) per channel, each

@@ -25,14 +25,14 @@
 #include <xmmintrin.h>
 #endif
 
-#include "matmul.h"
 #include "batchnorm.h"
+#include "matmul.h"
 #include "nnops.h"
 
 /* ------------------------------------------------------------ geometry */
 
-ConvGeom conv2d_geom(int64_t n, int64_t c, int64_t h, int64_t w, int64_t o, int64_t kh, int64_t kw,
-                     int stride, int padding) {
+ConvGeom conv2d_geom(int64_t n, int64_t c, int64_t h, int64_t w, int64_t o, int64_t kh, int64_t kw, int stride,
+                     int padding) {
   ConvGeom g = {n, c, h, w, o, kh, kw, 0, 0, stride, padding};
   g.oh = (h + 2 * (int64_t)padding - kh) / stride + 1;
   g.ow = (w + 2 * (int64_t)padding - kw) / stride + 1;
@@ -189,8 +189,7 @@ static void im2col(const ConvGeom *g, const float *xt, int64_t nb, float *col) {
           for (int64_t q = 0; q < lo * c; q++) dst[q] = 0;
           if (rowlen <= 4)
             for (int64_t q = 0; q < (hi - lo) * c; q++) dst[lo * c + q] = src[q];
-          else
-            memcpy(dst + lo * c, src, (size_t)((hi - lo) * c) * sizeof(float));
+          else memcpy(dst + lo * c, src, (size_t)((hi - lo) * c) * sizeof(float));
           for (int64_t q = hi * c; q < rowlen; q++) dst[q] = 0;
         }
       }
@@ -217,8 +216,7 @@ static void col2im(const ConvGeom *g, const float *col, int64_t nb, float *gxt) 
 
 // x (N,C,H,W) images n0..n0+nb-1 -> col (nb*OH*OW, KH*KW*C), one image at a time
 // through xt (H,W,C), which stays in L1/L2 between its transpose and im2col
-static void images_to_columns(const ConvGeom *g, const float *x, int64_t n0, int64_t nb, float *xt,
-                              float *col) {
+static void images_to_columns(const ConvGeom *g, const float *x, int64_t n0, int64_t nb, float *xt, float *col) {
   const int64_t hw = g->h * g->w, rows = g->oh * g->ow * g->c * g->kh * g->kw;
   for (int64_t n = 0; n < nb; n++) {
     transpose(x + (n0 + n) * g->c * hw, g->c, hw, xt);
@@ -227,8 +225,7 @@ static void images_to_columns(const ConvGeom *g, const float *x, int64_t n0, int
 }
 
 // col (nb*OH*OW, KH*KW*C) -> gx (N,C,H,W) images n0..n0+nb-1 (overwritten), through gxt (H,W,C)
-static void columns_to_images(const ConvGeom *g, const float *col, int64_t n0, int64_t nb,
-                              float *gxt, float *gx) {
+static void columns_to_images(const ConvGeom *g, const float *col, int64_t n0, int64_t nb, float *gxt, float *gx) {
   const int64_t hw = g->h * g->w, rows = g->oh * g->ow * g->c * g->kh * g->kw;
   for (int64_t n = 0; n < nb; n++) {
     memset(gxt, 0, (size_t)(hw * g->c) * sizeof(float));
@@ -273,8 +270,7 @@ static void image_taps(const ConvGeom *g, const float *x, float *taps) {
 
 // y (P) = bias + sum over taps t of wo[t] * taps[t] (P), in the order of t; blocks of
 // 32 (then 8) outputs stay in registers through all the taps
-T_HOT static void weighted_taps(float *y, const float *taps, const float *wo, int64_t ntaps,
-                                int64_t p, float bias) {
+T_HOT static void weighted_taps(float *y, const float *taps, const float *wo, int64_t ntaps, int64_t p, float bias) {
   enum { QB = 32 };
   int64_t q0 = 0;
   for (; q0 + QB <= p; q0 += QB) {
@@ -303,8 +299,7 @@ T_HOT static void weighted_taps(float *y, const float *taps, const float *wo, in
 }
 
 // out (N,O,OH,OW) from x (N,1,H,W), w (O,1,KH,KW), b (O) or NULL
-static void conv2d_forward_c1(const ConvGeom *g, float *out, const float *x, const float *w,
-                              const float *b) {
+static void conv2d_forward_c1(const ConvGeom *g, float *out, const float *x, const float *w, const float *b) {
   const int64_t p = g->oh * g->ow, kk = g->kh * g->kw;
   float *taps = scratch(COLS, kk * p);
   for (int64_t n = 0; n < g->n; n++) {
@@ -317,8 +312,8 @@ static void conv2d_forward_c1(const ConvGeom *g, float *out, const float *x, con
 // acc[t] += dot(g (P), taps[t] (P)) for t < nt <= 12: one pass over g, a vector
 // accumulator per tap (independent chains), lanes summed in a fixed order. Inlined
 // with a constant nt, the accumulators stay in registers.
-static inline __attribute__((always_inline)) void tap_dots_n(float *acc, const float *g, const float *taps,
-                                                             int64_t nt, int64_t p) {
+static inline __attribute__((always_inline)) void tap_dots_n(float *acc, const float *g, const float *taps, int64_t nt,
+                                                             int64_t p) {
   t_v8f a[12] = {{0}};
   int64_t k = 0;
   for (; k + 8 <= p; k += 8) {
@@ -339,10 +334,8 @@ static inline __attribute__((always_inline)) void tap_dots_n(float *acc, const f
 
 // the same for any number of taps: 3x3 and 2x2 kernels in one pass, others by 8
 T_HOT static void tap_dots(float *acc, const float *g, const float *taps, int64_t nt, int64_t p) {
-  if (nt == 9)
-    tap_dots_n(acc, g, taps, 9, p);
-  else if (nt == 4)
-    tap_dots_n(acc, g, taps, 4, p);
+  if (nt == 9) tap_dots_n(acc, g, taps, 9, p);
+  else if (nt == 4) tap_dots_n(acc, g, taps, 4, p);
   else
     for (int64_t t0 = 0; t0 < nt; t0 += 8) tap_dots_n(acc + t0, g, taps + t0 * p, nt - t0 < 8 ? nt - t0 : 8, p);
 }
@@ -364,9 +357,7 @@ static void conv2d_backward_weight_c1(const ConvGeom *g, float *gw, const float 
 /* A kernel as large as the unpadded input (the peer network's last conv, 2x2 on 2x2)
 ** has one output pixel whose window is the whole image in the weight's own order
 ** (c, i, j): the three ops are plain GEMMs on x (N, K), w (O, K), y (N, O), no copies. */
-static int whole_image(const ConvGeom *g) {
-  return g->padding == 0 && g->kh == g->h && g->kw == g->w;
-}
+static int whole_image(const ConvGeom *g) { return g->padding == 0 && g->kh == g->h && g->kw == g->w; }
 
 /* ------------------------------------------------------------ kernels */
 
@@ -384,8 +375,7 @@ static void gemm_site(const char *op, const ConvGeom *g) {
 static int64_t gemm_images(const ConvGeom *g, int64_t nb) { return g->oh * g->ow >= 64 ? 1 : nb; }
 
 // out (N,O,OH,OW) = wt (O,K) @ cols^T (K, N*P) + b (O), K = KH*KW*C, P = OH*OW
-void conv2d_forward_kernel(const ConvGeom *g, float *out, const float *x, const float *w,
-                           const float *b) {
+void conv2d_forward_kernel(const ConvGeom *g, float *out, const float *x, const float *w, const float *b) {
   const int64_t p = g->oh * g->ow, k = g->c * g->kh * g->kw, nbmax = chunk_images(g);
   if (g->n * g->o * p == 0) return;
   gemm_site("forward", g);
@@ -413,8 +403,8 @@ void conv2d_forward_kernel(const ConvGeom *g, float *out, const float *x, const 
     for (int64_t m = 0; m < nb; m += gb) {
       // one image: (O, P) straight into out; several: (O, gb*P), then to out (gb, O, P)
       float *y = gb == 1 ? out + (n0 + m) * g->o * p : ychunk;
-      t_sgemm(0, 1, (int)g->o, (int)(gb * p), (int)k, 1.0f, wt, (int)k, col + m * p * k, (int)k,
-              0.0f, y, (int)(gb * p));
+      t_sgemm(0, 1, (int)g->o, (int)(gb * p), (int)k, 1.0f, wt, (int)k, col + m * p * k, (int)k, 0.0f, y,
+              (int)(gb * p));
       for (int64_t n = 0; n < gb; n++)
         for (int64_t o = 0; o < g->o; o++) {
           float *dst = out + ((n0 + m + n) * g->o + o) * p;
@@ -455,8 +445,8 @@ void conv2d_backward_input_kernel(const ConvGeom *g, float *gx, const float *gy,
         gather_chunk(g, gy, n0 + m, gb, gychunk);
         gyc = gychunk;
       }
-      t_sgemm(1, 0, (int)(gb * p), (int)k, (int)g->o, 1.0f, gyc, (int)(gb * p), wt, (int)k, 0.0f,
-              col + m * p * k, (int)k);
+      t_sgemm(1, 0, (int)(gb * p), (int)k, (int)g->o, 1.0f, gyc, (int)(gb * p), wt, (int)k, 0.0f, col + m * p * k,
+              (int)k);
     }
     columns_to_images(g, col, n0, nb, gxt, gx);
   }
@@ -490,8 +480,8 @@ void conv2d_backward_weight_kernel(const ConvGeom *g, float *gw, const float *x,
         gather_chunk(g, gy, n0 + m, gb, gychunk);
         gyc = gychunk;
       }
-      t_sgemm(0, 0, (int)g->o, (int)k, (int)(gb * p), 1.0f, gyc, (int)(gb * p), col + m * p * k,
-              (int)k, n0 + m == 0 ? 0.0f : 1.0f, gwt, (int)k);
+      t_sgemm(0, 0, (int)g->o, (int)k, (int)(gb * p), 1.0f, gyc, (int)(gb * p), col + m * p * k, (int)k,
+              n0 + m == 0 ? 0.0f : 1.0f, gwt, (int)k);
     }
   }
   weight_from_channels_last(g, gwt, gw);
@@ -500,26 +490,21 @@ void conv2d_backward_weight_kernel(const ConvGeom *g, float *gw, const float *x,
 /* ------------------------------------------------------------ argument checks */
 
 /* stride, padding (argument opt_arg) and the kernel (argument kernel_arg) against the input */
-static ConvGeom checked_geom(const char *fn, int kernel_arg, int opt_arg, int64_t n, int64_t c,
-                             int64_t h, int64_t w, int64_t o, int64_t kh, int64_t kw, int stride,
-                             int padding) {
+static ConvGeom checked_geom(const char *fn, int kernel_arg, int opt_arg, int64_t n, int64_t c, int64_t h, int64_t w,
+                             int64_t o, int64_t kh, int64_t kw, int stride, int padding) {
   if (stride < 1) t_argerror(fn, opt_arg, "stride must be >= 1, got %d", stride);
   if (padding < 0) t_argerror(fn, opt_arg, "padding must be >= 0, got %d", padding);
   if (kh < 1 || kw < 1)
-    t_argerror(fn, kernel_arg, "kernel must be at least 1x1, got %lldx%lld", (long long)kh,
-               (long long)kw);
+    t_argerror(fn, kernel_arg, "kernel must be at least 1x1, got %lldx%lld", (long long)kh, (long long)kw);
   if (kh > h + 2 * (int64_t)padding || kw > w + 2 * (int64_t)padding)
-    t_argerror(fn, kernel_arg, "kernel %lldx%lld is larger than the padded input %lldx%lld",
-               (long long)kh, (long long)kw, (long long)(h + 2 * (int64_t)padding),
-               (long long)(w + 2 * (int64_t)padding));
+    t_argerror(fn, kernel_arg, "kernel %lldx%lld is larger than the padded input %lldx%lld", (long long)kh,
+               (long long)kw, (long long)(h + 2 * (int64_t)padding), (long long)(w + 2 * (int64_t)padding));
   return conv2d_geom(n, c, h, w, o, kh, kw, stride, padding);
 }
 
 static void check_4d(const char *fn, int arg, const Tensor *t, const char *what) {
   char buf[96];
-  if (t->ndim != 4)
-    t_argerror(fn, arg, "expected 4-d %s, got %d-d %s", what, t->ndim,
-               t_shape_str(t, buf, sizeof buf));
+  if (t->ndim != 4) t_argerror(fn, arg, "expected 4-d %s, got %d-d %s", what, t->ndim, t_shape_str(t, buf, sizeof buf));
 }
 
 /* ------------------------------------------------------------ ops */
@@ -534,14 +519,13 @@ Tensor *t_conv2d(Tensor *x, Tensor *w, Tensor *b, int stride, int padding) {
   check_4d("conv2d", 1, x, "input (N,C,H,W)");
   check_4d("conv2d", 2, w, "weight (O,C,KH,KW)");
   if (w->shape[1] != x->shape[1])
-    t_argerror("conv2d", 2, "weight %s has %lld input channels, input %s has %lld",
-               t_shape_str(w, b1, sizeof b1), (long long)w->shape[1],
-               t_shape_str(x, b2, sizeof b2), (long long)x->shape[1]);
+    t_argerror("conv2d", 2, "weight %s has %lld input channels, input %s has %lld", t_shape_str(w, b1, sizeof b1),
+               (long long)w->shape[1], t_shape_str(x, b2, sizeof b2), (long long)x->shape[1]);
   if (b && (b->ndim != 1 || b->shape[0] != w->shape[0]))
     t_argerror("conv2d", 3, "expected bias of shape (%lld), got %s", (long long)w->shape[0],
                t_shape_str(b, b1, sizeof b1));
-  ConvGeom g = checked_geom("conv2d", 2, 4, x->shape[0], x->shape[1], x->shape[2], x->shape[3],
-                            w->shape[0], w->shape[2], w->shape[3], stride, padding);
+  ConvGeom g = checked_geom("conv2d", 2, 4, x->shape[0], x->shape[1], x->shape[2], x->shape[3], w->shape[0],
+                            w->shape[2], w->shape[3], stride, padding);
   reserve_scratch(&g);
   Tensor *y = t_new(4, (int64_t[]){g.n, g.o, g.oh, g.ow});
   conv2d_forward_kernel(&g, T_DATA(y), T_DATA(x), T_DATA(w), b ? T_DATA(b) : NULL);
@@ -556,32 +540,26 @@ Tensor *t_conv2d(Tensor *x, Tensor *w, Tensor *b, int stride, int padding) {
 static void conv2d_backward(Node *n, Tensor *gout, Tensor **gin, const int *needs) {
   Tensor *x = n->inputs[0], *w = n->inputs[1];
   int stride = (int)n->ints[0], padding = (int)n->ints[1];
-  if (needs[0])
-    gin[0] = t_conv2d_backward_input(gout, w, x->shape[2], x->shape[3], stride, padding);
-  if (needs[1])
-    gin[1] = t_conv2d_backward_weight(x, gout, w->shape[2], w->shape[3], stride, padding);
+  if (needs[0]) gin[0] = t_conv2d_backward_input(gout, w, x->shape[2], x->shape[3], stride, padding);
+  if (needs[1]) gin[1] = t_conv2d_backward_weight(x, gout, w->shape[2], w->shape[3], stride, padding);
   if (n->ninputs > 2 && needs[2]) gin[2] = t_channel_sum(gout);
 }
 
 // gy (N,O,OH,OW), w (O,C,KH,KW) -> gx (N,C,H,W)
-Tensor *t_conv2d_backward_input(Tensor *gy, Tensor *w, int64_t h, int64_t w_, int stride,
-                                int padding) {
+Tensor *t_conv2d_backward_input(Tensor *gy, Tensor *w, int64_t h, int64_t w_, int stride, int padding) {
   const char *fn = "conv2d_backward_input";
   char b1[96], b2[96];
   check_4d(fn, 1, gy, "gradient (N,O,OH,OW)");
   check_4d(fn, 2, w, "weight (O,C,KH,KW)");
   if (gy->shape[1] != w->shape[0])
-    t_argerror(fn, 2, "weight %s has %lld output channels, gradient %s has %lld",
-               t_shape_str(w, b1, sizeof b1), (long long)w->shape[0],
-               t_shape_str(gy, b2, sizeof b2), (long long)gy->shape[1]);
-  if (h < 0 || w_ < 0)
-    t_argerror(fn, 3, "input size must be >= 0, got %lldx%lld", (long long)h, (long long)w_);
-  ConvGeom g = checked_geom(fn, 2, 4, gy->shape[0], w->shape[1], h, w_, w->shape[0], w->shape[2],
-                            w->shape[3], stride, padding);
+    t_argerror(fn, 2, "weight %s has %lld output channels, gradient %s has %lld", t_shape_str(w, b1, sizeof b1),
+               (long long)w->shape[0], t_shape_str(gy, b2, sizeof b2), (long long)gy->shape[1]);
+  if (h < 0 || w_ < 0) t_argerror(fn, 3, "input size must be >= 0, got %lldx%lld", (long long)h, (long long)w_);
+  ConvGeom g =
+      checked_geom(fn, 2, 4, gy->shape[0], w->shape[1], h, w_, w->shape[0], w->shape[2], w->shape[3], stride, padding);
   if (g.oh != gy->shape[2] || g.ow != gy->shape[3])
-    t_argerror(fn, 3, "input size %lldx%lld gives a %lldx%lld output, gradient %s is not that",
-               (long long)h, (long long)w_, (long long)g.oh, (long long)g.ow,
-               t_shape_str(gy, b1, sizeof b1));
+    t_argerror(fn, 3, "input size %lldx%lld gives a %lldx%lld output, gradient %s is not that", (long long)h,
+               (long long)w_, (long long)g.oh, (long long)g.ow, t_shape_str(gy, b1, sizeof b1));
   reserve_scratch(&g);
   Tensor *gx = t_new(4, (int64_t[]){g.n, g.c, g.h, g.w});
   conv2d_backward_input_kernel(&g, T_DATA(gx), T_DATA(gy), T_DATA(w));
@@ -598,26 +576,23 @@ static void conv2d_backward_input_backward(Node *n, Tensor *gout, Tensor **gin, 
   Tensor *gy = n->inputs[0], *w = n->inputs[1];
   int stride = (int)n->ints[0], padding = (int)n->ints[1];
   if (needs[0]) gin[0] = t_conv2d(gout, w, NULL, stride, padding);
-  if (needs[1])
-    gin[1] = t_conv2d_backward_weight(gout, gy, w->shape[2], w->shape[3], stride, padding);
+  if (needs[1]) gin[1] = t_conv2d_backward_weight(gout, gy, w->shape[2], w->shape[3], stride, padding);
 }
 
 // x (N,C,H,W), gy (N,O,OH,OW) -> gw (O,C,KH,KW)
-Tensor *t_conv2d_backward_weight(Tensor *x, Tensor *gy, int64_t kh, int64_t kw, int stride,
-                                 int padding) {
+Tensor *t_conv2d_backward_weight(Tensor *x, Tensor *gy, int64_t kh, int64_t kw, int stride, int padding) {
   const char *fn = "conv2d_backward_weight";
   char b1[96], b2[96];
   check_4d(fn, 1, x, "input (N,C,H,W)");
   check_4d(fn, 2, gy, "gradient (N,O,OH,OW)");
   if (gy->shape[0] != x->shape[0])
-    t_argerror(fn, 2, "gradient %s has batch %lld, input %s has %lld",
-               t_shape_str(gy, b1, sizeof b1), (long long)gy->shape[0],
-               t_shape_str(x, b2, sizeof b2), (long long)x->shape[0]);
-  ConvGeom g = checked_geom(fn, 3, 4, x->shape[0], x->shape[1], x->shape[2], x->shape[3],
-                            gy->shape[1], kh, kw, stride, padding);
+    t_argerror(fn, 2, "gradient %s has batch %lld, input %s has %lld", t_shape_str(gy, b1, sizeof b1),
+               (long long)gy->shape[0], t_shape_str(x, b2, sizeof b2), (long long)x->shape[0]);
+  ConvGeom g =
+      checked_geom(fn, 3, 4, x->shape[0], x->shape[1], x->shape[2], x->shape[3], gy->shape[1], kh, kw, stride, padding);
   if (g.oh != gy->shape[2] || g.ow != gy->shape[3])
-    t_argerror(fn, 2, "expected a gradient of size %lldx%lld, got %s", (long long)g.oh,
-               (long long)g.ow, t_shape_str(gy, b1, sizeof b1));
+    t_argerror(fn, 2, "expected a gradient of size %lldx%lld, got %s", (long long)g.oh, (long long)g.ow,
+               t_shape_str(gy, b1, sizeof b1));
   reserve_scratch(&g);
   Tensor *gw = t_new(4, (int64_t[]){g.o, g.c, g.kh, g.kw});
   conv2d_backward_weight_kernel(&g, T_DATA(gw), T_DATA(x), T_DATA(gy));
@@ -630,11 +605,9 @@ Tensor *t_conv2d_backward_weight(Tensor *x, Tensor *gy, int64_t kh, int64_t kw, 
 }
 
 // gw = BW(x, gy) is bilinear: <g, BW(x, gy)> = <x, BI(gy, g)> = <conv2d(x, g), gy>
-static void conv2d_backward_weight_backward(Node *n, Tensor *gout, Tensor **gin,
-                                            const int *needs) {
+static void conv2d_backward_weight_backward(Node *n, Tensor *gout, Tensor **gin, const int *needs) {
   Tensor *x = n->inputs[0], *gy = n->inputs[1];
   int stride = (int)n->ints[0], padding = (int)n->ints[1];
-  if (needs[0])
-    gin[0] = t_conv2d_backward_input(gy, gout, x->shape[2], x->shape[3], stride, padding);
+  if (needs[0]) gin[0] = t_conv2d_backward_input(gy, gout, x->shape[2], x->shape[3], stride, padding);
   if (needs[1]) gin[1] = t_conv2d(x, gout, NULL, stride, padding);
 }

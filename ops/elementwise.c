@@ -19,8 +19,7 @@ int t_broadcast_shape(const char *fn, const Tensor *a, const Tensor *b, int64_t 
     if (sa != sb && sa != 1 && sb != 1) {
       char ba[160], bb[160];
       t_error("bad argument #2 to '%s' (shapes %s and %s cannot be broadcast: dim %d is %lld vs %lld)", fn,
-              t_shape_str(a, ba, sizeof ba), t_shape_str(b, bb, sizeof bb), i + 1, (long long)sa,
-              (long long)sb);
+              t_shape_str(a, ba, sizeof ba), t_shape_str(b, bb, sizeof bb), i + 1, (long long)sa, (long long)sb);
     }
     out[i] = sa == 1 ? sb : sa;
   }
@@ -41,23 +40,31 @@ static void bcast_strides(const Tensor *t, int nd, const int64_t *shape, int64_t
 enum { OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_POW, OP_EQ, OP_NE, OP_LT, OP_LE, OP_GT, OP_GE, OP_MASK_GT0 };
 
 /* out[i] = a[i] op b[i] over the last dim, with element strides sa, sb */
-#define INNER(EXPR)                                                                   \
-  do {                                                                                \
-    if (sa == 1 && sb == 1)                                                           \
-      for (int64_t j = 0; j < n; j++) { float x = pa[j], y = pb[j]; po[j] = (EXPR); } \
-    else if (sa == 1 && sb == 0)                                                      \
-      for (int64_t j = 0; j < n; j++) { float x = pa[j], y = pb[0]; po[j] = (EXPR); } \
-    else if (sa == 0 && sb == 1)                                                      \
-      for (int64_t j = 0; j < n; j++) { float x = pa[0], y = pb[j]; po[j] = (EXPR); } \
-    else                                                                              \
-      for (int64_t j = 0; j < n; j++) {                                               \
-        float x = pa[j * sa], y = pb[j * sb];                                         \
-        po[j] = (EXPR);                                                               \
-      }                                                                               \
+#define INNER(EXPR)                           \
+  do {                                        \
+    if (sa == 1 && sb == 1)                   \
+      for (int64_t j = 0; j < n; j++) {       \
+        float x = pa[j], y = pb[j];           \
+        po[j] = (EXPR);                       \
+      }                                       \
+    else if (sa == 1 && sb == 0)              \
+      for (int64_t j = 0; j < n; j++) {       \
+        float x = pa[j], y = pb[0];           \
+        po[j] = (EXPR);                       \
+      }                                       \
+    else if (sa == 0 && sb == 1)              \
+      for (int64_t j = 0; j < n; j++) {       \
+        float x = pa[0], y = pb[j];           \
+        po[j] = (EXPR);                       \
+      }                                       \
+    else                                      \
+      for (int64_t j = 0; j < n; j++) {       \
+        float x = pa[j * sa], y = pb[j * sb]; \
+        po[j] = (EXPR);                       \
+      }                                       \
   } while (0)
 
-T_HOT static void binary_inner(int op, int64_t n, const float *pa, int64_t sa, const float *pb, int64_t sb,
-                         float *po) {
+T_HOT static void binary_inner(int op, int64_t n, const float *pa, int64_t sa, const float *pb, int64_t sb, float *po) {
   switch (op) {
     case OP_ADD: INNER(x + y); break;
     case OP_SUB: INNER(x - y); break;
@@ -177,7 +184,8 @@ Tensor *t_expand(Tensor *a, int nd, const int64_t *shape) {
   int64_t inner = cnd ? oshape[cnd - 1] : 1, outer = inner ? out->numel / inner : 0, off = 0;
   int64_t s_in = cnd ? sa[cnd - 1] : 0;
   for (int64_t r = 0; r < outer; r++, po += inner) {
-    if (s_in == 0) for (int64_t j = 0; j < inner; j++) po[j] = pa[off];
+    if (s_in == 0)
+      for (int64_t j = 0; j < inner; j++) po[j] = pa[off];
     else memcpy(po, pa + off, (size_t)inner * sizeof *po);
     for (int d = cnd - 2; d >= 0; d--) {
       idx[d]++;
@@ -205,14 +213,14 @@ T_HOT Tensor *t_sum_to(Tensor *a, int nd, const int64_t *shape) {
   Tensor *out = t_zeros(nd, shape);
   int64_t so[T_MAXDIM], sa[T_MAXDIM], ishape[T_MAXDIM], idx[T_MAXDIM] = {0};
   int and = a->ndim;
-  memcpy(ishape, a->shape, (size_t)and * sizeof *ishape);
+  memcpy(ishape, a->shape, (size_t) and *sizeof *ishape);
   bcast_strides(out, and, a->shape, so);
   bcast_strides(a, and, a->shape, sa);
   and = coalesce(and, ishape, 2, (int64_t *[]){so, sa});
   const float *da = T_DATA(a);
   float *dout = T_DATA(out);
-  int64_t inner = and ? ishape[and - 1] : 1, outer = inner ? a->numel / inner : 0;
-  int64_t oo = 0, s_in = and ? so[and - 1] : 0;
+  int64_t inner = and? ishape[and-1] : 1, outer = inner ? a->numel / inner : 0;
+  int64_t oo = 0, s_in = and? so[and-1] : 0;
   for (int64_t r = 0; r < outer; r++) {
     const float *pa = da + r * inner;
     if (s_in == 0) {
@@ -221,7 +229,7 @@ T_HOT Tensor *t_sum_to(Tensor *a, int nd, const int64_t *shape) {
       float *po = dout + oo;
       for (int64_t j = 0; j < inner; j++) po[j] += pa[j];
     }
-    for (int d = and - 2; d >= 0; d--) {
+    for (int d = and-2; d >= 0; d--) {
       idx[d]++;
       oo += so[d];
       if (idx[d] < ishape[d]) break;
@@ -339,32 +347,77 @@ static Tensor *t_mask_positive(Tensor *g, Tensor *x) {
 
 /* ------------------------------------------------------------ unary ops */
 
-enum { U_ADDS, U_MULS, U_POWS, U_RSUBS, U_RDIVS, U_NEG, U_EXP, U_LOG, U_SQRT, U_ABS, U_SIGN, U_RELU, U_SIGMOID, U_TANH };
+enum {
+  U_ADDS,
+  U_MULS,
+  U_POWS,
+  U_RSUBS,
+  U_RDIVS,
+  U_NEG,
+  U_EXP,
+  U_LOG,
+  U_SQRT,
+  U_ABS,
+  U_SIGN,
+  U_RELU,
+  U_SIGMOID,
+  U_TANH
+};
 
 /* y = op(x), elementwise */
 T_HOT static void unary_kernel(int op, int64_t n, const float *x, float *y, double s) {
   float f = (float)s;
   switch (op) {
-    case U_ADDS: for (int64_t i = 0; i < n; i++) y[i] = x[i] + f; break;
-    case U_MULS: for (int64_t i = 0; i < n; i++) y[i] = x[i] * f; break;
-    case U_POWS:
-      if (s == 2.0) for (int64_t i = 0; i < n; i++) y[i] = x[i] * x[i];
-      else if (s == 1.0) memcpy(y, x, (size_t)n * sizeof *y);
-      else if (s == -1.0) for (int64_t i = 0; i < n; i++) y[i] = 1.0f / x[i];
-      else if (s == 0.5) for (int64_t i = 0; i < n; i++) y[i] = sqrtf(x[i]);
-      else for (int64_t i = 0; i < n; i++) y[i] = powf(x[i], f);
+    case U_ADDS:
+      for (int64_t i = 0; i < n; i++) y[i] = x[i] + f;
       break;
-    case U_RSUBS: for (int64_t i = 0; i < n; i++) y[i] = f - x[i]; break;
-    case U_RDIVS: for (int64_t i = 0; i < n; i++) y[i] = f / x[i]; break;
-    case U_NEG: for (int64_t i = 0; i < n; i++) y[i] = -x[i]; break;
-    case U_EXP: for (int64_t i = 0; i < n; i++) y[i] = expf(x[i]); break;
-    case U_LOG: for (int64_t i = 0; i < n; i++) y[i] = logf(x[i]); break;
-    case U_SQRT: for (int64_t i = 0; i < n; i++) y[i] = sqrtf(x[i]); break;
-    case U_ABS: for (int64_t i = 0; i < n; i++) y[i] = fabsf(x[i]); break;
-    case U_SIGN: for (int64_t i = 0; i < n; i++) y[i] = (float)((x[i] > 0) - (x[i] < 0)); break;
-    case U_RELU: for (int64_t i = 0; i < n; i++) y[i] = x[i] < 0 ? 0.0f : x[i]; break; /* NaN stays NaN */
-    case U_SIGMOID: for (int64_t i = 0; i < n; i++) y[i] = 1.0f / (1.0f + expf(-x[i])); break;
-    case U_TANH: for (int64_t i = 0; i < n; i++) y[i] = tanhf(x[i]); break;
+    case U_MULS:
+      for (int64_t i = 0; i < n; i++) y[i] = x[i] * f;
+      break;
+    case U_POWS:
+      if (s == 2.0)
+        for (int64_t i = 0; i < n; i++) y[i] = x[i] * x[i];
+      else if (s == 1.0) memcpy(y, x, (size_t)n * sizeof *y);
+      else if (s == -1.0)
+        for (int64_t i = 0; i < n; i++) y[i] = 1.0f / x[i];
+      else if (s == 0.5)
+        for (int64_t i = 0; i < n; i++) y[i] = sqrtf(x[i]);
+      else
+        for (int64_t i = 0; i < n; i++) y[i] = powf(x[i], f);
+      break;
+    case U_RSUBS:
+      for (int64_t i = 0; i < n; i++) y[i] = f - x[i];
+      break;
+    case U_RDIVS:
+      for (int64_t i = 0; i < n; i++) y[i] = f / x[i];
+      break;
+    case U_NEG:
+      for (int64_t i = 0; i < n; i++) y[i] = -x[i];
+      break;
+    case U_EXP:
+      for (int64_t i = 0; i < n; i++) y[i] = expf(x[i]);
+      break;
+    case U_LOG:
+      for (int64_t i = 0; i < n; i++) y[i] = logf(x[i]);
+      break;
+    case U_SQRT:
+      for (int64_t i = 0; i < n; i++) y[i] = sqrtf(x[i]);
+      break;
+    case U_ABS:
+      for (int64_t i = 0; i < n; i++) y[i] = fabsf(x[i]);
+      break;
+    case U_SIGN:
+      for (int64_t i = 0; i < n; i++) y[i] = (float)((x[i] > 0) - (x[i] < 0));
+      break;
+    case U_RELU:
+      for (int64_t i = 0; i < n; i++) y[i] = x[i] < 0 ? 0.0f : x[i];
+      break; /* NaN stays NaN */
+    case U_SIGMOID:
+      for (int64_t i = 0; i < n; i++) y[i] = 1.0f / (1.0f + expf(-x[i]));
+      break;
+    case U_TANH:
+      for (int64_t i = 0; i < n; i++) y[i] = tanhf(x[i]);
+      break;
   }
 }
 

@@ -54,14 +54,12 @@ int img_read_png_gray8(const char *path, uint8_t **out, int *h, int *w, char *er
   unsigned char sig[8];
   size_t nsig = fread(sig, 1, sizeof sig, f);
   if (nsig < sizeof sig || png_sig_cmp(sig, 0, sizeof sig) != 0) {
-    snprintf(err, errlen, "%s: not a PNG file (%s)", path,
-             nsig == 0 ? "empty file" : "no PNG signature");
+    snprintf(err, errlen, "%s: not a PNG file (%s)", path, nsig == 0 ? "empty file" : "no PNG signature");
     fclose(f);
     return -1;
   }
   PngErr perr = {{0}};
-  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &perr, png_on_error,
-                                           png_on_warning);
+  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &perr, png_on_error, png_on_warning);
   png_infop info = png ? png_create_info_struct(png) : NULL;
   if (!info) {
     snprintf(err, errlen, "%s: out of memory for the PNG decoder", path);
@@ -107,8 +105,7 @@ int img_read_png_gray8(const char *path, uint8_t **out, int *h, int *w, char *er
   png_read_image(png, rows);
   png_read_end(png, NULL);
   if (channels > 1) { /* to gray in place: pixel i reads from i*c >= i */
-    for (size_t i = 0; i < (size_t)width * (size_t)height; i++)
-      buf[i] = to_gray8(buf + i * (size_t)channels, channels);
+    for (size_t i = 0; i < (size_t)width * (size_t)height; i++) buf[i] = to_gray8(buf + i * (size_t)channels, channels);
   }
   *out = buf;
   *h = height;
@@ -119,8 +116,7 @@ int img_read_png_gray8(const char *path, uint8_t **out, int *h, int *w, char *er
   return 0;
 }
 
-int img_write_png(const char *path, const uint8_t *pixels, int h, int w, int channels, char *err,
-                  size_t errlen) {
+int img_write_png(const char *path, const uint8_t *pixels, int h, int w, int channels, char *err, size_t errlen) {
   if (h <= 0 || w <= 0 || h > IMG_MAX_SIDE || w > IMG_MAX_SIDE || (channels != 1 && channels != 3)) {
     snprintf(err, errlen, "%s: cannot write a %dx%d image with %d channels", path, h, w, channels);
     return -1;
@@ -131,8 +127,7 @@ int img_write_png(const char *path, const uint8_t *pixels, int h, int w, int cha
     return -1;
   }
   PngErr perr = {{0}};
-  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &perr, png_on_error,
-                                            png_on_warning);
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &perr, png_on_error, png_on_warning);
   png_infop info = png ? png_create_info_struct(png) : NULL;
   if (!info) {
     snprintf(err, errlen, "%s: out of memory for the PNG encoder", path);
@@ -149,12 +144,10 @@ int img_write_png(const char *path, const uint8_t *pixels, int h, int w, int cha
     return -1;
   }
   png_init_io(png, f);
-  png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, 8,
-               channels == 1 ? PNG_COLOR_TYPE_GRAY : PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
-               PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, 8, channels == 1 ? PNG_COLOR_TYPE_GRAY : PNG_COLOR_TYPE_RGB,
+               PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
   png_write_info(png, info);
-  for (int y = 0; y < h; y++)
-    png_write_row(png, (png_const_bytep)(pixels + (size_t)y * (size_t)w * (size_t)channels));
+  for (int y = 0; y < h; y++) png_write_row(png, (png_const_bytep)(pixels + (size_t)y * (size_t)w * (size_t)channels));
   png_write_end(png, NULL);
   png_destroy_write_struct(&png, &info);
   if (fclose(f) != 0) {
@@ -400,8 +393,7 @@ void img_canvas_fill(ImgCanvas *c, int y, int x, int h, int w, const uint8_t rgb
     for (int j = x; j < x1; j++) memcpy(c->rgb + ((size_t)i * c->w + j) * 3, rgb, 3);
 }
 
-void img_canvas_paste_gray(ImgCanvas *c, int y, int x, const float *img, int h, int w, int scale,
-                           int invert) {
+void img_canvas_paste_gray(ImgCanvas *c, int y, int x, const float *img, int h, int w, int scale, int invert) {
   for (int i = 0; i < h; i++)
     for (int j = 0; j < w; j++) {
       float v = img[(size_t)i * w + j];

@@ -25,8 +25,7 @@
 int img_read_png_gray8(const char *path, uint8_t **out, int *h, int *w, char *err, size_t errlen);
 /* Write 8-bit gray (channels 1) or RGB (channels 3) pixels as a PNG file. A
 ** partly written file is removed on failure. */
-int img_write_png(const char *path, const uint8_t *pixels, int h, int w, int channels, char *err,
-                  size_t errlen);
+int img_write_png(const char *path, const uint8_t *pixels, int h, int w, int channels, char *err, size_t errlen);
 
 /* ------------------------------------------------------------ resize */
 /* Lanczos-3 resampling the way PIL's ImagingResample does it: separable
@@ -35,17 +34,17 @@ int img_write_png(const char *path, const uint8_t *pixels, int h, int w, int cha
 ** Output pixel x is centred on input coordinate (x + 0.5) * in / out. */
 typedef struct ImgFilter {
   int in_size, out_size;
-  int ksize;       /* coefficients per output pixel */
-  int *bounds;     /* out_size x {first input index, count} */
-  double *coeffs;  /* out_size x ksize, normalised */
-  int32_t *fixed;  /* the same as PIL's 8-bit fixed point (22 fraction bits) */
+  int ksize; /* coefficients per output pixel */
+  int *bounds; /* out_size x {first input index, count} */
+  double *coeffs; /* out_size x ksize, normalised */
+  int32_t *fixed; /* the same as PIL's 8-bit fixed point (22 fraction bits) */
 } ImgFilter;
 
 typedef struct ImgResizer {
   int in_h, in_w, out_h, out_w;
   ImgFilter horiz, vert;
   int row_first, row_count; /* input rows the vertical pass reads */
-  float *tmp_f32;           /* row_count x out_w */
+  float *tmp_f32; /* row_count x out_w */
   uint8_t *tmp_u8;
 } ImgResizer;
 
@@ -80,8 +79,7 @@ void img_canvas_free(ImgCanvas *c);
 void img_canvas_fill(ImgCanvas *c, int y, int x, int h, int w, const uint8_t rgb[3]);
 /* paste a gray float image (values clamped to [0,1], 1 = white), each pixel
 ** as a scale x scale block; invert maps v to 1 - v first */
-void img_canvas_paste_gray(ImgCanvas *c, int y, int x, const float *img, int h, int w, int scale,
-                           int invert);
+void img_canvas_paste_gray(ImgCanvas *c, int y, int x, const float *img, int h, int w, int scale, int invert);
 /* draw a non-negative integer with a 3x5 pixel font, each font pixel a
 ** scale x scale block; returns the width drawn */
 int img_canvas_number(ImgCanvas *c, int y, int x, long number, int scale, const uint8_t rgb[3]);

@@ -6,12 +6,12 @@
 #include <math.h>
 #include <string.h>
 
+#include "batchnorm.h"
 #include "elementwise.h"
+#include "loss.h"
 #include "matmul.h"
 #include "reduce.h"
 #include "shape.h"
-#include "batchnorm.h"
-#include "loss.h"
 
 // x (..., in), w (out, in), b (out) or NULL -> (..., out)
 Tensor *t_linear(Tensor *x, Tensor *w, Tensor *b) {

@@ -6,7 +6,7 @@
 
 typedef struct BatchNormOpts {
   Tensor *running_mean, *running_var; /* buffers (C), updated in training mode; may be NULL */
-  int training;                       /* 1: batch statistics; 0: running statistics */
+  int training; /* 1: batch statistics; 0: running statistics */
   double momentum, eps;
 } BatchNormOpts;
 

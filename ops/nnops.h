@@ -25,11 +25,9 @@
 Tensor *t_conv2d(Tensor *x, Tensor *w, Tensor *b, int stride, int padding);
 /* gy (N,O,OH,OW), w (O,C,KH,KW) -> gx (N,C,H,W): the adjoint of conv2d in x
 ** (H, W are needed because with stride > 1 several input sizes give one OH) */
-Tensor *t_conv2d_backward_input(Tensor *gy, Tensor *w, int64_t h, int64_t w_, int stride,
-                                int padding);
+Tensor *t_conv2d_backward_input(Tensor *gy, Tensor *w, int64_t h, int64_t w_, int stride, int padding);
 /* x (N,C,H,W), gy (N,O,OH,OW) -> gw (O,C,KH,KW): the adjoint of conv2d in w */
-Tensor *t_conv2d_backward_weight(Tensor *x, Tensor *gy, int64_t kh, int64_t kw, int stride,
-                                 int padding);
+Tensor *t_conv2d_backward_weight(Tensor *x, Tensor *gy, int64_t kh, int64_t kw, int stride, int padding);
 
 /* ------------------------------------------------------------ pooling (ops/pool.c) */
 /* x (N,C,H,W) -> (N,C,OH,OW), OH = (H + 2*padding - k) / stride + 1, padding <= k/2,
@@ -54,15 +52,14 @@ Tensor *t_global_avg_pool2d(Tensor *x);
 ** checks, no autograd; the output is overwritten. */
 typedef struct ConvGeom {
   int64_t n, c, h, w; /* input (N,C,H,W) */
-  int64_t o, kh, kw;  /* weight (O,C,KH,KW) */
-  int64_t oh, ow;     /* output (N,O,OH,OW) */
+  int64_t o, kh, kw; /* weight (O,C,KH,KW) */
+  int64_t oh, ow; /* output (N,O,OH,OW) */
   int stride, padding;
 } ConvGeom;
-ConvGeom conv2d_geom(int64_t n, int64_t c, int64_t h, int64_t w, int64_t o, int64_t kh, int64_t kw,
-                     int stride, int padding);
+ConvGeom conv2d_geom(int64_t n, int64_t c, int64_t h, int64_t w, int64_t o, int64_t kh, int64_t kw, int stride,
+                     int padding);
 /* out (N,O,OH,OW) = conv(x (N,C,H,W), w (O,C,KH,KW)) + b (O) (b may be NULL) */
-void conv2d_forward_kernel(const ConvGeom *g, float *out, const float *x, const float *w,
-                           const float *b);
+void conv2d_forward_kernel(const ConvGeom *g, float *out, const float *x, const float *w, const float *b);
 /* gx (N,C,H,W) from gy (N,O,OH,OW), w (O,C,KH,KW) */
 void conv2d_backward_input_kernel(const ConvGeom *g, float *gx, const float *gy, const float *w);
 /* gw (O,C,KH,KW) from x (N,C,H,W), gy (N,O,OH,OW) */

@@ -10,8 +10,8 @@
 #include <math.h>
 #include <string.h>
 
-#include "reduce.h"
 #include "nnops.h"
+#include "reduce.h"
 
 /* window geometry shared by both poolings, checked like torch's
 ** (padding at most half the window; ceil_mode false) */
@@ -23,16 +23,15 @@ typedef struct {
 static PoolGeom checked_pool_geom(const char *fn, const Tensor *x, int k, int stride, int padding) {
   char buf[96];
   if (x->ndim != 4)
-    t_argerror(fn, 1, "expected 4-d input (N,C,H,W), got %d-d %s", x->ndim,
-               t_shape_str(x, buf, sizeof buf));
+    t_argerror(fn, 1, "expected 4-d input (N,C,H,W), got %d-d %s", x->ndim, t_shape_str(x, buf, sizeof buf));
   if (k < 1) t_argerror(fn, 2, "kernel size must be >= 1, got %d", k);
   if (stride < 1) t_argerror(fn, 3, "stride must be >= 1, got %d", stride);
   if (padding < 0 || padding > k / 2)
     t_argerror(fn, 3, "padding must be between 0 and kernel size / 2 = %d, got %d", k / 2, padding);
   PoolGeom g = {x->shape[0] * x->shape[1], x->shape[2], x->shape[3], 0, 0, k, stride, padding};
   if (k > g.h + 2 * padding || k > g.w + 2 * padding)
-    t_argerror(fn, 2, "kernel %dx%d is larger than the padded input %lldx%lld", k, k,
-               (long long)(g.h + 2 * padding), (long long)(g.w + 2 * padding));
+    t_argerror(fn, 2, "kernel %dx%d is larger than the padded input %lldx%lld", k, k, (long long)(g.h + 2 * padding),
+               (long long)(g.w + 2 * padding));
   g.oh = (g.h + 2 * padding - k) / stride + 1;
   g.ow = (g.w + 2 * padding - k) / stride + 1;
   return g;
@@ -54,8 +53,7 @@ static void max_pool2d_select_backward(Node *n, Tensor *gout, Tensor **gin, cons
 // x (N,C,H,W) -> y (N,C,OH,OW), indices (N,C,OH,OW): argmax h*W+w in its plane
 Tensor *t_max_pool2d(Tensor *x, int k, int stride, int padding, Tensor **indices) {
   PoolGeom g = checked_pool_geom("max_pool2d", x, k, stride, padding);
-  if (g.h * g.w > (int64_t)1 << 24)
-    t_argerror("max_pool2d", 1, "planes of more than 2^24 elements are not supported");
+  if (g.h * g.w > (int64_t)1 << 24) t_argerror("max_pool2d", 1, "planes of more than 2^24 elements are not supported");
   int64_t shape[4] = {x->shape[0], x->shape[1], g.oh, g.ow};
   /* the argmax is kept only for a caller or a backward pass */
   int keep = indices || (ag_is_enabled() && x->requires_grad);
@@ -118,10 +116,8 @@ static void check_indices(const char *fn, const Tensor *t, const Tensor *indices
 Tensor *t_max_pool2d_backward(Tensor *gy, Tensor *indices, int64_t h, int64_t w) {
   const char *fn = "max_pool2d_backward";
   char buf[96];
-  if (gy->ndim != 4)
-    t_argerror(fn, 1, "expected 4-d gradient, got %s", t_shape_str(gy, buf, sizeof buf));
-  if (h < 0 || w < 0)
-    t_argerror(fn, 3, "input size must be >= 0, got %lldx%lld", (long long)h, (long long)w);
+  if (gy->ndim != 4) t_argerror(fn, 1, "expected 4-d gradient, got %s", t_shape_str(gy, buf, sizeof buf));
+  if (h < 0 || w < 0) t_argerror(fn, 3, "input size must be >= 0, got %lldx%lld", (long long)h, (long long)w);
   check_indices(fn, gy, indices, h * w);
   Tensor *gx = t_zeros(4, (int64_t[]){gy->shape[0], gy->shape[1], h, w});
   const int64_t nc = gy->shape[0] * gy->shape[1], p = gy->shape[2] * gy->shape[3];
@@ -142,8 +138,7 @@ static void max_pool2d_backward_backward(Node *n, Tensor *gout, Tensor **gin, co
 Tensor *t_max_pool2d_select(Tensor *x, Tensor *indices) {
   const char *fn = "max_pool2d_select";
   char b1[96], b2[96];
-  if (x->ndim != 4 || indices->ndim != 4 || x->shape[0] != indices->shape[0] ||
-      x->shape[1] != indices->shape[1])
+  if (x->ndim != 4 || indices->ndim != 4 || x->shape[0] != indices->shape[0] || x->shape[1] != indices->shape[1])
     t_argerror(fn, 2, "indices %s do not fit the input %s", t_shape_str(indices, b1, sizeof b1),
                t_shape_str(x, b2, sizeof b2));
   const int64_t hw = x->shape[2] * x->shape[3];
@@ -206,21 +201,19 @@ Tensor *t_avg_pool2d(Tensor *x, int k, int stride, int padding) {
 static void avg_pool2d_backward_fn(Node *n, Tensor *gout, Tensor **gin, const int *needs) {
   Tensor *x = n->inputs[0];
   if (needs[0])
-    gin[0] = t_avg_pool2d_backward(gout, x->shape[2], x->shape[3], (int)n->ints[0],
-                                   (int)n->ints[1], (int)n->ints[2]);
+    gin[0] = t_avg_pool2d_backward(gout, x->shape[2], x->shape[3], (int)n->ints[0], (int)n->ints[1], (int)n->ints[2]);
 }
 
 // gy (N,C,OH,OW) -> gx (N,C,H,W): each gy / k^2 added over its window
 Tensor *t_avg_pool2d_backward(Tensor *gy, int64_t h, int64_t w, int k, int stride, int padding) {
   const char *fn = "avg_pool2d_backward";
   char buf[96];
-  if (gy->ndim != 4)
-    t_argerror(fn, 1, "expected 4-d gradient, got %s", t_shape_str(gy, buf, sizeof buf));
+  if (gy->ndim != 4) t_argerror(fn, 1, "expected 4-d gradient, got %s", t_shape_str(gy, buf, sizeof buf));
   Tensor shape_of_x = {.ndim = 4, .shape = {gy->shape[0], gy->shape[1], h, w}};
   PoolGeom g = checked_pool_geom(fn, &shape_of_x, k, stride, padding);
   if (g.oh != gy->shape[2] || g.ow != gy->shape[3])
-    t_argerror(fn, 1, "expected a gradient of size %lldx%lld, got %s", (long long)g.oh,
-               (long long)g.ow, t_shape_str(gy, buf, sizeof buf));
+    t_argerror(fn, 1, "expected a gradient of size %lldx%lld, got %s", (long long)g.oh, (long long)g.ow,
+               t_shape_str(gy, buf, sizeof buf));
   Tensor *gx = t_zeros(4, shape_of_x.shape);
   const float *gyd = T_DATA(gy);
   float *gxd = T_DATA(gx);

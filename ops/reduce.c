@@ -31,8 +31,7 @@ static int keep_shape(Tensor *a, uint32_t dims, int64_t *keep, int64_t *dropped,
 }
 
 static void check_dims(const char *fn, Tensor *a, uint32_t dims) {
-  if (a->ndim < 32 && (dims >> a->ndim))
-    t_argerror(fn, 2, "dim out of range for a %d-d tensor", a->ndim);
+  if (a->ndim < 32 && (dims >> a->ndim)) t_argerror(fn, 2, "dim out of range for a %d-d tensor", a->ndim);
 }
 
 // a -> a summed over the dims in the mask (all when dims == 0 and a->ndim > 0)

@@ -22,9 +22,8 @@ Tensor *t_reshape(Tensor *a, int nd, const int64_t *shape) {
   int64_t numel = 1;
   for (int i = 0; i < nd; i++) numel *= shape[i];
   if (numel != a->numel)
-    t_argerror("reshape", 2, "cannot reshape %s (%lld elements) to %s (%lld elements)",
-               t_shape_str(a, b1, sizeof b1), (long long)a->numel, t_shape_str2(nd, shape, b2, sizeof b2),
-               (long long)numel);
+    t_argerror("reshape", 2, "cannot reshape %s (%lld elements) to %s (%lld elements)", t_shape_str(a, b1, sizeof b1),
+               (long long)a->numel, t_shape_str2(nd, shape, b2, sizeof b2), (long long)numel);
   Tensor *t = t_detach(a);
   t->ndim = nd;
   memcpy(t->shape, shape, (size_t)nd * sizeof *shape);
@@ -53,8 +52,7 @@ static void permute_backward(Node *n, Tensor *g, Tensor **gin, const int *needs)
 Tensor *t_permute(Tensor *a, const int *perm) {
   int nd = a->ndim, seen[T_MAXDIM] = {0};
   for (int i = 0; i < nd; i++) {
-    if (perm[i] < 0 || perm[i] >= nd || seen[perm[i]])
-      t_argerror("permute", 2, "expected a permutation of 1..%d", nd);
+    if (perm[i] < 0 || perm[i] >= nd || seen[perm[i]]) t_argerror("permute", 2, "expected a permutation of 1..%d", nd);
     seen[perm[i]] = 1;
   }
   int64_t shape[T_MAXDIM] = {0}, astride[T_MAXDIM], ostride[T_MAXDIM];
@@ -101,8 +99,8 @@ Tensor *t_transpose(Tensor *a, int d0, int d1) {
 /* ------------------------------------------------------------ narrow */
 
 /* copy a (outer, len, inner) block between tensors of dim sizes src_r/dst_r */
-static void copy_slab(const float *src, int64_t src_r, int64_t src_start, float *dst, int64_t dst_r,
-                      int64_t dst_start, int64_t outer, int64_t len, int64_t inner) {
+static void copy_slab(const float *src, int64_t src_r, int64_t src_start, float *dst, int64_t dst_r, int64_t dst_start,
+                      int64_t outer, int64_t len, int64_t inner) {
   for (int64_t o = 0; o < outer; o++)
     memcpy(dst + (o * dst_r + dst_start) * inner, src + (o * src_r + src_start) * inner,
            (size_t)(len * inner) * sizeof(float));
@@ -145,8 +143,7 @@ static void pad_narrow_backward(Node *n, Tensor *g, Tensor **gin, const int *nee
 
 // g -> zeros with dim of size full, g placed at start (narrow's adjoint)
 Tensor *t_pad_narrow(Tensor *g, int dim, int64_t start, int64_t full) {
-  if (dim < 0 || dim >= g->ndim || start < 0 || start + g->shape[dim] > full)
-    t_argerror("pad_narrow", 2, "bad slice");
+  if (dim < 0 || dim >= g->ndim || start < 0 || start + g->shape[dim] > full) t_argerror("pad_narrow", 2, "bad slice");
   int64_t shape[T_MAXDIM], outer, inner;
   memcpy(shape, g->shape, sizeof shape);
   shape[dim] = full;

@@ -145,18 +145,18 @@ static NodeList needed_nodes(Node *root, uint32_t mark, int ninputs, Tensor **in
   NodeList order = {0};
   Frame *stack = NULL;
   size_t depth = 0, cap = 0;
-#define PUSH(nd)                                            \
-  do {                                                      \
-    if (depth == cap) {                                     \
-      cap = cap ? 2 * cap : 64;                             \
-      Frame *s_ = realloc(stack, cap * sizeof *s_);         \
-      if (!s_) abort();                                     \
-      stack = s_;                                           \
-    }                                                       \
-    (nd)->mark = mark;                                      \
-    (nd)->needed = 0;                                       \
-    stack[depth].node = (nd);                               \
-    stack[depth++].next_input = 0;                          \
+#define PUSH(nd)                                    \
+  do {                                              \
+    if (depth == cap) {                             \
+      cap = cap ? 2 * cap : 64;                     \
+      Frame *s_ = realloc(stack, cap * sizeof *s_); \
+      if (!s_) abort();                             \
+      stack = s_;                                   \
+    }                                               \
+    (nd)->mark = mark;                              \
+    (nd)->needed = 0;                               \
+    stack[depth].node = (nd);                       \
+    stack[depth++].next_input = 0;                  \
   } while (0)
   PUSH(root);
   while (depth > 0) {
@@ -179,8 +179,7 @@ static NodeList needed_nodes(Node *root, uint32_t mark, int ninputs, Tensor **in
   return order;
 }
 
-void ag_grad(Tensor *output, Tensor *grad_output, int ninputs, Tensor **inputs, int create_graph,
-             Tensor **grads) {
+void ag_grad(Tensor *output, Tensor *grad_output, int ninputs, Tensor **inputs, int create_graph, Tensor **grads) {
   for (int i = 0; i < ninputs; i++) grads[i] = NULL;
   int scope = t_scope_begin(); /* an error in a backward rule restores the grad mode of here */
   int old_mode = ag_set_enabled(create_graph);

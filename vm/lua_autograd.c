@@ -28,8 +28,7 @@ static const char *const grad_options[] = {"create_graph", "allow_unused", "grad
 /* ag.grad(output, inputs, {create_graph=, allow_unused=, grad_output=}) */
 static int l_grad(lua_State *L) {
   Tensor *out = lt_check(L, 1);
-  if (!lua_istable(L, 2))
-    return lt_argerror(L, 2, "grad", "expected a list of tensors, got %s", lt_typename(L, 2));
+  if (!lua_istable(L, 2)) return lt_argerror(L, 2, "grad", "expected a list of tensors, got %s", lt_typename(L, 2));
   int create_graph = 0, allow_unused = 0;
   Tensor *grad_output = NULL;
   if (lt_check_options(L, 3, "grad", grad_options)) {
@@ -39,14 +38,15 @@ static int l_grad(lua_State *L) {
   }
   char b1[160], b2[160];
   if (!out->requires_grad)
-    return lt_argerror(L, 1, "grad", "output does not require grad: none of the tensors it was "
-                                      "computed from had requires_grad(true), or it was computed under no_grad");
+    return lt_argerror(L, 1, "grad",
+                       "output does not require grad: none of the tensors it was "
+                       "computed from had requires_grad(true), or it was computed under no_grad");
   if (grad_output && !t_same_shape(grad_output, out))
-    return lt_argerror(L, 3, "grad", "grad_output has shape %s, output has %s",
-                      t_shape_str(grad_output, b1, sizeof b1), t_shape_str(out, b2, sizeof b2));
+    return lt_argerror(L, 3, "grad", "grad_output has shape %s, output has %s", t_shape_str(grad_output, b1, sizeof b1),
+                       t_shape_str(out, b2, sizeof b2));
   if (!grad_output && out->numel != 1)
     return lt_argerror(L, 1, "grad", "output has shape %s: give opts.grad_output for a non-scalar output",
-                      t_shape_str(out, b1, sizeof b1));
+                       t_shape_str(out, b1, sizeof b1));
   lua_Integer n = luaL_len(L, 2);
   if (n < 1 || n > (1 << 20)) return lt_argerror(L, 2, "grad", "expected a non-empty list of tensors");
   GradScratch *scratch = lua_newuserdatauv(L, sizeof *scratch + (size_t)n * 2 * sizeof(Tensor *), 0);
@@ -59,8 +59,7 @@ static int l_grad(lua_State *L) {
     inputs[k - 1] = lt_test(L, -1);
     if (!inputs[k - 1])
       return lt_argerror(L, 2, "grad", "input %d is %s, expected a tensor", (int)k, lt_typename(L, -1));
-    if (!inputs[k - 1]->requires_grad)
-      return lt_argerror(L, 2, "grad", "input %d does not require grad", (int)k);
+    if (!inputs[k - 1]->requires_grad) return lt_argerror(L, 2, "grad", "input %d does not require grad", (int)k);
     lua_pop(L, 1);
   }
   int scope = t_scope_begin(); /* the seed is released by an error in the backward pass too */
@@ -75,7 +74,7 @@ static int l_grad(lua_State *L) {
       lua_pushvalue(L, scratch_index);
       lua_call(L, 1, 0);
       return lt_argerror(L, 2, "grad", "output does not depend on input %d; pass allow_unused=true to get nil",
-                        (int)k + 1);
+                         (int)k + 1);
     }
   lua_createtable(L, (int)n, 0);
   for (lua_Integer k = 0; k < n; k++) {

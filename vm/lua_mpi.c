@@ -45,8 +45,7 @@
 #include "sys.h"
 
 /* the number of processes a launcher started, from its environment; 0 if none */
-static int launcher_size(void)
-{
+static int launcher_size(void) {
   static const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "PMI_SIZE"};
   for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
     const char *v = getenv(vars[i]);
@@ -59,20 +58,18 @@ static int world_rank = 0, world_size = 1;
 
 #ifdef MAMLRUN_MPI
 
-static int started;   /* MPI_Init_thread done here */
-static int stopped;   /* MPI_Finalize or MPI_Abort done */
+static int started; /* MPI_Init_thread done here */
+static int stopped; /* MPI_Finalize or MPI_Abort done */
 static pthread_t main_thread;
 
-static void finalize_at_exit(void)
-{
+static void finalize_at_exit(void) {
   if (started && !stopped) {
     stopped = 1;
     MPI_Finalize();
   }
 }
 
-static void start(lua_State *L)
-{
+static void start(lua_State *L) {
   if (started || launcher_size() == 0) return;
   int initialized = 0, provided = 0;
   MPI_Initialized(&initialized);
@@ -87,8 +84,7 @@ static void start(lua_State *L)
 
 /* whether collectives go through MPI (else: one process, done locally);
 ** errors from another thread or after finalize */
-static int communicating(lua_State *L, const char *fn)
-{
+static int communicating(lua_State *L, const char *fn) {
   if (!started) return 0;
   if (stopped) return luaL_error(L, "mpi.%s: MPI is finalized", fn);
   if (!pthread_equal(pthread_self(), main_thread))
@@ -96,28 +92,25 @@ static int communicating(lua_State *L, const char *fn)
   return 1;
 }
 
-void mpi_shutdown(int status)
-{
+void mpi_shutdown(int status) {
   if (!started || stopped) return;
   stopped = 1;
-  if (status == 0)
-    MPI_Finalize();
-  else
-    MPI_Abort(MPI_COMM_WORLD, status); /* the others may be waiting in a collective */
+  if (status == 0) MPI_Finalize();
+  else MPI_Abort(MPI_COMM_WORLD, status); /* the others may be waiting in a collective */
 }
 
 #else /* the stub: one process */
 
-static void start(lua_State *L)
-{
+static void start(lua_State *L) {
   int n = launcher_size();
   if (n > 1)
-    luaL_error(L, "mpi: this mamlrun was built without Open MPI but was started as one of %d processes "
-                  "(install libopenmpi-dev, then make clean && make)", n);
+    luaL_error(L,
+               "mpi: this mamlrun was built without Open MPI but was started as one of %d processes "
+               "(install libopenmpi-dev, then make clean && make)",
+               n);
 }
 
-static int communicating(lua_State *L, const char *fn)
-{
+static int communicating(lua_State *L, const char *fn) {
   (void)L;
   (void)fn;
   return 0;
@@ -131,8 +124,7 @@ void mpi_shutdown(int status) { (void)status; }
 
 #ifdef MAMLRUN_MPI
 /* displacements of counts; errors when the total does not fit MPI's int */
-static int *displacements(lua_State *L, const int *counts, const char *fn)
-{
+static int *displacements(lua_State *L, const int *counts, const char *fn) {
   int *displs = lt_scratch(L, (size_t)world_size * sizeof *displs);
   int64_t total = 0;
   for (int r = 0; r < world_size; r++) {
@@ -148,22 +140,19 @@ static int *displacements(lua_State *L, const int *counts, const char *fn)
 /* ------------------------------------------------------------ functions */
 
 /* rank(): this process's number, 0 .. size() - 1 */
-static int mpi_rank(lua_State *L)
-{
+static int mpi_rank(lua_State *L) {
   lua_pushinteger(L, world_rank);
   return 1;
 }
 
 /* size(): the number of processes */
-static int mpi_size(lua_State *L)
-{
+static int mpi_size(lua_State *L) {
   lua_pushinteger(L, world_size);
   return 1;
 }
 
 /* barrier(): wait until every rank has called it */
-static int mpi_barrier(lua_State *L)
-{
+static int mpi_barrier(lua_State *L) {
 #ifdef MAMLRUN_MPI
   if (communicating(L, "barrier")) MPI_Barrier(MPI_COMM_WORLD);
 #else
@@ -174,8 +163,7 @@ static int mpi_barrier(lua_State *L)
 
 /* allgather(string) -> {string of rank 0, ...}; allgather(tensor) -> {1-d
 ** tensor of rank 0, ...}. Each rank may give a different length. */
-static int mpi_allgather(lua_State *L)
-{
+static int mpi_allgather(lua_State *L) {
   int is_string = lua_type(L, 1) == LUA_TSTRING;
   Tensor *t = is_string ? NULL : lt_test(L, 1);
   if (!is_string && t == NULL)
@@ -226,8 +214,7 @@ static int mpi_allgather(lua_State *L)
 /* allreduce_sum{t1, ...} -> {s1, ...}: s_i = t_i of rank 0 + t_i of rank 1
 ** + ..., added in rank order in float, the same on every rank. Every rank
 ** gives the same number of tensors with the same sizes. */
-static int mpi_allreduce_sum(lua_State *L)
-{
+static int mpi_allreduce_sum(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_Integer ntensors = luaL_len(L, 1);
   int64_t total = 0;
@@ -235,8 +222,7 @@ static int mpi_allreduce_sum(lua_State *L)
     lua_geti(L, 1, i);
     Tensor *t = lt_test(L, -1);
     if (t == NULL)
-      return lt_argerror(L, 1, "allreduce_sum", "item %d: tensor expected, got %s", (int)i,
-                        lt_typename(L, -1));
+      return lt_argerror(L, 1, "allreduce_sum", "item %d: tensor expected, got %s", (int)i, lt_typename(L, -1));
     total += t->numel;
     lua_pop(L, 1);
   }
@@ -253,7 +239,7 @@ static int mpi_allreduce_sum(lua_State *L)
     for (int r = 0; r < world_size; r++)
       if (sizes[2 * r] != mine[0] || sizes[2 * r + 1] != mine[1])
         return lt_error(L, "mpi.allreduce_sum: rank %d gives %lld tensors of %lld elements, rank %d %lld of %lld",
-                          world_rank, mine[0], mine[1], r, sizes[2 * r], sizes[2 * r + 1]);
+                        world_rank, mine[0], mine[1], r, sizes[2 * r], sizes[2 * r + 1]);
     float *packed = lt_scratch(L, (size_t)total * sizeof(float));
     int64_t off = 0;
     for (lua_Integer i = 1; i <= ntensors; i++) {
@@ -296,8 +282,7 @@ typedef struct Payload {
   int64_t n; /* bytes or floats */
 } Payload;
 
-static Payload check_payload(lua_State *L, int i, const char *fn)
-{
+static Payload check_payload(lua_State *L, int i, const char *fn) {
   Payload p = {lua_type(L, i) == LUA_TSTRING, NULL, 0};
   if (p.is_string) {
     size_t len;
@@ -305,8 +290,7 @@ static Payload check_payload(lua_State *L, int i, const char *fn)
     p.n = (int64_t)len;
   } else {
     Tensor *t = lt_test(L, i);
-    if (t == NULL)
-      lt_argerror(L, i, fn, "string or tensor expected, got %s", lt_typename(L, i));
+    if (t == NULL) lt_argerror(L, i, fn, "string or tensor expected, got %s", lt_typename(L, i));
     p.data = T_DATA(t);
     p.n = t->numel;
   }
@@ -314,8 +298,7 @@ static Payload check_payload(lua_State *L, int i, const char *fn)
   return p;
 }
 
-static int check_other_rank(lua_State *L, int i)
-{
+static int check_other_rank(lua_State *L, int i) {
   lua_Integer r = luaL_checkinteger(L, i);
   luaL_argcheck(L, r >= 0 && r < world_size && r != world_rank, i, "expected the rank of another process");
   return (int)r;
@@ -325,8 +308,7 @@ static int check_other_rank(lua_State *L, int i)
 #define TAG_TENSOR 2
 
 /* send(x, dest): a string, or a tensor's values, to rank dest (which calls recv) */
-static int mpi_send(lua_State *L)
-{
+static int mpi_send(lua_State *L) {
   Payload p = check_payload(L, 1, "send");
   int dest = check_other_rank(L, 2);
 #ifdef MAMLRUN_MPI
@@ -341,8 +323,7 @@ static int mpi_send(lua_State *L)
 }
 
 /* recv(source) -> the string, or the values as a 1-d tensor, that rank source sent next */
-static int mpi_recv(lua_State *L)
-{
+static int mpi_recv(lua_State *L) {
   int source = check_other_rank(L, 1);
 #ifdef MAMLRUN_MPI
   if (communicating(L, "recv")) {
@@ -371,8 +352,7 @@ static int mpi_recv(lua_State *L)
 
 /* bcast(x, root) -> root's x on every rank: a string, or a tensor's values as a 1-d tensor (root
 ** gets its own x back); x is ignored on the other ranks */
-static int mpi_bcast(lua_State *L)
-{
+static int mpi_bcast(lua_State *L) {
   lua_Integer root = luaL_checkinteger(L, 2);
   luaL_argcheck(L, root >= 0 && root < world_size, 2, "expected a rank");
   Payload p = {0, NULL, 0};
@@ -404,35 +384,31 @@ static int mpi_bcast(lua_State *L)
 /* default_threads(): threads for this rank's tasks when the config says threads=0: the CPUs it may
 ** run on (mpirun's binding sets them: one core per rank by default for 2 ranks), at most its share
 ** of the machine's cores among the ranks on it; $MAMLRUN_THREADS when set */
-static int mpi_default_threads(lua_State *L)
-{
+static int mpi_default_threads(lua_State *L) {
   lua_pushinteger(L, sys_default_threads());
   return 1;
 }
 
 /* finalize(): end MPI in this process (the host also does it at exit) */
-static int mpi_finalize(lua_State *L)
-{
+static int mpi_finalize(lua_State *L) {
   (void)L;
   mpi_shutdown(0);
   return 0;
 }
 
-static const luaL_Reg mpi_funcs[] = {
-  {"rank", mpi_rank},
-  {"size", mpi_size},
-  {"barrier", mpi_barrier},
-  {"allgather", mpi_allgather},
-  {"allreduce_sum", mpi_allreduce_sum},
-  {"send", mpi_send},
-  {"recv", mpi_recv},
-  {"bcast", mpi_bcast},
-  {"default_threads", mpi_default_threads},
-  {"finalize", mpi_finalize},
-  {NULL, NULL}};
+static const luaL_Reg mpi_funcs[] = {{"rank", mpi_rank},
+                                     {"size", mpi_size},
+                                     {"barrier", mpi_barrier},
+                                     {"allgather", mpi_allgather},
+                                     {"allreduce_sum", mpi_allreduce_sum},
+                                     {"send", mpi_send},
+                                     {"recv", mpi_recv},
+                                     {"bcast", mpi_bcast},
+                                     {"default_threads", mpi_default_threads},
+                                     {"finalize", mpi_finalize},
+                                     {NULL, NULL}};
 
-int luaopen_mpi(lua_State *L)
-{
+int luaopen_mpi(lua_State *L) {
   start(L);
   luaL_newlib(L, mpi_funcs);
 #ifdef MAMLRUN_MPI

@@ -20,8 +20,7 @@
 
 /* an integer that fits a C int, or a Lua error on argument arg naming what */
 static int to_int(lua_State *L, int arg, lua_Integer v, const char *what) {
-  if (v < INT_MIN || v > INT_MAX)
-    luaL_argerror(L, arg, lua_pushfstring(L, "%s out of range, got %I", what, v));
+  if (v < INT_MIN || v > INT_MAX) luaL_argerror(L, arg, lua_pushfstring(L, "%s out of range, got %I", what, v));
   return (int)v;
 }
 
@@ -40,18 +39,16 @@ static void check_pair(lua_State *L, int arg, const char *what, int64_t pair[2])
     return;
   }
   if (!lua_istable(L, arg))
-    luaL_argerror(L, arg, lua_pushfstring(L, "expected %s as a number or {h, w}, got %s", what,
-                                           luaL_typename(L, arg)));
+    luaL_argerror(L, arg, lua_pushfstring(L, "expected %s as a number or {h, w}, got %s", what, luaL_typename(L, arg)));
   if (luaL_len(L, arg) != 2)
-    luaL_argerror(L, arg, lua_pushfstring(L, "expected %s as {h, w}, got a table of length %I", what,
-                                           luaL_len(L, arg)));
+    luaL_argerror(L, arg,
+                  lua_pushfstring(L, "expected %s as {h, w}, got a table of length %I", what, luaL_len(L, arg)));
   for (int i = 0; i < 2; i++) {
     int isint = 0;
     lua_geti(L, arg, i + 1);
     pair[i] = lua_type(L, -1) == LUA_TNUMBER ? lua_tointegerx(L, -1, &isint) : 0;
     if (!isint)
-      luaL_argerror(L, arg, lua_pushfstring(L, "expected integers in %s, got %s", what,
-                                             luaL_typename(L, -1)));
+      luaL_argerror(L, arg, lua_pushfstring(L, "expected integers in %s, got %s", what, luaL_typename(L, -1)));
     lua_pop(L, 1);
   }
 }
@@ -135,7 +132,7 @@ static int64_t *check_labels(lua_State *L, int i, int64_t most, int64_t *n, cons
     for (int64_t k = 0; k < *n; k++) {
       if (!(fabsf(d[k]) <= 1e15f) || d[k] != floorf(d[k])) /* (also NaN; no undefined cast to int64) */
         lt_argerror(L, i, fn, "label %g at position %lld is not an integer class",
-                 isnan(d[k]) ? (double)NAN : (double)d[k], (long long)k + 1);
+                    isnan(d[k]) ? (double)NAN : (double)d[k], (long long)k + 1);
       out[k] = (int64_t)d[k];
     }
     return out;
@@ -143,17 +140,16 @@ static int64_t *check_labels(lua_State *L, int i, int64_t most, int64_t *n, cons
   if (!lua_istable(L, i)) lt_argerror(L, i, fn, "expected labels as a tensor or a list, got %s", lt_typename(L, i));
   *n = luaL_len(L, i);
   if (*n > most)
-    lt_argerror(L, i, fn, "expected at most %lld labels, got a list of %lld", (long long)most,
-             (long long)*n);
+    lt_argerror(L, i, fn, "expected at most %lld labels, got a list of %lld", (long long)most, (long long)*n);
   int64_t *out = lua_newuserdatauv(L, (size_t)(*n > 0 ? *n : 1) * sizeof *out, 0);
   for (int64_t k = 0; k < *n; k++) {
     lua_geti(L, i, k + 1);
     int isnum = 0;
     lua_Integer v = lua_type(L, -1) == LUA_TNUMBER ? lua_tointegerx(L, -1, &isnum) : 0;
     if (!isnum && lua_type(L, -1) == LUA_TNUMBER)
-      lt_argerror(L, i, fn, "expected integer labels, got %g at position %lld", lua_tonumber(L, -1),
-               (long long)k + 1);
-    if (!isnum) lt_argerror(L, i, fn, "expected integer labels, got %s at position %lld", lt_typename(L, -1), (long long)k + 1);
+      lt_argerror(L, i, fn, "expected integer labels, got %g at position %lld", lua_tonumber(L, -1), (long long)k + 1);
+    if (!isnum)
+      lt_argerror(L, i, fn, "expected integer labels, got %s at position %lld", lt_typename(L, -1), (long long)k + 1);
     out[k] = v;
     lua_pop(L, 1);
   }
@@ -240,10 +236,14 @@ static const luaL_Reg nn_funcs[] = {
 };
 
 /* module functions only (not methods) */
-static const luaL_Reg nn_module_funcs[] = {
-    {"cross_entropy", l_cross_entropy}, {"accuracy", l_accuracy}, {"linear", l_linear},
-    {"log_softmax", l_log_softmax},     {"softmax", l_softmax},   {"mse_loss", l_mse_loss},
-    {"batch_norm", l_batch_norm},       {NULL, NULL}};
+static const luaL_Reg nn_module_funcs[] = {{"cross_entropy", l_cross_entropy},
+                                           {"accuracy", l_accuracy},
+                                           {"linear", l_linear},
+                                           {"log_softmax", l_log_softmax},
+                                           {"softmax", l_softmax},
+                                           {"mse_loss", l_mse_loss},
+                                           {"batch_norm", l_batch_norm},
+                                           {NULL, NULL}};
 
 void lt_open_nn(lua_State *L, int module, int methods) {
   module = lua_absindex(L, module);

@@ -5,8 +5,8 @@
 #ifndef MAMLRUN_LUA_TENSOR_H
 #define MAMLRUN_LUA_TENSOR_H
 
-#include <lua.h>
 #include <lauxlib.h>
+#include <lua.h>
 #include "tensor.h"
 
 #define LT_TENSOR_MT "mamlrun.Tensor"
@@ -61,8 +61,8 @@ int lt_check_options(lua_State *L, int arg, const char *fn, const char *const va
 /* options[key] of the table at arg (checked by lt_check_options, or none/nil),
 ** def when absent; a value of another type or out of range is an error */
 int lt_opt_boolean(lua_State *L, int arg, const char *fn, const char *key, int def);
-lua_Integer lt_opt_integer(lua_State *L, int arg, const char *fn, const char *key, lua_Integer def,
-                           lua_Integer lo, lua_Integer hi);
+lua_Integer lt_opt_integer(lua_State *L, int arg, const char *fn, const char *key, lua_Integer def, lua_Integer lo,
+                           lua_Integer hi);
 double lt_opt_number(lua_State *L, int arg, const char *fn, const char *key, double def, double lo, double hi);
 Tensor *lt_opt_tensor(lua_State *L, int arg, const char *fn, const char *key); /* NULL when absent */
 const char *lt_opt_string(lua_State *L, int arg, const char *fn, const char *key, const char *def);
@@ -86,9 +86,9 @@ void lt_open_nn(lua_State *L, int module, int methods);
 ** the table at module, methods into the table at methods */
 void lt_open_construct(lua_State *L, int module); /* vm/lua_construct.c */
 void lt_open_generator(lua_State *L, int module); /* vm/lua_generator.c, with its metatable */
-void lt_open_inplace(lua_State *L, int methods);  /* vm/lua_inplace.c */
-void lt_open_io(lua_State *L, int module);        /* vm/lua_io.c */
-void lt_open_memory(lua_State *L, int module);    /* vm/lua_memory.c */
+void lt_open_inplace(lua_State *L, int methods); /* vm/lua_inplace.c */
+void lt_open_io(lua_State *L, int module); /* vm/lua_io.c */
+void lt_open_memory(lua_State *L, int module); /* vm/lua_memory.c */
 /* the image functions of the omniglot module (vm/lua_image.c) into the table at module */
 void lt_open_image(lua_State *L, int module);
 

@@ -35,67 +35,61 @@ static const char *progname = "mamlrun";
 
 /* what the command line asked for; filled by collectargs before Lua starts */
 typedef struct Options {
-  int list;        /* --list */
-  int script;      /* argv index of SCRIPT, 0 if none */
+  int list; /* --list */
+  int script; /* argv index of SCRIPT, 0 if none */
   int interactive; /* -i */
-  int compare;     /* --compare: SCRIPT is lua/compare.lua's main, on the arguments after it */
+  int compare; /* --compare: SCRIPT is lua/compare.lua's main, on the arguments after it */
 } Options;
 
 /* ------------------------------------------------------------ messages */
 
-static void print_usage(FILE *f)
-{
+static void print_usage(FILE *f) {
   fprintf(f,
-    "usage: %s [options] [SCRIPT [key=value ...] [args ...] [-- args ...]]\n"
-    "Runs the Lua file SCRIPT ('-' reads it from stdin) with the modules\n"
-    "tensor, autograd, omniglot and mamlrun preloaded.\n"
-    "Options (before SCRIPT):\n"
-    "  -e CODE        run the Lua string CODE (repeatable; runs before SCRIPT)\n"
-    "  -i             enter interactive mode after SCRIPT and -e\n"
-    "  --compare RUN... [--plot FILE.svg] [--markdown]  compare run folders\n"
-    "  -h, --help     show this help and exit\n"
-    "  --list         list the shipped experiments and exit\n"
-    "  -v, --version  show version information and exit\n"
-    "  --             stop handling options (the next argument is SCRIPT)\n"
-    "SCRIPT is a file, else a shipped experiment by name (omniglot5w1s) or by\n"
-    "its path under the install (experiments/omniglot5w1s.lua); a file of that\n"
-    "name in the current folder comes first (see 'man mamlrun').\n"
-    "Arguments after SCRIPT:\n"
-    "  key=value      an override; key is a Lua name, dots make nested tables\n"
-    "                 (inner.lr=0.01 -> overrides.inner.lr). The value is a\n"
-    "                 number (1, 0.5, 1e-3), true/false, or else a string\n"
-    "                 ('...' or \"...\" force a string). A key given twice is\n"
-    "                 an error. SCRIPT gets them as its first argument\n"
-    "                 (local overrides = ...) and as require('mamlrun').overrides.\n"
-    "  other          plain arguments: the global arg[1..n], and the script's\n"
-    "                 varargs after the overrides table (arg[0] = SCRIPT)\n"
-    "  --help, -h     the override help=true: an experiment script prints its\n"
-    "                 keys, their values and meanings, and runs nothing\n"
-    "  -- args        everything after '--' is a plain argument\n"
-    "Exit status: 0 success, 1 Lua error, 2 usage error.\n",
-    progname);
+          "usage: %s [options] [SCRIPT [key=value ...] [args ...] [-- args ...]]\n"
+          "Runs the Lua file SCRIPT ('-' reads it from stdin) with the modules\n"
+          "tensor, autograd, omniglot and mamlrun preloaded.\n"
+          "Options (before SCRIPT):\n"
+          "  -e CODE        run the Lua string CODE (repeatable; runs before SCRIPT)\n"
+          "  -i             enter interactive mode after SCRIPT and -e\n"
+          "  --compare RUN... [--plot FILE.svg] [--markdown]  compare run folders\n"
+          "  -h, --help     show this help and exit\n"
+          "  --list         list the shipped experiments and exit\n"
+          "  -v, --version  show version information and exit\n"
+          "  --             stop handling options (the next argument is SCRIPT)\n"
+          "SCRIPT is a file, else a shipped experiment by name (omniglot5w1s) or by\n"
+          "its path under the install (experiments/omniglot5w1s.lua); a file of that\n"
+          "name in the current folder comes first (see 'man mamlrun').\n"
+          "Arguments after SCRIPT:\n"
+          "  key=value      an override; key is a Lua name, dots make nested tables\n"
+          "                 (inner.lr=0.01 -> overrides.inner.lr). The value is a\n"
+          "                 number (1, 0.5, 1e-3), true/false, or else a string\n"
+          "                 ('...' or \"...\" force a string). A key given twice is\n"
+          "                 an error. SCRIPT gets them as its first argument\n"
+          "                 (local overrides = ...) and as require('mamlrun').overrides.\n"
+          "  other          plain arguments: the global arg[1..n], and the script's\n"
+          "                 varargs after the overrides table (arg[0] = SCRIPT)\n"
+          "  --help, -h     the override help=true: an experiment script prints its\n"
+          "                 keys, their values and meanings, and runs nothing\n"
+          "  -- args        everything after '--' is a plain argument\n"
+          "Exit status: 0 success, 1 Lua error, 2 usage error.\n",
+          progname);
 }
 
-static void print_version(void)
-{
+static void print_version(void) {
   printf("mamlrun " MAMLRUN_VERSION " (" LUA_RELEASE ", %s)\n", openblas_get_config());
 }
 
 /* a usage error: message, then the usage (or a hint), exit status 2 */
-static int usage_error(int full_usage, const char *fmt, const char *what)
-{
+static int usage_error(int full_usage, const char *fmt, const char *what) {
   fprintf(stderr, "%s: ", progname);
   fprintf(stderr, fmt, what);
   fputc('\n', stderr);
-  if (full_usage)
-    print_usage(stderr);
-  else
-    fprintf(stderr, "(try '%s --help')\n", progname);
+  if (full_usage) print_usage(stderr);
+  else fprintf(stderr, "(try '%s --help')\n", progname);
   return 2;
 }
 
-static void l_message(const char *pname, const char *msg)
-{
+static void l_message(const char *pname, const char *msg) {
   if (pname) fprintf(stderr, "%s: ", pname);
   fprintf(stderr, "%s\n", msg);
   fflush(stderr);
@@ -110,8 +104,7 @@ static void l_message(const char *pname, const char *msg)
 static int usage_error_raised = 0;
 
 /* the message of the usage error at idx, else NULL */
-static const char *usage_error_message(lua_State *L, int idx)
-{
+static const char *usage_error_message(lua_State *L, int idx) {
   const char *msg = NULL;
   idx = lua_absindex(L, idx);
   if (lua_type(L, idx) != LUA_TTABLE || luaL_getmetafield(L, idx, "__name") == LUA_TNIL) return NULL;
@@ -123,8 +116,7 @@ static const char *usage_error_message(lua_State *L, int idx)
 }
 
 /* print the error message at the top of the stack, if status is an error */
-static int report(lua_State *L, int status)
-{
+static int report(lua_State *L, int status) {
   const char *usage = status != LUA_OK ? usage_error_message(L, -1) : NULL;
   if (usage != NULL) {
     usage_error_raised = 1;
@@ -140,23 +132,19 @@ static int report(lua_State *L, int status)
 }
 
 /* message handler: turn any error object into a string with a traceback */
-static int msghandler(lua_State *L)
-{
+static int msghandler(lua_State *L) {
   if (usage_error_message(L, 1) != NULL) return 1; /* the user's mistake: no traceback */
   const char *msg = lua_tostring(L, 1);
   if (msg == NULL) {
-    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
-      msg = lua_tostring(L, -1);
-    else
-      msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) msg = lua_tostring(L, -1);
+    else msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
   }
   luaL_traceback(L, L, msg, 1);
   return 1;
 }
 
 /* call the function below narg arguments, with the message handler */
-static int docall(lua_State *L, int narg, int nres)
-{
+static int docall(lua_State *L, int narg, int nres) {
   int base = lua_gettop(L) - narg;
   lua_pushcfunction(L, msghandler);
   lua_insert(L, base);
@@ -175,8 +163,7 @@ static int reported_signal = 0;
 
 /* SIGINT/SIGTERM once Lua asked for them: only set a flag. A second signal
 ** before the script polled the first one kills the process as usual. */
-static void flag_signal(int sig)
-{
+static void flag_signal(int sig) {
   if (pending_signal != 0) {
     signal(sig, SIG_DFL);
     raise(sig);
@@ -185,8 +172,7 @@ static void flag_signal(int sig)
   pending_signal = sig;
 }
 
-static void set_signal_handlers(void (*handler)(int))
-{
+static void set_signal_handlers(void (*handler)(int)) {
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = handler;
@@ -197,16 +183,14 @@ static void set_signal_handlers(void (*handler)(int))
 }
 
 /* is_tty([fd=1]): whether the file descriptor is a terminal */
-static int mr_is_tty(lua_State *L)
-{
+static int mr_is_tty(lua_State *L) {
   int fd = (int)luaL_optinteger(L, 1, 1);
   lua_pushboolean(L, isatty(fd));
   return 1;
 }
 
 /* time(): monotonic clock in seconds, for durations */
-static int mr_time(lua_State *L)
-{
+static int mr_time(lua_State *L) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec * 1e-9);
@@ -226,8 +210,7 @@ static int mr_time(lua_State *L)
 #endif
 
 /* Resident set size now, in bytes (Linux /proc), or -1 if unreadable. */
-static long long rss_now(void)
-{
+static long long rss_now(void) {
   long pages = 0, resident = 0;
   FILE *f = fopen("/proc/self/statm", "r");
   if (f == NULL) return -1;
@@ -237,8 +220,7 @@ static long long rss_now(void)
 }
 
 /* rss(): resident set size of the process now, in bytes */
-static int mr_rss(lua_State *L)
-{
+static int mr_rss(lua_State *L) {
   long long now = rss_now();
   if (now < 0) return luaL_error(L, "rss: cannot read /proc/self/statm");
   lua_pushinteger(L, (lua_Integer)now);
@@ -249,15 +231,15 @@ static int mr_rss(lua_State *L)
 ** keeps the high-water mark and /proc/self/statm from counters synced at
 ** different times, so the peak is taken as at least the size now (rss() is
 ** never above rss_peak()) and at least any peak reported before. */
-static int mr_rss_peak(lua_State *L)
-{
+static int mr_rss_peak(lua_State *L) {
   struct rusage ru;
   if (getrusage(RUSAGE_SELF, &ru) != 0) return luaL_error(L, "rss_peak: getrusage failed");
   static _Atomic long long seen = 0; /* and never below what it reported before */
   long long peak = (long long)ru.ru_maxrss * 1024; /* Linux: kilobytes */
   long long now = rss_now(), old = atomic_load(&seen);
   if (now > peak) peak = now;
-  while (peak > old && !atomic_compare_exchange_weak(&seen, &old, peak)) {}
+  while (peak > old && !atomic_compare_exchange_weak(&seen, &old, peak)) {
+  }
   lua_pushinteger(L, (lua_Integer)(peak > old ? peak : old));
   return 1;
 }
@@ -265,8 +247,7 @@ static int mr_rss_peak(lua_State *L)
 /* on_signal([fn]): from now on SIGINT/SIGTERM set a flag that signal_pending
 ** reports (calling fn(name) first, if given). on_signal(false) restores the
 ** default behaviour (the signal terminates the process). */
-static int mr_on_signal(lua_State *L)
-{
+static int mr_on_signal(lua_State *L) {
   if (lua_isboolean(L, 1) && !lua_toboolean(L, 1)) {
     set_signal_handlers(SIG_DFL);
     pending_signal = 0;
@@ -283,8 +264,7 @@ static int mr_on_signal(lua_State *L)
 
 /* signal_pending(): "SIGINT" or "SIGTERM" if one arrived since the last poll
 ** (the flag is cleared), else nil */
-static int mr_signal_pending(lua_State *L)
-{
+static int mr_signal_pending(lua_State *L) {
   int sig = pending_signal;
   if (sig == 0) {
     lua_pushnil(L);
@@ -305,8 +285,7 @@ static int mr_signal_pending(lua_State *L)
 
 /* dir(path): the names in a folder (without . and ..), in no particular
 ** order; nil and a message when it cannot be read */
-static int mr_dir(lua_State *L)
-{
+static int mr_dir(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   DIR *d = opendir(path);
   if (d == NULL) return luaL_fileresult(L, 0, path);
@@ -325,27 +304,23 @@ static int mr_dir(lua_State *L)
   return 1;
 }
 
-static const luaL_Reg mamlrun_funcs[] = {
-  {"dir", mr_dir},
-  {"is_tty", mr_is_tty},
-  {"time", mr_time},
-  {"rss", mr_rss},
-  {"rss_peak", mr_rss_peak},
-  {"on_signal", mr_on_signal},
-  {"signal_pending", mr_signal_pending},
-  {NULL, NULL}};
+static const luaL_Reg mamlrun_funcs[] = {{"dir", mr_dir},
+                                         {"is_tty", mr_is_tty},
+                                         {"time", mr_time},
+                                         {"rss", mr_rss},
+                                         {"rss_peak", mr_rss_peak},
+                                         {"on_signal", mr_on_signal},
+                                         {"signal_pending", mr_signal_pending},
+                                         {NULL, NULL}};
 
 /* ------------------------------------------------------------ overrides */
 
 /* length of the key if s is "key=value" with key a dotted Lua name, else 0 */
-static size_t override_key_len(const char *s)
-{
+static size_t override_key_len(const char *s) {
   const char *p = s;
   for (;;) {
     if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || *p == '_')) return 0;
-    while ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-           *p == '_')
-      p++;
+    while ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_') p++;
     if (*p == '=') return (size_t)(p - s);
     if (*p != '.') return 0;
     p++;
@@ -353,24 +328,18 @@ static size_t override_key_len(const char *s)
 }
 
 /* push an override value: a quoted string, a boolean, a number, or a string */
-static void push_override_value(lua_State *L, const char *v)
-{
+static void push_override_value(lua_State *L, const char *v) {
   size_t n = strlen(v);
-  if (n >= 2 && (v[0] == '\'' || v[0] == '"') && v[n - 1] == v[0])
-    lua_pushlstring(L, v + 1, n - 2);
-  else if (strcmp(v, "true") == 0)
-    lua_pushboolean(L, 1);
-  else if (strcmp(v, "false") == 0)
-    lua_pushboolean(L, 0);
-  else if (lua_stringtonumber(L, v) == 0) /* pushes the number on success */
-    lua_pushstring(L, v);
+  if (n >= 2 && (v[0] == '\'' || v[0] == '"') && v[n - 1] == v[0]) lua_pushlstring(L, v + 1, n - 2);
+  else if (strcmp(v, "true") == 0) lua_pushboolean(L, 1);
+  else if (strcmp(v, "false") == 0) lua_pushboolean(L, 0);
+  else if (lua_stringtonumber(L, v) == 0) /* pushes the number on success */ lua_pushstring(L, v);
 }
 
 /* set overrides[key] = value for "key=value" (keylen bytes of key) into the
 ** table at index t; dots descend into (new) nested tables. Returns NULL or
 ** an error message naming the key. */
-static const char *set_override(lua_State *L, int t, const char *kv, size_t keylen)
-{
+static const char *set_override(lua_State *L, int t, const char *kv, size_t keylen) {
   const char *key = lua_pushlstring(L, kv, keylen); /* the full key, for messages */
   lua_pushvalue(L, t);
   const char *seg = kv, *end = kv + keylen;
@@ -395,8 +364,7 @@ static const char *set_override(lua_State *L, int t, const char *kv, size_t keyl
   lua_pushlstring(L, seg, (size_t)(end - seg));
   int type = lua_rawget(L, -2);
   lua_pop(L, 1);
-  if (type == LUA_TTABLE)
-    return lua_pushfstring(L, "override '%s' conflicts with '%s.*' given before", key, key);
+  if (type == LUA_TTABLE) return lua_pushfstring(L, "override '%s' conflicts with '%s.*' given before", key, key);
   if (type != LUA_TNIL) return lua_pushfstring(L, "duplicate override '%s' (key given twice)", key);
   lua_pushlstring(L, seg, (size_t)(end - seg));
   push_override_value(L, kv + keylen + 1);
@@ -409,8 +377,7 @@ static const char *set_override(lua_State *L, int t, const char *kv, size_t keyl
 ** plain ones into the global 'arg' (with arg[0] = SCRIPT, arg[-1] = the
 ** binary). Returns the number of plain arguments, or -1 after a usage error
 ** message. */
-static int collect_script_args(lua_State *L, int argc, char **argv, int script)
-{
+static int collect_script_args(lua_State *L, int argc, char **argv, int script) {
   lua_newtable(L); /* overrides */
   int overrides = lua_gettop(L);
   lua_createtable(L, argc, 2); /* arg */
@@ -427,8 +394,7 @@ static int collect_script_args(lua_State *L, int argc, char **argv, int script)
     if (!only_plain && strcmp(argv[i], "--") == 0) {
       only_plain = 1;
     } else if (!only_plain && ((keylen = override_key_len(argv[i])) > 0 ||
-                                (help_is_override && (strcmp(argv[i], "--help") == 0 ||
-                                                      strcmp(argv[i], "-h") == 0)))) {
+                               (help_is_override && (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)))) {
       const char *kv = keylen > 0 ? argv[i] : "help=true";
       const char *err = set_override(L, overrides, kv, keylen > 0 ? keylen : 4);
       if (err != NULL) {
@@ -447,11 +413,8 @@ static int collect_script_args(lua_State *L, int argc, char **argv, int script)
 /* ------------------------------------------------------------ paths */
 
 /* the directory of this binary into buf (no trailing slash), or 0 */
-static int binary_dir(const char *argv0, char *buf)
-{
-  if (realpath("/proc/self/exe", buf) == NULL &&
-      (strchr(argv0, '/') == NULL || realpath(argv0, buf) == NULL))
-    return 0;
+static int binary_dir(const char *argv0, char *buf) {
+  if (realpath("/proc/self/exe", buf) == NULL && (strchr(argv0, '/') == NULL || realpath(argv0, buf) == NULL)) return 0;
   char *slash = strrchr(buf, '/');
   if (slash == NULL) return 0;
   *slash = '\0';
@@ -461,8 +424,7 @@ static int binary_dir(const char *argv0, char *buf)
 /* push the project's Lua library directory: <bindir>/lua in the build tree,
 ** else <prefix>/share/mamlrun/lua when the binary is <prefix>/bin/mamlrun;
 ** nil when neither exists */
-static void push_lua_root(lua_State *L, const char *argv0)
-{
+static void push_lua_root(lua_State *L, const char *argv0) {
   char dir[PATH_MAX];
   if (binary_dir(argv0, dir)) {
     const char *build = lua_pushfstring(L, "%s/lua", dir);
@@ -480,8 +442,7 @@ static void push_lua_root(lua_State *L, const char *argv0)
 }
 
 /* package.path = root/?.lua;root/?/init.lua;scriptdir/?.lua;<default> */
-static void set_package_path(lua_State *L, const char *root, const char *script)
-{
+static void set_package_path(lua_State *L, const char *root, const char *script) {
   luaL_Buffer b;
   lua_getglobal(L, "package");
   luaL_buffinit(L, &b);
@@ -491,10 +452,8 @@ static void set_package_path(lua_State *L, const char *root, const char *script)
   }
   if (script != NULL && strcmp(script, "-") != 0) {
     const char *slash = strrchr(script, '/');
-    if (slash == NULL)
-      luaL_addstring(&b, ".");
-    else
-      luaL_addlstring(&b, script, slash == script ? 1 : (size_t)(slash - script));
+    if (slash == NULL) luaL_addstring(&b, ".");
+    else luaL_addlstring(&b, script, slash == script ? 1 : (size_t)(slash - script));
     luaL_addstring(&b, "/?.lua;");
   }
   lua_getfield(L, -2, "path");
@@ -507,8 +466,7 @@ static void set_package_path(lua_State *L, const char *root, const char *script)
 /* package.loaded.mamlrun = {version=, overrides=, script=, root=, ...};
 ** expects the overrides table and the root (string or nil) at the top, and
 ** pops the root */
-static void register_mamlrun_module(lua_State *L, const char *script)
-{
+static void register_mamlrun_module(lua_State *L, const char *script) {
   luaL_newlib(L, mamlrun_funcs);
   lua_pushliteral(L, MAMLRUN_VERSION);
   lua_setfield(L, -2, "version");
@@ -527,15 +485,10 @@ static void register_mamlrun_module(lua_State *L, const char *script)
   lua_pop(L, 2); /* the loaded table and the root */
 }
 
-static void preload_modules(lua_State *L)
-{
-  static const luaL_Reg modules[] = {
-    {"tensor", luaopen_tensor},
-    {"autograd", luaopen_autograd},
-    {"omniglot", luaopen_omniglot},
-    {"parallel", luaopen_parallel},
-    {"mpi", luaopen_mpi},
-    {NULL, NULL}};
+static void preload_modules(lua_State *L) {
+  static const luaL_Reg modules[] = {{"tensor", luaopen_tensor},     {"autograd", luaopen_autograd},
+                                     {"omniglot", luaopen_omniglot}, {"parallel", luaopen_parallel},
+                                     {"mpi", luaopen_mpi},           {NULL, NULL}};
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   for (const luaL_Reg *m = modules; m->name != NULL; m++) {
     lua_pushcfunction(L, m->func);
@@ -548,8 +501,7 @@ static void preload_modules(lua_State *L)
 
 /* push the module lua/locate.lua of the Lua library root (it finds scripts
 ** and the shipped experiments); a Lua error status if it cannot be loaded */
-static int push_locate(lua_State *L, const char *root)
-{
+static int push_locate(lua_State *L, const char *root) {
   int status = luaL_loadfile(L, lua_pushfstring(L, "%s/locate.lua", root));
   lua_remove(L, -2); /* the file name */
   if (status == LUA_OK) status = docall(L, 0, 1);
@@ -560,8 +512,7 @@ static int push_locate(lua_State *L, const char *root)
 ** current folder first, then a shipped experiment by name or by its path
 ** under the install), or SCRIPT itself without a Lua library. Returns 0
 ** after printing why nothing was found. */
-static int find_script(lua_State *L, const char *root, const char *name)
-{
+static int find_script(lua_State *L, const char *root, const char *name) {
   if (root == NULL || strcmp(name, "-") == 0) {
     lua_pushstring(L, name);
     return 1;
@@ -587,8 +538,7 @@ static int find_script(lua_State *L, const char *root, const char *name)
 }
 
 /* --list: print the shipped experiments with their descriptions */
-static int list_experiments(lua_State *L, const char *root)
-{
+static int list_experiments(lua_State *L, const char *root) {
   if (root == NULL) {
     l_message(progname, "--list: no Lua library beside the binary (lua/ or ../share/mamlrun/lua)");
     return LUA_ERRRUN;
@@ -609,16 +559,14 @@ static int list_experiments(lua_State *L, const char *root)
   return report(L, status);
 }
 
-static int dostring(lua_State *L, const char *code, const char *name)
-{
+static int dostring(lua_State *L, const char *code, const char *name) {
   int status = luaL_loadbuffer(L, code, strlen(code), name);
   if (status == LUA_OK) status = docall(L, 0, 0);
   return report(L, status);
 }
 
 /* load SCRIPT and call it with the overrides table and the plain args */
-static int handle_script(lua_State *L, const char *fname, int overrides, int nplain)
-{
+static int handle_script(lua_State *L, const char *fname, int overrides, int nplain) {
   int status = luaL_loadfile(L, strcmp(fname, "-") == 0 ? NULL : fname);
   if (status == LUA_OK) {
     lua_pushvalue(L, overrides);
@@ -637,8 +585,7 @@ static int handle_script(lua_State *L, const char *fname, int overrides, int npl
 #define MARKLEN (sizeof(EOFMARK) - 1)
 
 /* read a line into the stack; 0 at end of input. Prompts only on a tty. */
-static int pushline(lua_State *L, int firstline)
-{
+static int pushline(lua_State *L, int firstline) {
   char *line = NULL;
   size_t cap = 0;
   if (isatty(STDIN_FILENO)) {
@@ -653,15 +600,13 @@ static int pushline(lua_State *L, int firstline)
   if (n > 0 && line[n - 1] == '\n') line[--n] = '\0';
   if (firstline && line[0] == '=') /* '=expr' as in Lua 5.2/5.3 */
     lua_pushfstring(L, "return %s", line + 1);
-  else
-    lua_pushlstring(L, line, (size_t)n);
+  else lua_pushlstring(L, line, (size_t)n);
   free(line);
   return 1;
 }
 
 /* a syntax error that only says the chunk ended too early */
-static int incomplete(lua_State *L, int status)
-{
+static int incomplete(lua_State *L, int status) {
   if (status == LUA_ERRSYNTAX) {
     size_t lmsg;
     const char *msg = lua_tolstring(L, -1, &lmsg);
@@ -674,21 +619,17 @@ static int incomplete(lua_State *L, int status)
 }
 
 /* try the line as 'return <line>;', so expressions print their values */
-static int addreturn(lua_State *L)
-{
+static int addreturn(lua_State *L) {
   const char *line = lua_tostring(L, -1);
   const char *retline = lua_pushfstring(L, "return %s;", line);
   int status = luaL_loadbuffer(L, retline, strlen(retline), "=stdin");
-  if (status == LUA_OK)
-    lua_remove(L, -2); /* the modified line */
-  else
-    lua_pop(L, 2); /* the error and the modified line */
+  if (status == LUA_OK) lua_remove(L, -2); /* the modified line */
+  else lua_pop(L, 2); /* the error and the modified line */
   return status;
 }
 
 /* compile the line as a statement, reading continuation lines as needed */
-static int multiline(lua_State *L)
-{
+static int multiline(lua_State *L) {
   for (;;) {
     size_t len;
     const char *line = lua_tolstring(L, 1, &len);
@@ -701,8 +642,7 @@ static int multiline(lua_State *L)
 }
 
 /* read and compile the next statement; -1 at end of input */
-static int loadline(lua_State *L)
-{
+static int loadline(lua_State *L) {
   lua_settop(L, 0);
   if (!pushline(L, 1)) return -1;
   int status = addreturn(L);
@@ -712,8 +652,7 @@ static int loadline(lua_State *L)
 }
 
 /* print the values on the stack with the global 'print' */
-static void l_print(lua_State *L)
-{
+static void l_print(lua_State *L) {
   int n = lua_gettop(L);
   if (n > 0) {
     luaL_checkstack(L, LUA_MINSTACK, "too many results to print");
@@ -724,18 +663,15 @@ static void l_print(lua_State *L)
   }
 }
 
-static void doREPL(lua_State *L)
-{
+static void doREPL(lua_State *L) {
   const char *oldprogname = progname;
   int status;
   if (isatty(STDIN_FILENO)) print_version();
   progname = NULL; /* errors in the REPL need no program name */
   while ((status = loadline(L)) != -1) {
     if (status == LUA_OK) status = docall(L, 0, LUA_MULTRET);
-    if (status == LUA_OK)
-      l_print(L);
-    else
-      report(L, status);
+    if (status == LUA_OK) l_print(L);
+    else report(L, status);
   }
   lua_settop(L, 0);
   if (isatty(STDIN_FILENO)) fputs("\n", stdout);
@@ -747,8 +683,7 @@ static void doREPL(lua_State *L)
 
 /* check the options before SCRIPT; returns -1 to go on, else an exit status
 ** (0 after --help/--version, 2 after a usage error) */
-static int collectargs(int argc, char **argv, Options *o)
-{
+static int collectargs(int argc, char **argv, Options *o) {
   int has_e = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -792,8 +727,7 @@ static int collectargs(int argc, char **argv, Options *o)
 }
 
 /* run the -e chunks in order */
-static int run_e_options(lua_State *L, int argc, char **argv, int last)
-{
+static int run_e_options(lua_State *L, int argc, char **argv, int last) {
   for (int i = 1; i < last && i < argc; i++) {
     if (strcmp(argv[i], "--") == 0) break;
     if (strncmp(argv[i], "-e", 2) == 0) {
@@ -806,8 +740,7 @@ static int run_e_options(lua_State *L, int argc, char **argv, int last)
 
 /* everything that runs inside the Lua state, protected; returns the exit
 ** status as an integer */
-static int pmain(lua_State *L)
-{
+static int pmain(lua_State *L) {
   int argc = (int)lua_tointeger(L, 1);
   char **argv = (char **)lua_touserdata(L, 2);
   const Options *o = (const Options *)lua_touserdata(L, 3);
@@ -859,8 +792,7 @@ static int pmain(lua_State *L)
   return 1;
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
   Options o = {0};
   if (argv[0] == NULL || argv[0][0] == '\0') argv[0] = (char *)"mamlrun";
   int status = collectargs(argc, argv, &o);

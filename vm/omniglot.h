@@ -43,11 +43,11 @@
 #define OM_DEFAULT_SIZE 28
 
 typedef struct OmOptions {
-  int size;             /* output side in pixels (default 28) */
-  int pil_exact;        /* 8-bit resize bit-identical to PIL's LANCZOS */
+  int size; /* output side in pixels (default 28) */
+  int pil_exact; /* 8-bit resize bit-identical to PIL's LANCZOS */
   int images_per_class; /* 0: as many as the first class has; all must agree */
-  const char *cache;    /* cache file, or NULL for none */
-  int threads;          /* decoding threads, 0 = sys_default_threads(); at most OM_DECODE_MAX_THREADS */
+  const char *cache; /* cache file, or NULL for none */
+  int threads; /* decoding threads, 0 = sys_default_threads(); at most OM_DECODE_MAX_THREADS */
 } OmOptions;
 
 typedef struct OmClass {
@@ -80,8 +80,8 @@ void om_dataset_free(OmDataset *ds);
 /* The cache file on its own. om_cache_read: 0 on success; 1 when the file is
 ** missing, stale (other fingerprint or settings) or invalid, with why set and
 ** ds left empty. expect_fingerprint 0 skips the source check. */
-int om_cache_read(const char *path, const OmOptions *opt, uint64_t expect_fingerprint, OmDataset *ds,
-                  char *why, size_t whylen);
+int om_cache_read(const char *path, const OmOptions *opt, uint64_t expect_fingerprint, OmDataset *ds, char *why,
+                  size_t whylen);
 int om_cache_write(const char *path, const OmDataset *ds, char *err, size_t errlen);
 
 /* ---- between the loader's files */

@@ -151,9 +151,9 @@ static void value_push(lua_State *L, const Value *v) {
 typedef struct {
   const char *module, *function;
   int njobs;
-  Value *args;    /* njobs tables of arguments */
+  Value *args; /* njobs tables of arguments */
   Value *results; /* njobs tables of results */
-  char **errors;  /* njobs messages or NULL */
+  char **errors; /* njobs messages or NULL */
   atomic_int next;
 } Batch;
 
@@ -166,10 +166,10 @@ static struct {
   pthread_mutex_t mu;
   pthread_cond_t work, done;
   Worker *workers;
-  int nworkers;     /* threads besides the caller */
-  Batch *batch;     /* current batch, NULL when idle */
-  uint64_t epoch;   /* incremented per batch */
-  int busy;         /* workers still on the current batch */
+  int nworkers; /* threads besides the caller */
+  Batch *batch; /* current batch, NULL when idle */
+  uint64_t epoch; /* incremented per batch */
+  int busy; /* workers still on the current batch */
   int shutdown;
   char *path, *cpath;
   lua_CFunction preload_funcs[16];
@@ -180,9 +180,7 @@ static struct {
 static _Thread_local int in_worker;
 
 /* parallel.stats(): updated by the caller (maps, jobs) and the workers (worker_jobs) */
-static struct {
-  atomic_llong maps, threaded_maps, jobs, worker_jobs;
-} stats;
+static struct { atomic_llong maps, threaded_maps, jobs, worker_jobs; } stats;
 
 /* a new state set up like the caller's: same package paths and C preloads */
 static lua_State *worker_state(void) {
@@ -463,9 +461,9 @@ static int l_reset_stats(lua_State *L) {
   return 0;
 }
 
-static const luaL_Reg parallel_functions[] = {{"map", l_map},     {"set_threads", l_set_threads},
-                                              {"threads", l_threads}, {"stats", l_stats},
-                                              {"reset_stats", l_reset_stats}, {NULL, NULL}};
+static const luaL_Reg parallel_functions[] = {
+    {"map", l_map},     {"set_threads", l_set_threads}, {"threads", l_threads},
+    {"stats", l_stats}, {"reset_stats", l_reset_stats}, {NULL, NULL}};
 
 int luaopen_parallel(lua_State *L) {
   luaL_newlib(L, parallel_functions);

@@ -9,8 +9,8 @@
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
-#include <stdatomic.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,15 +112,13 @@ char *t_shape_str2(int ndim, const int64_t *shape, char *buf, size_t n) {
   return buf;
 }
 
-char *t_shape_str(const Tensor *t, char *buf, size_t n) {
-  return t_shape_str2(t->ndim, t->shape, buf, n);
-}
+char *t_shape_str(const Tensor *t, char *buf, size_t n) { return t_shape_str2(t->ndim, t->shape, buf, n); }
 
 /* ------------------------------------------------------------ life cycle */
 
 static _Atomic int64_t live_bytes, peak_bytes;
 static _Atomic int64_t live_high_water; /* the most live bytes ever: T.reset_peak_memory leaves it */
-static _Atomic int64_t cached_total;    /* in all threads' caches */
+static _Atomic int64_t cached_total; /* in all threads' caches */
 static _Thread_local int64_t thread_allocated_bytes; /* only grows */
 
 int64_t t_live_bytes(void) { return live_bytes; }
@@ -245,18 +243,16 @@ int64_t t_peak_bytes(void) { return peak_bytes; }
 void t_reset_peak_bytes(void) { peak_bytes = live_bytes; }
 
 void t_check_shape(const char *fn, int arg, int ndim, const int64_t *shape) {
-  if (ndim < 0 || ndim > T_MAXDIM)
-    t_argerror(fn, arg, "expected at most %d dims, got %d", T_MAXDIM, ndim);
+  if (ndim < 0 || ndim > T_MAXDIM) t_argerror(fn, arg, "expected at most %d dims, got %d", T_MAXDIM, ndim);
   /* the product of the non-zero sizes: an empty tensor must not hide a huge
   ** size either, or products of its sizes (strides) would overflow */
   int64_t product = 1;
   for (int i = 0; i < ndim; i++) {
-    if (shape[i] < 0)
-      t_argerror(fn, arg, "expected sizes >= 0, got %lld in dim %d", (long long)shape[i], i + 1);
+    if (shape[i] < 0) t_argerror(fn, arg, "expected sizes >= 0, got %lld in dim %d", (long long)shape[i], i + 1);
     if (shape[i] > 0 && product > T_MAXNUMEL / shape[i]) {
       char buf[160];
-      t_argerror(fn, arg, "shape %s is too large (more than %lld elements)",
-                 t_shape_str2(ndim, shape, buf, sizeof buf), (long long)T_MAXNUMEL);
+      t_argerror(fn, arg, "shape %s is too large (more than %lld elements)", t_shape_str2(ndim, shape, buf, sizeof buf),
+                 (long long)T_MAXNUMEL);
     }
     if (shape[i] > 0) product *= shape[i];
   }

@@ -198,8 +198,7 @@ void node_release(Node *n);
 /* Gradients of the scalar (or grad_output-weighted) output with respect to
 ** inputs. grads[i] gets a new reference, or NULL when output does not depend
 ** on inputs[i] (the caller decides whether that is an error). */
-void ag_grad(Tensor *output, Tensor *grad_output, int ninputs, Tensor **inputs, int create_graph,
-             Tensor **grads);
+void ag_grad(Tensor *output, Tensor *grad_output, int ninputs, Tensor **inputs, int create_graph, Tensor **grads);
 /* a tensor sharing x's data with no history */
 Tensor *t_detach(Tensor *x);
 

@@ -67,12 +67,9 @@ typedef struct {
   double *y, *ys, *gx, *gxs, *gw, *gws;
 } Naive;
 
-static Naive naive_conv(const ConvGeom *g, const float *x, const float *w, const float *b,
-                        const float *gy) {
-  int64_t ny = g->n * g->o * g->oh * g->ow, nx = g->n * g->c * g->h * g->w,
-          nw = g->o * g->c * g->kh * g->kw;
-  Naive r = {calloc(ny, 8), calloc(ny, 8), calloc(nx, 8), calloc(nx, 8), calloc(nw, 8),
-             calloc(nw, 8)};
+static Naive naive_conv(const ConvGeom *g, const float *x, const float *w, const float *b, const float *gy) {
+  int64_t ny = g->n * g->o * g->oh * g->ow, nx = g->n * g->c * g->h * g->w, nw = g->o * g->c * g->kh * g->kw;
+  Naive r = {calloc(ny, 8), calloc(ny, 8), calloc(nx, 8), calloc(nx, 8), calloc(nw, 8), calloc(nw, 8)};
   for (int64_t n = 0; n < g->n; n++)
     for (int64_t o = 0; o < g->o; o++)
       for (int64_t oh = 0; oh < g->oh; oh++)
@@ -100,15 +97,13 @@ static Naive naive_conv(const ConvGeom *g, const float *x, const float *w, const
   return r;
 }
 
-static void naive_free(Naive *r) {
-  free(r->y), free(r->ys), free(r->gx), free(r->gxs), free(r->gw), free(r->gws);
-}
+static void naive_free(Naive *r) { free(r->y), free(r->ys), free(r->gx), free(r->gxs), free(r->gw), free(r->gws); }
 
 /* ------------------------------------------------------------ conv tests */
 
 /* all three ops of one geometry against the naive loops; returns the worst error */
-static double check_conv(int64_t n, int64_t c, int64_t h, int64_t w, int64_t o, int64_t kh,
-                         int64_t kw, int stride, int padding, int bias) {
+static double check_conv(int64_t n, int64_t c, int64_t h, int64_t w, int64_t o, int64_t kh, int64_t kw, int stride,
+                         int padding, int bias) {
   ConvGeom g = conv2d_geom(n, c, h, w, o, kh, kw, stride, padding);
   Tensor *x = randn(n, c, h, w), *wt = randn(o, c, kh, kw), *b = bias ? randn1(o) : NULL;
   Tensor *gy = randn(n, o, g.oh, g.ow);
@@ -122,8 +117,7 @@ static double check_conv(int64_t n, int64_t c, int64_t h, int64_t w, int64_t o, 
   e = worse(worse(e, e2), e3);
   if (y->shape[2] != g.oh || y->shape[3] != g.ow) e = INFINITY;
   naive_free(&r);
-  t_release(x), t_release(wt), t_release(b), t_release(gy), t_release(y), t_release(gx),
-      t_release(gw);
+  t_release(x), t_release(wt), t_release(b), t_release(gy), t_release(y), t_release(gx), t_release(gw);
   return e;
 }
 
@@ -139,9 +133,8 @@ static void test_conv_random(void) {
     double e = check_conv(n, c, h, w, o, kh, kw, stride, padding, trial % 2);
     worst = worse(worst, e);
     if (!(e <= 1e-5))
-      printf("# conv n=%lld c=%lld h=%lld w=%lld o=%lld k=%lldx%lld s=%d p=%d: error %g\n",
-             (long long)n, (long long)c, (long long)h, (long long)w, (long long)o, (long long)kh,
-             (long long)kw, stride, padding, e);
+      printf("# conv n=%lld c=%lld h=%lld w=%lld o=%lld k=%lldx%lld s=%d p=%d: error %g\n", (long long)n, (long long)c,
+             (long long)h, (long long)w, (long long)o, (long long)kh, (long long)kw, stride, padding, e);
     count++;
   }
   ok(worst <= 1e-5 && count > 200, "conv2d and both backward ops match naive loops on %d random shapes (worst %.2g)",
@@ -150,14 +143,15 @@ static void test_conv_random(void) {
 
 static void test_conv_maml_shapes(void) {
   /* the conv4 network of the peer (padding 0) and the 'SAME'-like variant (padding 1) */
-  struct { int64_t c, h, k; int s, p; } l[] = {
-      {1, 28, 3, 2, 0}, {64, 13, 3, 2, 0}, {64, 6, 3, 2, 0}, {64, 2, 2, 1, 0},
-      {1, 28, 3, 2, 1}, {64, 14, 3, 2, 1}, {64, 7, 3, 2, 1}, {64, 4, 3, 2, 1}};
+  struct {
+    int64_t c, h, k;
+    int s, p;
+  } l[] = {{1, 28, 3, 2, 0}, {64, 13, 3, 2, 0}, {64, 6, 3, 2, 0}, {64, 2, 2, 1, 0},
+           {1, 28, 3, 2, 1}, {64, 14, 3, 2, 1}, {64, 7, 3, 2, 1}, {64, 4, 3, 2, 1}};
   for (int i = 0; i < 8; i++) {
     double e = check_conv(5, l[i].c, l[i].h, l[i].h, 64, l[i].k, l[i].k, l[i].s, l[i].p, 1);
-    ok(e <= 1e-5, "conv4 layer c=%lld %lldx%lld k=%lld s=%d p=%d, batch 5 (error %.2g)",
-       (long long)l[i].c, (long long)l[i].h, (long long)l[i].h, (long long)l[i].k, l[i].s, l[i].p,
-       e);
+    ok(e <= 1e-5, "conv4 layer c=%lld %lldx%lld k=%lld s=%d p=%d, batch 5 (error %.2g)", (long long)l[i].c,
+       (long long)l[i].h, (long long)l[i].h, (long long)l[i].k, l[i].s, l[i].p, e);
   }
 }
 
@@ -175,8 +169,7 @@ static void test_conv_special_paths(void) {
       e = worse(e, check_conv(3, 1, 11, 9, 6, 3, 3, s, pad, 1));
       e = worse(e, check_conv(2, 1, 7, 8, 5, 2, 4, s, pad, 0));
     }
-  ok(e <= 1e-5, "one input channel matches naive loops at strides 1-3, paddings 0-2 (error %.2g)",
-     e);
+  ok(e <= 1e-5, "one input channel matches naive loops at strides 1-3, paddings 0-2 (error %.2g)", e);
 }
 
 /* <conv(x, w), y> = <x, BI(y, w)> = <w, BW(x, y)> */
@@ -198,8 +191,7 @@ static void test_conv_adjoint(void) {
     worst = worse(worst, e);
     t_release(x), t_release(wt), t_release(y), t_release(r), t_release(gx), t_release(gw);
   }
-  ok(worst < 1e-5, "<conv2d(x,w),y> = <x,backward_input(y,w)> = <w,backward_weight(x,y)> (worst %.2g)",
-     worst);
+  ok(worst < 1e-5, "<conv2d(x,w),y> = <x,backward_input(y,w)> = <w,backward_weight(x,y)> (worst %.2g)", worst);
 }
 
 /* largest |a - b| / largest |a| */
@@ -361,8 +353,7 @@ static void test_avg_pool(void) {
     adj = worse(adj, fabs(a - b) / (fabs(a) + 1));
     t_release(x), t_release(y), t_release(r), t_release(gx);
   }
-  ok(worst < 1e-5 && count > 100, "avg_pool2d matches naive loops on %d shapes (worst %.2g)",
-     count, worst);
+  ok(worst < 1e-5 && count > 100, "avg_pool2d matches naive loops on %d shapes (worst %.2g)", count, worst);
   ok(adj < 1e-5, "avg_pool2d and avg_pool2d_backward are adjoint (worst %.2g)", adj);
 }
 
@@ -377,15 +368,15 @@ static void catch_error(const char *msg) {
 }
 
 /* run the op (a statement) and check it raised an error containing want */
-#define EXPECT_ERROR(stmt, want)                                                                   \
-  do {                                                                                             \
-    last_error[0] = 0;                                                                             \
-    if (!setjmp(on_error)) {                                                                       \
-      stmt;                                                                                        \
-      ok(0, "error for %s (none raised)", #stmt);                                                  \
-    } else {                                                                                       \
-      ok(strstr(last_error, want) != NULL, "error: %s", last_error);                               \
-    }                                                                                              \
+#define EXPECT_ERROR(stmt, want)                                     \
+  do {                                                               \
+    last_error[0] = 0;                                               \
+    if (!setjmp(on_error)) {                                         \
+      stmt;                                                          \
+      ok(0, "error for %s (none raised)", #stmt);                    \
+    } else {                                                         \
+      ok(strstr(last_error, want) != NULL, "error: %s", last_error); \
+    }                                                                \
   } while (0)
 
 static void test_errors(void) {
@@ -398,19 +389,21 @@ static void test_errors(void) {
   EXPECT_ERROR(out = t_conv2d(x, x3, NULL, 1, 0), "bad argument #2 to 'conv2d' (expected 4-d weight");
   EXPECT_ERROR(out = t_conv2d(x, w2, NULL, 1, 0), "weight (4, 2, 3, 3) has 2 input channels, input (2, 3, 5, 5) has 3");
   EXPECT_ERROR(out = t_conv2d(x, w, b, 1, 0), "bad argument #3 to 'conv2d' (expected bias of shape (4), got (5))");
-  EXPECT_ERROR(out = t_conv2d(x, wbig, NULL, 1, 1), "bad argument #2 to 'conv2d' (kernel 8x8 is larger than the padded input 7x7)");
+  EXPECT_ERROR(out = t_conv2d(x, wbig, NULL, 1, 1),
+               "bad argument #2 to 'conv2d' (kernel 8x8 is larger than the padded input 7x7)");
   EXPECT_ERROR(out = t_conv2d(x, w, NULL, 0, 0), "bad argument #4 to 'conv2d' (stride must be >= 1, got 0)");
   EXPECT_ERROR(out = t_conv2d(x, w, NULL, 1, -1), "bad argument #4 to 'conv2d' (padding must be >= 0, got -1)");
   EXPECT_ERROR(out = t_conv2d_backward_input(gy, w, 6, 6, 2, 0), "input size 6x6 gives a 2x2 output");
   EXPECT_ERROR(out = t_conv2d_backward_weight(x, gy, 3, 3, 2, 0), "expected a gradient of size 2x2");
-  EXPECT_ERROR(out = t_max_pool2d(x, 2, 2, 2, NULL), "bad argument #3 to 'max_pool2d' (padding must be between 0 and kernel size / 2 = 1, got 2)");
+  EXPECT_ERROR(out = t_max_pool2d(x, 2, 2, 2, NULL),
+               "bad argument #3 to 'max_pool2d' (padding must be between 0 and kernel size / 2 = 1, got 2)");
   EXPECT_ERROR(out = t_max_pool2d(x3, 2, 2, 0, NULL), "bad argument #1 to 'max_pool2d' (expected 4-d input");
-  EXPECT_ERROR(out = t_avg_pool2d(x, 6, 1, 0), "bad argument #2 to 'avg_pool2d' (kernel 6x6 is larger than the padded input 5x5)");
+  EXPECT_ERROR(out = t_avg_pool2d(x, 6, 1, 0),
+               "bad argument #2 to 'avg_pool2d' (kernel 6x6 is larger than the padded input 5x5)");
   EXPECT_ERROR(out = t_avg_pool2d(x, 0, 1, 0), "kernel size must be >= 1");
   t_set_error_handler(NULL);
   ok(out == NULL && t_live_bytes() == live, "failed ops allocate nothing");
-  t_release(x), t_release(x3), t_release(w), t_release(w2), t_release(wbig), t_release(b),
-      t_release(gy);
+  t_release(x), t_release(x3), t_release(w), t_release(w2), t_release(wbig), t_release(b), t_release(gy);
 }
 
 /* the checkers themselves: a kernel that returns NaN must fail them, not slip past a maximum */
@@ -419,8 +412,7 @@ static void test_checkers_fail_on_nan(void) {
   const double want[3] = {1, 0, 2}, scale[3] = {1, 1, 1};
   double e = rel_err(got, want, scale, 3);
   ok(!(e <= 1e-5), "rel_err reports a NaN output as a failure (got %g)", e);
-  ok(isnan(worse(worse(0, NAN), 1)) && isnan(worse(1, NAN)),
-     "worse() keeps a NaN whatever comes after it");
+  ok(isnan(worse(worse(0, NAN), 1)) && isnan(worse(1, NAN)), "worse() keeps a NaN whatever comes after it");
 }
 
 int main(void) {

@@ -103,7 +103,7 @@ enum {
   FMT_GRAY8_INTERLACED,
   NFMT
 };
-static const char *fmt_names[NFMT] = {"1-bit gray", "8-bit gray", "16-bit gray", "gray+alpha", "RGB",
+static const char *fmt_names[NFMT] = {"1-bit gray", "8-bit gray", "16-bit gray",  "gray+alpha",     "RGB",
                                       "RGBA",       "palette",    "palette+tRNS", "interlaced gray"};
 
 /* Pixel (i, j) of a test image as RGBA 0..255. */
@@ -126,17 +126,29 @@ static int write_test_png(const char *path, int fmt, int h, int w, pixel_fn px, 
   png_init_io(png, f);
   int depth = 8, color = PNG_COLOR_TYPE_GRAY, interlace = PNG_INTERLACE_NONE, bpp = 1;
   switch (fmt) {
-  case FMT_GRAY1: depth = 1; break;
-  case FMT_GRAY16: depth = 16; bpp = 2; break;
-  case FMT_GRAY_ALPHA: color = PNG_COLOR_TYPE_GRAY_ALPHA; bpp = 2; break;
-  case FMT_RGB: color = PNG_COLOR_TYPE_RGB; bpp = 3; break;
-  case FMT_RGBA: color = PNG_COLOR_TYPE_RGB_ALPHA; bpp = 4; break;
-  case FMT_PALETTE:
-  case FMT_PALETTE_TRNS: color = PNG_COLOR_TYPE_PALETTE; break;
-  case FMT_GRAY8_INTERLACED: interlace = PNG_INTERLACE_ADAM7; break;
+    case FMT_GRAY1: depth = 1; break;
+    case FMT_GRAY16:
+      depth = 16;
+      bpp = 2;
+      break;
+    case FMT_GRAY_ALPHA:
+      color = PNG_COLOR_TYPE_GRAY_ALPHA;
+      bpp = 2;
+      break;
+    case FMT_RGB:
+      color = PNG_COLOR_TYPE_RGB;
+      bpp = 3;
+      break;
+    case FMT_RGBA:
+      color = PNG_COLOR_TYPE_RGB_ALPHA;
+      bpp = 4;
+      break;
+    case FMT_PALETTE:
+    case FMT_PALETTE_TRNS: color = PNG_COLOR_TYPE_PALETTE; break;
+    case FMT_GRAY8_INTERLACED: interlace = PNG_INTERLACE_ADAM7; break;
   }
-  png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, depth, color, interlace,
-               PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, depth, color, interlace, PNG_COMPRESSION_TYPE_DEFAULT,
+               PNG_FILTER_TYPE_DEFAULT);
   /* palette: collect the colors */
   png_color pal[256];
   png_byte trans[256];
@@ -149,8 +161,7 @@ static int write_test_png(const char *path, int fmt, int h, int w, pixel_fn px, 
         uint8_t c[4];
         px(i, j, c, ctx);
         int k = 0;
-        while (k < npal && !(pal[k].red == c[0] && pal[k].green == c[1] && pal[k].blue == c[2] &&
-                             trans[k] == c[3]))
+        while (k < npal && !(pal[k].red == c[0] && pal[k].green == c[1] && pal[k].blue == c[2] && trans[k] == c[3]))
           k++;
         if (k == npal && npal < 256) {
           pal[npal].red = c[0], pal[npal].green = c[1], pal[npal].blue = c[2];
@@ -172,14 +183,14 @@ static int write_test_png(const char *path, int fmt, int h, int w, pixel_fn px, 
         px(i, j, c, ctx);
         uint8_t *p = row + (size_t)j * bpp;
         switch (fmt) {
-        case FMT_GRAY1: p[0] = c[0] >= 128; break;
-        case FMT_GRAY16: p[0] = c[0], p[1] = c[0]; break; /* big-endian c * 257 */
-        case FMT_GRAY_ALPHA: p[0] = c[0], p[1] = c[3]; break;
-        case FMT_RGB: memcpy(p, c, 3); break;
-        case FMT_RGBA: memcpy(p, c, 4); break;
-        case FMT_PALETTE:
-        case FMT_PALETTE_TRNS: p[0] = index[i * w + j]; break;
-        default: p[0] = c[0];
+          case FMT_GRAY1: p[0] = c[0] >= 128; break;
+          case FMT_GRAY16: p[0] = c[0], p[1] = c[0]; break; /* big-endian c * 257 */
+          case FMT_GRAY_ALPHA: p[0] = c[0], p[1] = c[3]; break;
+          case FMT_RGB: memcpy(p, c, 3); break;
+          case FMT_RGBA: memcpy(p, c, 4); break;
+          case FMT_PALETTE:
+          case FMT_PALETTE_TRNS: p[0] = index[i * w + j]; break;
+          default: p[0] = c[0];
         }
       }
       png_write_row(png, row);
@@ -235,9 +246,7 @@ static void test_png_formats(void) {
   char path[PATHBUF];
   const int h = 6, w = 5;
   for (int fmt = 0; fmt < NFMT; fmt++) {
-    void *ctx = (fmt == FMT_RGB || fmt == FMT_RGBA || fmt == FMT_PALETTE || fmt == FMT_PALETTE_TRNS)
-                    ? (void *)1
-                    : NULL;
+    void *ctx = (fmt == FMT_RGB || fmt == FMT_RGBA || fmt == FMT_PALETTE || fmt == FMT_PALETTE_TRNS) ? (void *)1 : NULL;
     PATH_IN(path, "fmt%d.png", fmt);
     if (write_test_png(path, fmt, h, w, pattern_px, ctx) != 0) {
       ok(0, "write %s test PNG", fmt_names[fmt]);
@@ -261,8 +270,8 @@ static void test_png_formats(void) {
           diag("%s: pixel (%d,%d) = %d, want %d", fmt_names[fmt], i, j, px[i * w + j], want);
         }
       }
-    ok(same && first_bad < 0, "decode %s PNG to the documented gray values%s%s", fmt_names[fmt],
-       rc ? ": " : "", rc ? err : "");
+    ok(same && first_bad < 0, "decode %s PNG to the documented gray values%s%s", fmt_names[fmt], rc ? ": " : "",
+       rc ? err : "");
     free(px);
   }
 }
@@ -274,8 +283,8 @@ static void test_png_errors(void) {
 
   PATH_IN(path, "missing.png");
   int rc = img_read_png_gray8(path, &px, &h, &w, err, sizeof err);
-  ok(rc == -1 && px == NULL && contains(err, path) && contains(err, "cannot open"),
-     "missing file: error names it (%s)", err);
+  ok(rc == -1 && px == NULL && contains(err, path) && contains(err, "cannot open"), "missing file: error names it (%s)",
+     err);
 
   PATH_IN(path, "empty.png");
   write_bytes(path, "", 0);
@@ -285,8 +294,7 @@ static void test_png_errors(void) {
   PATH_IN(path, "text.png");
   write_bytes(path, "this is not a PNG file at all\n", 30);
   rc = img_read_png_gray8(path, &px, &h, &w, err, sizeof err);
-  ok(rc == -1 && contains(err, path) && contains(err, "not a PNG file"), "non-PNG with a .png name: %s",
-     err);
+  ok(rc == -1 && contains(err, path) && contains(err, "not a PNG file"), "non-PNG with a .png name: %s", err);
 
   /* a valid PNG cut in half: libpng's reason, no crash, nothing leaked */
   char good[PATHBUF];
@@ -384,16 +392,13 @@ static void ref_axis(const double *in, int n, int stride_in, double *out, int m,
 static void ref_resize(const double *in, int h, int w, double *out, int oh, int ow) {
   double *tmp = malloc(sizeof(double) * (size_t)h * ow);
   for (int i = 0; i < h; i++) {
-    if (w == ow)
-      memcpy(tmp + (size_t)i * ow, in + (size_t)i * w, sizeof(double) * (size_t)w);
-    else
-      ref_axis(in + (size_t)i * w, w, 1, tmp + (size_t)i * ow, ow, 1);
+    if (w == ow) memcpy(tmp + (size_t)i * ow, in + (size_t)i * w, sizeof(double) * (size_t)w);
+    else ref_axis(in + (size_t)i * w, w, 1, tmp + (size_t)i * ow, ow, 1);
   }
   for (int j = 0; j < ow; j++) {
     if (h == oh)
       for (int i = 0; i < h; i++) out[(size_t)i * ow + j] = tmp[(size_t)i * ow + j];
-    else
-      ref_axis(tmp + j, h, ow, out + j, oh, ow);
+    else ref_axis(tmp + j, h, ow, out + j, oh, ow);
   }
   free(tmp);
 }
@@ -406,8 +411,7 @@ static double urand(void) {
 
 static void test_resize(void) {
   ok(img_lanczos3(0.0) == 1.0 && fabs(img_lanczos3(1.0)) < 1e-15 && fabs(img_lanczos3(2.0)) < 1e-15 &&
-         img_lanczos3(3.0) == 0.0 && img_lanczos3(-3.5) == 0.0 &&
-         fabs(img_lanczos3(0.5) - ref_kernel(0.5)) < 1e-15,
+         img_lanczos3(3.0) == 0.0 && img_lanczos3(-3.5) == 0.0 && fabs(img_lanczos3(0.5) - ref_kernel(0.5)) < 1e-15,
      "Lanczos-3 kernel: 1 at 0, 0 at the integers and outside [-3, 3)");
 
   const int sizes[][4] = {{105, 105, 28, 28}, {12, 7, 5, 4}, {4, 5, 7, 9}, {28, 28, 28, 28}, {30, 20, 30, 9}};
@@ -441,8 +445,8 @@ static void test_resize(void) {
       ref_resize(din, h, w, dout, oh, ow);
       for (int i = 0; i < oh * ow; i++) worst = worse(worst, fabs(out[i] - dout[i]));
     }
-    ok(worst < 1e-5, "%dx%d -> %dx%d: matches an independent double-precision Lanczos-3 (max error %.2g)",
-       h, w, oh, ow, worst);
+    ok(worst < 1e-5, "%dx%d -> %dx%d: matches an independent double-precision Lanczos-3 (max error %.2g)", h, w, oh, ow,
+       worst);
     free(in);
     free(out);
     free(din);
@@ -471,8 +475,8 @@ static void test_resize(void) {
     img_resizer_init(&r, h, w, oh, ow);
     img_resize_u8(&r, in, out);
     img_resizer_free(&r);
-    ok(memcmp(out, pil[s].want, (size_t)oh * ow) == 0, "8-bit path bit-identical to PIL's LANCZOS, %dx%d -> %dx%d",
-       h, w, oh, ow);
+    ok(memcmp(out, pil[s].want, (size_t)oh * ow) == 0, "8-bit path bit-identical to PIL's LANCZOS, %dx%d -> %dx%d", h,
+       w, oh, ow);
   }
   {
     uint8_t in[105 * 105], out[28 * 28];
@@ -518,7 +522,7 @@ static void test_canvas(void) {
   const uint8_t white[3] = {255, 255, 255}, red[3] = {255, 0, 0};
   ok(img_canvas_init(&c, 0, 5, white) == -1, "canvas refuses an empty size");
   img_canvas_init(&c, 10, 20, white);
-  img_canvas_fill(&c, -5, -5, 7, 7, red);  /* clipped at the top left */
+  img_canvas_fill(&c, -5, -5, 7, 7, red); /* clipped at the top left */
   img_canvas_fill(&c, 8, 18, 50, 50, red); /* clipped at the bottom right */
   ok(c.rgb[1] == 0 && c.rgb[(1 * 20 + 1) * 3 + 1] == 0 && c.rgb[(2 * 20 + 2) * 3 + 1] == 255 &&
          c.rgb[(9 * 20 + 19) * 3 + 1] == 0,
@@ -561,10 +565,8 @@ static int level(int k, int j) { return 20 + 30 * k + 7 * j; }
 ** from case-insensitive and numeric order, files written out of order, hidden
 ** and non-PNG entries to skip, and every PNG format */
 static const char *tree_classes[5][3] = {
-    {"images_background", "Alpha", "character10"},
-    {"images_background", "Alpha", "character2"},
-    {"images_background", "Beta", "character01"},
-    {"images_background", "alpha", "character01"},
+    {"images_background", "Alpha", "character10"}, {"images_background", "Alpha", "character2"},
+    {"images_background", "Beta", "character01"},  {"images_background", "alpha", "character01"},
     {"images_evaluation", "Gamma", "character01"},
 };
 
@@ -630,15 +632,13 @@ static void test_loader(void) {
   int rc = om_load(root, &o, &ds, err, sizeof err);
   ok(rc == 0, "load a generated tree%s%s", rc ? ": " : "", rc ? err : "");
   if (rc) return;
-  ok(ds.nclasses == 5 && ds.per_class == 3 && ds.size == 28 && ds.images->ndim == 5 &&
-         ds.images->shape[0] == 5 && ds.images->shape[1] == 3 && ds.images->shape[2] == 1 &&
-         ds.images->shape[3] == 28 && ds.images->shape[4] == 28,
+  ok(ds.nclasses == 5 && ds.per_class == 3 && ds.size == 28 && ds.images->ndim == 5 && ds.images->shape[0] == 5 &&
+         ds.images->shape[1] == 3 && ds.images->shape[2] == 1 && ds.images->shape[3] == 28 && ds.images->shape[4] == 28,
      "images tensor is (classes, images, 1, 28, 28)");
   int order = 1;
   for (int k = 0; k < 5; k++)
     order = order && strcmp(ds.classes[k].alphabet, tree_classes[k][1]) == 0 &&
-            strcmp(ds.classes[k].character, tree_classes[k][2]) == 0 &&
-            ds.classes[k].set == (k == 4);
+            strcmp(ds.classes[k].character, tree_classes[k][2]) == 0 && ds.classes[k].set == (k == 4);
   ok(order, "classes in byte order: background then evaluation, Alpha < Beta < alpha, character10 < character2");
   double worst = 0;
   for (int k = 0; k < 4; k++)
@@ -666,7 +666,8 @@ static void test_loader(void) {
   o.threads = 3;
   int r2 = om_load(root, &o, &d2, err, sizeof err);
   o.threads = 0;
-  ok(r1 == 0 && r2 == 0 && memcmp(T_DATA(d1.images), T_DATA(d2.images), sizeof(float) * (size_t)d1.images->numel) == 0 &&
+  ok(r1 == 0 && r2 == 0 &&
+         memcmp(T_DATA(d1.images), T_DATA(d2.images), sizeof(float) * (size_t)d1.images->numel) == 0 &&
          d1.fingerprint == fp,
      "1 and 3 decoding threads give the same images");
   if (r1 == 0) om_dataset_free(&d1);
@@ -675,14 +676,14 @@ static void test_loader(void) {
   /* other sizes and PIL's 8-bit path */
   o.size = 14;
   rc = om_load(root, &o, &ds, err, sizeof err);
-  ok(rc == 0 && ds.size == 14 && ds.images->shape[4] == 14 && fabs(image_mean(&ds, 0, 0) - (1 - level(0, 0) / 255.0)) < 1e-5,
+  ok(rc == 0 && ds.size == 14 && ds.images->shape[4] == 14 &&
+         fabs(image_mean(&ds, 0, 0) - (1 - level(0, 0) / 255.0)) < 1e-5,
      "size=14");
   if (rc == 0) om_dataset_free(&ds);
   o.size = 28;
   o.pil_exact = 1;
   rc = om_load(root, &o, &ds, err, sizeof err);
-  ok(rc == 0 && ds.pil_exact && fabs(image_mean(&ds, 1, 2) - (1 - level(1, 2) / 255.0)) < 1e-6 &&
-         ds.fingerprint != fp,
+  ok(rc == 0 && ds.pil_exact && fabs(image_mean(&ds, 1, 2) - (1 - level(1, 2) / 255.0)) < 1e-6 && ds.fingerprint != fp,
      "pil_exact: constants exact, another fingerprint");
   if (rc == 0) om_dataset_free(&ds);
   o.pil_exact = 0;
@@ -823,7 +824,8 @@ static void small_tree(char *root, const char *name, int classes) {
   path_in(root, ROOTBUF, "%s", name);
   for (int s = 0; s < 2; s++)
     for (int k = 0; k < classes; k++) {
-      snprintf(dir, sizeof dir, "%s/%s/Alpha/character%02d", root, s ? "images_evaluation" : "images_background", k + 1);
+      snprintf(dir, sizeof dir, "%s/%s/Alpha/character%02d", root, s ? "images_evaluation" : "images_background",
+               k + 1);
       mkdirs(dir);
       for (int j = 0; j < 2; j++) {
         int g = 100 + j;
@@ -841,8 +843,8 @@ static void test_loader_errors(void) {
 
   PATH_IN(root, "nowhere");
   int rc = om_load(root, &o, &ds, err, sizeof err);
-  ok(rc == -1 && contains(err, "expected directory with images_background/") && contains(err, root),
-     "missing root: %s", err);
+  ok(rc == -1 && contains(err, "expected directory with images_background/") && contains(err, root), "missing root: %s",
+     err);
   PATH_IN(root, "only_background");
   snprintf(path, sizeof path, "%s/images_background", root);
   mkdirs(path);

@@ -15,10 +15,10 @@
 #include <string.h>
 
 #include "elementwise.h"
+#include "loss.h"
 #include "matmul.h"
 #include "reduce.h"
 #include "shape.h"
-#include "loss.h"
 #include "tap.h"
 #include "tensor.h"
 
@@ -91,15 +91,15 @@ static void catch_error(const char *msg) {
 }
 
 /* run STMT expecting t_error with a message containing WANT */
-#define EXPECT_ERROR(STMT, WANT)                                                                     \
-  do {                                                                                               \
-    last_error[0] = 0;                                                                               \
-    if (!setjmp(on_error)) {                                                                         \
-      STMT;                                                                                          \
-      ok(0, "expected an error containing \"%s\" from %s", WANT, #STMT);                             \
-    } else {                                                                                         \
+#define EXPECT_ERROR(STMT, WANT)                                                                          \
+  do {                                                                                                    \
+    last_error[0] = 0;                                                                                    \
+    if (!setjmp(on_error)) {                                                                              \
+      STMT;                                                                                               \
+      ok(0, "expected an error containing \"%s\" from %s", WANT, #STMT);                                  \
+    } else {                                                                                              \
       ok(strstr(last_error, WANT) != NULL, "%s fails with \"%s\" (got \"%s\")", #STMT, WANT, last_error); \
-    }                                                                                                \
+    }                                                                                                     \
   } while (0)
 
 /* ------------------------------------------------------------ life cycle */
@@ -432,7 +432,8 @@ static void test_engine(void) {
   ag_grad(s, NULL, 2, (Tensor *[]){x, w}, 0, grads);
   int right = grads[0] && grads[1];
   for (int i = 0; right && i < 3; i++)
-    right = fabsf(T_DATA(grads[0])[i] - 2 * xv[i] * wv[i]) < 1e-6f && fabsf(T_DATA(grads[1])[i] - xv[i] * xv[i]) < 1e-6f;
+    right =
+        fabsf(T_DATA(grads[0])[i] - 2 * xv[i] * wv[i]) < 1e-6f && fabsf(T_DATA(grads[1])[i] - xv[i] * xv[i]) < 1e-6f;
   ok(right, "d sum(x^2 w) / dx = 2xw and / dw = x^2 through a diamond of custom nodes");
   ok(calls_mulrec == 2, "each node's backward runs once (%d calls)", calls_mulrec);
   ok(!grads[0]->requires_grad && !grads[0]->grad_fn, "without create_graph the gradient has no graph");
@@ -442,7 +443,8 @@ static void test_engine(void) {
   calls_mulrec = 0;
   Tensor *yw = mulrec(c, w), *sw = t_sum(yw, 0, 0);
   ag_grad(sw, NULL, 1, &w, 0, grads);
-  ok(calls_mulrec == 1 && last_needs[0] == 0 && last_needs[1] == 1, "needs[] is set only for inputs on a path to a request");
+  ok(calls_mulrec == 1 && last_needs[0] == 0 && last_needs[1] == 1,
+     "needs[] is set only for inputs on a path to a request");
   ok(grads[0] && T_DATA(grads[0])[0] == 1 && T_DATA(grads[0])[2] == 1, "gradient through a constant input");
   t_release(grads[0]);
 
@@ -493,7 +495,8 @@ static void test_engine(void) {
   Tensor *off = t_mul(x, w);
   ag_set_enabled(old);
   Tensor *consts = t_mul(c, c);
-  ok(!off->grad_fn && !off->requires_grad && !consts->grad_fn && !consts->requires_grad, "no node without grad mode or grad inputs");
+  ok(!off->grad_fn && !off->requires_grad && !consts->grad_fn && !consts->requires_grad,
+     "no node without grad mode or grad inputs");
   t_release(off), t_release(consts);
 
   t_release(x), t_release(w), t_release(c), t_release(y), t_release(z), t_release(s), t_release(yw), t_release(sw),
@@ -593,14 +596,16 @@ static void test_errors(void) {
   Tensor *a = t_zeros(2, (int64_t[]){2, 3}), *b = t_zeros(1, (int64_t[]){4}), *s = t_scalar(1);
   Tensor *volatile out = NULL;
   t_set_error_handler(catch_error);
-  EXPECT_ERROR(out = t_add(a, b), "bad argument #2 to 'add' (shapes (2, 3) and (4) cannot be broadcast: dim 2 is 3 vs 4)");
+  EXPECT_ERROR(out = t_add(a, b),
+               "bad argument #2 to 'add' (shapes (2, 3) and (4) cannot be broadcast: dim 2 is 3 vs 4)");
   EXPECT_ERROR(out = t_mul(b, a), "bad argument #2 to 'mul' (shapes (4) and (2, 3) cannot be broadcast");
   EXPECT_ERROR(out = t_zeros(2, (int64_t[]){-1, 2}), "expected sizes >= 0, got -1 in dim 1");
   EXPECT_ERROR(out = t_zeros(2, (int64_t[]){INT64_MAX, INT64_MAX}), "is too large (more than 17179869184 elements)");
   EXPECT_ERROR(out = t_zeros(2, (int64_t[]){0, INT64_MAX}), "is too large");
   EXPECT_ERROR(out = t_zeros(9, (int64_t[]){1, 1, 1, 1, 1, 1, 1, 1, 1}), "expected at most 8 dims, got 9");
   EXPECT_ERROR(out = t_reshape(a, 1, (int64_t[]){5}), "cannot reshape (2, 3) (6 elements) to (5) (5 elements)");
-  EXPECT_ERROR(out = t_expand(a, 2, (int64_t[]){3, 3}), "bad argument #2 to 'expand' (cannot expand shape (2, 3) to (3, 3))");
+  EXPECT_ERROR(out = t_expand(a, 2, (int64_t[]){3, 3}),
+               "bad argument #2 to 'expand' (cannot expand shape (2, 3) to (3, 3))");
   EXPECT_ERROR(out = t_sum_to(a, 1, (int64_t[]){2}), "bad argument #2 to 'sum_to'");
   EXPECT_ERROR(out = t_narrow(a, 1, 2, 2), "start 2 (0-based), length 2: outside the 3 elements of dim 2");
   EXPECT_ERROR(out = t_narrow(a, 1, INT64_MAX, 2), "'narrow'");
@@ -611,7 +616,8 @@ static void test_errors(void) {
   EXPECT_ERROR(out = t_cat(2, (Tensor *[]){a, b}, 0), "tensor 2 has shape (4), incompatible with (2, 3) along dim 1");
   EXPECT_ERROR(out = t_cat(0, NULL, 0), "expected a non-empty list of tensors");
   EXPECT_ERROR(out = t_matmul(a, a), "inner sizes differ: (2, 3) @ (2, 3) (3 vs 2)");
-  EXPECT_ERROR(out = t_matmul(s, a), "bad argument #1 to 'matmul' (expected a tensor with at least 1 dim, got a scalar)");
+  EXPECT_ERROR(out = t_matmul(s, a),
+               "bad argument #1 to 'matmul' (expected a tensor with at least 1 dim, got a scalar)");
   EXPECT_ERROR(out = t_sum(a, 1u << 2, 0), "bad argument #2 to 'sum' (dim out of range for a 2-d tensor)");
   EXPECT_ERROR(out = t_max(b, 1, 0), "dim 2 out of range for a 1-d tensor");
   Tensor *empty = t_zeros(1, (int64_t[]){0});
