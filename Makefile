@@ -195,7 +195,7 @@ bench: mamlrun bench-tools
 	@BUILD='$(BUILD)' bench/run_all.sh
 
 format:
-	clang-format -i vm/*.c vm/*.h ops/*.c ops/*.h tests/c/*.c
+	clang-format -i vm/*.c vm/*.h ops/*.c ops/*.h tests/c/*.c tests/c/*.h tests/fuzz/*.c tests/fuzz/*.h bench/*.c
 
 clean:
 	rm -rf $(BUILD) build-san build-fuzz mamlrun mamlrun-san

@@ -107,7 +107,8 @@ static double fma_once(FmaFn fn, int threads, int64_t rounds) {
 
 static double fma_gflops(FmaFn fn, int threads) {
   int64_t rounds = 1 << 20;
-  while (fma_once(fn, 1, rounds) < 0) {} /* warm-up (the clock ramps up) */
+  while (fma_once(fn, 1, rounds) < 0) {
+  } /* warm-up (the clock ramps up) */
   /* about 0.2 s a timing */
   double t0 = now();
   fma_once(fn, 1, rounds);

@@ -46,10 +46,9 @@ static const char *op_names[] = {"forward", "backward_input", "backward_weight"}
 
 static Tensor *run(int op, Tensor *x, Tensor *w, Tensor *gy, const Layer *l) {
   switch (op) {
-  case FORWARD: return t_conv2d(x, w, NULL, l->stride, l->padding);
-  case BACKWARD_INPUT:
-    return t_conv2d_backward_input(gy, w, l->h, l->h, l->stride, l->padding);
-  default: return t_conv2d_backward_weight(x, gy, l->k, l->k, l->stride, l->padding);
+    case FORWARD: return t_conv2d(x, w, NULL, l->stride, l->padding);
+    case BACKWARD_INPUT: return t_conv2d_backward_input(gy, w, l->h, l->h, l->stride, l->padding);
+    default: return t_conv2d_backward_weight(x, gy, l->k, l->k, l->stride, l->padding);
   }
 }
 
@@ -73,8 +72,7 @@ int main(int argc, char **argv) {
   int threads = argc > 1 ? atoi(argv[1]) : 1;
   openblas_set_num_threads(threads);
   if (threads == 1) clock_id = CLOCK_THREAD_CPUTIME_ID;
-  printf("# mamlrun conv2d, OpenBLAS threads %d, %s time\n", threads,
-         threads == 1 ? "thread CPU" : "wall");
+  printf("# mamlrun conv2d, OpenBLAS threads %d, %s time\n", threads, threads == 1 ? "thread CPU" : "wall");
   printf("%-8s %5s %-26s %-16s %9s %8s\n", "impl", "batch", "layer", "op", "us", "GFLOP/s");
   int64_t batches[] = {5, 80};
   for (int bi = 0; bi < 2; bi++)
@@ -86,12 +84,12 @@ int main(int argc, char **argv) {
       Tensor *gy = filled(n, l->o, g.oh, g.ow);
       double flops = 2.0 * n * l->o * g.oh * g.ow * l->c * l->k * l->k;
       char name[64];
-      snprintf(name, sizeof name, "%lldx%lldx%lld k%lld s%d p%d", (long long)l->c, (long long)l->h,
-               (long long)l->h, (long long)l->k, l->stride, l->padding);
+      snprintf(name, sizeof name, "%lldx%lldx%lld k%lld s%d p%d", (long long)l->c, (long long)l->h, (long long)l->h,
+               (long long)l->k, l->stride, l->padding);
       for (int op = 0; op < 3; op++) {
         double t = time_op(op, x, w, gy, l);
-        printf("%-8s %5lld %-26s %-16s %9.1f %8.2f\n", "mamlrun", (long long)n, name,
-               op_names[op], t * 1e6, flops / t * 1e-9);
+        printf("%-8s %5lld %-26s %-16s %9.1f %8.2f\n", "mamlrun", (long long)n, name, op_names[op], t * 1e6,
+               flops / t * 1e-9);
       }
       t_release(x), t_release(w), t_release(gy);
     }

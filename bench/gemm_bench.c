@@ -115,7 +115,14 @@ int main(void) {
     int ta, tb, m, n, k, beta;
     if (line[0] == '#' || sscanf(line, "%d %d %d %d %d %d", &ta, &tb, &m, &n, &k, &beta) != 6) continue;
     if (m <= 0 || n <= 0 || k <= 0) continue;
-    Gemm g = {.ta = ta, .tb = tb, .m = m, .n = n, .k = k, .beta = (float)beta, .lda = ta ? m : k, .ldb = tb ? k : n,
+    Gemm g = {.ta = ta,
+              .tb = tb,
+              .m = m,
+              .n = n,
+              .k = k,
+              .beta = (float)beta,
+              .lda = ta ? m : k,
+              .ldb = tb ? k : n,
               .ldc = n};
     float *a = filled((int64_t)m * k, 1), *b = filled((int64_t)k * n, 2), *c = filled((int64_t)m * n, 3);
     g.a = a, g.b = b, g.c = c;
