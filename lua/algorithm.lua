@@ -11,8 +11,9 @@
 --   A.new(net, options)                     -> a learner (algorithm.instance(A, net, options) + fields)
 --   Learner:task_meta_gradient(meta, sx, sy, qx, qy, ctx) -> query loss, metric, gradient list over meta
 --   Learner:finetune(meta, sx, sy, qx, qy, steps)          -> the metric after 0..steps inner steps
--- and optionally Learner:outer_optimizer(cfg) (default Adam at cfg.meta_lr) and
--- Learner:outer_lr(iteration, iterations, meta_lr) (a schedule; nil: constant).
+-- and optionally Learner:outer_optimizer(cfg) (default Adam at cfg.meta_lr),
+-- Learner:outer_lr(iteration, iterations, meta_lr) (a schedule; nil: constant) and the field
+-- learner.train_shots (training tasks with that many examples per class instead of the run's shots).
 -- `meta` is the list of meta-parameters (learner.meta_params order): the network's parameters
 -- first, then the algorithm's own (learner:add_meta_parameter), looked up by name with
 -- learner.meta_index. Every method takes it as an argument, so the same code runs on the main
@@ -50,8 +51,7 @@ M.metrics = {
 -- a deterministic text of a value: tensors by shape, functions by identity, tables sorted
 local function describe(v, depth, seen)
   local kind = type(v)
-  if kind == "table" and T.is_tensor(v) then return "tensor(" .. table.concat(v:shape(), ",") .. ")" end
-  if kind == "userdata" and T.is_tensor(v) then return "tensor(" .. table.concat(v:shape(), ",") .. ")" end
+  if T.is_tensor(v) then return "tensor(" .. table.concat(v:shape(), ",") .. ")" end
   if kind == "function" then return tostring(v) end
   if kind == "string" then return string.format("%q", v) end
   if kind ~= "table" then return tostring(v) end
@@ -234,6 +234,7 @@ function M.build(name, net, options)
   if getmetatable(learner) == nil then error(string.format("algorithm '%s': new() did not return a learner", name), 0) end
   learner.spec = {algorithm = A.name, module = module, options = copy_plain(options), net = net.spec,
     unportable = unportable(options, "option")}
+  learner.spec.key = M.describe(learner.spec) -- what a worker caches its rebuilt learner under
   learner.fingerprint = learner_fields(learner)
   return learner
 end
@@ -449,14 +450,13 @@ end
 
 -- ------------------------------------------------------------------ the workers' side
 
-local worker_learners = {} -- per Lua state: learners rebuilt from a spec, by its text
+local worker_learners = {} -- per Lua state: learners rebuilt from a spec, by spec.key (its text)
 
 local function worker_learner(spec)
-  local key = M.describe(spec)
-  local learner = worker_learners[key]
+  local learner = worker_learners[spec.key]
   if not learner then
     learner = M.build(spec.module, nn.rebuild(spec.net), spec.options)
-    worker_learners[key] = learner
+    worker_learners[spec.key] = learner
   end
   return learner
 end

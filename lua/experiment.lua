@@ -144,8 +144,8 @@ function M.build_learner(cfg, net, source)
 end
 
 -- task shapes for training and evaluation
-local function train_shape(cfg)
-  return {ways = cfg.ways, shots = cfg.train_shots or cfg.shots, queries = cfg.queries}
+local function train_shape(cfg, learner)
+  return {ways = cfg.ways, shots = learner.train_shots or cfg.shots, queries = cfg.queries}
 end
 local function test_shape(cfg)
   return {ways = cfg.ways, shots = cfg.shots_test or cfg.shots, queries = cfg.queries_test}
@@ -433,7 +433,7 @@ end
 -- one meta-iteration: sample, meta-gradient, checks, Adam
 function Run:step(it)
   local cfg = self.cfg
-  local batch = self.source:sample("train", cfg.meta_batch, self.gen, train_shape(cfg))
+  local batch = self.source:sample("train", cfg.meta_batch, self.gen, train_shape(cfg, self.learner))
   local ctx = {iteration = it, iterations = cfg.iterations}
   if self.learner.uses_seed then ctx.seed = self.gen:random(2147483647) end -- its own draws, per meta-batch
   local stats, grads = self.learner:meta_gradient(batch, ctx)

@@ -29,7 +29,7 @@ local function split_head(net)
       break
     end
   end
-  if net.kind ~= "sequential" and not net.counts or not head_at then
+  if not net.counts or not head_at then
     error("anil: the network must be an nn.sequential whose last layer with parameters is the head", 0)
   end
   local first = 1

@@ -55,12 +55,13 @@ function A.new(net, o)
   self.inner_batch, self.eval_batch = o.inner_batch or 10, o.eval_batch or 5
   self.meta_step, self.meta_step_final = o.meta_step or 1.0, o.meta_step_final or 0.0
   self.transductive = o.transductive == true
+  self.train_shots = o.train_shots or 10 -- the runner samples training tasks with this many per class
   local loss, metric = o.loss or "cross_entropy", o.metric or "accuracy"
   self.loss, self.metric = algorithm.losses[loss], algorithm.metrics[metric]
   if not self.loss or not self.metric then
     error("reptile.new: loss and metric must be named (" .. tostring(loss) .. ", " .. tostring(metric) .. ")", 2)
   end
-  for _, name in ipairs{"steps", "inner_batch", "eval_batch"} do positive(self, name) end
+  for _, name in ipairs{"steps", "inner_batch", "eval_batch", "train_shots"} do positive(self, name) end
   if (o.bn_mode or "batch") ~= "batch" then
     error("reptile: bn_mode=" .. tostring(o.bn_mode) .. " is not supported (Reptile's network normalises with "
       .. "batch statistics at meta-training and meta-test); use bn_mode=batch", 2)
