@@ -537,6 +537,21 @@ function Run:final_evaluation()
   return result, text
 end
 
+-- what the run ran on, for its record: the CPU's model name (Linux's /proc/cpuinfo, when there),
+-- the worker threads and MPI ranks, and the OpenBLAS core (vm/blas.h: who chose it)
+local function machine(comm)
+  local cpu
+  local f = io.open("/proc/cpuinfo", "r")
+  if f then
+    cpu = f:read("a"):match("model name%s*:%s*([^\n]+)")
+    f:close()
+  end
+  local blas = require("mamlrun").blas
+  local has_parallel, parallel = pcall(require, "parallel")
+  return {cpu = cpu, threads = has_parallel and parallel.threads() or 1, ranks = comm and comm.size or 1,
+          blas_core = blas.core, blas_core_set_by = blas.set_by}
+end
+
 function Run:write_summary(result, text)
   if not self.dir then return end
   local cfg = self.cfg
@@ -544,7 +559,7 @@ function Run:write_summary(result, text)
     name = cfg.name, run = self.dir, iteration = self.iteration, iterations = cfg.iterations,
     seconds_per_iteration = self.seconds_per_iteration, skipped_updates = self.skipped,
     rss_peak_bytes = self.host.rss_peak(), metric = self.metric_key, steps_test = cfg.steps_test,
-    algorithm = cfg.algorithm, algorithm_options = {},
+    algorithm = cfg.algorithm, algorithm_options = {}, machine = machine(self.comm),
   }
   for _, k in ipairs(M.algorithm_keys(cfg.algorithm)) do summary.algorithm_options[k.name] = cfg[k.name] end
   if result then

@@ -25,6 +25,7 @@
 #include <lua.h>
 #include <lualib.h>
 
+#include "blas.h"
 #include "lua_tensor.h"
 #include "sys.h"
 
@@ -76,7 +77,10 @@ static void print_usage(FILE *f) {
 }
 
 static void print_version(void) {
+  const char *replaced, *source = blas_core_source(&replaced);
   printf("mamlrun " MAMLRUN_VERSION " (" LUA_RELEASE ", %s)\n", openblas_get_config());
+  if (replaced != NULL) printf("OpenBLAS core %s, set by mamlrun: OpenBLAS had chosen its generic %s kernels\n", openblas_get_corename(), replaced);
+  else printf("OpenBLAS core %s, chosen by %s\n", openblas_get_corename(), source);
 }
 
 /* a usage error: message, then the usage (or a hint), exit status 2 */
@@ -463,6 +467,24 @@ static void set_package_path(lua_State *L, const char *root, const char *script)
   lua_pop(L, 1);
 }
 
+/* mamlrun.blas = {config=, core=, set_by=, openblas_chose=}: the OpenBLAS build, the
+** core it runs, who chose it ("openblas", "OPENBLAS_CORETYPE" or "mamlrun") and, when
+** mamlrun replaced a fallback core, the one OpenBLAS had chosen */
+static void push_blas_info(lua_State *L) {
+  const char *replaced, *source = blas_core_source(&replaced);
+  lua_createtable(L, 0, 4);
+  lua_pushstring(L, openblas_get_config());
+  lua_setfield(L, -2, "config");
+  lua_pushstring(L, openblas_get_corename());
+  lua_setfield(L, -2, "core");
+  lua_pushstring(L, source);
+  lua_setfield(L, -2, "set_by");
+  if (replaced != NULL) {
+    lua_pushstring(L, replaced);
+    lua_setfield(L, -2, "openblas_chose");
+  }
+}
+
 /* package.loaded.mamlrun = {version=, overrides=, script=, root=, ...};
 ** expects the overrides table and the root (string or nil) at the top, and
 ** pops the root */
@@ -472,6 +494,8 @@ static void register_mamlrun_module(lua_State *L, const char *script) {
   lua_setfield(L, -2, "version");
   lua_pushboolean(L, BUILT_WITH_ASAN);
   lua_setfield(L, -2, "asan");
+  push_blas_info(L);
+  lua_setfield(L, -2, "blas");
   lua_pushvalue(L, -2);
   lua_setfield(L, -2, "root");
   lua_pushvalue(L, -3);
@@ -795,6 +819,7 @@ static int pmain(lua_State *L) {
 int main(int argc, char **argv) {
   Options o = {0};
   if (argv[0] == NULL || argv[0][0] == '\0') argv[0] = (char *)"mamlrun";
+  blas_ensure_core(argv); /* may run this program again, on OpenBLAS's fast kernels */
   int status = collectargs(argc, argv, &o);
   if (status >= 0) return status;
   lua_State *L = luaL_newstate();

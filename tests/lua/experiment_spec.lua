@@ -236,6 +236,11 @@ describe("experiment runs", function()
     local summary = json.decode(read(run .. "/summary.json"))
     assert.equals(4, summary.test.tasks)
     assert.equals(3, #summary.test.mean) -- steps 0..2
+    -- the machine it ran on: the OpenBLAS core this process runs, the threads, one rank
+    assert.equals(require("mamlrun").blas.core, summary.machine.blas_core)
+    assert.equals(require("mamlrun").blas.set_by, summary.machine.blas_core_set_by)
+    assert.equals(1, summary.machine.ranks)
+    assert.is_true(summary.machine.threads >= 1)
     assert.truthy(read(run .. "/summary.txt"):find("95% CI", 1, true))
     assert.equals(6, checkpoint.load(run .. "/checkpoint.bin").iteration)
     assert.equals(4, full.test.n)

@@ -73,6 +73,29 @@ expect "-h" 0 "usage: mamlrun"
 run "$MAMLRUN" --version
 expect "--version" 0 "mamlrun 0.1.0 (Lua 5.4."
 [[ "$out" == *"OpenBLAS"* ]] || fail "--version names OpenBLAS"
+# OpenBLAS's generic fallback kernels (vm/blas.h): MAMLRUN_BLAS_PRETEND makes mamlrun act as if OpenBLAS
+# had chosen that core; the core it then sets is the one of the CPU's instruction set
+flags=$(grep -m1 '^flags' /proc/cpuinfo)
+has() { [[ " $flags " == *" $1 "* ]]; }
+if has avx512f && has avx512bw && has avx512dq && has avx512vl; then want_core=SkylakeX
+elif has avx2 && has fma; then want_core=Haswell
+elif has avx; then want_core=Sandybridge
+else want_core=""; fi
+blas_info='local b = require("mamlrun").blas; print(b.set_by, b.openblas_chose, b.core)'
+if [ -n "$want_core" ]; then
+  run env -u OPENBLAS_CORETYPE MAMLRUN_BLAS_PRETEND=Prescott "$MAMLRUN" -e "$blas_info"
+  expect "a generic OpenBLAS core is replaced by the CPU's" 0 "mamlrun	Prescott	$want_core"
+  run env -u OPENBLAS_CORETYPE MAMLRUN_BLAS_PRETEND=Prescott "$MAMLRUN" --version
+  expect "--version says mamlrun set the core" 0 "OpenBLAS core $want_core, set by mamlrun: OpenBLAS had chosen its generic Prescott kernels"
+  printf 'print(require("mamlrun").overrides.k, arg[1], io.read("l"))\n' >"$T/args_stdin.lua"
+  printf 'line two\n' >"$T/stdin_line"
+  STDIN="$T/stdin_line" run env -u OPENBLAS_CORETYPE MAMLRUN_BLAS_PRETEND=Prescott "$MAMLRUN" "$T/args_stdin.lua" k=v plain
+  expect "running again keeps the arguments and standard input" 0 "v	plain	line two"
+fi
+run env -u OPENBLAS_CORETYPE MAMLRUN_BLAS_PRETEND=Haswell "$MAMLRUN" -e "$blas_info"
+expect "a core with AVX kernels is OpenBLAS's choice and stays" 0 "openblas	nil"
+run env OPENBLAS_CORETYPE=Prescott MAMLRUN_BLAS_PRETEND=Prescott "$MAMLRUN" -e "$blas_info"
+expect "the user's OPENBLAS_CORETYPE is kept" 0 "OPENBLAS_CORETYPE	nil	Prescott"
 run "$MAMLRUN" --frobnicate
 expect "unknown option" 2 "" "unrecognized option '--frobnicate'"
 [[ "$err" == *"usage: mamlrun"* ]] || fail "unknown option prints the usage to stderr"

@@ -1,0 +1,70 @@
+/*
+** blas.c: keeping OpenBLAS off its generic kernels on CPUs it does not know
+** (blas.h says why).
+*/
+#include "blas.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+char *openblas_get_corename(void);
+
+int blas_cpu_isa(void) {
+  int isa = BLAS_ISA_BASE;
+#if defined(__GNUC__) && defined(__x86_64__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")) {
+    isa = BLAS_ISA_AVX512;
+  } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    isa = BLAS_ISA_AVX2;
+  } else if (__builtin_cpu_supports("avx")) {
+    isa = BLAS_ISA_AVX;
+  }
+#endif
+  return isa;
+}
+
+/* OpenBLAS's x86-64 cores with AVX kernels (the names openblas_get_corename
+** returns, as OPENBLAS_CORETYPE takes them); every other core is SSE-only */
+static const char *const avx_cores[] = {"Sandybridge", "Haswell",     "SkylakeX",  "Cooperlake",
+                                        "SapphireRapids", "Zen",      "Bulldozer", "Piledriver",
+                                        "Steamroller",    "Excavator", NULL};
+
+const char *blas_pick_core(const char *current, int isa) {
+  if (current == NULL) return NULL;
+  for (int i = 0; avx_cores[i] != NULL; i++)
+    if (strcmp(current, avx_cores[i]) == 0) return NULL;
+  switch (isa) {
+  case BLAS_ISA_AVX512: return "SkylakeX"; /* Cooperlake and SapphireRapids: the same sgemm */
+  case BLAS_ISA_AVX2: return "Haswell";
+  case BLAS_ISA_AVX: return "Sandybridge";
+  default: return NULL;
+  }
+}
+
+void blas_ensure_core(char **argv) {
+  if (getenv("OPENBLAS_CORETYPE") != NULL) return; /* the user's, or ours after the exec */
+  const char *pretend = getenv("MAMLRUN_BLAS_PRETEND");
+  const char *current = pretend != NULL && *pretend ? pretend : openblas_get_corename();
+  const char *core = blas_pick_core(current, blas_cpu_isa());
+  if (core == NULL) return;
+  setenv("OPENBLAS_CORETYPE", core, 1);
+  setenv("MAMLRUN_BLAS_REPLACED", current, 1);
+  execv("/proc/self/exe", argv);
+  fprintf(stderr,
+          "%s: warning: OpenBLAS runs its generic '%s' kernels on this CPU, and running again with "
+          "OPENBLAS_CORETYPE=%s failed; set OPENBLAS_CORETYPE=%s yourself for its fast kernels\n",
+          argv[0], current, core, core);
+  unsetenv("OPENBLAS_CORETYPE");
+  unsetenv("MAMLRUN_BLAS_REPLACED");
+}
+
+const char *blas_core_source(const char **replaced) {
+  const char *was = getenv("MAMLRUN_BLAS_REPLACED");
+  if (replaced != NULL) *replaced = was;
+  if (was != NULL && *was) return "mamlrun";
+  return getenv("OPENBLAS_CORETYPE") != NULL ? "OPENBLAS_CORETYPE" : "openblas";
+}
