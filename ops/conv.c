@@ -114,7 +114,7 @@ static void reserve_scratch(const ConvGeom *g) {
 // a (rows, cols) -> at (cols, rows), by 4x4 blocks in SSE registers; the next 4 rows
 // are prefetched while these are done (a is usually the last layer's output, out of
 // L2: 1.7x faster on the MAML layers)
-static void transpose(const float *a, int64_t rows, int64_t cols, float *at) {
+static void transpose_sse(const float *a, int64_t rows, int64_t cols, float *at) {
   int64_t r0 = 0;
 #ifdef __SSE__
   for (; r0 + 4 <= rows; r0 += 4) {
@@ -138,6 +138,80 @@ static void transpose(const float *a, int64_t rows, int64_t cols, float *at) {
 #endif
   for (; r0 < rows; r0++)
     for (int64_t c = 0; c < cols; c++) at[c * rows + r0] = a[r0 * cols + c];
+}
+
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+#include <immintrin.h>
+#define HAVE_TRANSPOSE_AVX 1
+/* one 8x8 block: rows r0..r0+7, columns c0..c0+7 of a to at */
+__attribute__((target("avx"))) static inline void transpose8x8(const float *src, int64_t cols, float *dst,
+                                                               int64_t rows) {
+  __m256 x0 = _mm256_loadu_ps(src), x1 = _mm256_loadu_ps(src + cols);
+  __m256 x2 = _mm256_loadu_ps(src + 2 * cols), x3 = _mm256_loadu_ps(src + 3 * cols);
+  __m256 x4 = _mm256_loadu_ps(src + 4 * cols), x5 = _mm256_loadu_ps(src + 5 * cols);
+  __m256 x6 = _mm256_loadu_ps(src + 6 * cols), x7 = _mm256_loadu_ps(src + 7 * cols);
+  __m256 t0 = _mm256_unpacklo_ps(x0, x1), t1 = _mm256_unpackhi_ps(x0, x1);
+  __m256 t2 = _mm256_unpacklo_ps(x2, x3), t3 = _mm256_unpackhi_ps(x2, x3);
+  __m256 t4 = _mm256_unpacklo_ps(x4, x5), t5 = _mm256_unpackhi_ps(x4, x5);
+  __m256 t6 = _mm256_unpacklo_ps(x6, x7), t7 = _mm256_unpackhi_ps(x6, x7);
+  __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  _mm256_storeu_ps(dst, _mm256_permute2f128_ps(u0, u4, 0x20));
+  _mm256_storeu_ps(dst + rows, _mm256_permute2f128_ps(u1, u5, 0x20));
+  _mm256_storeu_ps(dst + 2 * rows, _mm256_permute2f128_ps(u2, u6, 0x20));
+  _mm256_storeu_ps(dst + 3 * rows, _mm256_permute2f128_ps(u3, u7, 0x20));
+  _mm256_storeu_ps(dst + 4 * rows, _mm256_permute2f128_ps(u0, u4, 0x31));
+  _mm256_storeu_ps(dst + 5 * rows, _mm256_permute2f128_ps(u1, u5, 0x31));
+  _mm256_storeu_ps(dst + 6 * rows, _mm256_permute2f128_ps(u2, u6, 0x31));
+  _mm256_storeu_ps(dst + 7 * rows, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+
+// the same by 8x8 AVX blocks (the CPU has AVX: checked once, below), in the order that
+// streams the cold side: a's rows 8 at a time when a is the large tensor read from
+// memory (out_cold 0: an image turned channels-last into scratch), at's rows 8 at a
+// time when at is (out_cold 1: a gradient written back to its NCHW tensor), so that
+// the cold side is read or written as 8 sequential streams and the scattered side
+// stays in L1/L2; the rows and columns left over (% 8) are plain loops
+__attribute__((target("avx"))) static void transpose_avx(const float *a, int64_t rows, int64_t cols, float *at,
+                                                         int out_cold) {
+  const int64_t r8 = rows - rows % 8, c8 = cols - cols % 8;
+  if (!out_cold) {
+    for (int64_t r0 = 0; r0 < r8; r0 += 8)
+      for (int64_t c0 = 0; c0 < c8; c0 += 8) transpose8x8(a + r0 * cols + c0, cols, at + c0 * rows + r0, rows);
+  } else {
+    for (int64_t c0 = 0; c0 < c8; c0 += 8)
+      for (int64_t r0 = 0; r0 < r8; r0 += 8) transpose8x8(a + r0 * cols + c0, cols, at + c0 * rows + r0, rows);
+  }
+  for (int64_t c = c8; c < cols; c++)
+    for (int64_t r = 0; r < r8; r++) at[c * rows + r] = a[r * cols + c];
+  for (int64_t r = r8; r < rows; r++)
+    for (int64_t c = 0; c < cols; c++) at[c * rows + r] = a[r * cols + c];
+}
+#endif
+
+void conv2d_transpose_plane(const float *a, int64_t rows, int64_t cols, float *at, int kernel) {
+#ifdef HAVE_TRANSPOSE_AVX
+  static int has_avx = -1;
+  if (has_avx < 0) has_avx = __builtin_cpu_supports("avx");
+  if (kernel > 0 && has_avx) {
+    transpose_avx(a, rows, cols, at, kernel == 2);
+    return;
+  }
+#endif
+  (void)kernel;
+  transpose_sse(a, rows, cols, at);
+}
+
+/* a (rows, cols) -> at: a is cold (read from the activations), at is scratch */
+static void transpose(const float *a, int64_t rows, int64_t cols, float *at) {
+  conv2d_transpose_plane(a, rows, cols, at, 1);
+}
+
+/* the same when at is cold (written to the activations' gradient) and a scratch */
+static void transpose_out(const float *a, int64_t rows, int64_t cols, float *at) {
+  conv2d_transpose_plane(a, rows, cols, at, 2);
 }
 
 // w (O,C,KH*KW) -> wt (O,KH*KW,C), and back
@@ -230,7 +304,7 @@ static void columns_to_images(const ConvGeom *g, const float *col, int64_t n0, i
   for (int64_t n = 0; n < nb; n++) {
     memset(gxt, 0, (size_t)(hw * g->c) * sizeof(float));
     col2im(g, col + n * rows, 1, gxt);
-    transpose(gxt, hw, g->c, gx + (n0 + n) * g->c * hw);
+    transpose_out(gxt, hw, g->c, gx + (n0 + n) * g->c * hw);
   }
 }
 

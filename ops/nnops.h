@@ -68,5 +68,10 @@ void conv2d_backward_weight_kernel(const ConvGeom *g, float *gw, const float *x,
 ** this many floats (default 1 << 18, 1 MiB); returns the previous value. Results
 ** of conv2d_backward_weight depend on it (summation order), so tests only. */
 int64_t conv2d_set_chunk_floats(int64_t n);
+/* a (rows, cols) -> at (cols, rows), the layout change around the convolution GEMMs.
+** kernel 0: 4x4 SSE blocks; 1: 8x8 AVX blocks along a's rows (a is the cold side);
+** 2: 8x8 AVX blocks along at's rows (at is); 1 and 2 are 0 on a CPU without AVX.
+** The same result in every case (tests choose each). */
+void conv2d_transpose_plane(const float *a, int64_t rows, int64_t cols, float *at, int kernel);
 
 #endif

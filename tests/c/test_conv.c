@@ -283,6 +283,33 @@ static void test_conv_threads(void) {
 
 /* ------------------------------------------------------------ pooling tests */
 
+/* the layout change around the GEMMs, both kernels, on every remainder of 4 and 8 in
+** rows and columns and the MAML planes (64 x 196, 196 x 64, 64 x 49, 64 x 9), against
+** its definition; a kernel that loses a row or a column of a block fails here */
+static void test_transpose_plane(void) {
+  static const int64_t dims[] = {1, 3, 4, 5, 7, 8, 9, 12, 15, 16, 17, 23, 49, 64, 196};
+  const int nd = (int)(sizeof dims / sizeof dims[0]);
+  float *a = malloc(196 * 196 * sizeof(float)), *at = malloc(196 * 196 * sizeof(float));
+  for (int64_t i = 0; i < 196 * 196; i++) a[i] = (float)i;
+  for (int kernel = 0; kernel <= 2; kernel++) {
+    int64_t bad = 0, cases = 0;
+    for (int i = 0; i < nd; i++)
+      for (int j = 0; j < nd; j++) {
+        int64_t rows = dims[i], cols = dims[j];
+        for (int64_t q = 0; q < rows * cols; q++) at[q] = -1.0f;
+        conv2d_transpose_plane(a, rows, cols, at, kernel);
+        for (int64_t r = 0; r < rows; r++)
+          for (int64_t c = 0; c < cols; c++) bad += at[c * rows + r] != a[r * cols + c];
+        cases++;
+      }
+    ok(bad == 0, "conv2d_transpose_plane (kernel %d: %s): %lld shapes, %lld elements wrong", kernel,
+       kernel == 0 ? "SSE 4x4" : kernel == 1 ? "AVX 8x8 along a's rows" : "AVX 8x8 along at's rows",
+       (long long)cases, (long long)bad);
+  }
+  free(a);
+  free(at);
+}
+
 static void test_max_pool(void) {
   int bad = 0, count = 0;
   double adj = 0;
@@ -424,6 +451,7 @@ int main(void) {
   test_conv_adjoint();
   test_conv_determinism();
   test_conv_threads();
+  test_transpose_plane();
   test_max_pool();
   test_avg_pool();
   test_errors();
