@@ -10,7 +10,8 @@ BUILD=${BUILD:-build}
 THREADS=${1:-1}
 PKGS="lua5.4 openblas libpng"
 
-make -s "$BUILD/libmamlrun.a"
+make -s mamlrun "$BUILD/libmamlrun.a" || exit 1
+. bench/openblas_core.sh
 mkdir -p "$BUILD/bench"
 # shellcheck disable=SC2046
 cc -O2 -march=x86-64-v2 -mtune=generic -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Ivm -Iops \

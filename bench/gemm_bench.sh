@@ -28,6 +28,8 @@ ROUNDS=${ROUNDS:-2}
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 BLIS_NUM_THREADS=1
 
 make -s mamlrun bench-tools || exit 1
+. bench/openblas_core.sh
+echo "== $blas_line"
 mkdir -p "$GEMM_LOGS"
 logs=()
 for net in $NETS; do

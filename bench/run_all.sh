@@ -27,12 +27,7 @@ PEER=${PEER:-../shared/peers/maml_torch.py}
 SKIP=${SKIP:-}
 BUILD=${BUILD:-build}
 export OPENBLAS_NUM_THREADS=1
-# the OpenBLAS core mamlrun runs (vm/blas.h: it replaces OpenBLAS's generic fallback on a CPU the
-# library does not know), exported so that the ceilings, the GEMM-library tables and the peer's BLAS
-# run the same kernels as mamlrun in this run
-blas_line=$(./mamlrun --version | tail -n 1)
-OPENBLAS_CORETYPE=$(./mamlrun -e 'io.write(require("mamlrun").blas.core)') || exit 1
-export OPENBLAS_CORETYPE
+. bench/openblas_core.sh
 echo "== $blas_line"
 mkdir -p bench/out
 skip() { case " $SKIP " in *" $1 "*) return 0 ;; esac; return 1; }
