@@ -39,7 +39,7 @@ CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
 HEADERS  := $(wildcard vm/*.h ops/*.h)
 CTESTS   := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/test_*.c))
 
-.PHONY: all test run bench bench-tools sanitize install uninstall deb data format clean deps deps-fuzz check-deps fuzz fuzz-targets
+.PHONY: all test run bench bench-tools profile sanitize install uninstall deb data format clean deps deps-fuzz check-deps fuzz fuzz-targets
 
 all: mamlrun
 
@@ -193,6 +193,10 @@ $(BUILD)/bench/gemm_bench_%: bench/gemm_bench.c
 
 bench: mamlrun bench-tools
 	@BUILD='$(BUILD)' bench/run_all.sh
+
+# where the time goes, per config and order (bench/profile.sh; needs perf)
+profile: mamlrun
+	@bench/profile.sh
 
 format:
 	clang-format -i vm/*.c vm/*.h ops/*.c ops/*.h tests/c/*.c tests/c/*.h tests/fuzz/*.c tests/fuzz/*.h bench/*.c
