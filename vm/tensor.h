@@ -42,9 +42,11 @@ typedef struct Tensor {
   struct Node *grad_fn; /* NULL for leaves and constants */
 } Tensor;
 
-/* hot kernels get an AVX2 clone picked at load time (GCC ifunc) */
+/* hot kernels get AVX-512 and AVX2 clones, picked at load time (GCC ifunc); ISO C mode
+** (-std=c11) contracts no a*b+c into an FMA, and reductions are written in a fixed
+** order (t_v8f), so every clone computes the same bits */
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define T_HOT __attribute__((target_clones("avx2", "default")))
+#define T_HOT __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define T_HOT
 #endif
