@@ -53,6 +53,14 @@ void blas_ensure_core(char **argv) {
   if (core == NULL) return;
   setenv("OPENBLAS_CORETYPE", core, 1);
   setenv("MAMLRUN_BLAS_REPLACED", current, 1);
+  /* the program's own file: /proc/self/exe resolved first (under valgrind the link, not the
+  ** file the kernel runs, is the client program) */
+  char self[4096];
+  ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (len > 0) {
+    self[len] = '\0';
+    execv(self, argv);
+  }
   execv("/proc/self/exe", argv);
   fprintf(stderr,
           "%s: warning: OpenBLAS runs its generic '%s' kernels on this CPU, and running again with "
