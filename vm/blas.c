@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 char *openblas_get_corename(void);
+char *openblas_get_config(void);
 
 int blas_cpu_isa(void) {
   int isa = BLAS_ISA_BASE;
@@ -47,6 +48,9 @@ const char *blas_pick_core(const char *current, int isa) {
 
 void blas_ensure_core(char **argv) {
   if (getenv("OPENBLAS_CORETYPE") != NULL) return; /* the user's, or ours after the exec */
+  /* only a DYNAMIC_ARCH build reads OPENBLAS_CORETYPE; one built for a single core runs that core */
+  const char *config = openblas_get_config();
+  if (config == NULL || strstr(config, "DYNAMIC_ARCH") == NULL) return;
   const char *pretend = getenv("MAMLRUN_BLAS_PRETEND");
   const char *current = pretend != NULL && *pretend ? pretend : openblas_get_corename();
   const char *core = blas_pick_core(current, blas_cpu_isa());

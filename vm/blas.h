@@ -26,7 +26,8 @@ int blas_cpu_isa(void);
 ** Zen 4, say) is its own informed choice and stays. */
 const char *blas_pick_core(const char *current, int isa);
 
-/* Called first in main(): replaces a fallback core as above by setting
+/* Called first in main(): in a DYNAMIC_ARCH OpenBLAS (the others run the one core they were
+** built for and ignore OPENBLAS_CORETYPE), replaces a fallback core as above by setting
 ** OPENBLAS_CORETYPE and MAMLRUN_BLAS_REPLACED (the core OpenBLAS had chosen) and
 ** exec'ing /proc/self/exe with the same argv. Returns only when nothing was to be
 ** done, or when the exec failed (then a warning on stderr says what to set).
