@@ -218,7 +218,7 @@ local function fmt_metric(metric, mean, ci)
 end
 
 local function fmt_duration(seconds)
-  if not seconds then return "-" end
+  if not seconds or seconds ~= seconds then return "-" end
   if seconds < 10 then return string.format("%.1f s", seconds) end
   if seconds < 60 then return string.format("%.0f s", seconds) end
   if seconds < 3600 then return string.format("%.1f min", seconds / 60) end
@@ -254,19 +254,55 @@ local function labels(runs)
   return out
 end
 
---- The header and rows of the comparison, as lists of strings.
-function M.rows(runs)
+--- Time to a target: the first validation record of the run at or past `target` (at least it for
+--- acc, at most it for a loss such as mse), as {iter=, seconds=, value=}; nil when none is, with
+--- the best validation value and its iteration as second and third results.
+function M.first_reaching(run, target)
+  local higher = run.metric == "acc"
+  local best, best_iter
+  for i, v in ipairs(run.val.value) do
+    if higher and v >= target or not higher and v <= target then
+      return {iter = run.val.iter[i], seconds = run.val.seconds[i], value = v}
+    end
+    if best == nil or (higher and v > best) or (not higher and v < best) then best, best_iter = v, run.val.iter[i] end
+  end
+  return nil, best, best_iter
+end
+
+local function fmt_value(metric, v)
+  return metric == "acc" and string.format("%.2f%%", 100 * v) or string.format("%.4g", v)
+end
+
+--- The header and rows of the comparison, as lists of strings. opts.target: add the column of
+--- M.first_reaching (validation first at the target: its iteration and training time).
+function M.rows(runs, opts)
+  opts = opts or {}
   local keys = M.differing(runs)
   local labels = labels(runs)
   local header = {"run"}
   for _, k in ipairs(keys) do header[#header + 1] = k end
-  for _, h in ipairs{"reached", "train time", "test (steps_test)", "test (last step)"} do header[#header + 1] = h end
+  for _, h in ipairs{"reached", "train time"} do header[#header + 1] = h end
+  if opts.target then
+    header[#header + 1] = string.format("validation first at %s", fmt_value(runs[1] and runs[1].metric, opts.target))
+  end
+  for _, h in ipairs{"test (steps_test)", "test (last step)"} do header[#header + 1] = h end
   local rows = {}
   for i, run in ipairs(runs) do
     local row = {labels[i]}
     for _, k in ipairs(keys) do row[#row + 1] = run.settings[k] or "-" end
     row[#row + 1] = string.format("%d", run.reached)
     row[#row + 1] = fmt_duration(run.train_seconds)
+    if opts.target then
+      local at, best, best_iter = M.first_reaching(run, opts.target)
+      if at then
+        row[#row + 1] = string.format("iteration %d, %s (%s)", at.iter, fmt_duration(at.seconds),
+          fmt_value(run.metric, at.value))
+      elseif best then
+        row[#row + 1] = string.format("not reached (best %s at %d)", fmt_value(run.metric, best), best_iter)
+      else
+        row[#row + 1] = "no validation"
+      end
+    end
     local t = run.test
     if t then
       row[#row + 1] = string.format("%s (%d step%s)", fmt_metric(run.metric, t.mean, t.ci95), t.steps,
@@ -287,7 +323,7 @@ local function width(s) return utf8.len(s) or #s end
 --- The comparison table as text: columns aligned (default) or a Markdown table (opts.markdown).
 function M.table(runs, opts)
   opts = opts or {}
-  local header, rows, keys = M.rows(runs)
+  local header, rows, keys = M.rows(runs, opts)
   local lines = {}
   if opts.markdown then
     local function line(cells)
@@ -384,16 +420,24 @@ end
 
 -- ------------------------------------------------------------------ the command
 
-M.USAGE = "usage: mamlrun --compare RUN_FOLDER... [--plot FILE.svg] [--markdown]"
+M.USAGE = "usage: mamlrun --compare RUN_FOLDER... [--plot FILE.svg] [--markdown] [--target VALUE]"
 
---- The command line: args = {RUN..., "--plot", FILE, "--markdown"} (any order). opts: print(s)
+-- --target's value: a number (0.958), or a percentage (95.8%) of an accuracy
+local function parse_target(v)
+  local pct = v:match("^(.-)%%$")
+  local x = tonumber(pct or v)
+  if x == nil or x ~= x then return nil end
+  return pct and x / 100 or x
+end
+
+--- The command line: args = {RUN..., "--plot", FILE, "--markdown", "--target", VALUE} (any order). opts: print(s)
 --- (stdout), warn(s) (stderr). Returns the exit status: 0, 1 (a run folder or file is unusable),
 --- 2 (a usage error).
 function M.cli(args, opts)
   opts = opts or {}
   local out = opts.print or function(s) io.stdout:write(s) end
   local err = opts.warn or function(s) io.stderr:write(s) end
-  local dirs, plot_path, markdown = {}, nil, false
+  local dirs, plot_path, markdown, target = {}, nil, false, nil
   local i = 1
   while i <= #args do
     local a = args[i]
@@ -407,6 +451,15 @@ function M.cli(args, opts)
       plot_path = a:sub(8)
     elseif a == "--markdown" then
       markdown = true
+    elseif a == "--target" or a:match("^%-%-target=") then
+      local v
+      if a == "--target" then v, i = args[i + 1], i + 1 else v = a:sub(10) end
+      target = v and parse_target(v)
+      if not target then
+        err(string.format("mamlrun --compare: --target needs a number (0.958) or a percentage (95.8%%), got %s\n%s\n",
+          v and ("'" .. v .. "'") or "nothing", M.USAGE))
+        return 2
+      end
     elseif a == "-h" or a == "--help" then
       out(M.USAGE .. "\n")
       return 0
@@ -429,7 +482,7 @@ function M.cli(args, opts)
   local ok, msg = pcall(function()
     local runs = {}
     for j, dir in ipairs(dirs) do runs[j] = M.load(dir, {warn = function(s) err("note: " .. s .. "\n") end}) end
-    out(M.table(runs, {markdown = markdown}))
+    out(M.table(runs, {markdown = markdown, target = target}))
     if plot_path then
       M.plot(runs, plot_path)
       out("plot: " .. plot_path .. "\n")

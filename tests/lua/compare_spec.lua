@@ -281,6 +281,49 @@ describe("mamlrun --compare", function()
     assert.matches("^usage: mamlrun %-%-compare", out)
   end)
 
+  it("gives the time to a target: the first validation at it, in iterations and training time", function()
+    local function fake(name, metric, vals)
+      local dir = tmpdir() .. "/" .. name
+      os.execute("mkdir -p '" .. dir .. "'")
+      write(dir .. "/config.json", json.encode{name = name, steps_test = 1} .. "\n")
+      local text = {}
+      for i, v in ipairs(vals) do
+        text[#text + 1] = json.encode{type = "train", iter = 10 * i, loss = 1, time = 60 * i}
+        text[#text + 1] = json.encode{type = "val", iter = 10 * i, [metric .. "_steps_test"] = v, tasks = 2}
+      end
+      write(dir .. "/metrics.jsonl", table.concat(text, "\n") .. "\n")
+      write(dir .. "/summary.json", json.encode{metric = metric, iteration = 10 * #vals} .. "\n")
+      return dir
+    end
+    local up = compare.load(fake("up", "acc", {0.5, 0.9, 0.96, 0.97}))
+    local at = compare.first_reaching(up, 0.958)
+    assert.same({iter = 30, seconds = 180, value = 0.96}, at)
+    local short = compare.load(fake("short", "acc", {0.5, 0.93, 0.92}))
+    local none, best, best_iter = compare.first_reaching(short, 0.958)
+    assert.is_nil(none)
+    assert.same({0.93, 20}, {best, best_iter})
+    -- a loss is reached from above
+    local mse = compare.load(fake("mse", "mse", {2.0, 0.8, 0.5}))
+    assert.equals(30, compare.first_reaching(mse, 0.6).iter)
+    assert.equals(20, compare.first_reaching(mse, 0.8).iter)
+    -- the command: a percentage or a number, the column between training time and test
+    local status, out, err = cli(string.format("'%s' '%s' --target 95.8%%", up.dir, short.dir))
+    assert.equals(0, status, err)
+    local lines = lines_of(out)
+    assert.same({"run", "reached", "train time", "validation first at 95.80%", "test (steps_test)",
+      "test (last step)"}, cells(lines[1]))
+    assert.equals("iteration 30, 3.0 min (96.00%)", cells(lines[3])[4])
+    assert.equals("not reached (best 93.00% at 20)", cells(lines[4])[4])
+    status, out = cli(string.format("'%s' --target=0.9 --markdown", up.dir))
+    assert.equals(0, status)
+    assert.truthy(out:find("| iteration 20, 2.0 min (90.00%) |", 1, true), out)
+    for _, bad in ipairs{"--target", "--target x", "--target=", "--target nan"} do
+      status, out, err = cli(string.format("'%s' %s", up.dir, bad))
+      assert.equals(2, status, bad)
+      assert.matches("%-%-target needs a number", err)
+    end
+  end)
+
   it("tells runs with the same folder name apart by their paths", function()
     local a, b = tmpdir() .. "/same", tmpdir() .. "/same"
     for _, d in ipairs{a, b} do
