@@ -75,8 +75,12 @@ void blas_ensure_core(char **argv) {
 }
 
 const char *blas_core_source(const char **replaced) {
-  const char *was = getenv("MAMLRUN_BLAS_REPLACED");
-  if (replaced != NULL) *replaced = was;
-  if (was != NULL && *was) return "mamlrun";
-  return getenv("OPENBLAS_CORETYPE") != NULL ? "OPENBLAS_CORETYPE" : "openblas";
+  const char *was = getenv("MAMLRUN_BLAS_REPLACED"), *set = getenv("OPENBLAS_CORETYPE");
+  /* mamlrun's when the variable holds what mamlrun sets for that core (not, say, a user's own
+  ** OPENBLAS_CORETYPE in a process that inherited the marker) */
+  const char *ours = was != NULL && *was ? blas_pick_core(was, blas_cpu_isa()) : NULL;
+  int by_mamlrun = ours != NULL && set != NULL && strcmp(set, ours) == 0;
+  if (replaced != NULL) *replaced = by_mamlrun ? was : NULL;
+  if (by_mamlrun) return "mamlrun";
+  return set != NULL ? "OPENBLAS_CORETYPE" : "openblas";
 }

@@ -96,6 +96,8 @@ run env -u OPENBLAS_CORETYPE MAMLRUN_BLAS_PRETEND=Haswell "$MAMLRUN" -e "$blas_i
 expect "a core with AVX kernels is OpenBLAS's choice and stays" 0 "openblas	nil"
 run env OPENBLAS_CORETYPE=Prescott MAMLRUN_BLAS_PRETEND=Prescott "$MAMLRUN" -e "$blas_info"
 expect "the user's OPENBLAS_CORETYPE is kept" 0 "OPENBLAS_CORETYPE	nil	Prescott"
+run env OPENBLAS_CORETYPE=Prescott MAMLRUN_BLAS_REPLACED=Prescott "$MAMLRUN" -e "$blas_info"
+expect "a user's OPENBLAS_CORETYPE beside an inherited marker is the user's" 0 "OPENBLAS_CORETYPE	nil	Prescott"
 run "$MAMLRUN" --frobnicate
 expect "unknown option" 2 "" "unrecognized option '--frobnicate'"
 [[ "$err" == *"usage: mamlrun"* ]] || fail "unknown option prints the usage to stderr"
