@@ -193,8 +193,12 @@ __attribute__((target("avx"))) static void transpose_avx(const float *a, int64_t
 
 void conv2d_transpose_plane(const float *a, int64_t rows, int64_t cols, float *at, int kernel) {
 #ifdef HAVE_TRANSPOSE_AVX
-  static int has_avx = -1;
-  if (has_avx < 0) has_avx = __builtin_cpu_supports("avx");
+  static int avx = -1; /* (every thread computes the same value: relaxed atomics suffice) */
+  int has_avx = __atomic_load_n(&avx, __ATOMIC_RELAXED);
+  if (has_avx < 0) {
+    has_avx = __builtin_cpu_supports("avx") ? 1 : 0;
+    __atomic_store_n(&avx, has_avx, __ATOMIC_RELAXED);
+  }
   if (kernel > 0 && has_avx) {
     transpose_avx(a, rows, cols, at, kernel == 2);
     return;
