@@ -16,8 +16,8 @@ int blas_cpu_isa(void) {
   int isa = BLAS_ISA_BASE;
 #if defined(__GNUC__) && defined(__x86_64__)
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")) {
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+      __builtin_cpu_supports("avx512vl")) {
     isa = BLAS_ISA_AVX512;
   } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
     isa = BLAS_ISA_AVX2;
@@ -30,8 +30,8 @@ int blas_cpu_isa(void) {
 
 /* OpenBLAS's x86-64 cores with AVX kernels (the names openblas_get_corename
 ** returns, as OPENBLAS_CORETYPE takes them); every other core is SSE-only */
-static const char *const avx_cores[] = {"Sandybridge", "Haswell",     "SkylakeX",  "Cooperlake",
-                                        "SapphireRapids", "Zen",      "Bulldozer", "Piledriver",
+static const char *const avx_cores[] = {"Sandybridge",    "Haswell",   "SkylakeX",  "Cooperlake",
+                                        "SapphireRapids", "Zen",       "Bulldozer", "Piledriver",
                                         "Steamroller",    "Excavator", NULL};
 
 const char *blas_pick_core(const char *current, int isa) {
@@ -39,10 +39,10 @@ const char *blas_pick_core(const char *current, int isa) {
   for (int i = 0; avx_cores[i] != NULL; i++)
     if (strcmp(current, avx_cores[i]) == 0) return NULL;
   switch (isa) {
-  case BLAS_ISA_AVX512: return "SkylakeX"; /* Cooperlake and SapphireRapids: the same sgemm */
-  case BLAS_ISA_AVX2: return "Haswell";
-  case BLAS_ISA_AVX: return "Sandybridge";
-  default: return NULL;
+    case BLAS_ISA_AVX512: return "SkylakeX"; /* Cooperlake and SapphireRapids: the same sgemm */
+    case BLAS_ISA_AVX2: return "Haswell";
+    case BLAS_ISA_AVX: return "Sandybridge";
+    default: return NULL;
   }
 }
 

@@ -80,7 +80,9 @@ static void print_usage(FILE *f) {
 static void print_version(void) {
   const char *replaced, *source = blas_core_source(&replaced);
   printf("mamlrun " MAMLRUN_VERSION " (" LUA_RELEASE ", %s)\n", openblas_get_config());
-  if (replaced != NULL) printf("OpenBLAS core %s, set by mamlrun: OpenBLAS had chosen its generic %s kernels\n", openblas_get_corename(), replaced);
+  if (replaced != NULL)
+    printf("OpenBLAS core %s, set by mamlrun: OpenBLAS had chosen its generic %s kernels\n", openblas_get_corename(),
+           replaced);
   else printf("OpenBLAS core %s, chosen by %s\n", openblas_get_corename(), source);
 }
 

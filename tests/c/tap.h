@@ -27,7 +27,7 @@ static void ok(int cond, const char *fmt, ...) {
 
 /* the worse of two errors for a running maximum; a NaN sticks (fmax and `e > worst` would drop it,
 ** and a check of "worst < tol" would then pass a kernel that returns NaN) */
-static double worse(double worst, double e) { return isnan(worst) || isnan(e) ? (double)NAN : e > worst ? e : worst; }
+static inline double worse(double worst, double e) { return isnan(worst) || isnan(e) ? (double)NAN : e > worst ? e : worst; }
 
 /* under `make sanitize` (MAMLRUN_EXPECT_ASAN=1), the first test line says whether this binary is
 ** really built with AddressSanitizer (GCC and clang spell the macro apart) */

@@ -303,7 +303,9 @@ static void test_transpose_plane(void) {
         cases++;
       }
     ok(bad == 0, "conv2d_transpose_plane (kernel %d: %s): %lld shapes, %lld elements wrong", kernel,
-       kernel == 0 ? "SSE 4x4" : kernel == 1 ? "AVX 8x8 along a's rows" : "AVX 8x8 along at's rows",
+       kernel == 0   ? "SSE 4x4"
+       : kernel == 1 ? "AVX 8x8 along a's rows"
+                     : "AVX 8x8 along at's rows",
        (long long)cases, (long long)bad);
   }
   free(a);
