@@ -46,9 +46,9 @@ static const char *op_names[] = {"forward", "backward_input", "backward_weight"}
 
 static Tensor *run(int op, Tensor *x, Tensor *w, Tensor *gy, const Layer *l) {
   switch (op) {
-    case FORWARD: return t_conv2d(x, w, NULL, l->stride, l->padding);
-    case BACKWARD_INPUT: return t_conv2d_backward_input(gy, w, l->h, l->h, l->stride, l->padding);
-    default: return t_conv2d_backward_weight(x, gy, l->k, l->k, l->stride, l->padding);
+    case FORWARD: return t_conv2d(x, w, NULL, l->stride, l->padding, 0);
+    case BACKWARD_INPUT: return t_conv2d_backward_input(gy, w, l->h, l->h, l->stride, l->padding, 0);
+    default: return t_conv2d_backward_weight(x, gy, l->k, l->k, l->stride, l->padding, 0);
   }
 }
 

@@ -6,7 +6,8 @@
 -- on the support set, `queries` query images per class, `meta_batch` tasks, Adam 1e-3; order=2 is
 -- exact second-order MAML, order=1 first-order. net=peer is the peer's network (its docstring:
 -- conv 3x3/2 pad 0 -> ReLU -> BN, x3, conv 2x2 -> ReLU -> BN, linear), built with nn.sequential;
--- net=conv4 is the MAML paper's network (nn.conv4).
+-- net=conv4 is the MAML paper's network (nn.conv4). layout=nhwc (default) or nchw: the networks'
+-- activation layout.
 -- Prints one line `RESULT {json}`: median/min/max seconds per iteration after `warmup`, GFLOP per
 -- iteration (GEMM FLOPs counted by T.flops()), GFLOP/s, peak RSS.
 local T = require "tensor"
@@ -18,7 +19,7 @@ local host = require "mamlrun"
 local parallel = require "parallel"
 
 local defaults = {ways = 5, shots = 1, queries = 15, meta_batch = 32, steps = 5, order = 2, net = "peer",
-                  threads = 1, iters = 7, warmup = 2, seed = 222, inner_lr = 0.4}
+                  threads = 1, iters = 7, warmup = 2, seed = 222, inner_lr = 0.4, layout = "nhwc"}
 local cfg = {}
 for k, v in pairs(defaults) do cfg[k] = v end
 for k, v in pairs(... or {}) do
@@ -30,9 +31,9 @@ parallel.set_threads(cfg.threads)
 local gen = T.generator(cfg.seed)
 local net
 if cfg.net == "peer" then
-  net = nn.peer_net{ways = cfg.ways}
+  net = nn.peer_net{ways = cfg.ways, layout = cfg.layout}
 elseif cfg.net == "conv4" then
-  net = nn.conv4{ways = cfg.ways}
+  net = nn.conv4{ways = cfg.ways, layout = cfg.layout}
 else
   error("maml_bench: net must be peer or conv4", 0)
 end

@@ -205,19 +205,29 @@ end
 
 local function shape_str(shape) return "(" .. table.concat(shape, ", ") .. ")" end
 
---- nn.conv2d(cin, cout, k, {stride=1, padding=0, bias=true}): weight (cout, cin, k, k), bias (cout).
+-- a layer's layout option: "nchw" (default) or "nhwc" (channels-last activations)
+local function check_layout(fn, layout)
+  if layout == nil or layout == "nchw" or layout == "nhwc" then return layout or "nchw" end
+  error(("%s: layout must be \"nchw\" or \"nhwc\", got %s"):format(fn, tostring(layout)), 3)
+end
+
+--- nn.conv2d(cin, cout, k, {stride=1, padding=0, bias=true, layout="nchw"}): weight (cout, cin, k, k),
+--- bias (cout); layout="nhwc" takes and gives channels-last activations (N, H, W, C) (the weight's
+--- shape is the same).
 function M.conv2d(cin, cout, k, opts)
   opts = options.check("nn.conv2d", 4, opts, {stride = "integer", padding = "integer", bias = "boolean",
-    init = "string", init_std = "number"})
+    init = "string", init_std = "number", layout = "string"})
   local stride, padding = opts.stride or 1, opts.padding or 0
+  local layout = check_layout("nn.conv2d", opts.layout)
   local params = {{"weight", T.zeros{cout, cin, k, k}}}
   if opts.bias ~= false then params[2] = {"bias", T.zeros{cout}} end
   local layer = new_layer("conv2d", {
-    desc = string.format("%d -> %d, %dx%d, stride %d, padding %d", cin, cout, k, k, stride, padding),
-    stride = stride, padding = padding, has_bias = opts.bias ~= false,
+    desc = string.format("%d -> %d, %dx%d, stride %d, padding %d%s", cin, cout, k, k, stride, padding,
+      layout == "nhwc" and ", channels-last" or ""),
+    stride = stride, padding = padding, has_bias = opts.bias ~= false, layout = layout,
     init_scheme = opts.init or "kaiming_normal", init_std = opts.init_std,
   }, params)
-  local conv_opts = {stride = stride, padding = padding}
+  local conv_opts = {stride = stride, padding = padding, layout = layout}
   function layer:apply(x, p, i)
     return T.conv2d(x, p[i], self.has_bias and p[i + 1] or nil, conv_opts)
   end
@@ -247,14 +257,15 @@ function M.linear(cin, cout, opts)
   return layer
 end
 
---- nn.batchnorm2d(c, {scale=true, shift=true, adapt=true, momentum=0.1, eps=1e-5}) over (N, c, H, W)
---- (also (N, c)). scale/shift: whether the learned per-channel weight (gamma) / bias (beta) exist;
+--- nn.batchnorm2d(c, {scale=true, shift=true, adapt=true, momentum=0.1, eps=1e-5, layout="nchw"}) over
+--- (N, c, H, W) (also (N, c)); layout="nhwc": over channels-last (N, H, W, c). scale/shift: whether the learned per-channel weight (gamma) / bias (beta) exist;
 --- adapt: whether MAML's inner loop adapts them. Running mean/var are buffers of the layer.
 --- Training mode normalises with the batch statistics and (when update_buffers) updates the running
 --- ones; eval mode (layer:train(false)) normalises with the running statistics.
 function M.batchnorm2d(c, opts)
   opts = options.check("nn.batchnorm2d", 2, opts, {scale = "boolean", shift = "boolean", adapt = "boolean",
-    momentum = "number", eps = "number"})
+    momentum = "number", eps = "number", layout = "string"})
+  local layout = check_layout("nn.batchnorm2d", opts.layout)
   local params = {}
   local scale, shift = opts.scale ~= false, opts.shift ~= false
   if scale then params[#params + 1] = {"weight", T.ones{c}, opts.adapt} end
@@ -262,7 +273,7 @@ function M.batchnorm2d(c, opts)
   local layer = new_layer("batchnorm2d", {
     desc = string.format("%d, scale %s, shift %s, adapted %s", c, tostring(scale), tostring(shift),
       tostring(opts.adapt ~= false)),
-    has_scale = scale, has_shift = shift,
+    has_scale = scale, has_shift = shift, layout = layout,
     momentum = opts.momentum or 0.1, eps = opts.eps or 1e-5,
   }, params, {{"running_mean", T.zeros{c}}, {"running_var", T.ones{c}}})
   function layer:apply(x, p, i)
@@ -273,7 +284,7 @@ function M.batchnorm2d(c, opts)
     return T.batch_norm(x, weight, bias, {
       running_mean = track and self.own_buffers[1] or nil,
       running_var = track and self.own_buffers[2] or nil,
-      training = self.is_training, momentum = self.momentum, eps = self.eps,
+      training = self.is_training, momentum = self.momentum, eps = self.eps, layout = self.layout,
     })
   end
   function layer:reset()
@@ -309,11 +320,28 @@ function M.max_pool2d(k, opts)
   return layer
 end
 
---- nn.mean_pool(): the mean over all spatial positions, (N, C, H, W) -> (N, C)
---- (the paper's code: tf.reduce_mean(hidden4, [1, 2])).
-function M.mean_pool()
-  local layer = new_layer("mean_pool")
-  function layer:apply(x) return T.global_avg_pool2d(x) end
+--- nn.mean_pool({layout="nchw"}): the mean over all spatial positions, (N, C, H, W) -> (N, C), or
+--- (N, H, W, C) -> (N, C) with layout="nhwc" (the paper's code: tf.reduce_mean(hidden4, [1, 2])).
+function M.mean_pool(opts)
+  opts = options.check("nn.mean_pool", 1, opts, {layout = "string"})
+  local layer = new_layer("mean_pool", {layout = check_layout("nn.mean_pool", opts.layout)})
+  local pool_opts = {layout = layer.layout}
+  function layer:apply(x) return T.global_avg_pool2d(x, pool_opts) end
+  return layer
+end
+
+--- nn.channels_last(): (N, C, H, W) -> (N, H, W, C), the input of layers with layout="nhwc"
+--- (a view when C = 1, as Omniglot's images; else a copy).
+function M.channels_last()
+  local layer = new_layer("channels_last")
+  function layer:apply(x)
+    if x:dim() ~= 4 then
+      error(("nn.channels_last: expected a 4-d input (N, C, H, W), got %s"):format(shape_str(x:shape())), 2)
+    end
+    local n, c, h, w = x:size(1), x:size(2), x:size(3), x:size(4)
+    if c == 1 then return x:reshape({n, h, w, 1}) end
+    return x:permute({1, 3, 4, 2})
+  end
   return layer
 end
 
@@ -350,7 +378,7 @@ end
 
 --- nn.conv4{ways=, channels=64, image=28, in_channels=1, pool="stride"|"max", bn_scale=false,
 ---          bn_shift=true, bn_adapt=false, bn_eps=1e-3, bn_momentum=0.1, order="norm_relu"|"relu_norm",
----          init="paper"|"kaiming"}
+---          init="paper"|"kaiming", layout="nhwc"|"nchw"}
 --- The MAML paper's few-shot network (cbfinn/maml, defaults follow its code):
 ---   pool="stride" (Omniglot): 4 x [conv 3x3 stride 2 padding 1 -> BN -> ReLU], 28->14->7->4->2, then
 ---     the mean over the remaining positions -> linear(channels -> ways). (TF's 'SAME' pads 0 before
@@ -362,10 +390,15 @@ end
 --- order="norm_relu": conv -> BN -> ReLU as the paper (the seed tutorial and the peer use
 --- "relu_norm"). init="paper": conv weights Xavier uniform, linear weights standard normal, biases 0;
 --- init="kaiming": Kaiming normal conv and linear weights (nn's default).
+--- layout: how the activations are kept between the layers; the input is (N, C, H, W) either way and
+--- the parameters are the same. "nhwc" (the default with pool="stride"): channels-last, which the
+--- convolutions' GEMMs read and write in place (nn.channels_last() first); "nchw" (the default, and
+--- the only layout, with pool="max"): channels-first. The two compute the same function; their
+--- float rounding differs.
 function M.conv4(opts)
   opts = options.check("nn.conv4", 1, opts, {ways = "integer", channels = "integer", image = "integer",
     in_channels = "integer", pool = "string", order = "string", init = "string", bn_scale = "boolean",
-    bn_shift = "boolean", bn_adapt = "boolean", bn_eps = "number", bn_momentum = "number"})
+    bn_shift = "boolean", bn_adapt = "boolean", bn_eps = "number", bn_momentum = "number", layout = "string"})
   local ways = opts.ways or error("nn.conv4: 'ways' (number of output logits) is required", 2)
   local channels, image, cin = opts.channels or 64, opts.image or 28, opts.in_channels or 1
   local pool = opts.pool or "stride"
@@ -380,16 +413,21 @@ function M.conv4(opts)
   if init ~= "paper" and init ~= "kaiming" then
     error("nn.conv4: init must be \"paper\" or \"kaiming\", got " .. tostring(init), 2)
   end
+  local layout = check_layout("nn.conv4", opts.layout or (pool == "stride" and "nhwc" or "nchw"))
+  if pool == "max" and layout == "nhwc" then
+    error("nn.conv4: pool=\"max\" runs with layout=\"nchw\" only (max pooling has no channels-last kernels)", 2)
+  end
   local conv_init = init == "paper" and "xavier_uniform" or "kaiming_normal"
   local linear_init = init == "paper" and "normal" or "kaiming_normal"
   local layers = {}
+  if layout == "nhwc" then layers[1] = M.channels_last() end
   local c = cin
   for b = 1, 4 do
     local conv = M.conv2d(c, channels, 3, {stride = pool == "stride" and 2 or 1, padding = 1,
-      init = conv_init}):named("conv" .. b)
+      init = conv_init, layout = layout}):named("conv" .. b)
     local bn = M.batchnorm2d(channels, {scale = opts.bn_scale == true, shift = opts.bn_shift ~= false,
-      adapt = opts.bn_adapt == true, eps = opts.bn_eps or 1e-3, momentum = opts.bn_momentum or 0.1})
-      :named("bn" .. b)
+      adapt = opts.bn_adapt == true, eps = opts.bn_eps or 1e-3, momentum = opts.bn_momentum or 0.1,
+      layout = layout}):named("bn" .. b)
     layers[#layers + 1] = conv
     if order == "norm_relu" then
       layers[#layers + 1] = bn
@@ -403,7 +441,7 @@ function M.conv4(opts)
   end
   local features
   if pool == "stride" then
-    layers[#layers + 1] = M.mean_pool()
+    layers[#layers + 1] = M.mean_pool({layout = layout})
     features = channels
   else
     layers[#layers + 1] = M.flatten()
@@ -417,19 +455,22 @@ function M.conv4(opts)
   return M.seal(net, {constructor = "conv4", options = opts})
 end
 
---- nn.peer_net{ways=}: the network of ../shared/peers/maml_torch.py (dragen1860's Omniglot net):
----   3 x [conv 3x3 stride 2 padding 0 -> ReLU -> BN(scale, shift)], conv 2x2 stride 1 -> ReLU -> BN,
----   28 -> 13 -> 6 -> 2 -> 1, flatten, linear 64 -> ways; Kaiming normal weights, zero biases, all
----   parameters adapted in the inner loop.
+--- nn.peer_net{ways=, layout="nhwc"}: the network of ../shared/peers/maml_torch.py (dragen1860's
+---   Omniglot net): 3 x [conv 3x3 stride 2 padding 0 -> ReLU -> BN(scale, shift)], conv 2x2 stride 1
+---   -> ReLU -> BN, 28 -> 13 -> 6 -> 2 -> 1, flatten, linear 64 -> ways; Kaiming normal weights, zero
+---   biases, all parameters adapted in the inner loop. layout as nn.conv4's (1 x 1 maps flatten
+---   alike in both).
 function M.peer_net(opts)
-  opts = options.check("nn.peer_net", 1, opts, {ways = "integer", in_channels = "integer"})
+  opts = options.check("nn.peer_net", 1, opts, {ways = "integer", in_channels = "integer", layout = "string"})
   local ways = opts.ways or error("nn.peer_net: 'ways' is required", 2)
+  local layout = check_layout("nn.peer_net", opts.layout or "nhwc")
   local layers, c = {}, opts.in_channels or 1
+  if layout == "nhwc" then layers[1] = M.channels_last() end
   local convs = {{3, 2}, {3, 2}, {3, 2}, {2, 1}} -- kernel, stride
   for b, kc in ipairs(convs) do
-    layers[#layers + 1] = M.conv2d(c, 64, kc[1], {stride = kc[2], padding = 0}):named("conv" .. b)
+    layers[#layers + 1] = M.conv2d(c, 64, kc[1], {stride = kc[2], padding = 0, layout = layout}):named("conv" .. b)
     layers[#layers + 1] = M.relu()
-    layers[#layers + 1] = M.batchnorm2d(64, {eps = 1e-5}):named("bn" .. b)
+    layers[#layers + 1] = M.batchnorm2d(64, {eps = 1e-5, layout = layout}):named("bn" .. b)
     c = 64
   end
   layers[#layers + 1] = M.flatten()

@@ -54,6 +54,82 @@ static double *channel_scratch(int64_t n) {
   return p;
 }
 
+/* n float accumulators (zeroed), the caller frees them */
+static float *row_scratch(int64_t n) {
+  float *p = calloc((size_t)(n > 0 ? n : 1), sizeof *p);
+  if (!p) t_error("out of memory in 'batch_norm'");
+  return p;
+}
+
+/* Channels-last (N*H*W, C), hw = 1: the sweeps go along rows, vectorised over the
+** channels. Per-channel sums are taken in float over blocks of ROWS rows (as a plane's
+** hw values are above), each block's sum then added in double: the same order on
+** every machine and clone. */
+enum { ROWS = 32 };
+
+/* per-channel sums over the rows of d = a - ka (ka NULL: 0), of d * (b - kb) when b is
+** given, and of d * d when square: one sweep */
+T_HOT static void row_sums(const ChannelGeom *g, const float *a, const float *ka, const float *b, const float *kb,
+                           int square, double *sum, double *sum_prod) {
+  const int64_t nc = g->c;
+  float *acc = row_scratch(2 * nc), *a1 = acc, *a2 = acc + nc;
+  for (int64_t c = 0; c < nc; c++) sum[c] = sum_prod ? (sum_prod[c] = 0) : 0;
+  for (int64_t n0 = 0; n0 < g->n; n0 += ROWS) {
+    int64_t n1 = n0 + ROWS < g->n ? n0 + ROWS : g->n;
+    for (int64_t c = 0; c < 2 * nc; c++) acc[c] = 0;
+    for (int64_t n = n0; n < n1; n++) {
+      const float *pa = a + n * nc, *pb = b ? b + n * nc : NULL;
+      if (square)
+        for (int64_t c = 0; c < nc; c++) {
+          float d = pa[c] - (ka ? ka[c] : 0.0f);
+          a1[c] += d;
+          a2[c] += d * d;
+        }
+      else if (pb)
+        for (int64_t c = 0; c < nc; c++) {
+          float d = pa[c] - (ka ? ka[c] : 0.0f);
+          a1[c] += d;
+          a2[c] += d * (pb[c] - (kb ? kb[c] : 0.0f));
+        }
+      else
+        for (int64_t c = 0; c < nc; c++) a1[c] += pa[c] - (ka ? ka[c] : 0.0f);
+    }
+    for (int64_t c = 0; c < nc; c++) {
+      sum[c] += a1[c];
+      if (sum_prod) sum_prod[c] += a2[c];
+    }
+  }
+  free(acc);
+}
+
+/* out = ka[c] (a - ma[c]) + kb[c] (b - mb[c]) + kc[c] (u - mu[c]) + k0[c] along rows; b, u
+** and their coefficients may be NULL, and so may ma, mb, mu (0) and k0 (0) */
+typedef struct {
+  const float *a, *ka, *ma, *b, *kb, *mb, *u, *ku, *mu, *k0;
+} RowMap;
+
+T_HOT static void row_map(const ChannelGeom *g, const RowMap *m, float *out) {
+  const int64_t nc = g->c;
+  float *zero = row_scratch(nc);
+  const float *ma = m->ma ? m->ma : zero, *mb = m->mb ? m->mb : zero, *mu = m->mu ? m->mu : zero;
+  const float *k0 = m->k0 ? m->k0 : zero;
+  for (int64_t n = 0; n < g->n; n++) {
+    const float *pa = m->a + n * nc;
+    float *po = out + n * nc;
+    if (m->u) {
+      const float *pb = m->b + n * nc, *pu = m->u + n * nc;
+      for (int64_t c = 0; c < nc; c++)
+        po[c] = m->ka[c] * (pa[c] - ma[c]) + m->kb[c] * (pb[c] - mb[c]) + m->ku[c] * (pu[c] - mu[c]) + k0[c];
+    } else if (m->b) {
+      const float *pb = m->b + n * nc;
+      for (int64_t c = 0; c < nc; c++) po[c] = m->ka[c] * (pa[c] - ma[c]) + m->kb[c] * (pb[c] - mb[c]) + k0[c];
+    } else {
+      for (int64_t c = 0; c < nc; c++) po[c] = m->ka[c] * (pa[c] - ma[c]) + k0[c];
+    }
+  }
+  free(zero);
+}
+
 /* per-channel mean and r = 1/sqrt(var + eps) of x in one sweep over memory: sums of
 ** d = x - k and d^2 in double, k the mean of the channel's first plane, near the mean,
 ** so that var = mean(d^2) - mean(d)^2 loses little to cancellation */
@@ -61,7 +137,8 @@ T_HOT static void channel_stats(const ChannelGeom *g, const float *x, double eps
   double *acc = channel_scratch(2 * g->c), *s1 = acc, *s2 = acc + g->c;
   for (int64_t c = 0; c < g->c; c++) /* the shifts, kept in mean until the end */
     mean[c] = g->n && g->hw ? t_sum8(x + c * g->hw, g->hw) / (float)g->hw : 0.0f;
-  for (int64_t n = 0; n < g->n; n++)
+  if (g->hw == 1) row_sums(g, x, mean, NULL, NULL, 1, s1, s2);
+  for (int64_t n = 0; n < g->n && g->hw != 1; n++)
     for (int64_t c = 0; c < g->c; c++) {
       const float *p = x + (n * g->c + c) * g->hw;
       float shift = mean[c];
@@ -94,7 +171,8 @@ T_HOT static void channel_stats(const ChannelGeom *g, const float *x, double eps
 T_HOT static void channel_sums(const ChannelGeom *g, const float *a, const float *x, const float *mu, const float *r,
                                double *sum_a, double *sum_a_xhat) {
   for (int64_t c = 0; c < g->c; c++) sum_a[c] = sum_a_xhat[c] = 0;
-  for (int64_t n = 0; n < g->n; n++)
+  if (g->hw == 1) row_sums(g, a, NULL, x, mu, 0, sum_a, sum_a_xhat);
+  for (int64_t n = 0; n < g->n && g->hw != 1; n++)
     for (int64_t c = 0; c < g->c; c++) {
       const float *pa = a + (n * g->c + c) * g->hw, *px = x + (n * g->c + c) * g->hw;
       float m = mu[c];
@@ -121,6 +199,13 @@ T_HOT static void channel_sums(const ChannelGeom *g, const float *a, const float
 /* out = (x - mu) r w + b per channel (w, b may be NULL: 1 and 0) */
 T_HOT static void bn_affine_kernel(const ChannelGeom *g, const float *x, const float *mu, const float *r,
                                    const float *w, const float *b, float *out) {
+  if (g->hw == 1) {
+    float *s = row_scratch(g->c);
+    for (int64_t c = 0; c < g->c; c++) s[c] = r[c] * (w ? w[c] : 1.0f);
+    row_map(g, &(RowMap){.a = x, .ka = s, .ma = mu, .k0 = b}, out);
+    free(s);
+    return;
+  }
   for (int64_t n = 0; n < g->n; n++)
     for (int64_t c = 0; c < g->c; c++) {
       int64_t off = (n * g->c + c) * g->hw;
@@ -134,6 +219,17 @@ T_HOT static void bn_affine_kernel(const ChannelGeom *g, const float *x, const f
 T_HOT static void bn_backward_kernel(const ChannelGeom *g, const float *pg, const float *x, const float *mu,
                                      const float *r, const float *w, const double *sum_g, const double *sum_g_xhat,
                                      float *out) {
+  if (g->hw == 1) { /* out = s (g - gbar) - k1 (x - m) */
+    float *k = row_scratch(3 * g->c), *s = k, *gbar = k + g->c, *nk1 = k + 2 * g->c;
+    for (int64_t c = 0; c < g->c; c++) {
+      s[c] = r[c] * (w ? w[c] : 1.0f);
+      gbar[c] = (float)(sum_g[c] / (double)g->m);
+      nk1[c] = -(s[c] * r[c] * (float)(sum_g_xhat[c] / (double)g->m));
+    }
+    row_map(g, &(RowMap){.a = pg, .ka = s, .ma = gbar, .b = x, .kb = nk1, .mb = mu}, out);
+    free(k);
+    return;
+  }
   for (int64_t n = 0; n < g->n; n++)
     for (int64_t c = 0; c < g->c; c++) {
       int64_t off = (n * g->c + c) * g->hw;
@@ -329,6 +425,35 @@ static Tensor *bn_double_backward_composite(Tensor *u, Tensor *g, Tensor *x, dou
   return out;
 }
 
+/* the double backward along rows (hw = 1): the five sums in three sweeps, then one map;
+** frees acc (5 C doubles) */
+static Tensor *bn_double_backward_rows(const ChannelGeom *geom, const float *pu, const float *pg, const float *px,
+                                       const float *mu, const float *r, double *acc, Tensor *x) {
+  const int64_t nc = geom->c;
+  double *sg = acc, *sgx = acc + nc, *su = acc + 2 * nc, *sux = acc + 3 * nc, *sug = acc + 4 * nc, m = (double)geom->m;
+  row_sums(geom, pg, NULL, px, mu, 0, sg, sgx);
+  row_sums(geom, pu, NULL, px, mu, 0, su, sux);
+  double *unused = channel_scratch(nc); /* (sum u again) */
+  row_sums(geom, pu, NULL, pg, NULL, 0, unused, sug);
+  free(unused);
+  float *k = row_scratch(6 * nc), *kx = k, *kg = k + nc, *gbar = k + 2 * nc, *ku = k + 3 * nc, *ubar = k + 4 * nc;
+  for (int64_t c = 0; c < nc; c++) {
+    double gb = sg[c] / m, cc = r[c] * sgx[c] / m, ub = su[c] / m, dd = r[c] * sux[c] / m, A = sug[c] / m;
+    float k1 = (float)(A - ub * gb - 3 * cc * dd), s = r[c], nr2 = -s * s;
+    kx[c] = nr2 * s * k1; /* -r^2 (xhat k1 + d (g - gbar) + c (u - ubar)), xhat = (x - mu) r */
+    kg[c] = nr2 * (float)dd;
+    ku[c] = nr2 * (float)cc;
+    gbar[c] = (float)gb;
+    ubar[c] = (float)ub;
+  }
+  Tensor *out = t_new(x->ndim, x->shape);
+  row_map(geom, &(RowMap){.a = px, .ka = kx, .ma = mu, .b = pg, .kb = kg, .mb = gbar, .u = pu, .ku = ku, .mu = ubar},
+          T_DATA(out));
+  free(k);
+  free(acc);
+  return out;
+}
+
 // u, g, x -> d<u, J(x) g>/dx
 T_HOT static Tensor *bn_double_backward_op(Tensor *u, Tensor *g, Tensor *x, Tensor *mean, Tensor *rstd, double eps) {
   if (ag_is_enabled() && (u->requires_grad || g->requires_grad || x->requires_grad))
@@ -338,6 +463,7 @@ T_HOT static Tensor *bn_double_backward_op(Tensor *u, Tensor *g, Tensor *x, Tens
   /* one sweep for the five per-channel sums: g, g (x - mu), u, u (x - mu), u g */
   double *acc = channel_scratch(5 * geom.c), *sg = acc, *sgx = acc + geom.c, *su = acc + 2 * geom.c,
          *sux = acc + 3 * geom.c, *sug = acc + 4 * geom.c;
+  if (geom.hw == 1) return bn_double_backward_rows(&geom, pu, pg, px, mu, r, acc, x);
   for (int64_t n = 0; n < geom.n; n++)
     for (int64_t c = 0; c < geom.c; c++) {
       int64_t off = (n * geom.c + c) * geom.hw, k = 0;
@@ -405,7 +531,11 @@ void bn_check_channels(const char *what, int arg, Tensor *v, int64_t c) {
 T_HOT static void channel_affine_grads(const ChannelGeom *geom, const float *g, const float *x, const float *w,
                                        float *gx, float *gdot, float *gsum) {
   double *acc = channel_scratch(2 * geom->c), *sdot = acc, *ssum = acc + geom->c;
-  for (int64_t n = 0; n < geom->n; n++)
+  if (geom->hw == 1) {
+    if (gx) row_map(geom, &(RowMap){.a = g, .ka = w}, gx);
+    if (gdot || gsum) row_sums(geom, g, NULL, gdot ? x : NULL, NULL, 0, ssum, gdot ? sdot : NULL);
+  }
+  for (int64_t n = 0; n < geom->n && geom->hw != 1; n++)
     for (int64_t c = 0; c < geom->c; c++) {
       int64_t off = (n * geom->c + c) * geom->hw;
       if (gx)
@@ -447,7 +577,13 @@ T_HOT Tensor *t_channel_affine(Tensor *x, Tensor *w, Tensor *b) {
   Tensor *out = t_new(x->ndim, x->shape);
   const float *px = T_DATA(x), *pw = w ? T_DATA(w) : NULL, *pb = b ? T_DATA(b) : NULL;
   float *po = T_DATA(out);
-  for (int64_t n = 0; n < g.n; n++)
+  if (g.hw == 1) {
+    float *ones = pw ? NULL : row_scratch(g.c);
+    for (int64_t c = 0; ones && c < g.c; c++) ones[c] = 1.0f;
+    row_map(&g, &(RowMap){.a = px, .ka = pw ? pw : ones, .k0 = pb}, po);
+    free(ones);
+  }
+  for (int64_t n = 0; n < g.n && g.hw != 1; n++)
     for (int64_t c = 0; c < g.c; c++) {
       int64_t off = (n * g.c + c) * g.hw;
       float s = pw ? pw[c] : 1.0f, t = pb ? pb[c] : 0.0f;

@@ -28,12 +28,13 @@
 #include "batchnorm.h"
 #include "matmul.h"
 #include "nnops.h"
+#include "shape.h"
 
 /* ------------------------------------------------------------ geometry */
 
 ConvGeom conv2d_geom(int64_t n, int64_t c, int64_t h, int64_t w, int64_t o, int64_t kh, int64_t kw, int stride,
                      int padding) {
-  ConvGeom g = {n, c, h, w, o, kh, kw, 0, 0, stride, padding};
+  ConvGeom g = {n, c, h, w, o, kh, kw, 0, 0, stride, padding, 0};
   g.oh = (h + 2 * (int64_t)padding - kh) / stride + 1;
   g.ow = (w + 2 * (int64_t)padding - kw) / stride + 1;
   return g;
@@ -437,6 +438,78 @@ static void conv2d_backward_weight_c1(const ConvGeom *g, float *gw, const float 
 ** (c, i, j): the three ops are plain GEMMs on x (N, K), w (O, K), y (N, O), no copies. */
 static int whole_image(const ConvGeom *g) { return g->padding == 0 && g->kh == g->h && g->kw == g->w; }
 
+/* ------------------------------------------------------------ channels-last kernels */
+
+/* With g->nhwc, activations are (N,H,W,C) and (N,OH,OW,O): im2col reads the images
+** as they are, and each GEMM reads and writes a chunk of images in place, so no
+** transposes and no copies of y or gy are left (only the weight's, O*K floats):
+**   forward          y (nb*P, O)  = cols (nb*P, K) @ wt^T (K, O) + b
+**   backward_input   cols         = gy (nb*P, O) @ wt (O, K), then col2im into gx
+**   backward_weight  gwt (O, K)  += gy^T (O, nb*P) @ cols (nb*P, K)
+** A kernel as large as the input is the same three GEMMs on x (N, K) in (i, j, c) order. */
+
+// rows (R, O) += b (O) per row
+T_HOT static void add_bias_rows(float *y, int64_t rows, int64_t o, const float *b) {
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t k = 0; k < o; k++) y[r * o + k] += b[k];
+}
+
+static void forward_nhwc(const ConvGeom *g, float *out, const float *x, const float *w, const float *b) {
+  const int64_t p = g->oh * g->ow, k = g->c * g->kh * g->kw, nbmax = chunk_images(g);
+  const int64_t xsize = g->h * g->w * g->c;
+  float *wt = scratch(WEIGHT, g->o * k);
+  weight_to_channels_last(g, w, wt);
+  if (whole_image(g)) { // y (N, O) = x (N, K) @ wt^T (K, O) + b
+    t_sgemm(0, 1, (int)g->n, (int)g->o, (int)k, 1.0f, x, (int)k, wt, (int)k, 0.0f, out, (int)g->o);
+    if (b) add_bias_rows(out, g->n, g->o, b);
+    return;
+  }
+  float *col = scratch(COLS, nbmax * p * k);
+  for (int64_t n0 = 0; n0 < g->n; n0 += nbmax) {
+    int64_t nb = g->n - n0 < nbmax ? g->n - n0 : nbmax;
+    float *y = out + n0 * p * g->o;
+    im2col(g, x + n0 * xsize, nb, col);
+    t_sgemm(0, 1, (int)(nb * p), (int)g->o, (int)k, 1.0f, col, (int)k, wt, (int)k, 0.0f, y, (int)g->o);
+    if (b) add_bias_rows(y, nb * p, g->o, b);
+  }
+}
+
+static void backward_input_nhwc(const ConvGeom *g, float *gx, const float *gy, const float *w) {
+  const int64_t p = g->oh * g->ow, k = g->c * g->kh * g->kw, nbmax = chunk_images(g);
+  const int64_t xsize = g->h * g->w * g->c;
+  float *wt = scratch(WEIGHT, g->o * k);
+  weight_to_channels_last(g, w, wt);
+  if (whole_image(g)) { // gx (N, K) = gy (N, O) @ wt (O, K)
+    t_sgemm(0, 0, (int)g->n, (int)k, (int)g->o, 1.0f, gy, (int)g->o, wt, (int)k, 0.0f, gx, (int)k);
+    return;
+  }
+  float *col = scratch(COLS, nbmax * p * k);
+  for (int64_t n0 = 0; n0 < g->n; n0 += nbmax) {
+    int64_t nb = g->n - n0 < nbmax ? g->n - n0 : nbmax;
+    t_sgemm(0, 0, (int)(nb * p), (int)k, (int)g->o, 1.0f, gy + n0 * p * g->o, (int)g->o, wt, (int)k, 0.0f, col, (int)k);
+    memset(gx + n0 * xsize, 0, (size_t)(nb * xsize) * sizeof(float));
+    col2im(g, col, nb, gx + n0 * xsize);
+  }
+}
+
+static void backward_weight_nhwc(const ConvGeom *g, float *gw, const float *x, const float *gy) {
+  const int64_t p = g->oh * g->ow, k = g->c * g->kh * g->kw, nbmax = chunk_images(g);
+  const int64_t xsize = g->h * g->w * g->c;
+  float *gwt = scratch(WEIGHT, g->o * k);
+  if (whole_image(g)) { // gwt (O, K) = gy^T (O, N) @ x (N, K)
+    t_sgemm(1, 0, (int)g->o, (int)k, (int)g->n, 1.0f, gy, (int)g->o, x, (int)k, 0.0f, gwt, (int)k);
+  } else {
+    float *col = scratch(COLS, nbmax * p * k);
+    for (int64_t n0 = 0; n0 < g->n; n0 += nbmax) {
+      int64_t nb = g->n - n0 < nbmax ? g->n - n0 : nbmax;
+      im2col(g, x + n0 * xsize, nb, col);
+      t_sgemm(1, 0, (int)g->o, (int)k, (int)(nb * p), 1.0f, gy + n0 * p * g->o, (int)g->o, col, (int)k,
+              n0 == 0 ? 0.0f : 1.0f, gwt, (int)k);
+    }
+  }
+  weight_from_channels_last(g, gwt, gw);
+}
+
 /* ------------------------------------------------------------ kernels */
 
 /* names the op and layer of the GEMMs that follow in the shape log (MAMLRUN_GEMM_LOG) */
@@ -457,9 +530,12 @@ void conv2d_forward_kernel(const ConvGeom *g, float *out, const float *x, const 
   const int64_t p = g->oh * g->ow, k = g->c * g->kh * g->kw, nbmax = chunk_images(g);
   if (g->n * g->o * p == 0) return;
   gemm_site("forward", g);
-  if (k == 0) {
-    for (int64_t i = 0; i < g->n * g->o; i++)
-      for (int64_t q = 0; q < p; q++) out[i * p + q] = b ? b[i % g->o] : 0.0f;
+  if (k == 0) { /* (an output channel's value is its bias) */
+    for (int64_t i = 0; i < g->n * g->o * p; i++) out[i] = b ? b[g->nhwc ? i % g->o : i / p % g->o] : 0.0f;
+    return;
+  }
+  if (g->nhwc) {
+    forward_nhwc(g, out, x, w, b);
     return;
   }
   if (g->c == 1) {
@@ -508,6 +584,10 @@ void conv2d_backward_input_kernel(const ConvGeom *g, float *gx, const float *gy,
     memset(gx, 0, (size_t)(g->n * xsize) * sizeof(float));
     return;
   }
+  if (g->nhwc) {
+    backward_input_nhwc(g, gx, gy, w);
+    return;
+  }
   if (whole_image(g)) { // gx (N, K) = gy (N, O) @ w (O, K)
     t_sgemm(0, 0, (int)g->n, (int)k, (int)g->o, 1.0f, gy, (int)g->o, w, (int)k, 0.0f, gx, (int)k);
     return;
@@ -537,6 +617,10 @@ void conv2d_backward_weight_kernel(const ConvGeom *g, float *gw, const float *x,
   gemm_site("backward_weight", g);
   if (g->n * p * k == 0 || g->o == 0) {
     memset(gw, 0, (size_t)(g->o * k) * sizeof(float));
+    return;
+  }
+  if (g->nhwc) {
+    backward_weight_nhwc(g, gw, x, gy);
     return;
   }
   if (g->c == 1 && !whole_image(g)) {
@@ -587,105 +671,134 @@ static void check_4d(const char *fn, int arg, const Tensor *t, const char *what)
 
 /* ------------------------------------------------------------ ops */
 
+/* an activation's (C, H, W) in its layout: (N,C,H,W), or (N,H,W,C) when nhwc */
+static void image_dims(const Tensor *t, int nhwc, int64_t *c, int64_t *h, int64_t *w) {
+  *c = t->shape[nhwc ? 3 : 1];
+  *h = t->shape[nhwc ? 1 : 2];
+  *w = t->shape[nhwc ? 2 : 3];
+}
+
+/* a new activation of n images, c channels, h x w, in the layout */
+static Tensor *new_image(int nhwc, int64_t n, int64_t c, int64_t h, int64_t w) {
+  return nhwc ? t_new(4, (int64_t[]){n, h, w, c}) : t_new(4, (int64_t[]){n, c, h, w});
+}
+
+static void record_geometry(Node *n, int stride, int padding, int nhwc) {
+  if (!n) return;
+  n->ints[0] = stride;
+  n->ints[1] = padding;
+  n->ints[2] = nhwc;
+}
+
 static void conv2d_backward(Node *n, Tensor *gout, Tensor **gin, const int *needs);
 static void conv2d_backward_input_backward(Node *n, Tensor *gout, Tensor **gin, const int *needs);
 static void conv2d_backward_weight_backward(Node *n, Tensor *gout, Tensor **gin, const int *needs);
 
-// x (N,C,H,W), w (O,C,KH,KW), b (O) or NULL -> y (N,O,OH,OW)
-Tensor *t_conv2d(Tensor *x, Tensor *w, Tensor *b, int stride, int padding) {
+// x (N,C,H,W), w (O,C,KH,KW), b (O) or NULL -> y (N,O,OH,OW); with nhwc x (N,H,W,C) -> y (N,OH,OW,O)
+Tensor *t_conv2d(Tensor *x, Tensor *w, Tensor *b, int stride, int padding, int nhwc) {
   char b1[96], b2[96];
-  check_4d("conv2d", 1, x, "input (N,C,H,W)");
+  int64_t c, h, wd;
+  check_4d("conv2d", 1, x, nhwc ? "input (N,H,W,C)" : "input (N,C,H,W)");
   check_4d("conv2d", 2, w, "weight (O,C,KH,KW)");
-  if (w->shape[1] != x->shape[1])
+  image_dims(x, nhwc, &c, &h, &wd);
+  if (w->shape[1] != c)
     t_argerror("conv2d", 2, "weight %s has %lld input channels, input %s has %lld", t_shape_str(w, b1, sizeof b1),
-               (long long)w->shape[1], t_shape_str(x, b2, sizeof b2), (long long)x->shape[1]);
+               (long long)w->shape[1], t_shape_str(x, b2, sizeof b2), (long long)c);
   if (b && (b->ndim != 1 || b->shape[0] != w->shape[0]))
     t_argerror("conv2d", 3, "expected bias of shape (%lld), got %s", (long long)w->shape[0],
                t_shape_str(b, b1, sizeof b1));
-  ConvGeom g = checked_geom("conv2d", 2, 4, x->shape[0], x->shape[1], x->shape[2], x->shape[3], w->shape[0],
-                            w->shape[2], w->shape[3], stride, padding);
+  ConvGeom g =
+      checked_geom("conv2d", 2, 4, x->shape[0], c, h, wd, w->shape[0], w->shape[2], w->shape[3], stride, padding);
+  g.nhwc = nhwc;
   reserve_scratch(&g);
-  Tensor *y = t_new(4, (int64_t[]){g.n, g.o, g.oh, g.ow});
+  Tensor *y = new_image(nhwc, g.n, g.o, g.oh, g.ow);
   conv2d_forward_kernel(&g, T_DATA(y), T_DATA(x), T_DATA(w), b ? T_DATA(b) : NULL);
-  Node *n = ag_record(y, "conv2d", conv2d_backward, b ? 3 : 2, (Tensor *[]){x, w, b});
-  if (n) {
-    n->ints[0] = stride;
-    n->ints[1] = padding;
-  }
+  record_geometry(ag_record(y, "conv2d", conv2d_backward, b ? 3 : 2, (Tensor *[]){x, w, b}), stride, padding, nhwc);
   return y;
+}
+
+/* an output's gradient (N,O,OH,OW) or (N,OH,OW,O) summed over all but its channels */
+static Tensor *output_channel_sum(Tensor *gy, int nhwc) {
+  if (!nhwc) return t_channel_sum(gy);
+  int scope = t_scope_begin();
+  Tensor *s = t_channel_sum(t_temp(t_reshape(gy, 2, (int64_t[]){gy->numel / gy->shape[3], gy->shape[3]})));
+  t_scope_end(scope);
+  return s;
 }
 
 static void conv2d_backward(Node *n, Tensor *gout, Tensor **gin, const int *needs) {
   Tensor *x = n->inputs[0], *w = n->inputs[1];
-  int stride = (int)n->ints[0], padding = (int)n->ints[1];
-  if (needs[0]) gin[0] = t_conv2d_backward_input(gout, w, x->shape[2], x->shape[3], stride, padding);
-  if (needs[1]) gin[1] = t_conv2d_backward_weight(x, gout, w->shape[2], w->shape[3], stride, padding);
-  if (n->ninputs > 2 && needs[2]) gin[2] = t_channel_sum(gout);
+  int stride = (int)n->ints[0], padding = (int)n->ints[1], nhwc = (int)n->ints[2];
+  int64_t c, h, wd;
+  image_dims(x, nhwc, &c, &h, &wd);
+  if (needs[0]) gin[0] = t_conv2d_backward_input(gout, w, h, wd, stride, padding, nhwc);
+  if (needs[1]) gin[1] = t_conv2d_backward_weight(x, gout, w->shape[2], w->shape[3], stride, padding, nhwc);
+  if (n->ninputs > 2 && needs[2]) gin[2] = output_channel_sum(gout, nhwc);
 }
 
-// gy (N,O,OH,OW), w (O,C,KH,KW) -> gx (N,C,H,W)
-Tensor *t_conv2d_backward_input(Tensor *gy, Tensor *w, int64_t h, int64_t w_, int stride, int padding) {
+// gy (N,O,OH,OW), w (O,C,KH,KW) -> gx (N,C,H,W); with nhwc gy (N,OH,OW,O) -> gx (N,H,W,C)
+Tensor *t_conv2d_backward_input(Tensor *gy, Tensor *w, int64_t h, int64_t w_, int stride, int padding, int nhwc) {
   const char *fn = "conv2d_backward_input";
   char b1[96], b2[96];
-  check_4d(fn, 1, gy, "gradient (N,O,OH,OW)");
+  int64_t o, oh, ow;
+  check_4d(fn, 1, gy, nhwc ? "gradient (N,OH,OW,O)" : "gradient (N,O,OH,OW)");
   check_4d(fn, 2, w, "weight (O,C,KH,KW)");
-  if (gy->shape[1] != w->shape[0])
+  image_dims(gy, nhwc, &o, &oh, &ow);
+  if (o != w->shape[0])
     t_argerror(fn, 2, "weight %s has %lld output channels, gradient %s has %lld", t_shape_str(w, b1, sizeof b1),
-               (long long)w->shape[0], t_shape_str(gy, b2, sizeof b2), (long long)gy->shape[1]);
+               (long long)w->shape[0], t_shape_str(gy, b2, sizeof b2), (long long)o);
   if (h < 0 || w_ < 0) t_argerror(fn, 3, "input size must be >= 0, got %lldx%lld", (long long)h, (long long)w_);
   ConvGeom g =
       checked_geom(fn, 2, 4, gy->shape[0], w->shape[1], h, w_, w->shape[0], w->shape[2], w->shape[3], stride, padding);
-  if (g.oh != gy->shape[2] || g.ow != gy->shape[3])
+  if (g.oh != oh || g.ow != ow)
     t_argerror(fn, 3, "input size %lldx%lld gives a %lldx%lld output, gradient %s is not that", (long long)h,
                (long long)w_, (long long)g.oh, (long long)g.ow, t_shape_str(gy, b1, sizeof b1));
+  g.nhwc = nhwc;
   reserve_scratch(&g);
-  Tensor *gx = t_new(4, (int64_t[]){g.n, g.c, g.h, g.w});
+  Tensor *gx = new_image(nhwc, g.n, g.c, g.h, g.w);
   conv2d_backward_input_kernel(&g, T_DATA(gx), T_DATA(gy), T_DATA(w));
-  Node *n = ag_record(gx, fn, conv2d_backward_input_backward, 2, (Tensor *[]){gy, w});
-  if (n) {
-    n->ints[0] = stride;
-    n->ints[1] = padding;
-  }
+  record_geometry(ag_record(gx, fn, conv2d_backward_input_backward, 2, (Tensor *[]){gy, w}), stride, padding, nhwc);
   return gx;
 }
 
 // gx = BI(gy, w) is bilinear: <g, BI(gy, w)> = <conv2d(g, w), gy> = <BW(g, gy), w>
 static void conv2d_backward_input_backward(Node *n, Tensor *gout, Tensor **gin, const int *needs) {
   Tensor *gy = n->inputs[0], *w = n->inputs[1];
-  int stride = (int)n->ints[0], padding = (int)n->ints[1];
-  if (needs[0]) gin[0] = t_conv2d(gout, w, NULL, stride, padding);
-  if (needs[1]) gin[1] = t_conv2d_backward_weight(gout, gy, w->shape[2], w->shape[3], stride, padding);
+  int stride = (int)n->ints[0], padding = (int)n->ints[1], nhwc = (int)n->ints[2];
+  if (needs[0]) gin[0] = t_conv2d(gout, w, NULL, stride, padding, nhwc);
+  if (needs[1]) gin[1] = t_conv2d_backward_weight(gout, gy, w->shape[2], w->shape[3], stride, padding, nhwc);
 }
 
-// x (N,C,H,W), gy (N,O,OH,OW) -> gw (O,C,KH,KW)
-Tensor *t_conv2d_backward_weight(Tensor *x, Tensor *gy, int64_t kh, int64_t kw, int stride, int padding) {
+// x (N,C,H,W), gy (N,O,OH,OW) -> gw (O,C,KH,KW); with nhwc x (N,H,W,C), gy (N,OH,OW,O)
+Tensor *t_conv2d_backward_weight(Tensor *x, Tensor *gy, int64_t kh, int64_t kw, int stride, int padding, int nhwc) {
   const char *fn = "conv2d_backward_weight";
   char b1[96], b2[96];
-  check_4d(fn, 1, x, "input (N,C,H,W)");
-  check_4d(fn, 2, gy, "gradient (N,O,OH,OW)");
+  int64_t c, h, wd, o, oh, ow;
+  check_4d(fn, 1, x, nhwc ? "input (N,H,W,C)" : "input (N,C,H,W)");
+  check_4d(fn, 2, gy, nhwc ? "gradient (N,OH,OW,O)" : "gradient (N,O,OH,OW)");
   if (gy->shape[0] != x->shape[0])
     t_argerror(fn, 2, "gradient %s has batch %lld, input %s has %lld", t_shape_str(gy, b1, sizeof b1),
                (long long)gy->shape[0], t_shape_str(x, b2, sizeof b2), (long long)x->shape[0]);
-  ConvGeom g =
-      checked_geom(fn, 3, 4, x->shape[0], x->shape[1], x->shape[2], x->shape[3], gy->shape[1], kh, kw, stride, padding);
-  if (g.oh != gy->shape[2] || g.ow != gy->shape[3])
+  image_dims(x, nhwc, &c, &h, &wd);
+  image_dims(gy, nhwc, &o, &oh, &ow);
+  ConvGeom g = checked_geom(fn, 3, 4, x->shape[0], c, h, wd, o, kh, kw, stride, padding);
+  if (g.oh != oh || g.ow != ow)
     t_argerror(fn, 2, "expected a gradient of size %lldx%lld, got %s", (long long)g.oh, (long long)g.ow,
                t_shape_str(gy, b1, sizeof b1));
+  g.nhwc = nhwc;
   reserve_scratch(&g);
   Tensor *gw = t_new(4, (int64_t[]){g.o, g.c, g.kh, g.kw});
   conv2d_backward_weight_kernel(&g, T_DATA(gw), T_DATA(x), T_DATA(gy));
-  Node *n = ag_record(gw, fn, conv2d_backward_weight_backward, 2, (Tensor *[]){x, gy});
-  if (n) {
-    n->ints[0] = stride;
-    n->ints[1] = padding;
-  }
+  record_geometry(ag_record(gw, fn, conv2d_backward_weight_backward, 2, (Tensor *[]){x, gy}), stride, padding, nhwc);
   return gw;
 }
 
 // gw = BW(x, gy) is bilinear: <g, BW(x, gy)> = <x, BI(gy, g)> = <conv2d(x, g), gy>
 static void conv2d_backward_weight_backward(Node *n, Tensor *gout, Tensor **gin, const int *needs) {
   Tensor *x = n->inputs[0], *gy = n->inputs[1];
-  int stride = (int)n->ints[0], padding = (int)n->ints[1];
-  if (needs[0]) gin[0] = t_conv2d_backward_input(gy, gout, x->shape[2], x->shape[3], stride, padding);
-  if (needs[1]) gin[1] = t_conv2d(x, gout, NULL, stride, padding);
+  int stride = (int)n->ints[0], padding = (int)n->ints[1], nhwc = (int)n->ints[2];
+  int64_t c, h, wd;
+  image_dims(x, nhwc, &c, &h, &wd);
+  if (needs[0]) gin[0] = t_conv2d_backward_input(gy, gout, h, wd, stride, padding, nhwc);
+  if (needs[1]) gin[1] = t_conv2d(x, gout, NULL, stride, padding, nhwc);
 }

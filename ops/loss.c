@@ -115,10 +115,26 @@ static Tensor *per_channel(Tensor *v, int nd) {
   return t_reshape(v, nd, shape);
 }
 
-// x (N, C, ...) normalised per channel, then * weight + bias (each optional)
+static Tensor *batch_norm_channels_first(Tensor *x, Tensor *weight, Tensor *bias, const BatchNormOpts *o);
+
+// x (N, C, ...) normalised per channel, then * weight + bias (each optional); with o->nhwc
+// x (N, ..., C) is seen as (N*..., C) (a view), whose batch-norm kernels run along rows
 Tensor *t_batch_norm(Tensor *x, Tensor *weight, Tensor *bias, const BatchNormOpts *o) {
   char b1[160];
-  if (x->ndim < 2) t_argerror("batch_norm", 1, "expected input (N, C, ...), got %s", t_shape_str(x, b1, sizeof b1));
+  if (x->ndim < 2)
+    t_argerror("batch_norm", 1, "expected input %s, got %s", o->nhwc ? "(N, ..., C)" : "(N, C, ...)",
+               t_shape_str(x, b1, sizeof b1));
+  if (!o->nhwc || x->ndim == 2) return batch_norm_channels_first(x, weight, bias, o);
+  int64_t c = x->shape[x->ndim - 1];
+  int scope = t_scope_begin();
+  Tensor *rows = t_temp(t_reshape(x, 2, (int64_t[]){c ? x->numel / c : 0, c}));
+  Tensor *y = t_reshape(t_temp(batch_norm_channels_first(rows, weight, bias, o)), x->ndim, x->shape);
+  t_scope_end(scope);
+  return y;
+}
+
+static Tensor *batch_norm_channels_first(Tensor *x, Tensor *weight, Tensor *bias, const BatchNormOpts *o) {
+  char b1[160];
   int64_t c = x->shape[1], count = x->numel / (c ? c : 1);
   bn_check_channels("weight", 2, weight, c);
   bn_check_channels("bias", 3, bias, c);

@@ -8,6 +8,7 @@ typedef struct BatchNormOpts {
   Tensor *running_mean, *running_var; /* buffers (C), updated in training mode; may be NULL */
   int training; /* 1: batch statistics; 0: running statistics */
   double momentum, eps;
+  int nhwc; /* 1: x is channels-last (N, ..., C), normalised over all but its last dim */
 } BatchNormOpts;
 
 Tensor *t_linear(Tensor *x, Tensor *w, Tensor *b);

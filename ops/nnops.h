@@ -1,7 +1,7 @@
 /*
 ** nnops.h: convolution and pooling ops (ops/conv.c, ops/pool.c).
 **
-** Tensors are NCHW. Every op is differentiable, and its backward is written
+** Tensors are NCHW (the convolutions also take channels-last NHWC). Every op is differentiable, and its backward is written
 ** with the other ops of its family, so gradients of any order are exact:
 **
 **   conv2d(x, w)                  backward: conv2d_backward_input(g, w), conv2d_backward_weight(x, g)
@@ -21,13 +21,15 @@
 
 /* ------------------------------------------------------------ convolution (ops/conv.c) */
 /* x (N,C,H,W), w (O,C,KH,KW), b (O) or NULL -> (N,O,OH,OW),
-** OH = (H + 2*padding - KH) / stride + 1, zero padding, cross-correlation like torch */
-Tensor *t_conv2d(Tensor *x, Tensor *w, Tensor *b, int stride, int padding);
+** OH = (H + 2*padding - KH) / stride + 1, zero padding, cross-correlation like torch.
+** nhwc: the activations are channels-last instead, x (N,H,W,C) -> (N,OH,OW,O), and so
+** are gy and gx below; the weight keeps its (O,C,KH,KW) in both layouts. */
+Tensor *t_conv2d(Tensor *x, Tensor *w, Tensor *b, int stride, int padding, int nhwc);
 /* gy (N,O,OH,OW), w (O,C,KH,KW) -> gx (N,C,H,W): the adjoint of conv2d in x
 ** (H, W are needed because with stride > 1 several input sizes give one OH) */
-Tensor *t_conv2d_backward_input(Tensor *gy, Tensor *w, int64_t h, int64_t w_, int stride, int padding);
+Tensor *t_conv2d_backward_input(Tensor *gy, Tensor *w, int64_t h, int64_t w_, int stride, int padding, int nhwc);
 /* x (N,C,H,W), gy (N,O,OH,OW) -> gw (O,C,KH,KW): the adjoint of conv2d in w */
-Tensor *t_conv2d_backward_weight(Tensor *x, Tensor *gy, int64_t kh, int64_t kw, int stride, int padding);
+Tensor *t_conv2d_backward_weight(Tensor *x, Tensor *gy, int64_t kh, int64_t kw, int stride, int padding, int nhwc);
 
 /* ------------------------------------------------------------ pooling (ops/pool.c) */
 /* x (N,C,H,W) -> (N,C,OH,OW), OH = (H + 2*padding - k) / stride + 1, padding <= k/2,
@@ -44,8 +46,8 @@ Tensor *t_max_pool2d_select(Tensor *x, Tensor *indices);
 Tensor *t_avg_pool2d(Tensor *x, int k, int stride, int padding);
 /* gy (N,C,OH,OW) -> gx (N,C,H,W), the adjoint of avg_pool2d */
 Tensor *t_avg_pool2d_backward(Tensor *gy, int64_t h, int64_t w, int k, int stride, int padding);
-/* x (N,C,H,W) -> (N,C), the mean over H and W */
-Tensor *t_global_avg_pool2d(Tensor *x);
+/* x (N,C,H,W), or (N,H,W,C) when nhwc -> (N,C), the mean over H and W */
+Tensor *t_global_avg_pool2d(Tensor *x, int nhwc);
 
 /* ------------------------------------------------------------ kernels */
 /* The raw float kernels behind the conv ops, for tests and benchmarks: no
@@ -55,6 +57,7 @@ typedef struct ConvGeom {
   int64_t o, kh, kw; /* weight (O,C,KH,KW) */
   int64_t oh, ow; /* output (N,O,OH,OW) */
   int stride, padding;
+  int nhwc; /* 0: the tensors above; 1: channels-last x (N,H,W,C), gx, y and gy (N,OH,OW,O) */
 } ConvGeom;
 ConvGeom conv2d_geom(int64_t n, int64_t c, int64_t h, int64_t w, int64_t o, int64_t kh, int64_t kw, int stride,
                      int padding);

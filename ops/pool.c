@@ -247,11 +247,11 @@ static void avg_pool2d_backward_backward(Node *n, Tensor *gout, Tensor **gin, co
 
 /* ------------------------------------------------------------ global average pooling */
 
-// x (N,C,H,W) -> (N,C): the mean over H and W (differentiable through t_mean)
-Tensor *t_global_avg_pool2d(Tensor *x) {
+// x (N,C,H,W) or (N,H,W,C) -> (N,C): the mean over H and W (differentiable through t_mean)
+Tensor *t_global_avg_pool2d(Tensor *x, int nhwc) {
   char buf[96];
   if (x->ndim != 4)
-    t_argerror("global_avg_pool2d", 1, "expected 4-d input (N,C,H,W), got %d-d %s", x->ndim,
+    t_argerror("global_avg_pool2d", 1, "expected 4-d input %s, got %d-d %s", nhwc ? "(N,H,W,C)" : "(N,C,H,W)", x->ndim,
                t_shape_str(x, buf, sizeof buf));
-  return t_mean(x, 1u << 2 | 1u << 3, 0);
+  return t_mean(x, nhwc ? 1u << 1 | 1u << 2 : 1u << 2 | 1u << 3, 0);
 }

@@ -1,10 +1,12 @@
 /*
 ** lua_nn.c: Lua bindings of the convolution and pooling ops (ops/conv.c, ops/pool.c).
 **
-**   T.conv2d(x, w [, b [, {stride=1, padding=0}]])       x (N,C,H,W), w (O,C,KH,KW), b (O)
+**   T.conv2d(x, w [, b [, {stride=1, padding=0, layout="nchw"}]])
+**                                                        x (N,C,H,W), w (O,C,KH,KW), b (O);
+**                                                        layout="nhwc": x (N,H,W,C) -> (N,OH,OW,O)
 **   T.max_pool2d(x, k [, {stride=k, padding=0}])         padding <= k/2
 **   T.avg_pool2d(x, k [, {stride=k, padding=0}])         padding counts as zeros
-**   T.global_avg_pool2d(x)                               (N,C,H,W) -> (N,C)
+**   T.global_avg_pool2d(x [, {layout="nchw"}])           (N,C,H,W) or (N,H,W,C) -> (N,C)
 **   T.conv2d_backward_input(gy, w, {H, W} [, opts])      the adjoint of conv2d in x
 **   T.conv2d_backward_weight(x, gy, {KH, KW} [, opts])   the adjoint of conv2d in w
 **
@@ -30,6 +32,23 @@ static void check_conv_options(lua_State *L, int arg, const char *fn, int opt[2]
   static const char *const names[] = {"stride", "padding", NULL};
   if (!lt_check_options(L, arg, fn, names)) return;
   for (int i = 0; i < 2; i++) opt[i] = (int)lt_opt_integer(L, arg, fn, names[i], opt[i], INT_MIN, INT_MAX);
+}
+
+/* {layout="nchw"|"nhwc"} at arg, as 0 or 1 (the options table was checked by the caller) */
+static int opt_layout(lua_State *L, int arg, const char *fn) {
+  if (lua_isnoneornil(L, arg)) return 0;
+  const char *layout = lt_opt_string(L, arg, fn, "layout", "nchw");
+  if (strcmp(layout, "nchw") == 0) return 0;
+  if (strcmp(layout, "nhwc") == 0) return 1;
+  return lt_argerror(L, arg, fn, "layout must be \"nchw\" or \"nhwc\", got \"%s\"", layout);
+}
+
+/* {stride=, padding=, layout=} of the three convolution ops */
+static int check_conv_layout_options(lua_State *L, int arg, const char *fn, int opt[2]) {
+  static const char *const names[] = {"stride", "padding", "layout", NULL};
+  if (!lt_check_options(L, arg, fn, names)) return 0;
+  for (int i = 0; i < 2; i++) opt[i] = (int)lt_opt_integer(L, arg, fn, names[i], opt[i], INT_MIN, INT_MAX);
+  return opt_layout(L, arg, fn);
 }
 
 /* two sizes {a, b} (or one number n meaning {n, n}) at arg */
@@ -58,8 +77,8 @@ static int l_conv2d(lua_State *L) {
   Tensor *x = lt_check(L, 1), *w = lt_check(L, 2);
   Tensor *b = lua_isnoneornil(L, 3) ? NULL : lt_check(L, 3);
   int opt[2] = {1, 0};
-  check_conv_options(L, 4, "conv2d", opt);
-  lt_push(L, t_conv2d(x, w, b, opt[0], opt[1]));
+  int nhwc = check_conv_layout_options(L, 4, "conv2d", opt);
+  lt_push(L, t_conv2d(x, w, b, opt[0], opt[1], nhwc));
   return 1;
 }
 
@@ -69,8 +88,8 @@ static int l_conv2d_backward_input(lua_State *L) {
   int64_t hw[2];
   check_pair(L, 3, "input size", hw);
   int opt[2] = {1, 0};
-  check_conv_options(L, 4, "conv2d_backward_input", opt);
-  lt_push(L, t_conv2d_backward_input(gy, w, hw[0], hw[1], opt[0], opt[1]));
+  int nhwc = check_conv_layout_options(L, 4, "conv2d_backward_input", opt);
+  lt_push(L, t_conv2d_backward_input(gy, w, hw[0], hw[1], opt[0], opt[1], nhwc));
   return 1;
 }
 
@@ -80,8 +99,8 @@ static int l_conv2d_backward_weight(lua_State *L) {
   int64_t k[2];
   check_pair(L, 3, "kernel size", k);
   int opt[2] = {1, 0};
-  check_conv_options(L, 4, "conv2d_backward_weight", opt);
-  lt_push(L, t_conv2d_backward_weight(x, gy, k[0], k[1], opt[0], opt[1]));
+  int nhwc = check_conv_layout_options(L, 4, "conv2d_backward_weight", opt);
+  lt_push(L, t_conv2d_backward_weight(x, gy, k[0], k[1], opt[0], opt[1], nhwc));
   return 1;
 }
 
@@ -112,9 +131,12 @@ static int l_avg_pool2d(lua_State *L) {
   return 1;
 }
 
-// T.global_avg_pool2d(x (N,C,H,W)) -> (N,C)
+// T.global_avg_pool2d(x (N,C,H,W) [, {layout="nchw"|"nhwc"}]) -> (N,C)
 static int l_global_avg_pool2d(lua_State *L) {
-  lt_push(L, t_global_avg_pool2d(lt_check(L, 1)));
+  static const char *const names[] = {"layout", NULL};
+  Tensor *x = lt_check(L, 1);
+  int nhwc = lt_check_options(L, 2, "global_avg_pool2d", names) ? opt_layout(L, 2, "global_avg_pool2d") : 0;
+  lt_push(L, t_global_avg_pool2d(x, nhwc));
   return 1;
 }
 
@@ -207,11 +229,12 @@ static int l_mse_loss(lua_State *L) {
   return 1;
 }
 
-static const char *const batch_norm_options[] = {"running_mean", "running_var", "training", "momentum", "eps", NULL};
+static const char *const batch_norm_options[] = {"running_mean", "running_var", "training", "momentum",
+                                                 "eps",          "layout",      NULL};
 
 static int l_batch_norm(lua_State *L) {
   Tensor *x = lt_check(L, 1), *w = opt_tensor(L, 2, "batch_norm"), *b = opt_tensor(L, 3, "batch_norm");
-  BatchNormOpts o = {NULL, NULL, 1, 0.1, 1e-5};
+  BatchNormOpts o = {NULL, NULL, 1, 0.1, 1e-5, 0};
   if (lt_check_options(L, 4, "batch_norm", batch_norm_options)) {
     o.running_mean = lt_opt_tensor(L, 4, "batch_norm", "running_mean"); /* the options table keeps them alive */
     o.running_var = lt_opt_tensor(L, 4, "batch_norm", "running_var");
@@ -220,6 +243,7 @@ static int l_batch_norm(lua_State *L) {
       return lt_argerror(L, 4, "batch_norm", "give both running_mean and running_var, or neither");
     o.momentum = lt_opt_number(L, 4, "batch_norm", "momentum", 0.1, 0.0, 1.0);
     o.eps = lt_opt_number(L, 4, "batch_norm", "eps", 1e-5, 0.0, 1.0);
+    o.nhwc = opt_layout(L, 4, "batch_norm");
   }
   lt_push(L, t_batch_norm(x, w, b, &o));
   return 1;

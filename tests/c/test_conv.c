@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "nnops.h"
+#include "shape.h"
 #include "tap.h"
 #include "tensor.h"
 
@@ -52,6 +53,41 @@ static double rel_err(const float *got, const double *want, const double *scale,
 
 static int bitwise_equal(const Tensor *a, const Tensor *b) {
   return a->numel == b->numel && !memcmp(T_DATA(a), T_DATA(b), (size_t)a->numel * sizeof(float));
+}
+
+/* ------------------------------------------------------------ layouts */
+
+/* Every conv test runs twice: on the NCHW ops, then on the channels-last ones (nhwc = 1)
+** through these wrappers, which take and return NCHW tensors and permute them around
+** the NHWC op, so that one naive reference checks both layouts. */
+static int nhwc;
+static const char *layout_name(void) { return nhwc ? "NHWC" : "NCHW"; }
+
+static Tensor *permuted(Tensor *t, int to_nhwc) { /* (N,C,H,W) <-> (N,H,W,C), a copy */
+  return t_permute(t, to_nhwc ? (int[]){0, 2, 3, 1} : (int[]){0, 3, 1, 2});
+}
+
+static Tensor *conv(Tensor *x, Tensor *w, Tensor *b, int stride, int padding) {
+  if (!nhwc) return t_conv2d(x, w, b, stride, padding, 0);
+  Tensor *xl = permuted(x, 1), *yl = t_conv2d(xl, w, b, stride, padding, 1), *y = permuted(yl, 0);
+  t_release(xl), t_release(yl);
+  return y;
+}
+
+static Tensor *conv_bi(Tensor *gy, Tensor *w, int64_t h, int64_t w_, int stride, int padding) {
+  if (!nhwc) return t_conv2d_backward_input(gy, w, h, w_, stride, padding, 0);
+  Tensor *gyl = permuted(gy, 1), *gxl = t_conv2d_backward_input(gyl, w, h, w_, stride, padding, 1);
+  Tensor *gx = permuted(gxl, 0);
+  t_release(gyl), t_release(gxl);
+  return gx;
+}
+
+static Tensor *conv_bw(Tensor *x, Tensor *gy, int64_t kh, int64_t kw, int stride, int padding) {
+  if (!nhwc) return t_conv2d_backward_weight(x, gy, kh, kw, stride, padding, 0);
+  Tensor *xl = permuted(x, 1), *gyl = permuted(gy, 1);
+  Tensor *gw = t_conv2d_backward_weight(xl, gyl, kh, kw, stride, padding, 1);
+  t_release(xl), t_release(gyl);
+  return gw;
 }
 
 /* ------------------------------------------------------------ naive references */
@@ -108,9 +144,9 @@ static double check_conv(int64_t n, int64_t c, int64_t h, int64_t w, int64_t o, 
   Tensor *x = randn(n, c, h, w), *wt = randn(o, c, kh, kw), *b = bias ? randn1(o) : NULL;
   Tensor *gy = randn(n, o, g.oh, g.ow);
   Naive r = naive_conv(&g, T_DATA(x), T_DATA(wt), b ? T_DATA(b) : NULL, T_DATA(gy));
-  Tensor *y = t_conv2d(x, wt, b, stride, padding);
-  Tensor *gx = t_conv2d_backward_input(gy, wt, h, w, stride, padding);
-  Tensor *gw = t_conv2d_backward_weight(x, gy, kh, kw, stride, padding);
+  Tensor *y = conv(x, wt, b, stride, padding);
+  Tensor *gx = conv_bi(gy, wt, h, w, stride, padding);
+  Tensor *gw = conv_bw(x, gy, kh, kw, stride, padding);
   double e = rel_err(T_DATA(y), r.y, r.ys, y->numel);
   double e2 = rel_err(T_DATA(gx), r.gx, r.gxs, gx->numel);
   double e3 = rel_err(T_DATA(gw), r.gw, r.gws, gw->numel);
@@ -137,8 +173,9 @@ static void test_conv_random(void) {
              (long long)h, (long long)w, (long long)o, (long long)kh, (long long)kw, stride, padding, e);
     count++;
   }
-  ok(worst <= 1e-5 && count > 200, "conv2d and both backward ops match naive loops on %d random shapes (worst %.2g)",
-     count, worst);
+  ok(worst <= 1e-5 && count > 200,
+     "%s: conv2d and both backward ops match naive loops on %d random shapes (worst %.2g)", layout_name(), count,
+     worst);
 }
 
 static void test_conv_maml_shapes(void) {
@@ -150,8 +187,8 @@ static void test_conv_maml_shapes(void) {
            {1, 28, 3, 2, 1}, {64, 14, 3, 2, 1}, {64, 7, 3, 2, 1}, {64, 4, 3, 2, 1}};
   for (int i = 0; i < 8; i++) {
     double e = check_conv(5, l[i].c, l[i].h, l[i].h, 64, l[i].k, l[i].k, l[i].s, l[i].p, 1);
-    ok(e <= 1e-5, "conv4 layer c=%lld %lldx%lld k=%lld s=%d p=%d, batch 5 (error %.2g)", (long long)l[i].c,
-       (long long)l[i].h, (long long)l[i].h, (long long)l[i].k, l[i].s, l[i].p, e);
+    ok(e <= 1e-5, "%s: conv4 layer c=%lld %lldx%lld k=%lld s=%d p=%d, batch 5 (error %.2g)", layout_name(),
+       (long long)l[i].c, (long long)l[i].h, (long long)l[i].h, (long long)l[i].k, l[i].s, l[i].p, e);
   }
 }
 
@@ -162,14 +199,15 @@ static void test_conv_special_paths(void) {
   e = worse(e, check_conv(3, 5, 3, 2, 4, 3, 2, 1, 0, 1));
   e = worse(e, check_conv(1, 2, 4, 4, 3, 4, 4, 3, 0, 0));
   e = worse(e, check_conv(7, 64, 2, 2, 64, 2, 2, 1, 0, 1));
-  ok(e <= 1e-5, "whole-image kernels (one output pixel) match naive loops (error %.2g)", e);
+  ok(e <= 1e-5, "%s: whole-image kernels (one output pixel) match naive loops (error %.2g)", layout_name(), e);
   e = 0;
   for (int s = 1; s <= 3; s++)
     for (int pad = 0; pad <= 2; pad++) {
       e = worse(e, check_conv(3, 1, 11, 9, 6, 3, 3, s, pad, 1));
       e = worse(e, check_conv(2, 1, 7, 8, 5, 2, 4, s, pad, 0));
     }
-  ok(e <= 1e-5, "one input channel matches naive loops at strides 1-3, paddings 0-2 (error %.2g)", e);
+  ok(e <= 1e-5, "%s: one input channel matches naive loops at strides 1-3, paddings 0-2 (error %.2g)", layout_name(),
+     e);
 }
 
 /* <conv(x, w), y> = <x, BI(y, w)> = <w, BW(x, y)> */
@@ -181,17 +219,18 @@ static void test_conv_adjoint(void) {
     if (kh > h + 2 * padding || kw > w + 2 * padding) continue;
     int64_t n = irand(1, 4), c = irand(1, 6), o = irand(1, 6);
     Tensor *x = randn(n, c, h, w), *wt = randn(o, c, kh, kw);
-    Tensor *y = t_conv2d(x, wt, NULL, stride, padding);
+    Tensor *y = conv(x, wt, NULL, stride, padding);
     Tensor *r = randn(y->shape[0], y->shape[1], y->shape[2], y->shape[3]);
-    Tensor *gx = t_conv2d_backward_input(r, wt, h, w, stride, padding);
-    Tensor *gw = t_conv2d_backward_weight(x, r, kh, kw, stride, padding);
+    Tensor *gx = conv_bi(r, wt, h, w, stride, padding);
+    Tensor *gw = conv_bw(x, r, kh, kw, stride, padding);
     double a = dot(y, r), b = dot(x, gx), c2 = dot(wt, gw);
     double scale = sqrt(dot(y, y) * dot(r, r)) + 1e-6;
     double e = worse(fabs(a - b), fabs(a - c2)) / scale;
     worst = worse(worst, e);
     t_release(x), t_release(wt), t_release(y), t_release(r), t_release(gx), t_release(gw);
   }
-  ok(worst < 1e-5, "<conv2d(x,w),y> = <x,backward_input(y,w)> = <w,backward_weight(x,y)> (worst %.2g)", worst);
+  ok(worst < 1e-5, "%s: <conv2d(x,w),y> = <x,backward_input(y,w)> = <w,backward_weight(x,y)> (worst %.2g)",
+     layout_name(), worst);
 }
 
 /* largest |a - b| / largest |a| */
@@ -213,18 +252,18 @@ static void test_conv_determinism(void) {
   Tensor *ref[3], *got[3];
   int threads = openblas_get_num_threads(), same = 1;
   openblas_set_num_threads(1);
-  ref[0] = t_conv2d(x, w, b, 2, 0);
-  ref[1] = t_conv2d_backward_input(gy, w, 13, 13, 2, 0);
-  ref[2] = t_conv2d_backward_weight(x, gy, 3, 3, 2, 0);
+  ref[0] = conv(x, w, b, 2, 0);
+  ref[1] = conv_bi(gy, w, 13, 13, 2, 0);
+  ref[2] = conv_bw(x, gy, 3, 3, 2, 0);
   double e = 0;
   /* 0: the same again, 1: one image per GEMM, 2: all 80 in one GEMM, 3: 2 threads */
   for (int variant = 0; variant < 4; variant++) {
     int64_t old = conv2d_set_chunk_floats(1);
     conv2d_set_chunk_floats(variant == 1 ? 1 : variant == 2 ? (int64_t)1 << 26 : old);
     openblas_set_num_threads(variant == 3 ? 2 : 1);
-    got[0] = t_conv2d(x, w, b, 2, 0);
-    got[1] = t_conv2d_backward_input(gy, w, 13, 13, 2, 0);
-    got[2] = t_conv2d_backward_weight(x, gy, 3, 3, 2, 0);
+    got[0] = conv(x, w, b, 2, 0);
+    got[1] = conv_bi(gy, w, 13, 13, 2, 0);
+    got[2] = conv_bw(x, gy, 3, 3, 2, 0);
     conv2d_set_chunk_floats(old);
     openblas_set_num_threads(threads);
     for (int i = 0; i < 3; i++) {
@@ -233,8 +272,8 @@ static void test_conv_determinism(void) {
       t_release(got[i]);
     }
   }
-  ok(same, "conv ops give bitwise the same result when repeated");
-  ok(e < 1e-5, "conv ops agree across image chunking and 1 or 2 OpenBLAS threads (worst %.2g)", e);
+  ok(same, "%s: conv ops give bitwise the same result when repeated", layout_name());
+  ok(e < 1e-5, "%s: conv ops agree across image chunking and 1 or 2 OpenBLAS threads (worst %.2g)", layout_name(), e);
   for (int i = 0; i < 3; i++) t_release(ref[i]);
   t_release(x), t_release(w), t_release(b), t_release(gy);
 }
@@ -247,9 +286,9 @@ typedef struct {
 static void *conv_job(void *arg) {
   ConvJob *j = arg;
   for (int rep = 0; rep < 3; rep++) {
-    j->out[rep][0] = t_conv2d(j->x, j->w, NULL, 2, 1);
-    j->out[rep][1] = t_conv2d_backward_input(j->gy, j->w, 14, 14, 2, 1);
-    j->out[rep][2] = t_conv2d_backward_weight(j->x, j->gy, 3, 3, 2, 1);
+    j->out[rep][0] = conv(j->x, j->w, NULL, 2, 1);
+    j->out[rep][1] = conv_bi(j->gy, j->w, 14, 14, 2, 1);
+    j->out[rep][2] = conv_bw(j->x, j->gy, 3, 3, 2, 1);
   }
   return NULL;
 }
@@ -275,7 +314,7 @@ static void test_conv_threads(void) {
       }
   }
   openblas_set_num_threads(threads);
-  ok(same, "two threads at once give bitwise the results of the main thread");
+  ok(same, "%s: two threads at once give bitwise the results of the main thread", layout_name());
   for (int rep = 0; rep < 3; rep++)
     for (int i = 0; i < 3; i++) t_release(ref.out[rep][i]);
   t_release(ref.x), t_release(ref.w), t_release(ref.gy);
@@ -414,16 +453,26 @@ static void test_errors(void) {
   Tensor *volatile out = NULL;
   int64_t live = t_live_bytes();
   t_set_error_handler(catch_error);
-  EXPECT_ERROR(out = t_conv2d(x3, w, NULL, 1, 0), "bad argument #1 to 'conv2d' (expected 4-d input");
-  EXPECT_ERROR(out = t_conv2d(x, x3, NULL, 1, 0), "bad argument #2 to 'conv2d' (expected 4-d weight");
-  EXPECT_ERROR(out = t_conv2d(x, w2, NULL, 1, 0), "weight (4, 2, 3, 3) has 2 input channels, input (2, 3, 5, 5) has 3");
-  EXPECT_ERROR(out = t_conv2d(x, w, b, 1, 0), "bad argument #3 to 'conv2d' (expected bias of shape (4), got (5))");
-  EXPECT_ERROR(out = t_conv2d(x, wbig, NULL, 1, 1),
+  EXPECT_ERROR(out = t_conv2d(x3, w, NULL, 1, 0, 0), "bad argument #1 to 'conv2d' (expected 4-d input");
+  EXPECT_ERROR(out = t_conv2d(x, x3, NULL, 1, 0, 0), "bad argument #2 to 'conv2d' (expected 4-d weight");
+  EXPECT_ERROR(out = t_conv2d(x, w2, NULL, 1, 0, 0),
+               "weight (4, 2, 3, 3) has 2 input channels, input (2, 3, 5, 5) has 3");
+  EXPECT_ERROR(out = t_conv2d(x, w, b, 1, 0, 0), "bad argument #3 to 'conv2d' (expected bias of shape (4), got (5))");
+  EXPECT_ERROR(out = t_conv2d(x, wbig, NULL, 1, 1, 0),
                "bad argument #2 to 'conv2d' (kernel 8x8 is larger than the padded input 7x7)");
-  EXPECT_ERROR(out = t_conv2d(x, w, NULL, 0, 0), "bad argument #4 to 'conv2d' (stride must be >= 1, got 0)");
-  EXPECT_ERROR(out = t_conv2d(x, w, NULL, 1, -1), "bad argument #4 to 'conv2d' (padding must be >= 0, got -1)");
-  EXPECT_ERROR(out = t_conv2d_backward_input(gy, w, 6, 6, 2, 0), "input size 6x6 gives a 2x2 output");
-  EXPECT_ERROR(out = t_conv2d_backward_weight(x, gy, 3, 3, 2, 0), "expected a gradient of size 2x2");
+  EXPECT_ERROR(out = t_conv2d(x, w, NULL, 0, 0, 0), "bad argument #4 to 'conv2d' (stride must be >= 1, got 0)");
+  EXPECT_ERROR(out = t_conv2d(x, w, NULL, 1, -1, 0), "bad argument #4 to 'conv2d' (padding must be >= 0, got -1)");
+  EXPECT_ERROR(out = t_conv2d_backward_input(gy, w, 6, 6, 2, 0, 0), "input size 6x6 gives a 2x2 output");
+  EXPECT_ERROR(out = t_conv2d_backward_weight(x, gy, 3, 3, 2, 0, 0), "expected a gradient of size 2x2");
+  /* channels-last: x (2, 3, 5, 5) is 2 images of 3x5 with 5 channels */
+  EXPECT_ERROR(out = t_conv2d(x3, w, NULL, 1, 0, 1), "bad argument #1 to 'conv2d' (expected 4-d input (N,H,W,C)");
+  EXPECT_ERROR(out = t_conv2d(x, w, NULL, 1, 0, 1),
+               "weight (4, 3, 3, 3) has 3 input channels, input (2, 3, 5, 5) has 5");
+  EXPECT_ERROR(out = t_conv2d_backward_input(gy, w, 5, 5, 1, 0, 1),
+               "weight (4, 3, 3, 3) has 4 output channels, "
+               "gradient (2, 4, 3, 3) has 3");
+  EXPECT_ERROR(out = t_conv2d_backward_weight(x, gy, 3, 3, 1, 0, 1),
+               "expected a gradient of size 1x3, got (2, 4, 3, 3)");
   EXPECT_ERROR(out = t_max_pool2d(x, 2, 2, 2, NULL),
                "bad argument #3 to 'max_pool2d' (padding must be between 0 and kernel size / 2 = 1, got 2)");
   EXPECT_ERROR(out = t_max_pool2d(x3, 2, 2, 0, NULL), "bad argument #1 to 'max_pool2d' (expected 4-d input");
@@ -447,12 +496,15 @@ static void test_checkers_fail_on_nan(void) {
 int main(void) {
   gen_seed(&gen, 42);
   test_checkers_fail_on_nan();
-  test_conv_random();
-  test_conv_maml_shapes();
-  test_conv_special_paths();
-  test_conv_adjoint();
-  test_conv_determinism();
-  test_conv_threads();
+  for (nhwc = 0; nhwc <= 1; nhwc++) {
+    test_conv_random();
+    test_conv_maml_shapes();
+    test_conv_special_paths();
+    test_conv_adjoint();
+    test_conv_determinism();
+    test_conv_threads();
+  }
+  nhwc = 0;
   test_transpose_plane();
   test_max_pool();
   test_avg_pool();

@@ -152,7 +152,7 @@ describe("what a worker cannot rebuild is refused on 2 threads", function()
 
   it("a layer inside a network edited after construction", function()
     local net = conv_net(1)
-    net.children[1].stride = 1
+    net.children[2].stride = 1 -- conv1 (after nn.channels_last)
     refused(algorithm.build("maml", net, {inner_lr = 0.4}), "the network's layer 'conv1' (field stride) was changed")
   end)
 

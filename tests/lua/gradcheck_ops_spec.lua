@@ -482,5 +482,64 @@ describe("network pieces", function()
       plain, recorded = hessian_v(false), hessian_v(true)
       for i = 1, 3 do near(recorded[i], plain[i], 1e-4, "second derivative " .. i) end
     end)
+    -- channels-last (layout = "nhwc"): the input seen as (N*H*W, C), whose kernels run along rows
+    -- (vectorised over C): 11 channels give vector lanes and a tail, 40 rows a block of 32 and a rest
+    describe("layout = \"nhwc\"", function()
+      local nhwc = { layout = "nhwc" }
+      local function to_nhwc(t) return t:permute({ 1, 3, 4, 2 }) end
+      it("is batch_norm on the channels-first tensor, moved", function()
+        local x, w, b = T.randn({ 2, 11, 4, 5 }, gen), T.randn({ 11 }, gen), T.randn({ 11 }, gen)
+        local rm1, rv1, rm2, rv2 = T.zeros { 11 }, T.ones { 11 }, T.zeros { 11 }, T.ones { 11 }
+        local want = T.batch_norm(x, w, b, { running_mean = rm1, running_var = rv1 })
+        local got = T.batch_norm(to_nhwc(x), w, b, { running_mean = rm2, running_var = rv2, layout = "nhwc" })
+        near(got, to_nhwc(want), 1e-5, "training mode")
+        near(rm2, rm1, 1e-6, "running mean")
+        near(rv2, rv1, 1e-6, "running var")
+        local eval = { running_mean = rm1, running_var = rv1, training = false }
+        local eval_nhwc = { running_mean = rm1, running_var = rv1, training = false, layout = "nhwc" }
+        near(T.batch_norm(to_nhwc(x), w, b, eval_nhwc), to_nhwc(T.batch_norm(x, w, b, eval)), 1e-5, "eval mode")
+      end)
+      it("has exact first and second derivatives, each subset of (x, weight, bias)", function()
+        local values = { T.randn({ 2, 4, 5, 11 }, gen), T.randn({ 11 }, gen), T.randn({ 11 }, gen) }
+        for mask = 1, 7 do
+          local inputs, slots = {}, {}
+          for i = 1, 3 do
+            if mask & (1 << (i - 1)) ~= 0 then
+              inputs[#inputs + 1] = T.tensor(values[i]):requires_grad(true)
+              slots[#slots + 1] = i
+            end
+          end
+          local function f(...)
+            local args = { values[1], values[2], values[3] }
+            for k, v in ipairs { ... } do args[slots[k]] = v end
+            return T.batch_norm(args[1], args[2], args[3], nhwc):tanh()
+          end
+          check(f, inputs, opts)
+        end
+      end)
+      it("third derivatives through the first gradient", function()
+        local r = T.randn({ 2, 3, 2, 3 }, gen)
+        for k = 1, 3 do
+          check(function(x, w, b)
+            local y = T.batch_norm(x, w, b, nhwc):tanh()
+            return ag.grad((y * r):sum(), { x, w, b }, { create_graph = true })[k]
+          end, { leaf { 2, 3, 2, 3 }, leaf { 3 }, leaf { 3 } }, opts)
+        end
+      end)
+      it("gradients with and without create_graph agree", function()
+        local o = { eps = 0.5, layout = "nhwc" }
+        local x, w, b = leaf { 2, 4, 5, 11 }, leaf { 11 }, leaf { 11 }
+        local r, v = T.randn({ 2, 4, 5, 11 }, gen), T.randn({ 2, 4, 5, 11 }, gen)
+        local function loss() return (T.batch_norm(x, w, b, o):tanh() * r):sum() end
+        local plain, recorded = ag.grad(loss(), { x, w, b }), ag.grad(loss(), { x, w, b }, { create_graph = true })
+        for i = 1, 3 do near(recorded[i], plain[i], 1e-5, "first derivative " .. i) end
+        local function hessian_v(create_graph)
+          local gx = ag.grad(loss(), { x }, { create_graph = true })[1]
+          return ag.grad((gx * v):sum(), { x, w, b }, { create_graph = create_graph })
+        end
+        plain, recorded = hessian_v(false), hessian_v(true)
+        for i = 1, 3 do near(recorded[i], plain[i], 1e-4, "second derivative " .. i) end
+      end)
+    end)
   end)
 end)

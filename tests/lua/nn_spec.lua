@@ -298,6 +298,46 @@ describe("nn.conv4", function()
     assert.same({14, 7, 4, 2}, sizes)
   end)
 
+  -- channels-last (the default with pool="stride") and channels-first compute the same function:
+  -- outputs, parameter gradients and the second-order MAML meta-gradient, to float rounding
+  for _, net_of in ipairs{
+    {"nn.conv4", function(layout) return nn.conv4{ways = 5, bn_scale = true, layout = layout} end},
+    {"nn.conv4, order relu_norm", function(layout) return nn.conv4{ways = 3, order = "relu_norm", layout = layout} end},
+    {"nn.peer_net", function(layout) return nn.peer_net{ways = 5, layout = layout} end},
+  } do
+    it(net_of[1] .. ": layout nhwc and nchw give the same outputs, gradients and meta-gradients", function()
+      local a, b = net_of[2]("nhwc"):init(T.generator(3)), net_of[2]("nchw"):init(T.generator(3))
+      assert.equals("channels_last", a.children[1].kind)
+      assert.same(a:parameter_names(), b:parameter_names())
+      local x, q = T.randn({10, 1, 28, 28}, T.generator(4)), T.randn({10, 1, 28, 28}, T.generator(5))
+      local labels = {1, 2, 3, 1, 2, 3, 1, 2, 3, 1}
+      local function meta_grad(net)
+        local p = net:parameters()
+        local g = ag.grad(T.cross_entropy(net:forward(x, p), labels), p, {create_graph = true})
+        local fast = {}
+        for i = 1, #p do fast[i] = p[i] - g[i] * 0.4 end
+        return ag.grad(T.cross_entropy(net:forward(q, fast), labels), p)
+      end
+      local ya, yb = a:forward(x), b:forward(x)
+      assert.is_true((ya - yb):abs():max():item() < 1e-4 * (1 + yb:abs():max():item()))
+      local ga, gb = meta_grad(a), meta_grad(b)
+      for i = 1, #ga do
+        local scale = 1 + gb[i]:abs():max():item()
+        assert.is_true((ga[i] - gb[i]):abs():max():item() < 1e-3 * scale, a:parameter_names()[i])
+      end
+    end)
+  end
+
+  it("refuses layout nhwc with max pooling, and an unknown layout", function()
+    assert.has_error(function() nn.conv4{ways = 5, pool = "max", layout = "nhwc"} end,
+      "nn.conv4: pool=\"max\" runs with layout=\"nchw\" only (max pooling has no channels-last kernels)")
+    assert.has_error(function() nn.conv4{ways = 5, layout = "hwc"} end,
+      "nn.conv4: layout must be \"nchw\" or \"nhwc\", got hwc")
+    assert.has_error(function() nn.conv2d(1, 2, 3, {layout = "NCHW"}) end,
+      "nn.conv2d: layout must be \"nchw\" or \"nhwc\", got NCHW")
+    assert.equals("conv2d", nn.conv4{ways = 5, pool = "max"}.children[1].kind) -- channels-first
+  end)
+
   it("options: bn_scale, bn_adapt, pool=max, order, init", function()
     local net = nn.conv4{ways = 3, bn_scale = true, bn_adapt = true, pool = "max", order = "relu_norm",
       init = "kaiming"}
@@ -341,8 +381,10 @@ describe("nn.peer_net", function()
     assert.equals(18, net:num_parameters())
     for _, a in ipairs(net:adapted()) do assert.is_true(a) end
     assert.equals("2,5", shape(net:init(T.generator(1)):forward(T.rand{2, 1, 28, 28})))
-    assert.equals("relu", net.children[2].kind)
-    assert.equals("batchnorm2d", net.children[3].kind)
+    assert.equals("channels_last", net.children[1].kind) -- layout "nhwc", the default
+    assert.equals("conv2d", net.children[2].kind)
+    assert.equals("relu", net.children[3].kind)
+    assert.equals("batchnorm2d", net.children[4].kind)
     assert.equals("64,64,2,2", shape(net:parameters()[13]))
   end)
 end)
