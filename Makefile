@@ -151,7 +151,8 @@ $(BUILD)/tests/fuzz/%: tests/fuzz/%.c $(BUILD)/libmamlrun.a $(HEADERS) $(wildcar
 BENCH_CC   = $(CC) $(CFLAGS)
 GEMM_BENCH = $(BUILD)/bench/gemm_bench_openblas
 ifneq ($(filter bench bench-tools,$(MAKECMDGOALS)),)
-HAS_HEADER = $(shell printf '\#include <$(1)>\n' | $(CC) -E -x c - >/dev/null 2>&1 && echo 1)
+HASH := \#
+HAS_HEADER = $(shell printf '$(HASH)include <$(1)>\n' | $(CC) -E -x c - >/dev/null 2>&1 && echo 1)
 ifeq ($(shell pkg-config --exists libxsmm 2>/dev/null && echo 1),1)
 GEMM_BENCH     += $(BUILD)/bench/gemm_bench_libxsmm
 LIBS_libxsmm   := $(shell pkg-config --cflags libxsmm) -lxsmm -lxsmmnoblas -lrt -ldl

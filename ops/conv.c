@@ -1,12 +1,15 @@
 /*
 ** conv.c: 2-d convolution, its two backward ops, and the kernels behind them.
 **
-** Kernels: each image is turned channels-last (H,W,C), so that im2col copies
-** whole window rows of KW*C floats, and one OpenBLAS sgemm (t_sgemm) covers a
-** chunk of images (the MAML maps are small, 13x13 .. 1x1: one GEMM per image
+** Two layouts. Channels-last (nhwc: x (N,H,W,C), y (N,OH,OW,O), what nn.conv4 and
+** nn.peer_net run): im2col copies whole window rows of KW*C floats straight from x,
+** and one OpenBLAS sgemm (t_sgemm) per chunk of images reads and writes the
+** activations in place. Channels-first (N,C,H,W): each image is first turned
+** channels-last, and y or gy go through (O, nb*P) copies. Either way a GEMM covers
+** a chunk of images (the MAML maps are small, 13x13 .. 1x1: one GEMM per image
 ** would be far too small). Weights are used as (O, KH*KW*C) in the same order.
-** Two special cases: one input channel (the first layer) runs its forward as
-** plain loops, and a kernel as large as the input is three plain GEMMs.
+** Two special cases: one input channel (the first layer) runs its channels-first
+** forward as plain loops, and a kernel as large as the input is three plain GEMMs.
 ** Scratch buffers are per thread and only grow, so a training loop
 ** allocates nothing here after its first iteration.
 ** With OpenBLAS on one thread (mamlrun's default) results are bitwise the same
