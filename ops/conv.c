@@ -451,10 +451,11 @@ static int whole_image(const ConvGeom *g) { return g->padding == 0 && g->kh == g
 **   backward_weight  gwt (O, K)  += gy^T (O, nb*P) @ cols (nb*P, K)
 ** A kernel as large as the input is the same three GEMMs on x (N, K) in (i, j, c) order. */
 
-// rows (R, O) += b (O) per row
-T_HOT static void add_bias_rows(float *y, int64_t rows, int64_t o, const float *b) {
+// rows (R, O) = b (O) each: the GEMM then adds to them (beta 1), which spares OpenBLAS its
+// zeroing pass over y (beta 0) and us a pass adding the bias afterwards
+T_HOT static void fill_bias_rows(float *y, int64_t rows, int64_t o, const float *b) {
   for (int64_t r = 0; r < rows; r++)
-    for (int64_t k = 0; k < o; k++) y[r * o + k] += b[k];
+    for (int64_t k = 0; k < o; k++) y[r * o + k] = b[k];
 }
 
 static void forward_nhwc(const ConvGeom *g, float *out, const float *x, const float *w, const float *b) {
@@ -463,8 +464,8 @@ static void forward_nhwc(const ConvGeom *g, float *out, const float *x, const fl
   float *wt = scratch(WEIGHT, g->o * k);
   weight_to_channels_last(g, w, wt);
   if (whole_image(g)) { // y (N, O) = x (N, K) @ wt^T (K, O) + b
-    t_sgemm(0, 1, (int)g->n, (int)g->o, (int)k, 1.0f, x, (int)k, wt, (int)k, 0.0f, out, (int)g->o);
-    if (b) add_bias_rows(out, g->n, g->o, b);
+    if (b) fill_bias_rows(out, g->n, g->o, b);
+    t_sgemm(0, 1, (int)g->n, (int)g->o, (int)k, 1.0f, x, (int)k, wt, (int)k, b ? 1.0f : 0.0f, out, (int)g->o);
     return;
   }
   float *col = scratch(COLS, nbmax * p * k);
@@ -472,8 +473,8 @@ static void forward_nhwc(const ConvGeom *g, float *out, const float *x, const fl
     int64_t nb = g->n - n0 < nbmax ? g->n - n0 : nbmax;
     float *y = out + n0 * p * g->o;
     im2col(g, x + n0 * xsize, nb, col);
-    t_sgemm(0, 1, (int)(nb * p), (int)g->o, (int)k, 1.0f, col, (int)k, wt, (int)k, 0.0f, y, (int)g->o);
-    if (b) add_bias_rows(y, nb * p, g->o, b);
+    if (b) fill_bias_rows(y, nb * p, g->o, b);
+    t_sgemm(0, 1, (int)(nb * p), (int)g->o, (int)k, 1.0f, col, (int)k, wt, (int)k, b ? 1.0f : 0.0f, y, (int)g->o);
   }
 }
 
