@@ -6,9 +6,10 @@
 #   packing     OpenBLAS's packing and beta passes (sgemm_*copy_*, sgemm_beta_*)
 #   transpose   NCHW <-> channels-last around the convolutions (transpose*, weight_*channels_last)
 #   im2col      im2col/col2im, the copies and zero fills, and the conv kernels' own loops
-#               (images_to_columns, columns_to_images, conv2d_*_kernel, memcpy/memmove/memset)
+#               (images_to_columns, columns_to_images, conv2d_*_kernel, *_nhwc, fill_bias_rows,
+#               memcpy/memmove/memset)
 #   conv c1     the first layer's direct kernels (image_taps, weighted_taps, tap_dots)
-#   batchnorm   the fused batch-norm kernels (bn_*, channel_*)
+#   batchnorm   the fused batch-norm kernels (bn_*, channel_*, and row_* for channels-last)
 #   elementwise broadcasting arithmetic, ReLU and its mask, sums (binary_*, unary_*, add_into, t_sum_to, ...)
 #   autograd+lua the tape, tensors and their buffers, malloc/free, Lua (ag_*, node_*, t_new, ...)
 #   other       the rest (the bench's random data, the kernel's page faults, ...)
@@ -44,9 +45,9 @@ for cfg in $CONFIGS; do
         if (sym ~ /^sgemm_kernel/) k = "gemm"
         else if (sym ~ /^sgemm_.*(copy|beta)/) k = "packing"
         else if (sym ~ /transpose|channels_last/) k = "transpose"
-        else if (sym ~ /images_to_columns|columns_to_images|im2col|col2im|mem(move|cpy|set)|^conv2d_.*_kernel/) k = "im2col"
+        else if (sym ~ /images_to_columns|columns_to_images|im2col|col2im|mem(move|cpy|set)|^conv2d_.*_kernel|_nhwc|fill_bias_rows/) k = "im2col"
         else if (sym ~ /image_taps|weighted_taps|tap_dots|_c1/) k = "c1"
-        else if (sym ~ /^bn_|channel_/) k = "bn"
+        else if (sym ~ /^bn_|channel_|^row_(map|sums)/) k = "bn"
         else if (sym ~ /binary_|unary_|add_into|sum_to|t_expand|scale_|axpy|t_sum|t_mean/) k = "elem"
         else if (sym ~ /^ag_|t_new|new_tensor|t_release|drop_tensor|node_|accumulate|buffer_|malloc|free|calloc|unlink_chunk|lua/ || dso ~ /lua/) k = "ag"
         else k = "other"
