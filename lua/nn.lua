@@ -211,23 +211,24 @@ local function check_layout(fn, layout)
   error(("%s: layout must be \"nchw\" or \"nhwc\", got %s"):format(fn, tostring(layout)), 3)
 end
 
---- nn.conv2d(cin, cout, k, {stride=1, padding=0, bias=true, layout="nchw"}): weight (cout, cin, k, k),
---- bias (cout); layout="nhwc" takes and gives channels-last activations (N, H, W, C) (the weight's
---- shape is the same).
+--- nn.conv2d(cin, cout, k, {stride=1, padding=0, bias=true, layout="nchw", relu=false}): weight
+--- (cout, cin, k, k), bias (cout); layout="nhwc" takes and gives channels-last activations (N, H, W, C)
+--- (the weight's shape is the same); relu=true: max(conv, 0) in the same op (one pass less).
 function M.conv2d(cin, cout, k, opts)
   opts = options.check("nn.conv2d", 4, opts, {stride = "integer", padding = "integer", bias = "boolean",
-    init = "string", init_std = "number", layout = "string"})
+    init = "string", init_std = "number", layout = "string", relu = "boolean"})
   local stride, padding = opts.stride or 1, opts.padding or 0
   local layout = check_layout("nn.conv2d", opts.layout)
   local params = {{"weight", T.zeros{cout, cin, k, k}}}
   if opts.bias ~= false then params[2] = {"bias", T.zeros{cout}} end
   local layer = new_layer("conv2d", {
-    desc = string.format("%d -> %d, %dx%d, stride %d, padding %d%s", cin, cout, k, k, stride, padding,
-      layout == "nhwc" and ", channels-last" or ""),
+    desc = string.format("%d -> %d, %dx%d, stride %d, padding %d%s%s", cin, cout, k, k, stride, padding,
+      layout == "nhwc" and ", channels-last" or "", opts.relu and ", then ReLU" or ""),
     stride = stride, padding = padding, has_bias = opts.bias ~= false, layout = layout,
     init_scheme = opts.init or "kaiming_normal", init_std = opts.init_std,
   }, params)
-  local conv_opts = {stride = stride, padding = padding, layout = layout}
+  layer.relu = opts.relu == true
+  local conv_opts = {stride = stride, padding = padding, layout = layout, relu = layer.relu}
   function layer:apply(x, p, i)
     return T.conv2d(x, p[i], self.has_bias and p[i + 1] or nil, conv_opts)
   end
@@ -257,23 +258,24 @@ function M.linear(cin, cout, opts)
   return layer
 end
 
---- nn.batchnorm2d(c, {scale=true, shift=true, adapt=true, momentum=0.1, eps=1e-5, layout="nchw"}) over
---- (N, c, H, W) (also (N, c)); layout="nhwc": over channels-last (N, H, W, c). scale/shift: whether the learned per-channel weight (gamma) / bias (beta) exist;
+--- nn.batchnorm2d(c, {scale=true, shift=true, adapt=true, momentum=0.1, eps=1e-5, layout="nchw",
+--- relu=false}) over (N, c, H, W) (also (N, c)); layout="nhwc": over channels-last (N, H, W, c);
+--- relu=true: max(batch norm, 0) in the same op. scale/shift: whether the learned per-channel weight (gamma) / bias (beta) exist;
 --- adapt: whether MAML's inner loop adapts them. Running mean/var are buffers of the layer.
 --- Training mode normalises with the batch statistics and (when update_buffers) updates the running
 --- ones; eval mode (layer:train(false)) normalises with the running statistics.
 function M.batchnorm2d(c, opts)
   opts = options.check("nn.batchnorm2d", 2, opts, {scale = "boolean", shift = "boolean", adapt = "boolean",
-    momentum = "number", eps = "number", layout = "string"})
+    momentum = "number", eps = "number", layout = "string", relu = "boolean"})
   local layout = check_layout("nn.batchnorm2d", opts.layout)
   local params = {}
   local scale, shift = opts.scale ~= false, opts.shift ~= false
   if scale then params[#params + 1] = {"weight", T.ones{c}, opts.adapt} end
   if shift then params[#params + 1] = {"bias", T.zeros{c}, opts.adapt} end
   local layer = new_layer("batchnorm2d", {
-    desc = string.format("%d, scale %s, shift %s, adapted %s", c, tostring(scale), tostring(shift),
-      tostring(opts.adapt ~= false)),
-    has_scale = scale, has_shift = shift, layout = layout,
+    desc = string.format("%d, scale %s, shift %s, adapted %s%s", c, tostring(scale), tostring(shift),
+      tostring(opts.adapt ~= false), opts.relu and ", then ReLU" or ""),
+    has_scale = scale, has_shift = shift, layout = layout, relu = opts.relu == true,
     momentum = opts.momentum or 0.1, eps = opts.eps or 1e-5,
   }, params, {{"running_mean", T.zeros{c}}, {"running_var", T.ones{c}}})
   function layer:apply(x, p, i)
@@ -285,6 +287,7 @@ function M.batchnorm2d(c, opts)
       running_mean = track and self.own_buffers[1] or nil,
       running_var = track and self.own_buffers[2] or nil,
       training = self.is_training, momentum = self.momentum, eps = self.eps, layout = self.layout,
+      relu = self.relu,
     })
   end
   function layer:reset()
@@ -422,20 +425,14 @@ function M.conv4(opts)
   local layers = {}
   if layout == "nhwc" then layers[1] = M.channels_last() end
   local c = cin
-  for b = 1, 4 do
+  for b = 1, 4 do -- (the ReLU fused into the layer before it: the batch norm or the convolution)
     local conv = M.conv2d(c, channels, 3, {stride = pool == "stride" and 2 or 1, padding = 1,
-      init = conv_init, layout = layout}):named("conv" .. b)
+      init = conv_init, layout = layout, relu = order == "relu_norm"}):named("conv" .. b)
     local bn = M.batchnorm2d(channels, {scale = opts.bn_scale == true, shift = opts.bn_shift ~= false,
       adapt = opts.bn_adapt == true, eps = opts.bn_eps or 1e-3, momentum = opts.bn_momentum or 0.1,
-      layout = layout}):named("bn" .. b)
+      layout = layout, relu = order == "norm_relu"}):named("bn" .. b)
     layers[#layers + 1] = conv
-    if order == "norm_relu" then
-      layers[#layers + 1] = bn
-      layers[#layers + 1] = M.relu()
-    else
-      layers[#layers + 1] = M.relu()
-      layers[#layers + 1] = bn
-    end
+    layers[#layers + 1] = bn
     if pool == "max" then layers[#layers + 1] = M.max_pool2d(2) end
     c = channels
   end
@@ -467,9 +464,9 @@ function M.peer_net(opts)
   local layers, c = {}, opts.in_channels or 1
   if layout == "nhwc" then layers[1] = M.channels_last() end
   local convs = {{3, 2}, {3, 2}, {3, 2}, {2, 1}} -- kernel, stride
-  for b, kc in ipairs(convs) do
-    layers[#layers + 1] = M.conv2d(c, 64, kc[1], {stride = kc[2], padding = 0, layout = layout}):named("conv" .. b)
-    layers[#layers + 1] = M.relu()
+  for b, kc in ipairs(convs) do -- (conv -> ReLU as one op)
+    layers[#layers + 1] = M.conv2d(c, 64, kc[1], {stride = kc[2], padding = 0, layout = layout, relu = true})
+      :named("conv" .. b)
     layers[#layers + 1] = M.batchnorm2d(64, {eps = 1e-5, layout = layout}):named("bn" .. b)
     c = 64
   end

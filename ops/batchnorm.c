@@ -106,6 +106,7 @@ T_HOT static void row_sums(const ChannelGeom *g, const float *a, const float *ka
 ** and their coefficients may be NULL, and so may ma, mb, mu (0) and k0 (0) */
 typedef struct {
   const float *a, *ka, *ma, *b, *kb, *mb, *u, *ku, *mu, *k0;
+  int relu; /* then max(out, 0) */
 } RowMap;
 
 T_HOT static void row_map(const ChannelGeom *g, const RowMap *m, float *out) {
@@ -126,6 +127,8 @@ T_HOT static void row_map(const ChannelGeom *g, const RowMap *m, float *out) {
     } else {
       for (int64_t c = 0; c < nc; c++) po[c] = m->ka[c] * (pa[c] - ma[c]) + k0[c];
     }
+    if (m->relu)
+      for (int64_t c = 0; c < nc; c++) po[c] = po[c] > 0.0f ? po[c] : 0.0f;
   }
   free(zero);
 }
@@ -196,13 +199,13 @@ T_HOT static void channel_sums(const ChannelGeom *g, const float *a, const float
   for (int64_t c = 0; c < g->c; c++) sum_a_xhat[c] *= r[c];
 }
 
-/* out = (x - mu) r w + b per channel (w, b may be NULL: 1 and 0) */
+/* out = (x - mu) r w + b per channel (w, b may be NULL: 1 and 0), then max(out, 0) with relu */
 T_HOT static void bn_affine_kernel(const ChannelGeom *g, const float *x, const float *mu, const float *r,
-                                   const float *w, const float *b, float *out) {
+                                   const float *w, const float *b, int relu, float *out) {
   if (g->hw == 1) {
     float *s = row_scratch(g->c);
     for (int64_t c = 0; c < g->c; c++) s[c] = r[c] * (w ? w[c] : 1.0f);
-    row_map(g, &(RowMap){.a = x, .ka = s, .ma = mu, .k0 = b}, out);
+    row_map(g, &(RowMap){.a = x, .ka = s, .ma = mu, .k0 = b, .relu = relu}, out);
     free(s);
     return;
   }
@@ -211,6 +214,8 @@ T_HOT static void bn_affine_kernel(const ChannelGeom *g, const float *x, const f
       int64_t off = (n * g->c + c) * g->hw;
       float m = mu[c], s = r[c] * (w ? w[c] : 1.0f), t = b ? b[c] : 0.0f;
       for (int64_t k = 0; k < g->hw; k++) out[off + k] = (x[off + k] - m) * s + t;
+      if (relu)
+        for (int64_t k = 0; k < g->hw; k++) out[off + k] = out[off + k] > 0.0f ? out[off + k] : 0.0f;
     }
 }
 
@@ -288,7 +293,7 @@ static void bn_normalize_backward_rule(Node *n, Tensor *g, Tensor **gin, const i
 static Tensor *bn_normalize_with(Tensor *x, Tensor *mean, Tensor *rstd, double eps) {
   ChannelGeom g = channel_geom(x);
   Tensor *out = t_new(x->ndim, x->shape);
-  bn_affine_kernel(&g, T_DATA(x), T_DATA(mean), T_DATA(rstd), NULL, NULL, T_DATA(out));
+  bn_affine_kernel(&g, T_DATA(x), T_DATA(mean), T_DATA(rstd), NULL, NULL, 0, T_DATA(out));
   Node *node = ag_record(out, "bn_normalize", bn_normalize_backward_rule, 1, &x);
   if (node) {
     node->saved[0] = t_retain(mean);
@@ -321,6 +326,8 @@ static Tensor *channel_values(const double *v, int64_t c) {
 static void bn_affine_backward_rule(Node *n, Tensor *g, Tensor **gin, const int *needs) {
   Tensor *x = n->inputs[0], *w = n->inputs[1], *mean = n->saved[0], *rstd = n->saved[1];
   ChannelGeom geom = channel_geom(x);
+  int scope = t_scope_begin();
+  if (n->saved[2]) g = t_temp(t_relu_backward(g, n->saved[2])); /* (the fused ReLU's) */
   const float *mu = T_DATA(mean), *r = T_DATA(rstd);
   double *sums = channel_scratch(2 * geom.c), *sum_g = sums, *sum_g_xhat = sums + geom.c;
   channel_sums(&geom, T_DATA(g), T_DATA(x), mu, r, sum_g, sum_g_xhat);
@@ -352,10 +359,12 @@ static void bn_affine_backward_rule(Node *n, Tensor *g, Tensor **gin, const int 
     t_release(gw);
   }
   free(sums);
+  t_scope_end(scope);
 }
 
-// x (N, C, ...), w (C) or NULL, b (C) or NULL -> bn_normalize(x) * w + b per channel
-Tensor *t_bn_affine(Tensor *x, Tensor *w, Tensor *b, double eps, Tensor **mean_out, Tensor **var_out) {
+// x (N, C, ...), w (C) or NULL, b (C) or NULL -> bn_normalize(x) * w + b per channel, then
+// max(., 0) with relu (whose backward masks by the output, saved as a detached view)
+Tensor *t_bn_affine(Tensor *x, Tensor *w, Tensor *b, double eps, int relu, Tensor **mean_out, Tensor **var_out) {
   ChannelGeom g = bn_check_input(x);
   bn_check_channels("weight", 2, w, g.c);
   bn_check_channels("bias", 3, b, g.c);
@@ -363,12 +372,15 @@ Tensor *t_bn_affine(Tensor *x, Tensor *w, Tensor *b, double eps, Tensor **mean_o
   int scope = t_scope_begin();
   bn_stats(x, &g, eps, &mean, &rstd, var_out ? &var : NULL);
   Tensor *out = t_new(x->ndim, x->shape);
-  bn_affine_kernel(&g, T_DATA(x), T_DATA(mean), T_DATA(rstd), w ? T_DATA(w) : NULL, b ? T_DATA(b) : NULL, T_DATA(out));
-  Node *node = ag_record(out, "batch_norm", bn_affine_backward_rule, 3, (Tensor *[]){x, w, b});
+  bn_affine_kernel(&g, T_DATA(x), T_DATA(mean), T_DATA(rstd), w ? T_DATA(w) : NULL, b ? T_DATA(b) : NULL, relu,
+                   T_DATA(out));
+  Node *node =
+      ag_record(out, relu ? "batch_norm_relu" : "batch_norm", bn_affine_backward_rule, 3, (Tensor *[]){x, w, b});
   if (node) {
     node->saved[0] = t_retain(mean);
     node->saved[1] = t_retain(rstd);
     node->scalars[0] = eps;
+    if (relu) node->saved[2] = t_detach(out);
   }
   bn_hand_out(mean, var, mean_out, var_out);
   t_scope_end(scope);

@@ -10,8 +10,9 @@
 ** for running-statistics buffers). Differentiable to any order. */
 Tensor *t_bn_normalize(Tensor *x, double eps, Tensor **mean_out, Tensor **var_out);
 /* t_bn_normalize(x) * w[c] + b[c] (w, b may be NULL) in one fused op: training-mode
-** batch_norm. mean_out / var_out as for t_bn_normalize. Differentiable to any order. */
-Tensor *t_bn_affine(Tensor *x, Tensor *w, Tensor *b, double eps, Tensor **mean_out, Tensor **var_out);
+** batch_norm; with relu, max(that, 0) in the same pass. mean_out / var_out as for
+** t_bn_normalize. Differentiable to any order. */
+Tensor *t_bn_affine(Tensor *x, Tensor *w, Tensor *b, double eps, int relu, Tensor **mean_out, Tensor **var_out);
 
 /* per-channel pieces (channel = dim 2 of (N, C, ...)), each differentiable:
 ** x * w[c] + b[c] (w, b may be NULL); sum of a * b per channel; sum per channel */

@@ -29,6 +29,7 @@
 #endif
 
 #include "batchnorm.h"
+#include "elementwise.h"
 #include "matmul.h"
 #include "nnops.h"
 #include "shape.h"
@@ -37,7 +38,7 @@
 
 ConvGeom conv2d_geom(int64_t n, int64_t c, int64_t h, int64_t w, int64_t o, int64_t kh, int64_t kw, int stride,
                      int padding) {
-  ConvGeom g = {n, c, h, w, o, kh, kw, 0, 0, stride, padding, 0};
+  ConvGeom g = {n, c, h, w, o, kh, kw, 0, 0, stride, padding, 0, 0};
   g.oh = (h + 2 * (int64_t)padding - kh) / stride + 1;
   g.ow = (w + 2 * (int64_t)padding - kw) / stride + 1;
   return g;
@@ -451,6 +452,11 @@ static int whole_image(const ConvGeom *g) { return g->padding == 0 && g->kh == g
 **   backward_weight  gwt (O, K)  += gy^T (O, nb*P) @ cols (nb*P, K)
 ** A kernel as large as the input is the same three GEMMs on x (N, K) in (i, j, c) order. */
 
+// y = max(y, 0), in place (a fused ReLU, on a chunk of output while it is in the cache)
+T_HOT static void relu_in_place(float *y, int64_t n) {
+  for (int64_t i = 0; i < n; i++) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+}
+
 // rows (R, O) = b (O) each: the GEMM then adds to them (beta 1), which spares OpenBLAS its
 // zeroing pass over y (beta 0) and us a pass adding the bias afterwards
 T_HOT static void fill_bias_rows(float *y, int64_t rows, int64_t o, const float *b) {
@@ -466,6 +472,7 @@ static void forward_nhwc(const ConvGeom *g, float *out, const float *x, const fl
   if (whole_image(g)) { // y (N, O) = x (N, K) @ wt^T (K, O) + b
     if (b) fill_bias_rows(out, g->n, g->o, b);
     t_sgemm(0, 1, (int)g->n, (int)g->o, (int)k, 1.0f, x, (int)k, wt, (int)k, b ? 1.0f : 0.0f, out, (int)g->o);
+    if (g->relu) relu_in_place(out, g->n * g->o);
     return;
   }
   float *col = scratch(COLS, nbmax * p * k);
@@ -475,6 +482,7 @@ static void forward_nhwc(const ConvGeom *g, float *out, const float *x, const fl
     im2col(g, x + n0 * xsize, nb, col);
     if (b) fill_bias_rows(y, nb * p, g->o, b);
     t_sgemm(0, 1, (int)(nb * p), (int)g->o, (int)k, 1.0f, col, (int)k, wt, (int)k, b ? 1.0f : 0.0f, y, (int)g->o);
+    if (g->relu) relu_in_place(y, nb * p * g->o);
   }
 }
 
@@ -529,17 +537,28 @@ static void gemm_site(const char *op, const ConvGeom *g) {
 ** which reads gy and writes y in place instead of through (O, nb*P) copies. */
 static int64_t gemm_images(const ConvGeom *g, int64_t nb) { return g->oh * g->ow >= 64 ? 1 : nb; }
 
-// out (N,O,OH,OW) = wt (O,K) @ cols^T (K, N*P) + b (O), K = KH*KW*C, P = OH*OW
+static void forward_nchw(const ConvGeom *g, float *out, const float *x, const float *w, const float *b);
+
+// out = conv(x, w) + b, then max(., 0) when g->relu
 void conv2d_forward_kernel(const ConvGeom *g, float *out, const float *x, const float *w, const float *b) {
+  const int64_t p = g->oh * g->ow, k = g->c * g->kh * g->kw;
+  if (g->n * g->o * p == 0) return;
+  if (g->nhwc && k > 0) {
+    gemm_site("forward", g);
+    forward_nhwc(g, out, x, w, b); /* (its ReLU chunk by chunk) */
+    return;
+  }
+  forward_nchw(g, out, x, w, b);
+  if (g->relu) relu_in_place(out, g->n * g->o * p);
+}
+
+// out (N,O,OH,OW) = wt (O,K) @ cols^T (K, N*P) + b (O), K = KH*KW*C, P = OH*OW
+static void forward_nchw(const ConvGeom *g, float *out, const float *x, const float *w, const float *b) {
   const int64_t p = g->oh * g->ow, k = g->c * g->kh * g->kw, nbmax = chunk_images(g);
   if (g->n * g->o * p == 0) return;
   gemm_site("forward", g);
   if (k == 0) { /* (an output channel's value is its bias) */
     for (int64_t i = 0; i < g->n * g->o * p; i++) out[i] = b ? b[g->nhwc ? i % g->o : i / p % g->o] : 0.0f;
-    return;
-  }
-  if (g->nhwc) {
-    forward_nhwc(g, out, x, w, b);
     return;
   }
   if (g->c == 1) {
@@ -698,10 +717,12 @@ static void conv2d_backward(Node *n, Tensor *gout, Tensor **gin, const int *need
 static void conv2d_backward_input_backward(Node *n, Tensor *gout, Tensor **gin, const int *needs);
 static void conv2d_backward_weight_backward(Node *n, Tensor *gout, Tensor **gin, const int *needs);
 
-// x (N,C,H,W), w (O,C,KH,KW), b (O) or NULL -> y (N,O,OH,OW); with nhwc x (N,H,W,C) -> y (N,OH,OW,O)
-Tensor *t_conv2d(Tensor *x, Tensor *w, Tensor *b, int stride, int padding, int nhwc) {
+// x (N,C,H,W), w (O,C,KH,KW), b (O) or NULL -> y (N,O,OH,OW); flags T_CONV_NHWC: x (N,H,W,C) ->
+// y (N,OH,OW,O); T_CONV_RELU: y = max(conv + b, 0), its backward masked by y (saved as a detached view)
+Tensor *t_conv2d(Tensor *x, Tensor *w, Tensor *b, int stride, int padding, int flags) {
   char b1[96], b2[96];
   int64_t c, h, wd;
+  const int nhwc = (flags & T_CONV_NHWC) != 0, relu = (flags & T_CONV_RELU) != 0;
   check_4d("conv2d", 1, x, nhwc ? "input (N,H,W,C)" : "input (N,C,H,W)");
   check_4d("conv2d", 2, w, "weight (O,C,KH,KW)");
   image_dims(x, nhwc, &c, &h, &wd);
@@ -714,10 +735,13 @@ Tensor *t_conv2d(Tensor *x, Tensor *w, Tensor *b, int stride, int padding, int n
   ConvGeom g =
       checked_geom("conv2d", 2, 4, x->shape[0], c, h, wd, w->shape[0], w->shape[2], w->shape[3], stride, padding);
   g.nhwc = nhwc;
+  g.relu = relu;
   reserve_scratch(&g);
   Tensor *y = new_image(nhwc, g.n, g.o, g.oh, g.ow);
   conv2d_forward_kernel(&g, T_DATA(y), T_DATA(x), T_DATA(w), b ? T_DATA(b) : NULL);
-  record_geometry(ag_record(y, "conv2d", conv2d_backward, b ? 3 : 2, (Tensor *[]){x, w, b}), stride, padding, nhwc);
+  Node *n = ag_record(y, relu ? "conv2d_relu" : "conv2d", conv2d_backward, b ? 3 : 2, (Tensor *[]){x, w, b});
+  record_geometry(n, stride, padding, nhwc);
+  if (n && relu) n->saved[0] = t_detach(y); /* (a view: the node does not hold its own output) */
   return y;
 }
 
@@ -735,9 +759,12 @@ static void conv2d_backward(Node *n, Tensor *gout, Tensor **gin, const int *need
   int stride = (int)n->ints[0], padding = (int)n->ints[1], nhwc = (int)n->ints[2];
   int64_t c, h, wd;
   image_dims(x, nhwc, &c, &h, &wd);
+  int scope = t_scope_begin();
+  if (n->saved[0]) gout = t_temp(t_relu_backward(gout, n->saved[0])); /* (the fused ReLU's) */
   if (needs[0]) gin[0] = t_conv2d_backward_input(gout, w, h, wd, stride, padding, nhwc);
   if (needs[1]) gin[1] = t_conv2d_backward_weight(x, gout, w->shape[2], w->shape[3], stride, padding, nhwc);
   if (n->ninputs > 2 && needs[2]) gin[2] = output_channel_sum(gout, nhwc);
+  t_scope_end(scope);
 }
 
 // gy (N,O,OH,OW), w (O,C,KH,KW) -> gx (N,C,H,W); with nhwc gy (N,OH,OW,O) -> gx (N,H,W,C)

@@ -333,13 +333,11 @@ Tensor *t_compare(Tensor *a, Tensor *b, int op) {
 
 /* g where x > 0, else 0: relu's backward. Linear in g, so its own backward
 ** is itself; the mask is piecewise constant in x (zero gradient). */
-static Tensor *t_mask_positive(Tensor *g, Tensor *x);
-
 static void mask_positive_backward(Node *n, Tensor *g, Tensor **gin, const int *needs) {
-  if (needs[0]) gin[0] = t_mask_positive(g, n->inputs[1]);
+  if (needs[0]) gin[0] = t_relu_backward(g, n->inputs[1]);
 }
 
-static Tensor *t_mask_positive(Tensor *g, Tensor *x) {
+Tensor *t_relu_backward(Tensor *g, Tensor *x) {
   Tensor *out = binary_forward("relu_backward", OP_MASK_GT0, g, x);
   ag_record(out, "relu_backward", mask_positive_backward, 2, (Tensor *[]){g, x});
   return out;
@@ -560,7 +558,7 @@ Tensor *t_abs(Tensor *a) {
 Tensor *t_sign(Tensor *a) { return unary_forward(U_SIGN, a, 0); }
 
 static void relu_backward(Node *n, Tensor *g, Tensor **gin, const int *needs) {
-  if (needs[0]) gin[0] = t_mask_positive(g, n->inputs[0]);
+  if (needs[0]) gin[0] = t_relu_backward(g, n->inputs[0]);
 }
 
 Tensor *t_relu(Tensor *a) {

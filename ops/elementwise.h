@@ -24,6 +24,8 @@ Tensor *t_sqrt(Tensor *a);
 Tensor *t_abs(Tensor *a);
 Tensor *t_sign(Tensor *a); /* not differentiable (zero gradient) */
 Tensor *t_relu(Tensor *a);
+/* g where x > 0, else 0 (relu's backward at x; also at relu(x), which is > 0 where x is) */
+Tensor *t_relu_backward(Tensor *g, Tensor *x);
 Tensor *t_sigmoid(Tensor *a);
 Tensor *t_tanh(Tensor *a);
 /* comparisons give 0/1 floats and carry no gradient */

@@ -151,7 +151,8 @@ static Tensor *batch_norm_channels_first(Tensor *x, Tensor *weight, Tensor *bias
                t_shape_str(x, b1, sizeof b1));
   if (o->training) { /* fused with the affine map, batch statistics */
     Tensor *mean = NULL, *var = NULL;
-    Tensor *y = t_bn_affine(x, weight, bias, o->eps, o->running_mean ? &mean : NULL, o->running_var ? &var : NULL);
+    Tensor *y =
+        t_bn_affine(x, weight, bias, o->eps, o->relu, o->running_mean ? &mean : NULL, o->running_var ? &var : NULL);
     if (o->running_mean) { /* r = (1 - m) r + m * batch value; unbiased var like torch */
       const float *pm = T_DATA(mean), *pv = T_DATA(var);
       float *rm = T_DATA(o->running_mean), *rv = T_DATA(o->running_var);
@@ -171,6 +172,7 @@ static Tensor *batch_norm_channels_first(Tensor *x, Tensor *weight, Tensor *bias
   Tensor *centered = t_temp(t_sub(x, mean)), *sd = t_temp(t_sqrt(t_temp(t_add_scalar(var, o->eps))));
   Tensor *y = t_div(centered, sd);
   if (weight || bias) y = t_channel_affine(t_temp(y), weight, bias);
+  if (o->relu) y = t_relu(t_temp(y));
   t_scope_end(scope);
   return y;
 }

@@ -9,6 +9,7 @@ typedef struct BatchNormOpts {
   int training; /* 1: batch statistics; 0: running statistics */
   double momentum, eps;
   int nhwc; /* 1: x is channels-last (N, ..., C), normalised over all but its last dim */
+  int relu; /* 1: max(batch_norm(x), 0), fused in training mode */
 } BatchNormOpts;
 
 Tensor *t_linear(Tensor *x, Tensor *w, Tensor *b);

@@ -24,7 +24,9 @@
 ** OH = (H + 2*padding - KH) / stride + 1, zero padding, cross-correlation like torch.
 ** nhwc: the activations are channels-last instead, x (N,H,W,C) -> (N,OH,OW,O), and so
 ** are gy and gx below; the weight keeps its (O,C,KH,KW) in both layouts. */
-Tensor *t_conv2d(Tensor *x, Tensor *w, Tensor *b, int stride, int padding, int nhwc);
+enum { T_CONV_NHWC = 1, T_CONV_RELU = 2 }; /* conv2d's flags (the backward ops take T_CONV_NHWC) */
+/* flags T_CONV_RELU: max(conv2d(x, w) + b, 0) in one op, whose backward masks by the output */
+Tensor *t_conv2d(Tensor *x, Tensor *w, Tensor *b, int stride, int padding, int flags);
 /* gy (N,O,OH,OW), w (O,C,KH,KW) -> gx (N,C,H,W): the adjoint of conv2d in x
 ** (H, W are needed because with stride > 1 several input sizes give one OH) */
 Tensor *t_conv2d_backward_input(Tensor *gy, Tensor *w, int64_t h, int64_t w_, int stride, int padding, int nhwc);
@@ -58,6 +60,7 @@ typedef struct ConvGeom {
   int64_t oh, ow; /* output (N,O,OH,OW) */
   int stride, padding;
   int nhwc; /* 0: the tensors above; 1: channels-last x (N,H,W,C), gx, y and gy (N,OH,OW,O) */
+  int relu; /* forward: y = max(conv + b, 0) */
 } ConvGeom;
 ConvGeom conv2d_geom(int64_t n, int64_t c, int64_t h, int64_t w, int64_t o, int64_t kh, int64_t kw, int stride,
                      int padding);

@@ -1,7 +1,7 @@
 /*
 ** lua_nn.c: Lua bindings of the convolution and pooling ops (ops/conv.c, ops/pool.c).
 **
-**   T.conv2d(x, w [, b [, {stride=1, padding=0, layout="nchw"}]])
+**   T.conv2d(x, w [, b [, {stride=1, padding=0, layout="nchw", relu=false}]])
 **                                                        x (N,C,H,W), w (O,C,KH,KW), b (O);
 **                                                        layout="nhwc": x (N,H,W,C) -> (N,OH,OW,O)
 **   T.max_pool2d(x, k [, {stride=k, padding=0}])         padding <= k/2
@@ -43,12 +43,17 @@ static int opt_layout(lua_State *L, int arg, const char *fn) {
   return lt_argerror(L, arg, fn, "layout must be \"nchw\" or \"nhwc\", got \"%s\"", layout);
 }
 
-/* {stride=, padding=, layout=} of the three convolution ops */
+/* {stride=, padding=, layout=} of the two backward convolution ops, {.., relu=} of conv2d: the
+** flags T_CONV_NHWC and T_CONV_RELU */
 static int check_conv_layout_options(lua_State *L, int arg, const char *fn, int opt[2]) {
   static const char *const names[] = {"stride", "padding", "layout", NULL};
-  if (!lt_check_options(L, arg, fn, names)) return 0;
+  static const char *const forward_names[] = {"stride", "padding", "layout", "relu", NULL};
+  int forward = strcmp(fn, "conv2d") == 0;
+  if (!lt_check_options(L, arg, fn, forward ? forward_names : names)) return 0;
   for (int i = 0; i < 2; i++) opt[i] = (int)lt_opt_integer(L, arg, fn, names[i], opt[i], INT_MIN, INT_MAX);
-  return opt_layout(L, arg, fn);
+  int flags = opt_layout(L, arg, fn) ? T_CONV_NHWC : 0;
+  if (forward && lt_opt_boolean(L, arg, fn, "relu", 0)) flags |= T_CONV_RELU;
+  return flags;
 }
 
 /* two sizes {a, b} (or one number n meaning {n, n}) at arg */
@@ -77,8 +82,8 @@ static int l_conv2d(lua_State *L) {
   Tensor *x = lt_check(L, 1), *w = lt_check(L, 2);
   Tensor *b = lua_isnoneornil(L, 3) ? NULL : lt_check(L, 3);
   int opt[2] = {1, 0};
-  int nhwc = check_conv_layout_options(L, 4, "conv2d", opt);
-  lt_push(L, t_conv2d(x, w, b, opt[0], opt[1], nhwc));
+  int flags = check_conv_layout_options(L, 4, "conv2d", opt);
+  lt_push(L, t_conv2d(x, w, b, opt[0], opt[1], flags));
   return 1;
 }
 
@@ -230,11 +235,11 @@ static int l_mse_loss(lua_State *L) {
 }
 
 static const char *const batch_norm_options[] = {"running_mean", "running_var", "training", "momentum",
-                                                 "eps",          "layout",      NULL};
+                                                 "eps",          "layout",      "relu",     NULL};
 
 static int l_batch_norm(lua_State *L) {
   Tensor *x = lt_check(L, 1), *w = opt_tensor(L, 2, "batch_norm"), *b = opt_tensor(L, 3, "batch_norm");
-  BatchNormOpts o = {NULL, NULL, 1, 0.1, 1e-5, 0};
+  BatchNormOpts o = {NULL, NULL, 1, 0.1, 1e-5, 0, 0};
   if (lt_check_options(L, 4, "batch_norm", batch_norm_options)) {
     o.running_mean = lt_opt_tensor(L, 4, "batch_norm", "running_mean"); /* the options table keeps them alive */
     o.running_var = lt_opt_tensor(L, 4, "batch_norm", "running_var");
@@ -244,6 +249,7 @@ static int l_batch_norm(lua_State *L) {
     o.momentum = lt_opt_number(L, 4, "batch_norm", "momentum", 0.1, 0.0, 1.0);
     o.eps = lt_opt_number(L, 4, "batch_norm", "eps", 1e-5, 0.0, 1.0);
     o.nhwc = opt_layout(L, 4, "batch_norm");
+    o.relu = lt_opt_boolean(L, 4, "batch_norm", "relu", 0);
   }
   lt_push(L, t_batch_norm(x, w, b, &o));
   return 1;

@@ -227,6 +227,50 @@ describe("conv2d with layout = \"nhwc\"", function()
   end)
 end)
 
+-- relu = true: max(conv2d, 0) as one op. Its value, gradients and second derivatives equal those of
+-- conv2d followed by T.relu (the same mask), in both layouts, to float rounding.
+describe("conv2d with relu = true", function()
+  for _, layout in ipairs({ "nchw", "nhwc" }) do
+    for _, c in ipairs(conv_cases) do
+      it(layout .. ": is conv2d then relu, to every order: " .. case_name(c), function()
+        local x, w, b = case_tensors(c)
+        if layout == "nhwc" then x = to_nhwc(x) end
+        local opts = { stride = c[3], padding = c[4], layout = layout }
+        local fused = { stride = c[3], padding = c[4], layout = layout, relu = true }
+        assert.same(T.conv2d(x, w, b, opts):relu():totable(), T.conv2d(x, w, b, fused):totable())
+        local r = randn(T.conv2d(x, w, b, opts):shape())
+        local function grads(f, create_graph)
+          local xl, wl, bl = fresh(x), fresh(w), fresh(b)
+          local g = ag.grad((f(xl, wl, bl):tanh() * r):sum(), { xl, wl, bl }, { create_graph = true })
+          local h = ag.grad((g[1] * g[1]):sum() + (g[2] * g[2]):sum(), { xl, wl, bl }, { allow_unused = true })
+          return g, h
+        end
+        local g1, h1 = grads(function(a, k, bb) return T.conv2d(a, k, bb, opts):relu() end)
+        local g2, h2 = grads(function(a, k, bb) return T.conv2d(a, k, bb, fused) end)
+        for i = 1, 3 do
+          assert.is_true(max_abs_diff(g1[i], g2[i]) < 1e-5, "first derivative " .. i)
+          if h1[i] then assert.is_true(max_abs_diff(h1[i], h2[i]) < 1e-4, "second derivative " .. i) end
+        end
+      end)
+    end
+  end
+
+  it("has exact first and second derivatives by finite differences", function()
+    local x, w, b = T.randn({ 2, 3, 6, 6 }, T.generator(11)), T.randn({ 4, 3, 3, 3 }, T.generator(12)) * 0.5,
+      T.randn({ 4 }, T.generator(13))
+    local f = function(x_, w_, b_) return T.conv2d(x_, w_, b_, { stride = 2, padding = 1, relu = true }):tanh() end
+    assert.is_true(gc.gradcheck(f, { leaf(x), leaf(w), leaf(b) }))
+    assert.is_true(gc.gradgradcheck(f, { leaf(x), leaf(w), leaf(b) }))
+  end)
+
+  it("is refused by the backward ops (it belongs to the forward)", function()
+    local ok, err = pcall(T.conv2d_backward_input, randn({ 1, 2, 3, 3 }), randn({ 2, 1, 3, 3 }), { 5, 5 },
+      { relu = true })
+    assert.is_false(ok)
+    assert.is_truthy(tostring(err):find("unknown option 'relu'", 1, true), tostring(err))
+  end)
+end)
+
 -- pooling cases: {N, C, H, W}, k, stride, padding
 local pool_cases = {
   { { 1, 1, 4, 4 }, 2, 2, 0 },
@@ -346,7 +390,7 @@ describe("misuse", function()
     { "options not a table", function() T.conv2d(x, w, nil, 2) end,
       "bad argument #4 to 'conv2d' (expected a table of options, got number)" },
     { "unknown option", function() T.conv2d(x, w, nil, { pading = 1 }) end,
-      "bad argument #4 to 'conv2d' (unknown option 'pading'; valid options: stride, padding, layout)" },
+      "bad argument #4 to 'conv2d' (unknown option 'pading'; valid options: stride, padding, layout, relu)" },
     { "non-integer option", function() T.conv2d(x, w, nil, { stride = 1.5 }) end,
       "option 'stride' must be an integer, got 1.5" },
     { "option given as a string", function() T.conv2d(x, w, nil, { padding = "1" }) end,

@@ -482,6 +482,37 @@ describe("network pieces", function()
       plain, recorded = hessian_v(false), hessian_v(true)
       for i = 1, 3 do near(recorded[i], plain[i], 1e-4, "second derivative " .. i) end
     end)
+    -- relu = true: max(batch_norm, 0) as one op, whose gradients to second order are those of
+    -- batch_norm then T.relu (the same mask), in both layouts and in eval mode
+    it("relu = true is batch_norm then relu, to second order", function()
+      for _, layout in ipairs { "nchw", "nhwc" } do
+        local x0, w0, b0 = T.randn({ 2, 11, 4, 5 }, gen), T.randn({ 11 }, gen), T.randn({ 11 }, gen)
+        if layout == "nhwc" then x0 = T.randn({ 2, 4, 5, 11 }, gen) end
+        local r = T.randn(x0:shape(), gen)
+        local plain, fused = { layout = layout }, { layout = layout, relu = true }
+        near(T.batch_norm(x0, w0, b0, fused), T.batch_norm(x0, w0, b0, plain):relu(), 0, layout .. " value")
+        local function grads(o, relu_after)
+          local x, w, b = T.tensor(x0):requires_grad(true), T.tensor(w0):requires_grad(true),
+            T.tensor(b0):requires_grad(true)
+          local y = T.batch_norm(x, w, b, o)
+          if relu_after then y = y:relu() end
+          local g = ag.grad((y:tanh() * r):sum(), { x, w, b }, { create_graph = true })
+          return g, ag.grad((g[1] * g[1]):sum() + (g[2] * g[2]):sum(), { x, w, b })
+        end
+        local g1, h1 = grads(plain, true)
+        local g2, h2 = grads(fused, false)
+        for i = 1, 3 do
+          near(g2[i], g1[i], 1e-5, layout .. " first derivative " .. i)
+          near(h2[i], h1[i], 1e-4, layout .. " second derivative " .. i)
+        end
+        local eval = { running_mean = T.zeros { 11 }, running_var = T.ones { 11 }, training = false, layout = layout }
+        local eval_fused = { running_mean = T.zeros { 11 }, running_var = T.ones { 11 }, training = false,
+          layout = layout, relu = true }
+        near(T.batch_norm(x0, w0, b0, eval_fused), T.batch_norm(x0, w0, b0, eval):relu(), 0, layout .. " eval")
+      end
+      check(function(x, w, b) return T.batch_norm(x, w, b, { relu = true }):tanh() end,
+        { leaf { 4, 3, 2 }, leaf { 3 }, leaf { 3 } }, opts)
+    end)
     -- channels-last (layout = "nhwc"): the input seen as (N*H*W, C), whose kernels run along rows
     -- (vectorised over C): 11 channels give vector lanes and a tail, 40 rows a block of 32 and a rest
     describe("layout = \"nhwc\"", function()

@@ -345,7 +345,11 @@ describe("nn.conv4", function()
     for _, a in ipairs(net:adapted()) do assert.is_true(a) end
     net:init(T.generator(1))
     assert.equals("2,3", shape(net:forward(T.rand{2, 1, 28, 28})))
-    assert.equals("relu", net.children[2].kind)
+    -- relu_norm: the ReLU fused into the convolution, then batch norm
+    assert.equals("conv2d", net.children[1].kind)
+    assert.is_true(net.children[1].relu)
+    assert.equals("batchnorm2d", net.children[2].kind)
+    assert.is_false(net.children[2].relu)
     assert.error_matches(function() nn.conv4{ways = 3, pool = "avg"} end, 'nn.conv4: pool must be "stride" or "max", got avg', 1, true)
     assert.error_matches(function() nn.conv4{} end, "nn.conv4: 'ways' (number of output logits) is required", 1, true)
   end)
@@ -383,8 +387,8 @@ describe("nn.peer_net", function()
     assert.equals("2,5", shape(net:init(T.generator(1)):forward(T.rand{2, 1, 28, 28})))
     assert.equals("channels_last", net.children[1].kind) -- layout "nhwc", the default
     assert.equals("conv2d", net.children[2].kind)
-    assert.equals("relu", net.children[3].kind)
-    assert.equals("batchnorm2d", net.children[4].kind)
+    assert.is_true(net.children[2].relu) -- conv -> ReLU as one op
+    assert.equals("batchnorm2d", net.children[3].kind)
     assert.equals("64,64,2,2", shape(net:parameters()[13]))
   end)
 end)

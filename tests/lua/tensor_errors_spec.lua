@@ -432,7 +432,7 @@ describe("network pieces", function()
     fails(function() T.batch_norm(x, nil, nil, { trainig = false, momentom = 0.5 }) end, "batch_norm", 4,
       "unknown option '%a+'; valid options: [%w_, ]+", true)
     fails(function() T.batch_norm(x, nil, nil, { trainig = false }) end, "batch_norm", 4,
-      "unknown option 'trainig'; valid options: running_mean, running_var, training, momentum, eps, layout")
+      "unknown option 'trainig'; valid options: running_mean, running_var, training, momentum, eps, layout, relu")
     fails(function() T.batch_norm(x, nil, nil, { training = false }) end, "batch_norm", 4,
       "eval mode (training=false) needs running_mean and running_var")
     fails(function() T.batch_norm(x, nil, nil, { running_mean = T.zeros { 3 } }) end, "batch_norm", 4,
