@@ -7,14 +7,17 @@
 #      backward on a 5-way 1-shot task vs the same network in torch (bench/conv4_bench*)
 #   3. GEMM libraries on the sgemm shapes of the four Omniglot configs (bench/gemm_bench.sh: OpenBLAS,
 #      and libxsmm, oneDNN, BLIS when installed), one thread
-#   4. MAML meta-iterations: 4 Omniglot configs x {second, first} order on the peer's network (and
+#   4. the paper's experiment scripts (experiments/omniglot*.lua) on the Omniglot data, a few
+#      iterations each on every core: iterations/s and their 60,000-iteration schedules
+#      (bench/script_speed.sh; needs make data)
+#   5. MAML meta-iterations: 4 Omniglot configs x {second, first} order on the peer's network (and
 #      5w1s on nn.conv4), at 1 and 2 threads; the peer ../shared/peers/maml_torch.py on the same
 #      config when /usr/bin/python3 has torch; a table of s/iter, GFLOP/s, peak RSS and ratios, and
 #      each line's GFLOP/s as a fraction of the sgemm ceiling on its thread count and of the FMA peak.
 # Environment: ITERS (timed iterations, default 5), WARMUP (default 2), CONFIGS (default
 # "5:1 5:5 20:1 20:5"), ORDERS (default "2 1"), THREADS (default "1 2"), PEER (path of maml_torch.py),
-# SKIP (parts to leave out, any of "ceilings autograd conv conv4 gemm maml"; e.g.
-# SKIP="autograd conv conv4 gemm maml" prints the ceilings alone). Run on an otherwise idle machine:
+# SKIP (parts to leave out, any of "ceilings autograd conv conv4 gemm scripts maml"; e.g.
+# SKIP="autograd conv conv4 gemm scripts maml" prints the ceilings alone). Run on an otherwise idle machine:
 # it takes 10-20 minutes. The binaries of parts 0 and 3 come from `make bench-tools` (BUILD=build).
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -59,6 +62,11 @@ fi
 
 if ! skip gemm; then
   CONFIGS="$CONFIGS" bench/gemm_bench.sh
+fi
+
+if ! skip scripts; then
+  echo "== the paper's experiment scripts on the Omniglot data, every core (bench/script_speed.sh)"
+  bench/script_speed.sh
 fi
 
 skip maml && exit 0
