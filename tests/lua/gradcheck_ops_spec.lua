@@ -413,6 +413,42 @@ describe("network pieces", function()
   describe("batch_norm", function()
     -- looser tolerances: normalisation divides by a small batch's std in float32
     local opts = { rtol = 5e-2, atol = 5e-3 }
+
+    -- run(f, inputs) for each non-empty subset of (x, weight, bias) requiring grad, the others held
+    -- constant: f(...) calls bn(x, weight, bias) with the subset's tensors in their places
+    local function each_subset(values, bn, run)
+      for mask = 1, 7 do
+        local inputs, slots = {}, {}
+        for i = 1, 3 do
+          if mask & (1 << (i - 1)) ~= 0 then
+            inputs[#inputs + 1] = T.tensor(values[i]):requires_grad(true)
+            slots[#slots + 1] = i
+          end
+        end
+        local function f(...)
+          local args = { values[1], values[2], values[3] }
+          for k, v in ipairs { ... } do args[slots[k]] = v end
+          return bn(args[1], args[2], args[3])
+        end
+        run(f, inputs)
+      end
+    end
+
+    -- the fused kernels (grad mode off) and the graph of differentiable ops recorded with
+    -- create_graph give the same first and second derivatives, for batch_norm with options o
+    local function create_graph_agrees(o, shape, c)
+      local x, w, b = leaf(shape), leaf { c }, leaf { c }
+      local r, v = T.randn(shape, gen), T.randn(shape, gen)
+      local function loss() return (T.batch_norm(x, w, b, o):tanh() * r):sum() end
+      local plain, recorded = ag.grad(loss(), { x, w, b }), ag.grad(loss(), { x, w, b }, { create_graph = true })
+      for i = 1, 3 do near(recorded[i], plain[i], 1e-5, "first derivative " .. i) end
+      local function hessian_v(create_graph) -- d/d(x, w, b) of <d loss/dx, v>
+        local gx = ag.grad(loss(), { x }, { create_graph = true })[1]
+        return ag.grad((gx * v):sum(), { x, w, b }, { create_graph = create_graph })
+      end
+      plain, recorded = hessian_v(false), hessian_v(true)
+      for i = 1, 3 do near(recorded[i], plain[i], 1e-4, "second derivative " .. i) end
+    end
     it("training mode, with weight and bias", function()
       check(function(x, w, b) return T.batch_norm(x, w, b) end, { leaf { 4, 3 }, leaf { 3 }, leaf { 3 } }, opts)
     end)
@@ -440,22 +476,10 @@ describe("network pieces", function()
     -- after it the incoming gradient depends on the inputs too. 3x3 planes: vector lanes and a tail.
     it("training mode, each subset of (x, weight, bias) requiring grad", function()
       local values = { T.randn({ 2, 2, 3, 3 }, gen), T.randn({ 2 }, gen), T.randn({ 2 }, gen) }
-      for mask = 1, 7 do
-        local inputs, slots = {}, {}
-        for i = 1, 3 do
-          if mask & (1 << (i - 1)) ~= 0 then
-            inputs[#inputs + 1] = T.tensor(values[i]):requires_grad(true)
-            slots[#slots + 1] = i
-          end
-        end
-        local function f(...)
-          local args = { values[1], values[2], values[3] }
-          for k, v in ipairs { ... } do args[slots[k]] = v end
-          return T.batch_norm(args[1], args[2], args[3])
-        end
+      each_subset(values, T.batch_norm, function(f, inputs)
         check(f, inputs, opts)
         check(function(...) return f(...):tanh() end, inputs, opts)
-      end
+      end)
     end)
     it("training mode, third derivatives through the first gradient", function()
       local r = T.randn({ 3, 2, 2 }, gen)
@@ -469,18 +493,7 @@ describe("network pieces", function()
     -- the fused kernels (grad mode off) and the graph of differentiable ops recorded with
     -- create_graph must give the same values; eps is large so that a rule losing it shows
     it("training mode, gradients with and without create_graph agree", function()
-      local o = { eps = 0.5 }
-      local x, w, b = leaf { 3, 2, 3, 3 }, leaf { 2 }, leaf { 2 }
-      local r, v = T.randn({ 3, 2, 3, 3 }, gen), T.randn({ 3, 2, 3, 3 }, gen)
-      local function loss() return (T.batch_norm(x, w, b, o):tanh() * r):sum() end
-      local plain, recorded = ag.grad(loss(), { x, w, b }), ag.grad(loss(), { x, w, b }, { create_graph = true })
-      for i = 1, 3 do near(recorded[i], plain[i], 1e-5, "first derivative " .. i) end
-      local function hessian_v(create_graph) -- d/d(x, w, b) of <d loss/dx, v>
-        local gx = ag.grad(loss(), { x }, { create_graph = true })[1]
-        return ag.grad((gx * v):sum(), { x, w, b }, { create_graph = create_graph })
-      end
-      plain, recorded = hessian_v(false), hessian_v(true)
-      for i = 1, 3 do near(recorded[i], plain[i], 1e-4, "second derivative " .. i) end
+      create_graph_agrees({ eps = 0.5 }, { 3, 2, 3, 3 }, 2)
     end)
     -- relu = true: max(batch_norm, 0) as one op, whose gradients to second order are those of
     -- batch_norm then T.relu (the same mask), in both layouts and in eval mode
@@ -532,21 +545,8 @@ describe("network pieces", function()
       end)
       it("has exact first and second derivatives, each subset of (x, weight, bias)", function()
         local values = { T.randn({ 2, 4, 5, 11 }, gen), T.randn({ 11 }, gen), T.randn({ 11 }, gen) }
-        for mask = 1, 7 do
-          local inputs, slots = {}, {}
-          for i = 1, 3 do
-            if mask & (1 << (i - 1)) ~= 0 then
-              inputs[#inputs + 1] = T.tensor(values[i]):requires_grad(true)
-              slots[#slots + 1] = i
-            end
-          end
-          local function f(...)
-            local args = { values[1], values[2], values[3] }
-            for k, v in ipairs { ... } do args[slots[k]] = v end
-            return T.batch_norm(args[1], args[2], args[3], nhwc):tanh()
-          end
-          check(f, inputs, opts)
-        end
+        each_subset(values, function(x, w, b) return T.batch_norm(x, w, b, nhwc):tanh() end,
+          function(f, inputs) check(f, inputs, opts) end)
       end)
       it("third derivatives through the first gradient", function()
         local r = T.randn({ 2, 3, 2, 3 }, gen)
@@ -558,18 +558,7 @@ describe("network pieces", function()
         end
       end)
       it("gradients with and without create_graph agree", function()
-        local o = { eps = 0.5, layout = "nhwc" }
-        local x, w, b = leaf { 2, 4, 5, 11 }, leaf { 11 }, leaf { 11 }
-        local r, v = T.randn({ 2, 4, 5, 11 }, gen), T.randn({ 2, 4, 5, 11 }, gen)
-        local function loss() return (T.batch_norm(x, w, b, o):tanh() * r):sum() end
-        local plain, recorded = ag.grad(loss(), { x, w, b }), ag.grad(loss(), { x, w, b }, { create_graph = true })
-        for i = 1, 3 do near(recorded[i], plain[i], 1e-5, "first derivative " .. i) end
-        local function hessian_v(create_graph)
-          local gx = ag.grad(loss(), { x }, { create_graph = true })[1]
-          return ag.grad((gx * v):sum(), { x, w, b }, { create_graph = create_graph })
-        end
-        plain, recorded = hessian_v(false), hessian_v(true)
-        for i = 1, 3 do near(recorded[i], plain[i], 1e-4, "second derivative " .. i) end
+        create_graph_agrees({ eps = 0.5, layout = "nhwc" }, { 2, 4, 5, 11 }, 11)
       end)
     end)
   end)
