@@ -72,7 +72,9 @@ enum { ROWS = 32 };
 T_HOT static void row_sums(const ChannelGeom *g, const float *a, const float *ka, const float *b, const float *kb,
                            int square, double *sum, double *sum_prod) {
   const int64_t nc = g->c;
-  float *acc = row_scratch(2 * nc), *a1 = acc, *a2 = acc + nc;
+  float *acc = row_scratch(3 * nc), *a1 = acc, *a2 = acc + nc, *zero = acc + 2 * nc;
+  if (!ka) ka = zero;
+  if (!kb) kb = zero;
   for (int64_t c = 0; c < nc; c++) sum[c] = sum_prod ? (sum_prod[c] = 0) : 0;
   for (int64_t n0 = 0; n0 < g->n; n0 += ROWS) {
     int64_t n1 = n0 + ROWS < g->n ? n0 + ROWS : g->n;
@@ -81,18 +83,18 @@ T_HOT static void row_sums(const ChannelGeom *g, const float *a, const float *ka
       const float *pa = a + n * nc, *pb = b ? b + n * nc : NULL;
       if (square)
         for (int64_t c = 0; c < nc; c++) {
-          float d = pa[c] - (ka ? ka[c] : 0.0f);
+          float d = pa[c] - ka[c];
           a1[c] += d;
           a2[c] += d * d;
         }
       else if (pb)
         for (int64_t c = 0; c < nc; c++) {
-          float d = pa[c] - (ka ? ka[c] : 0.0f);
+          float d = pa[c] - ka[c];
           a1[c] += d;
-          a2[c] += d * (pb[c] - (kb ? kb[c] : 0.0f));
+          a2[c] += d * (pb[c] - kb[c]);
         }
       else
-        for (int64_t c = 0; c < nc; c++) a1[c] += pa[c] - (ka ? ka[c] : 0.0f);
+        for (int64_t c = 0; c < nc; c++) a1[c] += pa[c] - ka[c];
     }
     for (int64_t c = 0; c < nc; c++) {
       sum[c] += a1[c];
@@ -437,17 +439,39 @@ static Tensor *bn_double_backward_composite(Tensor *u, Tensor *g, Tensor *x, dou
   return out;
 }
 
-/* the double backward along rows (hw = 1): the five sums in three sweeps, then one map;
+/* the five per-channel sums of the double backward along rows, in one sweep over g, u and x:
+** acc = [sum g, sum g (x - mu), sum u, sum u (x - mu), sum u g], each C long */
+T_HOT static void row_sums5(const ChannelGeom *g, const float *pg, const float *pu, const float *px,
+                            const float *mu, double *acc) {
+  const int64_t nc = g->c;
+  float *a = row_scratch(5 * nc);
+  for (int64_t c = 0; c < 5 * nc; c++) acc[c] = 0;
+  for (int64_t n0 = 0; n0 < g->n; n0 += ROWS) {
+    int64_t n1 = n0 + ROWS < g->n ? n0 + ROWS : g->n;
+    for (int64_t c = 0; c < 5 * nc; c++) a[c] = 0;
+    for (int64_t n = n0; n < n1; n++) {
+      const float *rg = pg + n * nc, *ru = pu + n * nc, *rx = px + n * nc;
+      for (int64_t c = 0; c < nc; c++) {
+        float d = rx[c] - mu[c];
+        a[c] += rg[c];
+        a[nc + c] += rg[c] * d;
+        a[2 * nc + c] += ru[c];
+        a[3 * nc + c] += ru[c] * d;
+        a[4 * nc + c] += ru[c] * rg[c];
+      }
+    }
+    for (int64_t c = 0; c < 5 * nc; c++) acc[c] += a[c];
+  }
+  free(a);
+}
+
+/* the double backward along rows (hw = 1): the five sums in one sweep, then one map;
 ** frees acc (5 C doubles) */
 static Tensor *bn_double_backward_rows(const ChannelGeom *geom, const float *pu, const float *pg, const float *px,
                                        const float *mu, const float *r, double *acc, Tensor *x) {
   const int64_t nc = geom->c;
   double *sg = acc, *sgx = acc + nc, *su = acc + 2 * nc, *sux = acc + 3 * nc, *sug = acc + 4 * nc, m = (double)geom->m;
-  row_sums(geom, pg, NULL, px, mu, 0, sg, sgx);
-  row_sums(geom, pu, NULL, px, mu, 0, su, sux);
-  double *unused = channel_scratch(nc); /* (sum u again) */
-  row_sums(geom, pu, NULL, pg, NULL, 0, unused, sug);
-  free(unused);
+  row_sums5(geom, pg, pu, px, mu, acc);
   float *k = row_scratch(6 * nc), *kx = k, *kg = k + nc, *gbar = k + 2 * nc, *ku = k + 3 * nc, *ubar = k + 4 * nc;
   for (int64_t c = 0; c < nc; c++) {
     double gb = sg[c] / m, cc = r[c] * sgx[c] / m, ub = su[c] / m, dd = r[c] * sux[c] / m, A = sug[c] / m;
