@@ -224,10 +224,9 @@ function M.conv2d(cin, cout, k, opts)
   local layer = new_layer("conv2d", {
     desc = string.format("%d -> %d, %dx%d, stride %d, padding %d%s%s", cin, cout, k, k, stride, padding,
       layout == "nhwc" and ", channels-last" or "", opts.relu and ", then ReLU" or ""),
-    stride = stride, padding = padding, has_bias = opts.bias ~= false, layout = layout,
+    stride = stride, padding = padding, has_bias = opts.bias ~= false, layout = layout, relu = opts.relu == true,
     init_scheme = opts.init or "kaiming_normal", init_std = opts.init_std,
   }, params)
-  layer.relu = opts.relu == true
   local conv_opts = {stride = stride, padding = padding, layout = layout, relu = layer.relu}
   function layer:apply(x, p, i)
     return T.conv2d(x, p[i], self.has_bias and p[i + 1] or nil, conv_opts)
@@ -260,8 +259,8 @@ end
 
 --- nn.batchnorm2d(c, {scale=true, shift=true, adapt=true, momentum=0.1, eps=1e-5, layout="nchw",
 --- relu=false}) over (N, c, H, W) (also (N, c)); layout="nhwc": over channels-last (N, H, W, c);
---- relu=true: max(batch norm, 0) in the same op. scale/shift: whether the learned per-channel weight (gamma) / bias (beta) exist;
---- adapt: whether MAML's inner loop adapts them. Running mean/var are buffers of the layer.
+--- relu=true: max(batch norm, 0) in the same op. scale/shift: whether the learned per-channel weight
+--- (gamma) / bias (beta) exist; adapt: whether MAML's inner loop adapts them. Running mean/var are buffers of the layer.
 --- Training mode normalises with the batch statistics and (when update_buffers) updates the running
 --- ones; eval mode (layer:train(false)) normalises with the running statistics.
 function M.batchnorm2d(c, opts)

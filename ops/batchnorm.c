@@ -143,27 +143,28 @@ T_HOT static void channel_stats(const ChannelGeom *g, const float *x, double eps
   for (int64_t c = 0; c < g->c; c++) /* the shifts, kept in mean until the end */
     mean[c] = g->n && g->hw ? t_sum8(x + c * g->hw, g->hw) / (float)g->hw : 0.0f;
   if (g->hw == 1) row_sums(g, x, mean, NULL, NULL, 1, s1, s2);
-  for (int64_t n = 0; n < g->n && g->hw != 1; n++)
-    for (int64_t c = 0; c < g->c; c++) {
-      const float *p = x + (n * g->c + c) * g->hw;
-      float shift = mean[c];
-      t_v8f acc1 = {0}, acc2 = {0}; /* 8 lanes, see t_sum8 */
-      int64_t k = 0;
-      for (; k + 8 <= g->hw; k += 8) {
-        t_v8f d;
-        T_LOAD8(d, p + k);
-        d -= shift;
-        acc1 += d;
-        acc2 += d * d;
+  else
+    for (int64_t n = 0; n < g->n; n++)
+      for (int64_t c = 0; c < g->c; c++) {
+        const float *p = x + (n * g->c + c) * g->hw;
+        float shift = mean[c];
+        t_v8f acc1 = {0}, acc2 = {0}; /* 8 lanes, see t_sum8 */
+        int64_t k = 0;
+        for (; k + 8 <= g->hw; k += 8) {
+          t_v8f d;
+          T_LOAD8(d, p + k);
+          d -= shift;
+          acc1 += d;
+          acc2 += d * d;
+        }
+        float p1 = T_HSUM8(acc1), p2 = T_HSUM8(acc2);
+        for (; k < g->hw; k++) {
+          p1 += p[k] - shift;
+          p2 += (p[k] - shift) * (p[k] - shift);
+        }
+        s1[c] += p1;
+        s2[c] += p2;
       }
-      float p1 = T_HSUM8(acc1), p2 = T_HSUM8(acc2);
-      for (; k < g->hw; k++) {
-        p1 += p[k] - shift;
-        p2 += (p[k] - shift) * (p[k] - shift);
-      }
-      s1[c] += p1;
-      s2[c] += p2;
-    }
   for (int64_t c = 0; c < g->c; c++) {
     double dm = s1[c] / (double)g->m, var = s2[c] / (double)g->m - dm * dm;
     mean[c] = (float)(mean[c] + dm);
@@ -177,27 +178,28 @@ T_HOT static void channel_sums(const ChannelGeom *g, const float *a, const float
                                double *sum_a, double *sum_a_xhat) {
   for (int64_t c = 0; c < g->c; c++) sum_a[c] = sum_a_xhat[c] = 0;
   if (g->hw == 1) row_sums(g, a, NULL, x, mu, 0, sum_a, sum_a_xhat);
-  for (int64_t n = 0; n < g->n && g->hw != 1; n++)
-    for (int64_t c = 0; c < g->c; c++) {
-      const float *pa = a + (n * g->c + c) * g->hw, *px = x + (n * g->c + c) * g->hw;
-      float m = mu[c];
-      t_v8f acc1 = {0}, acc2 = {0};
-      int64_t k = 0;
-      for (; k + 8 <= g->hw; k += 8) {
-        t_v8f va, vx;
-        T_LOAD8(va, pa + k);
-        T_LOAD8(vx, px + k);
-        acc1 += va;
-        acc2 += va * (vx - m);
+  else
+    for (int64_t n = 0; n < g->n; n++)
+      for (int64_t c = 0; c < g->c; c++) {
+        const float *pa = a + (n * g->c + c) * g->hw, *px = x + (n * g->c + c) * g->hw;
+        float m = mu[c];
+        t_v8f acc1 = {0}, acc2 = {0};
+        int64_t k = 0;
+        for (; k + 8 <= g->hw; k += 8) {
+          t_v8f va, vx;
+          T_LOAD8(va, pa + k);
+          T_LOAD8(vx, px + k);
+          acc1 += va;
+          acc2 += va * (vx - m);
+        }
+        float p1 = T_HSUM8(acc1), p2 = T_HSUM8(acc2);
+        for (; k < g->hw; k++) {
+          p1 += pa[k];
+          p2 += pa[k] * (px[k] - m);
+        }
+        sum_a[c] += p1;
+        sum_a_xhat[c] += p2;
       }
-      float p1 = T_HSUM8(acc1), p2 = T_HSUM8(acc2);
-      for (; k < g->hw; k++) {
-        p1 += pa[k];
-        p2 += pa[k] * (px[k] - m);
-      }
-      sum_a[c] += p1;
-      sum_a_xhat[c] += p2;
-    }
   for (int64_t c = 0; c < g->c; c++) sum_a_xhat[c] *= r[c];
 }
 
@@ -441,8 +443,8 @@ static Tensor *bn_double_backward_composite(Tensor *u, Tensor *g, Tensor *x, dou
 
 /* the five per-channel sums of the double backward along rows, in one sweep over g, u and x:
 ** acc = [sum g, sum g (x - mu), sum u, sum u (x - mu), sum u g], each C long */
-T_HOT static void row_sums5(const ChannelGeom *g, const float *pg, const float *pu, const float *px,
-                            const float *mu, double *acc) {
+T_HOT static void row_sums5(const ChannelGeom *g, const float *pg, const float *pu, const float *px, const float *mu,
+                            double *acc) {
   const int64_t nc = g->c;
   float *a = row_scratch(5 * nc);
   for (int64_t c = 0; c < 5 * nc; c++) acc[c] = 0;
@@ -570,15 +572,15 @@ T_HOT static void channel_affine_grads(const ChannelGeom *geom, const float *g, 
   if (geom->hw == 1) {
     if (gx) row_map(geom, &(RowMap){.a = g, .ka = w}, gx);
     if (gdot || gsum) row_sums(geom, g, NULL, gdot ? x : NULL, NULL, 0, ssum, gdot ? sdot : NULL);
-  }
-  for (int64_t n = 0; n < geom->n && geom->hw != 1; n++)
-    for (int64_t c = 0; c < geom->c; c++) {
-      int64_t off = (n * geom->c + c) * geom->hw;
-      if (gx)
-        for (int64_t k = 0; k < geom->hw; k++) gx[off + k] = g[off + k] * w[c];
-      if (gdot) sdot[c] += t_dot8(g + off, x + off, geom->hw);
-      if (gsum) ssum[c] += t_sum8(g + off, geom->hw);
-    }
+  } else
+    for (int64_t n = 0; n < geom->n; n++)
+      for (int64_t c = 0; c < geom->c; c++) {
+        int64_t off = (n * geom->c + c) * geom->hw;
+        if (gx)
+          for (int64_t k = 0; k < geom->hw; k++) gx[off + k] = g[off + k] * w[c];
+        if (gdot) sdot[c] += t_dot8(g + off, x + off, geom->hw);
+        if (gsum) ssum[c] += t_sum8(g + off, geom->hw);
+      }
   for (int64_t c = 0; c < geom->c; c++) {
     if (gdot) gdot[c] = (float)sdot[c];
     if (gsum) gsum[c] = (float)ssum[c];
@@ -618,13 +620,13 @@ T_HOT Tensor *t_channel_affine(Tensor *x, Tensor *w, Tensor *b) {
     for (int64_t c = 0; ones && c < g.c; c++) ones[c] = 1.0f;
     row_map(&g, &(RowMap){.a = px, .ka = pw ? pw : ones, .k0 = pb}, po);
     free(ones);
-  }
-  for (int64_t n = 0; n < g.n && g.hw != 1; n++)
-    for (int64_t c = 0; c < g.c; c++) {
-      int64_t off = (n * g.c + c) * g.hw;
-      float s = pw ? pw[c] : 1.0f, t = pb ? pb[c] : 0.0f;
-      for (int64_t k = 0; k < g.hw; k++) po[off + k] = px[off + k] * s + t;
-    }
+  } else
+    for (int64_t n = 0; n < g.n; n++)
+      for (int64_t c = 0; c < g.c; c++) {
+        int64_t off = (n * g.c + c) * g.hw;
+        float s = pw ? pw[c] : 1.0f, t = pb ? pb[c] : 0.0f;
+        for (int64_t k = 0; k < g.hw; k++) po[off + k] = px[off + k] * s + t;
+      }
   /* inputs: x, then w (may be NULL), then b only when given */
   Node *node = ag_record(out, "channel_affine", channel_affine_backward, b ? 3 : (w ? 2 : 1), (Tensor *[]){x, w, b});
   (void)node;

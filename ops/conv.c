@@ -543,24 +543,21 @@ static void forward_nchw(const ConvGeom *g, float *out, const float *x, const fl
 void conv2d_forward_kernel(const ConvGeom *g, float *out, const float *x, const float *w, const float *b) {
   const int64_t p = g->oh * g->ow, k = g->c * g->kh * g->kw;
   if (g->n * g->o * p == 0) return;
-  if (g->nhwc && k > 0) {
-    gemm_site("forward", g);
-    forward_nhwc(g, out, x, w, b); /* (its ReLU chunk by chunk) */
-    return;
-  }
-  forward_nchw(g, out, x, w, b);
-  if (g->relu) relu_in_place(out, g->n * g->o * p);
-}
-
-// out (N,O,OH,OW) = wt (O,K) @ cols^T (K, N*P) + b (O), K = KH*KW*C, P = OH*OW
-static void forward_nchw(const ConvGeom *g, float *out, const float *x, const float *w, const float *b) {
-  const int64_t p = g->oh * g->ow, k = g->c * g->kh * g->kw, nbmax = chunk_images(g);
-  if (g->n * g->o * p == 0) return;
   gemm_site("forward", g);
   if (k == 0) { /* (an output channel's value is its bias) */
     for (int64_t i = 0; i < g->n * g->o * p; i++) out[i] = b ? b[g->nhwc ? i % g->o : i / p % g->o] : 0.0f;
+  } else if (g->nhwc) {
+    forward_nhwc(g, out, x, w, b); /* (its ReLU chunk by chunk) */
     return;
+  } else {
+    forward_nchw(g, out, x, w, b);
   }
+  if (g->relu) relu_in_place(out, g->n * g->o * p);
+}
+
+// out (N,O,OH,OW) = wt (O,K) @ cols^T (K, N*P) + b (O), K = KH*KW*C > 0, P = OH*OW
+static void forward_nchw(const ConvGeom *g, float *out, const float *x, const float *w, const float *b) {
+  const int64_t p = g->oh * g->ow, k = g->c * g->kh * g->kw, nbmax = chunk_images(g);
   if (g->c == 1) {
     conv2d_forward_c1(g, out, x, w, b);
     return;

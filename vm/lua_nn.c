@@ -26,33 +26,36 @@ static int to_int(lua_State *L, int arg, lua_Integer v, const char *what) {
   return (int)v;
 }
 
-/* {stride=, padding=} at arg (none or nil: the defaults in opt[]); any
-** other key is an error, so a typo like {pading=1} does not pass silently */
-static void check_conv_options(lua_State *L, int arg, const char *fn, int opt[2]) {
-  static const char *const names[] = {"stride", "padding", NULL};
-  if (!lt_check_options(L, arg, fn, names)) return;
+/* {stride=, padding=, ...} at arg (none or nil: the defaults in opt[], and 0 returned), names
+** the keys allowed; any other key is an error, so a typo like {pading=1} does not pass silently */
+static int read_conv_options(lua_State *L, int arg, const char *fn, const char *const *names, int opt[2]) {
+  if (!lt_check_options(L, arg, fn, names)) return 0;
   for (int i = 0; i < 2; i++) opt[i] = (int)lt_opt_integer(L, arg, fn, names[i], opt[i], INT_MIN, INT_MAX);
+  return 1;
 }
 
-/* {layout="nchw"|"nhwc"} at arg, as 0 or 1 (the options table was checked by the caller) */
+/* {stride=, padding=} of the poolings */
+static void check_conv_options(lua_State *L, int arg, const char *fn, int opt[2]) {
+  static const char *const names[] = {"stride", "padding", NULL};
+  read_conv_options(L, arg, fn, names, opt);
+}
+
+/* {layout="nchw"|"nhwc"} of an options table at arg that the caller has checked, as 0 or 1 */
 static int opt_layout(lua_State *L, int arg, const char *fn) {
-  if (lua_isnoneornil(L, arg)) return 0;
   const char *layout = lt_opt_string(L, arg, fn, "layout", "nchw");
   if (strcmp(layout, "nchw") == 0) return 0;
   if (strcmp(layout, "nhwc") == 0) return 1;
   return lt_argerror(L, arg, fn, "layout must be \"nchw\" or \"nhwc\", got \"%s\"", layout);
 }
 
-/* {stride=, padding=, layout=} of the two backward convolution ops, {.., relu=} of conv2d: the
-** flags T_CONV_NHWC and T_CONV_RELU */
-static int check_conv_layout_options(lua_State *L, int arg, const char *fn, int opt[2]) {
+/* {stride=, padding=, layout=} of the convolution ops, and relu= when with_relu (conv2d's):
+** the flags T_CONV_NHWC and T_CONV_RELU */
+static int check_conv_layout_options(lua_State *L, int arg, const char *fn, int opt[2], int with_relu) {
   static const char *const names[] = {"stride", "padding", "layout", NULL};
-  static const char *const forward_names[] = {"stride", "padding", "layout", "relu", NULL};
-  int forward = strcmp(fn, "conv2d") == 0;
-  if (!lt_check_options(L, arg, fn, forward ? forward_names : names)) return 0;
-  for (int i = 0; i < 2; i++) opt[i] = (int)lt_opt_integer(L, arg, fn, names[i], opt[i], INT_MIN, INT_MAX);
+  static const char *const relu_names[] = {"stride", "padding", "layout", "relu", NULL};
+  if (!read_conv_options(L, arg, fn, with_relu ? relu_names : names, opt)) return 0;
   int flags = opt_layout(L, arg, fn) ? T_CONV_NHWC : 0;
-  if (forward && lt_opt_boolean(L, arg, fn, "relu", 0)) flags |= T_CONV_RELU;
+  if (with_relu && lt_opt_boolean(L, arg, fn, "relu", 0)) flags |= T_CONV_RELU;
   return flags;
 }
 
@@ -82,7 +85,7 @@ static int l_conv2d(lua_State *L) {
   Tensor *x = lt_check(L, 1), *w = lt_check(L, 2);
   Tensor *b = lua_isnoneornil(L, 3) ? NULL : lt_check(L, 3);
   int opt[2] = {1, 0};
-  int flags = check_conv_layout_options(L, 4, "conv2d", opt);
+  int flags = check_conv_layout_options(L, 4, "conv2d", opt, 1);
   lt_push(L, t_conv2d(x, w, b, opt[0], opt[1], flags));
   return 1;
 }
@@ -93,8 +96,8 @@ static int l_conv2d_backward_input(lua_State *L) {
   int64_t hw[2];
   check_pair(L, 3, "input size", hw);
   int opt[2] = {1, 0};
-  int nhwc = check_conv_layout_options(L, 4, "conv2d_backward_input", opt);
-  lt_push(L, t_conv2d_backward_input(gy, w, hw[0], hw[1], opt[0], opt[1], nhwc));
+  int flags = check_conv_layout_options(L, 4, "conv2d_backward_input", opt, 0);
+  lt_push(L, t_conv2d_backward_input(gy, w, hw[0], hw[1], opt[0], opt[1], flags));
   return 1;
 }
 
@@ -104,8 +107,8 @@ static int l_conv2d_backward_weight(lua_State *L) {
   int64_t k[2];
   check_pair(L, 3, "kernel size", k);
   int opt[2] = {1, 0};
-  int nhwc = check_conv_layout_options(L, 4, "conv2d_backward_weight", opt);
-  lt_push(L, t_conv2d_backward_weight(x, gy, k[0], k[1], opt[0], opt[1], nhwc));
+  int flags = check_conv_layout_options(L, 4, "conv2d_backward_weight", opt, 0);
+  lt_push(L, t_conv2d_backward_weight(x, gy, k[0], k[1], opt[0], opt[1], flags));
   return 1;
 }
 
