@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # bench/script_speed.sh (a part of make bench): the paper's experiment scripts themselves, their own
 # configs on the Omniglot data (not bench/maml_bench.lua's random data), a few iterations each on
-# THREADS threads (default: every core, as a user runs them), and what their 60,000-iteration
+# THREADS_SCRIPTS threads (default: every core, as a user runs them), and what their 60,000-iteration
 # schedules would take at that speed. The iterations per second are the run's own training time
 # (summary.json's seconds_per_iteration: the data load and the test are outside it).
-# Needs the dataset (make data); says so and stops otherwise. Environment: THREADS (default 0, every
-# core), SCRIPT_ITERS (a factor on the iterations below, default 1).
+# Needs the dataset (make data); says so and stops otherwise. Environment: THREADS_SCRIPTS (default
+# 0, every core; not make bench's THREADS, a list for the MAML part), SCRIPT_ITERS (a factor on the
+# iterations below, default 1).
 set -u
 cd "$(dirname "$0")/.." || exit 1
-THREADS=${THREADS_SCRIPTS:-0}
+threads=${THREADS_SCRIPTS:-0}
 FACTOR=${SCRIPT_ITERS:-1}
 if [ ! -d data/omniglot/images_background ] || [ ! -d data/omniglot/images_evaluation ]; then
   echo "   (no dataset in data/omniglot: make data, or OMNIGLOT_ZIPS=DIR make data; scripts not timed)"
@@ -23,7 +24,7 @@ for spec in "omniglot5w1s false 40" "omniglot5w1s true 60" "omniglot5w5s false 1
   set -- $spec
   iters=$(($3 * FACTOR))
   dir="$out/$1-$2"
-  if ! ./mamlrun "experiments/$1.lua" iterations="$iters" first_order="$2" threads="$THREADS" \
+  if ! ./mamlrun "experiments/$1.lua" iterations="$iters" first_order="$2" threads="$threads" \
     eval_every=100000 test_tasks=1 progress=none out_dir="$dir" >"$dir.log" 2>&1; then
     echo "   $1 first_order=$2: FAILED"
     sed 's/^/     | /' "$dir.log" | tail -5
