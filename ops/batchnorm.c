@@ -135,6 +135,57 @@ T_HOT static void row_map(const ChannelGeom *g, const RowMap *m, float *out) {
   free(zero);
 }
 
+/* batch_norm_relu's backward along rows without writing the masked gradient: a = g where the
+** forward's pre-activation s (x - mu) + t was positive, else 0, recomputed from x with the forward's
+** float operations (ISO C: no contraction), so the mask is the output's. The sums and the map are
+** those of row_sums and row_map on the masked g, in the same order, so the bits are too. */
+typedef struct {
+  const float *s, *t; /* the forward's r w and bias (t may be NULL: 0) */
+} ReluMask;
+
+static inline float masked(float g, float x, float mu, float s, float t) { return s * (x - mu) + t > 0.0f ? g : 0.0f; }
+
+// sum of a and of a (x - mu) per channel, a = g masked
+T_HOT static void row_sums_relu(const ChannelGeom *geom, const float *g, const float *x, const float *mu,
+                                const ReluMask *m, double *sum, double *sum_prod) {
+  const int64_t nc = geom->c;
+  float *acc = row_scratch(3 * nc), *a1 = acc, *a2 = acc + nc, *zero = acc + 2 * nc;
+  const float *t = m->t ? m->t : zero;
+  for (int64_t c = 0; c < nc; c++) sum[c] = sum_prod[c] = 0;
+  for (int64_t n0 = 0; n0 < geom->n; n0 += ROWS) {
+    int64_t n1 = n0 + ROWS < geom->n ? n0 + ROWS : geom->n;
+    for (int64_t c = 0; c < 2 * nc; c++) acc[c] = 0;
+    for (int64_t n = n0; n < n1; n++) {
+      const float *pg = g + n * nc, *px = x + n * nc;
+      for (int64_t c = 0; c < nc; c++) {
+        float d = masked(pg[c], px[c], mu[c], m->s[c], t[c]) - zero[c];
+        a1[c] += d;
+        a2[c] += d * (px[c] - mu[c]);
+      }
+    }
+    for (int64_t c = 0; c < nc; c++) {
+      sum[c] += a1[c];
+      sum_prod[c] += a2[c];
+    }
+  }
+  free(acc);
+}
+
+// out = ka (a - ma) + kb (x - mu) along rows, a = g masked (row_map's two-term form)
+T_HOT static void row_map_relu(const ChannelGeom *geom, const float *g, const float *x, const float *mu,
+                               const ReluMask *m, const float *ka, const float *ma, const float *kb, float *out) {
+  const int64_t nc = geom->c;
+  float *zero = row_scratch(nc);
+  const float *t = m->t ? m->t : zero;
+  for (int64_t n = 0; n < geom->n; n++) {
+    const float *pg = g + n * nc, *px = x + n * nc;
+    float *po = out + n * nc;
+    for (int64_t c = 0; c < nc; c++)
+      po[c] = ka[c] * (masked(pg[c], px[c], mu[c], m->s[c], t[c]) - ma[c]) + kb[c] * (px[c] - mu[c]) + zero[c];
+  }
+  free(zero);
+}
+
 /* per-channel mean and r = 1/sqrt(var + eps) of x in one sweep over memory: sums of
 ** d = x - k and d^2 in double, k the mean of the channel's first plane, near the mean,
 ** so that var = mean(d^2) - mean(d)^2 loses little to cancellation */
@@ -327,16 +378,48 @@ static Tensor *channel_values(const double *v, int64_t c) {
   return t;
 }
 
+/* batch_norm_relu's gradients along rows, grad mode off: the sums of g and g xhat and (gx given)
+** gx = w J g, g masked by the forward's pre-activation recomputed from x (row_sums_relu,
+** row_map_relu) instead of relu_backward's masked copy: two sweeps over g and x, not three and a write */
+static void bn_affine_backward_relu_rows(const ChannelGeom *geom, Tensor *g, Tensor *x, Tensor *w, Tensor *b,
+                                         const float *mu, const float *r, Tensor **gx, double *sum_g,
+                                         double *sum_g_xhat) {
+  const int64_t nc = geom->c;
+  float *k = row_scratch(3 * nc), *s = k, *gbar = k + nc, *nk1 = k + 2 * nc;
+  for (int64_t c = 0; c < nc; c++) s[c] = r[c] * (w ? T_DATA(w)[c] : 1.0f); /* (the forward's scale) */
+  ReluMask mask = {s, b ? T_DATA(b) : NULL};
+  row_sums_relu(geom, T_DATA(g), T_DATA(x), mu, &mask, sum_g, sum_g_xhat);
+  for (int64_t c = 0; c < nc; c++) sum_g_xhat[c] *= r[c]; /* (as channel_sums) */
+  if (gx) { /* bn_backward_kernel's rows form */
+    for (int64_t c = 0; c < nc; c++) {
+      gbar[c] = (float)(sum_g[c] / (double)geom->m);
+      nk1[c] = -(s[c] * r[c] * (float)(sum_g_xhat[c] / (double)geom->m));
+    }
+    *gx = t_new(x->ndim, x->shape);
+    row_map_relu(geom, T_DATA(g), T_DATA(x), mu, &mask, s, gbar, nk1, T_DATA(*gx));
+  }
+  free(k);
+}
+
 static void bn_affine_backward_rule(Node *n, Tensor *g, Tensor **gin, const int *needs) {
   Tensor *x = n->inputs[0], *w = n->inputs[1], *mean = n->saved[0], *rstd = n->saved[1];
   ChannelGeom geom = channel_geom(x);
   int scope = t_scope_begin();
-  if (n->saved[2]) g = t_temp(t_relu_backward(g, n->saved[2])); /* (the fused ReLU's) */
+  /* with grad mode on, the gradients get the graph of the unfused ops (the fused ReLU's mask as
+  ** relu_backward; out is detached, so the masked g needs grad when g does) */
+  int record = ag_is_enabled() && (g->requires_grad || x->requires_grad || (w && w->requires_grad));
   const float *mu = T_DATA(mean), *r = T_DATA(rstd);
   double *sums = channel_scratch(2 * geom.c), *sum_g = sums, *sum_g_xhat = sums + geom.c;
+  if (n->saved[2] && geom.hw == 1 && !record) { /* channels-last: the mask from x, no masked copy */
+    bn_affine_backward_relu_rows(&geom, g, x, w, n->inputs[2], mu, r, needs[0] ? gin : NULL, sum_g, sum_g_xhat);
+    if (needs[1]) gin[1] = channel_values(sum_g_xhat, geom.c);
+    if (needs[2]) gin[2] = channel_values(sum_g, geom.c);
+    free(sums);
+    t_scope_end(scope);
+    return;
+  }
+  if (n->saved[2]) g = t_temp(t_relu_backward(g, n->saved[2])); /* (the fused ReLU's) */
   channel_sums(&geom, T_DATA(g), T_DATA(x), mu, r, sum_g, sum_g_xhat);
-  /* with grad mode on, the gradients get the graph of the unfused ops */
-  int record = ag_is_enabled() && (g->requires_grad || x->requires_grad || (w && w->requires_grad));
   if (needs[1]) { /* sum(g xhat) is channel_dot(g, xhat) */
     gin[1] = channel_values(sum_g_xhat, geom.c);
     if (record && (g->requires_grad || x->requires_grad)) {

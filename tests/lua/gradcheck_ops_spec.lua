@@ -526,6 +526,39 @@ describe("network pieces", function()
       check(function(x, w, b) return T.batch_norm(x, w, b, { relu = true }):tanh() end,
         { leaf { 4, 3, 2 }, leaf { 3 }, leaf { 3 } }, opts)
     end)
+    -- grad mode off, channels-last: the backward masks g by the pre-activation it recomputes from x
+    -- instead of by the output; the bits must be those of relu_backward then batch_norm's backward,
+    -- also where the pre-activation is exactly 0 (channel 2 constant with bias 0: xhat = 0 there)
+    -- and with weight or bias missing or not needing grad
+    it("relu = true, grad mode off, channels-last: the gradients of batch_norm then relu, bit for bit", function()
+      local x0, w0, b0 = T.randn({ 2, 4, 5, 11 }, gen), T.randn({ 11 }, gen), T.randn({ 11 }, gen)
+      local keep = T.ones { 11 }:totable()
+      keep[2] = 0
+      keep = T.tensor(keep) -- (narrow copies, so channel 2 is set through a per-channel mask)
+      x0, b0 = x0 * keep + (1 - keep) * 0.75, b0 * keep
+      local r = T.randn(x0:shape(), gen)
+      for _, present in ipairs { { true, true }, { true, false }, { false, true }, { false, false } } do
+        for _, wgrad in ipairs { true, false } do
+          local function grads(fused)
+            local x = T.tensor(x0):requires_grad(true)
+            local w = present[1] and T.tensor(w0):requires_grad(wgrad) or nil
+            local b = present[2] and T.tensor(b0):requires_grad(wgrad) or nil
+            local y = T.batch_norm(x, w, b, { layout = "nhwc", relu = fused })
+            if not fused then y = y:relu() end
+            local wrt = { x }
+            if w and wgrad then wrt[#wrt + 1] = w end
+            if b and wgrad then wrt[#wrt + 1] = b end
+            return ag.grad((y:tanh() * r):sum(), wrt)
+          end
+          local plain, fused = grads(false), grads(true)
+          assert.are.equal(#plain, #fused)
+          for i = 1, #plain do
+            near(fused[i], plain[i], 0, ("weight %s, bias %s, gradient %d"):format(tostring(present[1]),
+              tostring(present[2]), i))
+          end
+        end
+      end
+    end)
     -- channels-last (layout = "nhwc"): the input seen as (N*H*W, C), whose kernels run along rows
     -- (vectorised over C): 11 channels give vector lanes and a tail, 40 rows a block of 32 and a rest
     describe("layout = \"nhwc\"", function()
