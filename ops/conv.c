@@ -278,23 +278,41 @@ static void im2col(const ConvGeom *g, const float *xt, int64_t nb, float *col) {
       }
 }
 
-// col (nb*OH*OW, KH*KW*C) -> gxt (nb,H,W,C), added: the adjoint of im2col
-static void col2im(const ConvGeom *g, const float *col, int64_t nb, float *gxt) {
-  const int64_t c = g->c, rowlen = g->kw * c, k = g->kh * rowlen;
-  const float *row = col;
+/* the window positions o in [lo, hi) whose tap i = at + padding - o * stride lies in [0, taps):
+** an input row (or column) at index `at` is read by these output rows (columns) */
+static void reading_windows(int64_t at, int64_t taps, int64_t outs, const ConvGeom *g, int64_t *lo, int64_t *hi) {
+  int64_t top = at + g->padding; /* o * stride <= top and top - o * stride < taps */
+  *lo = top - taps + 1 > 0 ? (top - taps + 1 + g->stride - 1) / g->stride : 0;
+  *hi = top >= 0 ? top / g->stride + 1 : 0;
+  if (*hi > outs) *hi = outs;
+  if (*lo > *hi) *lo = *hi;
+}
+
+// col (nb*OH*OW, KH*KW*C) -> gxt (nb,H,W,C), overwritten: the adjoint of im2col. Each input pixel
+// is written once, the sum of the window taps that read it added in the order of the windows
+// (rows of col), from 0: the bits of zeroing gxt and scattering the rows into it, without the
+// zero fill and the read-modify-write passes over gxt
+T_HOT static void col2im(const ConvGeom *g, const float *col, int64_t nb, float *gxt) {
+  const int64_t c = g->c, k = g->kh * g->kw * c;
   for (int64_t n = 0; n < nb; n++)
-    for (int64_t oh = 0; oh < g->oh; oh++)
-      for (int64_t ow = 0; ow < g->ow; ow++, row += k) {
-        int64_t iw0 = ow * g->stride - g->padding, lo, hi;
-        valid_taps(g, iw0, &lo, &hi);
-        for (int64_t i = 0; i < g->kh; i++) {
-          int64_t ih = oh * g->stride - g->padding + i;
-          if (ih < 0 || ih >= g->h) continue;
-          const float *src = row + i * rowlen + lo * c;
-          float *dst = gxt + ((n * g->h + ih) * g->w + iw0 + lo) * c; /* tap lo */
-          for (int64_t q = 0; q < (hi - lo) * c; q++) dst[q] += src[q];
+    for (int64_t ih = 0; ih < g->h; ih++) {
+      int64_t oh0, oh1;
+      reading_windows(ih, g->kh, g->oh, g, &oh0, &oh1);
+      for (int64_t iw = 0; iw < g->w; iw++) {
+        int64_t ow0, ow1;
+        reading_windows(iw, g->kw, g->ow, g, &ow0, &ow1);
+        float *dst = gxt + ((n * g->h + ih) * g->w + iw) * c;
+        for (int64_t q = 0; q < c; q++) dst[q] = 0.0f;
+        for (int64_t oh = oh0; oh < oh1; oh++) {
+          int64_t i = ih + g->padding - oh * g->stride;
+          for (int64_t ow = ow0; ow < ow1; ow++) {
+            int64_t j = iw + g->padding - ow * g->stride;
+            const float *src = col + ((n * g->oh + oh) * g->ow + ow) * k + (i * g->kw + j) * c;
+            for (int64_t q = 0; q < c; q++) dst[q] += src[q];
+          }
         }
       }
+    }
 }
 
 // x (N,C,H,W) images n0..n0+nb-1 -> col (nb*OH*OW, KH*KW*C), one image at a time
@@ -311,7 +329,6 @@ static void images_to_columns(const ConvGeom *g, const float *x, int64_t n0, int
 static void columns_to_images(const ConvGeom *g, const float *col, int64_t n0, int64_t nb, float *gxt, float *gx) {
   const int64_t hw = g->h * g->w, rows = g->oh * g->ow * g->c * g->kh * g->kw;
   for (int64_t n = 0; n < nb; n++) {
-    memset(gxt, 0, (size_t)(hw * g->c) * sizeof(float));
     col2im(g, col + n * rows, 1, gxt);
     transpose_out(gxt, hw, g->c, gx + (n0 + n) * g->c * hw);
   }
@@ -499,7 +516,6 @@ static void backward_input_nhwc(const ConvGeom *g, float *gx, const float *gy, c
   for (int64_t n0 = 0; n0 < g->n; n0 += nbmax) {
     int64_t nb = g->n - n0 < nbmax ? g->n - n0 : nbmax;
     t_sgemm(0, 0, (int)(nb * p), (int)k, (int)g->o, 1.0f, gy + n0 * p * g->o, (int)g->o, wt, (int)k, 0.0f, col, (int)k);
-    memset(gx + n0 * xsize, 0, (size_t)(nb * xsize) * sizeof(float));
     col2im(g, col, nb, gx + n0 * xsize);
   }
 }
