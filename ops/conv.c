@@ -22,6 +22,7 @@
 */
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef __SSE__
@@ -38,7 +39,7 @@
 
 ConvGeom conv2d_geom(int64_t n, int64_t c, int64_t h, int64_t w, int64_t o, int64_t kh, int64_t kw, int stride,
                      int padding) {
-  ConvGeom g = {n, c, h, w, o, kh, kw, 0, 0, stride, padding, 0, 0};
+  ConvGeom g = {n, c, h, w, o, kh, kw, 0, 0, stride, padding, 0, 0, NULL};
   g.oh = (h + 2 * (int64_t)padding - kh) / stride + 1;
   g.ow = (w + 2 * (int64_t)padding - kw) / stride + 1;
   return g;
@@ -50,9 +51,25 @@ ConvGeom conv2d_geom(int64_t n, int64_t c, int64_t h, int64_t w, int64_t o, int6
 ** channels-last (H,W,C), the weight or its gradient channels-last (O, K).
 ** Held under a pthread key, so a worker thread's buffers are freed when it exits. */
 enum { COLS, YCHUNK, XCHUNK, WEIGHT, NSCRATCH };
+
+/* A weight's channels-last copy is kept per thread for the next calls with the same weight: a
+** MAML weight goes through the forward, backward_input and the recorded second-order ops several
+** times. An entry is the storage's id (never reused) and version (bumped by every write into the
+** data, t_written) at the copy, so a weight changed in place, or freed and its memory reused, is
+** never served stale. The least recently used of WCACHE entries is replaced. */
+enum { WCACHE = 8 };
+typedef struct {
+  uint64_t id, version, used;
+  int64_t offset, o, c, kk; /* the copy is (o, kk, c) of the weight at offset */
+  float *data;
+  int64_t cap;
+} WeightEntry;
+
 typedef struct {
   float *data[NSCRATCH];
   int64_t size[NSCRATCH];
+  WeightEntry weights[WCACHE];
+  uint64_t clock;
 } Scratch;
 
 static pthread_key_t scratch_key;
@@ -62,6 +79,7 @@ static int64_t chunk_floats = (int64_t)1 << 18;
 static void scratch_free(void *p) {
   Scratch *s = p;
   for (int i = 0; i < NSCRATCH; i++) free(s->data[i]);
+  for (int i = 0; i < WCACHE; i++) free(s->weights[i].data);
   free(s);
 }
 
@@ -75,7 +93,7 @@ int64_t conv2d_set_chunk_floats(int64_t n) {
   return old;
 }
 
-static float *scratch(int slot, int64_t n) {
+static Scratch *thread_scratch(void) {
   pthread_once(&scratch_once, scratch_key_create);
   Scratch *s = pthread_getspecific(scratch_key);
   if (!s) {
@@ -85,6 +103,11 @@ static float *scratch(int slot, int64_t n) {
       t_error("conv2d: out of memory");
     }
   }
+  return s;
+}
+
+static float *scratch(int slot, int64_t n) {
+  Scratch *s = thread_scratch();
   if (n > s->size[slot]) {
     free(s->data[slot]);
     s->data[slot] = malloc((size_t)n * sizeof(float));
@@ -227,6 +250,61 @@ static void transpose_out(const float *a, int64_t rows, int64_t cols, float *at)
 static void weight_to_channels_last(const ConvGeom *g, const float *w, float *wt) {
   const int64_t kk = g->kh * g->kw;
   for (int64_t o = 0; o < g->o; o++) transpose(w + o * g->c * kk, g->c, kk, wt + o * kk * g->c);
+}
+
+static const float *cached_weight(const ConvGeom *g, Tensor *w);
+
+/* the weight channels-last for the kernels: the cached copy of the op's weight tensor, else made
+** in scratch */
+static const float *channels_last_weight(const ConvGeom *g, const float *w) {
+  if (g->weight) return cached_weight(g, g->weight);
+  float *wt = scratch(WEIGHT, g->o * g->c * g->kh * g->kw);
+  weight_to_channels_last(g, w, wt);
+  return wt;
+}
+
+/* w's channels-last copy from this thread's cache, made on a miss (see WeightEntry). Sanitizer
+** builds check every hit against a fresh copy, so a write that missed t_written fails the tests. */
+static const float *cached_weight(const ConvGeom *g, Tensor *w) {
+  Scratch *s = thread_scratch();
+  const uint64_t id = w->storage->id, version = atomic_load(&w->storage->version);
+  const int64_t kk = g->kh * g->kw, n = g->o * g->c * kk;
+  WeightEntry *e = NULL, *victim = &s->weights[0];
+  for (int i = 0; i < WCACHE; i++) {
+    WeightEntry *c = &s->weights[i];
+    if (c->data && c->id == id && c->version == version && c->offset == w->offset && c->o == g->o &&
+        c->c == g->c && c->kk == kk) {
+      e = c;
+      break;
+    }
+    if (c->used < victim->used) victim = c;
+  }
+  if (e) {
+#if defined(__SANITIZE_ADDRESS__)
+    float *fresh = scratch(WEIGHT, n);
+    weight_to_channels_last(g, T_DATA(w), fresh);
+    if (memcmp(fresh, e->data, (size_t)n * sizeof(float)) != 0)
+      t_error("conv2d: internal error: a cached channels-last weight is stale (a write without t_written)");
+#endif
+  } else {
+    e = victim;
+    if (e->cap < n) {
+      float *p = malloc((size_t)n * sizeof(float));
+      if (!p) t_error("conv2d: out of memory (%lld floats of weight cache)", (long long)n);
+      free(e->data);
+      e->data = p;
+      e->cap = n;
+    }
+    weight_to_channels_last(g, T_DATA(w), e->data);
+    e->id = id;
+    e->version = version;
+    e->offset = w->offset;
+    e->o = g->o;
+    e->c = g->c;
+    e->kk = kk;
+  }
+  e->used = ++s->clock;
+  return e->data;
 }
 
 static void weight_from_channels_last(const ConvGeom *g, const float *wt, float *w) {
@@ -484,8 +562,7 @@ T_HOT static void fill_bias_rows(float *y, int64_t rows, int64_t o, const float 
 static void forward_nhwc(const ConvGeom *g, float *out, const float *x, const float *w, const float *b) {
   const int64_t p = g->oh * g->ow, k = g->c * g->kh * g->kw, nbmax = chunk_images(g);
   const int64_t xsize = g->h * g->w * g->c;
-  float *wt = scratch(WEIGHT, g->o * k);
-  weight_to_channels_last(g, w, wt);
+  const float *wt = channels_last_weight(g, w);
   if (whole_image(g)) { // y (N, O) = x (N, K) @ wt^T (K, O) + b
     if (b) fill_bias_rows(out, g->n, g->o, b);
     t_sgemm(0, 1, (int)g->n, (int)g->o, (int)k, 1.0f, x, (int)k, wt, (int)k, b ? 1.0f : 0.0f, out, (int)g->o);
@@ -506,8 +583,7 @@ static void forward_nhwc(const ConvGeom *g, float *out, const float *x, const fl
 static void backward_input_nhwc(const ConvGeom *g, float *gx, const float *gy, const float *w) {
   const int64_t p = g->oh * g->ow, k = g->c * g->kh * g->kw, nbmax = chunk_images(g);
   const int64_t xsize = g->h * g->w * g->c;
-  float *wt = scratch(WEIGHT, g->o * k);
-  weight_to_channels_last(g, w, wt);
+  const float *wt = channels_last_weight(g, w);
   if (whole_image(g)) { // gx (N, K) = gy (N, O) @ wt (O, K)
     t_sgemm(0, 0, (int)g->n, (int)k, (int)g->o, 1.0f, gy, (int)g->o, wt, (int)k, 0.0f, gx, (int)k);
     return;
@@ -585,8 +661,8 @@ static void forward_nchw(const ConvGeom *g, float *out, const float *x, const fl
     return;
   }
   float *col = scratch(COLS, nbmax * p * k), *ychunk = scratch(YCHUNK, g->o * nbmax * p);
-  float *xt = scratch(XCHUNK, g->h * g->w * g->c), *wt = scratch(WEIGHT, g->o * k);
-  weight_to_channels_last(g, w, wt);
+  float *xt = scratch(XCHUNK, g->h * g->w * g->c);
+  const float *wt = channels_last_weight(g, w);
   for (int64_t n0 = 0; n0 < g->n; n0 += nbmax) {
     int64_t nb = g->n - n0 < nbmax ? g->n - n0 : nbmax, gb = gemm_images(g, nb);
     images_to_columns(g, x, n0, nb, xt, col);
@@ -629,8 +705,8 @@ void conv2d_backward_input_kernel(const ConvGeom *g, float *gx, const float *gy,
     return;
   }
   float *col = scratch(COLS, nbmax * p * k), *gychunk = scratch(YCHUNK, g->o * nbmax * p);
-  float *gxt = scratch(XCHUNK, xsize), *wt = scratch(WEIGHT, g->o * k);
-  weight_to_channels_last(g, w, wt);
+  float *gxt = scratch(XCHUNK, xsize);
+  const float *wt = channels_last_weight(g, w);
   for (int64_t n0 = 0; n0 < g->n; n0 += nbmax) {
     int64_t nb = g->n - n0 < nbmax ? g->n - n0 : nbmax, gb = gemm_images(g, nb);
     for (int64_t m = 0; m < nb; m += gb) {
@@ -750,6 +826,7 @@ Tensor *t_conv2d(Tensor *x, Tensor *w, Tensor *b, int stride, int padding, int f
   g.nhwc = nhwc;
   g.relu = relu;
   reserve_scratch(&g);
+  g.weight = w; /* (its channels-last copy cached, when a kernel uses one) */
   Tensor *y = new_image(nhwc, g.n, g.o, g.oh, g.ow);
   conv2d_forward_kernel(&g, T_DATA(y), T_DATA(x), T_DATA(w), b ? T_DATA(b) : NULL);
   Node *n = ag_record(y, relu ? "conv2d_relu" : "conv2d", conv2d_backward, b ? 3 : 2, (Tensor *[]){x, w, b});
@@ -799,6 +876,7 @@ Tensor *t_conv2d_backward_input(Tensor *gy, Tensor *w, int64_t h, int64_t w_, in
                (long long)w_, (long long)g.oh, (long long)g.ow, t_shape_str(gy, b1, sizeof b1));
   g.nhwc = nhwc;
   reserve_scratch(&g);
+  g.weight = w; /* (its channels-last copy cached, when a kernel uses one) */
   Tensor *gx = new_image(nhwc, g.n, g.c, g.h, g.w);
   conv2d_backward_input_kernel(&g, T_DATA(gx), T_DATA(gy), T_DATA(w));
   record_geometry(ag_record(gx, fn, conv2d_backward_input_backward, 2, (Tensor *[]){gy, w}), stride, padding, nhwc);

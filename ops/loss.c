@@ -161,6 +161,8 @@ static Tensor *batch_norm_channels_first(Tensor *x, Tensor *weight, Tensor *bias
         rm[k] = (1 - m) * rm[k] + m * pm[k];
         rv[k] = (1 - m) * rv[k] + m * pv[k] * unbias;
       }
+      t_written(o->running_mean);
+      t_written(o->running_var);
     }
     t_release(mean);
     t_release(var);

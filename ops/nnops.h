@@ -61,6 +61,7 @@ typedef struct ConvGeom {
   int stride, padding;
   int nhwc; /* 0: the tensors above; 1: channels-last x (N,H,W,C), gx, y and gy (N,OH,OW,O) */
   int relu; /* forward: y = max(conv + b, 0) */
+  Tensor *weight; /* the op's weight tensor, or NULL: the kernels then reshuffle w each call */
 } ConvGeom;
 ConvGeom conv2d_geom(int64_t n, int64_t c, int64_t h, int64_t w, int64_t o, int64_t kh, int64_t kw, int stride,
                      int padding);

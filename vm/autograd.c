@@ -111,6 +111,7 @@ static void accumulate(Tensor **slot, Tensor *g) {
       atomic_load(&s->storage->refcount) == 1 && s->ndim == g->ndim &&
       memcmp(s->shape, g->shape, (size_t)s->ndim * sizeof *s->shape) == 0) {
     add_into(T_DATA(s), T_DATA(g), s->numel);
+    t_written(s);
     t_release(g);
     return;
   }

@@ -11,6 +11,7 @@ static Tensor *check_inplace(lua_State *L, const char *fn) {
   Tensor *t = lt_check(L, 1);
   if (t->grad_fn)
     lt_argerror(L, 1, fn, "in-place change of a tensor computed by differentiable ops; detach() it first");
+  t_written(t);
   return t;
 }
 

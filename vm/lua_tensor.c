@@ -120,6 +120,7 @@ static int m_set(lua_State *L) { /* x:set(value, i...) */
   if (t->grad_fn)
     return lt_argerror(L, 1, "set", "in-place change of a tensor computed by differentiable ops; detach() it first");
   T_DATA(t)[check_index(L, t, 3, lua_gettop(L), "set")] = v;
+  t_written(t);
   lua_settop(L, 1);
   return 1;
 }

@@ -148,6 +148,7 @@ typedef struct {
 } BufferCache;
 
 static _Thread_local BufferCache *thread_cache;
+static _Atomic uint64_t next_storage_id = 1;
 static pthread_key_t cache_key;
 static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 
@@ -303,6 +304,7 @@ static Tensor *new_tensor(int ndim, const int64_t *shape, char *err, size_t errl
   s->size = numel;
   s->data = data;
   s->cache = thread_cache;
+  s->id = atomic_fetch_add(&next_storage_id, 1);
   live_bytes += (int64_t)bytes;
   thread_allocated_bytes += (int64_t)bytes;
   if (live_bytes > peak_bytes) peak_bytes = live_bytes;
@@ -356,6 +358,8 @@ Tensor *t_full(int ndim, const int64_t *shape, float v) {
 Tensor *t_zeros_like(const Tensor *t) { return t_zeros(t->ndim, t->shape); }
 
 Tensor *t_scalar(float v) { return t_full(0, NULL, v); }
+
+void t_written(Tensor *t) { atomic_fetch_add(&t->storage->version, 1); }
 
 Tensor *t_retain(Tensor *t) {
   t->refcount++;

@@ -27,6 +27,8 @@ typedef struct Storage {
   int64_t size; /* elements */
   float *data;
   void *cache; /* the buffer cache of the thread that allocated data (vm/tensor.c) */
+  uint64_t id; /* unique in the process (never reused), for caches of values derived from data */
+  _Atomic uint64_t version; /* bumped by every write into data after the op that made it (t_written) */
 } Storage;
 
 struct Node;
@@ -135,6 +137,10 @@ Tensor *t_full(int ndim, const int64_t *shape, float v);
 Tensor *t_zeros_like(const Tensor *t);
 Tensor *t_scalar(float v); /* 0-d tensor */
 Tensor *t_retain(Tensor *t);
+/* every write into an existing tensor's data (in-place ops, MPI receives, gradient accumulation,
+** running statistics) calls this, so that a cache of values derived from the data (conv2d's
+** channels-last weights) sees the change */
+void t_written(Tensor *t);
 void t_release(Tensor *t); /* NULL is fine */
 /* check a shape given by a caller (sizes >= 0, product bounded) */
 void t_check_shape(const char *fn, int arg, int ndim, const int64_t *shape);

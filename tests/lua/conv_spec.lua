@@ -421,3 +421,44 @@ describe("misuse", function()
     end)
   end
 end)
+
+-- conv2d keeps each weight's channels-last copy for the next calls (per thread, keyed by the
+-- storage and its version): a weight written in place, by any of the ways there are, must be read
+-- anew, as must a new weight in the memory of a freed one. The reference is the same call on a
+-- clone (a storage the cache has never seen).
+describe("conv2d's cached channels-last weights", function()
+  local x, gy = randn { 3, 6, 6, 4 }, randn { 3, 3, 3, 5 }
+  local nhwc = { stride = 2, padding = 1, layout = "nhwc" }
+  local function same_as_clone(w, what)
+    assert.are.same(T.conv2d(x, w:clone(), nil, nhwc):totable(), T.conv2d(x, w, nil, nhwc):totable(), what)
+    local gx = T.conv2d_backward_input(gy, w, { 6, 6 }, nhwc)
+    assert.are.same(T.conv2d_backward_input(gy, w:clone(), { 6, 6 }, nhwc):totable(), gx:totable(), what)
+  end
+  it("follow every in-place write of the weight", function()
+    local w = randn { 5, 4, 3, 3 }
+    local writes = {
+      { "add_", function() w:add_(0.5) end },
+      { "mul_", function() w:mul_(-2) end },
+      { "copy_", function() w:copy_(randn { 5, 4, 3, 3 }) end },
+      { "fill_", function() w:fill_(0.25) end },
+      { "zero_", function() w:zero_() end },
+      { "addcmul_", function() w:addcmul_(randn { 5, 4, 3, 3 }, randn { 5, 4, 3, 3 }) end },
+      { "addcdiv_", function() w:addcdiv_(randn { 5, 4, 3, 3 }, T.ones { 5, 4, 3, 3 }, 2) end },
+      { "set", function() w:set(3, 2, 1, 2, 3) end },
+    }
+    same_as_clone(w, "before any write")
+    for _, write in ipairs(writes) do
+      T.conv2d(x, w, nil, nhwc) -- (cached)
+      write[2]()
+      same_as_clone(w, "after " .. write[1])
+    end
+  end)
+  it("are not served for a new weight in the memory of a freed one", function()
+    for i = 1, 20 do -- (the buffer cache hands a freed weight's memory to the next one)
+      local w = randn { 5, 4, 3, 3 }
+      same_as_clone(w, "weight " .. i)
+      w = nil -- luacheck: ignore
+      collectgarbage()
+    end
+  end)
+end)
