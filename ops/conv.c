@@ -56,8 +56,10 @@ enum { COLS, YCHUNK, XCHUNK, WEIGHT, NSCRATCH };
 ** MAML weight goes through the forward, backward_input and the recorded second-order ops several
 ** times. An entry is the storage's id (never reused) and version (bumped by every write into the
 ** data, t_written) at the copy, so a weight changed in place, or freed and its memory reused, is
-** never served stale. The least recently used of WCACHE entries is replaced. */
-enum { WCACHE = 8 };
+** never served stale. The least recently used of WCACHE entries is replaced: enough for the
+** weights of a 5-step inner loop of a 4-layer net, which the outer backward visits again. A weight
+** of more than WCACHE_MAX floats is not kept (at most 32 MiB per thread). */
+enum { WCACHE = 32, WCACHE_MAX = 1 << 18 };
 typedef struct {
   uint64_t id, version, used;
   int64_t offset, o, c, kk; /* the copy is (o, kk, c) of the weight at offset */
@@ -257,7 +259,7 @@ static const float *cached_weight(const ConvGeom *g, Tensor *w);
 /* the weight channels-last for the kernels: the cached copy of the op's weight tensor, else made
 ** in scratch */
 static const float *channels_last_weight(const ConvGeom *g, const float *w) {
-  if (g->weight) return cached_weight(g, g->weight);
+  if (g->weight && g->o * g->c * g->kh * g->kw <= WCACHE_MAX) return cached_weight(g, g->weight);
   float *wt = scratch(WEIGHT, g->o * g->c * g->kh * g->kw);
   weight_to_channels_last(g, w, wt);
   return wt;
