@@ -449,6 +449,29 @@ Tensor *t_mul_scalar(Tensor *a, double s) {
   return out;
 }
 
+/* a - b s: d/da = g, d/db = g (-s), which is (-g) s bit for bit, as sub then mul_scalar give it */
+static void sub_scaled_backward(Node *n, Tensor *g, Tensor **gin, const int *needs) {
+  if (needs[0]) gin[0] = t_retain(g);
+  if (needs[1]) gin[1] = t_mul_scalar(g, -n->scalars[0]);
+}
+
+T_HOT static void sub_scaled_kernel(int64_t n, const float *a, const float *b, float f, float *y) {
+  for (int64_t i = 0; i < n; i++) y[i] = a[i] - b[i] * f; /* (no contraction in ISO C: a - (b f)) */
+}
+
+// a, b of one shape -> a - b * s in one pass and one node: an SGD step, with the bits of a - (b * s)
+Tensor *t_sub_scaled(Tensor *a, Tensor *b, double s) {
+  char b1[160], b2[160];
+  if (!t_same_shape(a, b))
+    t_argerror("sub_scaled", 2, "expected the shape of argument 1, %s, got %s", t_shape_str(a, b1, sizeof b1),
+               t_shape_str(b, b2, sizeof b2));
+  Tensor *out = t_new(a->ndim, a->shape);
+  sub_scaled_kernel(a->numel, T_DATA(a), T_DATA(b), (float)s, T_DATA(out));
+  Node *n = ag_record(out, "sub_scaled", sub_scaled_backward, 2, (Tensor *[]){a, b});
+  if (n) n->scalars[0] = s;
+  return out;
+}
+
 static void pow_scalar_backward(Node *n, Tensor *g, Tensor **gin, const int *needs) {
   if (!needs[0]) return;
   double p = n->scalars[0];

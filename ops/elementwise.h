@@ -14,6 +14,7 @@ Tensor *t_div(Tensor *a, Tensor *b);
 Tensor *t_pow(Tensor *a, Tensor *b); /* a^b, elementwise */
 Tensor *t_add_scalar(Tensor *a, double s);
 Tensor *t_mul_scalar(Tensor *a, double s);
+Tensor *t_sub_scaled(Tensor *a, Tensor *b, double s); /* a - b * s, a and b of one shape */
 Tensor *t_pow_scalar(Tensor *a, double p);
 Tensor *t_rsub_scalar(Tensor *a, double s); /* s - a */
 Tensor *t_rdiv_scalar(Tensor *a, double s); /* s / a */

@@ -167,6 +167,14 @@ static int m_sub(lua_State *L) { return arith(L, 1); }
 static int m_mul(lua_State *L) { return arith(L, 2); }
 static int m_div(lua_State *L) { return arith(L, 3); }
 
+/* a:sub_scaled(b, s) = a - b * s in one op (an SGD step) */
+static int m_sub_scaled(lua_State *L) {
+  lt_enter(L);
+  Tensor *a = lt_check(L, 1), *b = lt_check(L, 2);
+  lt_push(L, t_sub_scaled(a, b, luaL_checknumber(L, 3)));
+  return 1;
+}
+
 static int m_pow(lua_State *L) {
   Tensor *a = lt_check(L, 1);
   if (lua_type(L, 2) == LUA_TNUMBER) {
@@ -531,6 +539,7 @@ static const luaL_Reg tensor_methods[] = {{"shape", m_shape},
                                           {"sub", m_sub},
                                           {"mul", m_mul},
                                           {"div", m_div},
+                                          {"sub_scaled", m_sub_scaled},
                                           {"pow", m_pow},
                                           {"neg", m_neg},
                                           {"exp", m_exp},
@@ -578,7 +587,7 @@ static const luaL_Reg tensor_functions[] = {
 
 /* methods that are also module functions: T.exp(x) == x:exp() */
 static const char *const method_functions[] = {
-    "add",     "sub",    "mul",       "div",     "pow",    "neg",    "exp",     "log",       "sqrt",    "abs",
+    "add",     "sub",    "sub_scaled", "mul",       "div",     "pow",    "neg",    "exp",     "log",       "sqrt",    "abs",
     "sign",    "relu",   "sigmoid",   "tanh",    "sum",    "mean",   "var",     "max",       "argmax",  "matmul",
     "reshape", "view",   "transpose", "permute", "narrow", "select", "flatten", "unsqueeze", "squeeze", "expand",
     "clone",   "detach", "eq",        "ne",      "lt",     "le",     "gt",      "ge",        NULL};

@@ -100,7 +100,7 @@ end
 
 --- The inner update of parameter i at inner step `step` (1-based) along the direction g: plain SGD.
 function Learner:inner_step(i, w, g, meta, step) -- luacheck: ignore meta step
-  return w - g * self.inner_lr
+  return w:sub_scaled(g, self.inner_lr) -- (w - g * inner_lr in one op, the same bits)
 end
 
 --- The network's output on x with the fast weights at inner step `step` (0: before adaptation);

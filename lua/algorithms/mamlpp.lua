@@ -118,7 +118,7 @@ end
 
 function Learner:inner_step(i, w, g, meta, step)
   local m = self.lr_index[i]
-  if not m then return w - g * self.inner_lr end
+  if not m then return w:sub_scaled(g, self.inner_lr) end
   return w - g * meta[m]:narrow(1, math.min(step, self.steps), 1)
 end
 

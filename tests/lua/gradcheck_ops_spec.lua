@@ -229,6 +229,26 @@ describe("elementwise functions", function()
     check(function(a) return -a end, { leaf { 3 } })
   end)
 
+  -- a:sub_scaled(b, s) is a - b * s in one op: its derivatives to second order, and the bits of
+  -- the two ops in a row, the value and both gradients (tanh after it: the gradient depends on a, b)
+  it("sub_scaled(a, b, s) = a - b * s", function()
+    check(function(a, b) return a:sub_scaled(b, 0.37) end, { leaf { 2, 3 }, leaf { 2, 3 } })
+    check(function(a, b) return T.sub_scaled(a, b, -1.5):tanh() end, { leaf { 5 }, leaf { 5 } })
+    local a0, b0, r = T.randn({ 7, 5 }, gen), T.randn({ 7, 5 }, gen), T.randn({ 7, 5 }, gen)
+    local function grads(fused)
+      local a, b = T.tensor(a0):requires_grad(true), T.tensor(b0):requires_grad(true)
+      local y = fused and a:sub_scaled(b, 0.1) or a - b * 0.1
+      return y, ag.grad((y:tanh() * r):sum(), { a, b })
+    end
+    local y1, g1 = grads(false)
+    local y2, g2 = grads(true)
+    near(y2, y1, 0, "value")
+    near(g2[1], g1[1], 0, "d/da")
+    near(g2[2], g1[2], 0, "d/db")
+    assert.has_error(function() T.sub_scaled(a0, T.ones { 5 }, 1) end,
+      "bad argument #2 to 'sub_scaled' (expected the shape of argument 1, (7, 5), got (5))")
+  end)
+
   it("compositions: the second derivative of relu's and abs's backward is zero", function()
     check(function(a) return a:relu() * a end, { off_zero { 4 } })
     check(function(a) return a:abs():pow(3) end, { off_zero { 4 } })
