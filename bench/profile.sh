@@ -48,7 +48,7 @@ for cfg in $CONFIGS; do
         else if (sym ~ /images_to_columns|columns_to_images|im2col|col2im|mem(move|cpy|set)|^conv2d_.*_kernel|_nhwc|fill_bias_rows/) k = "im2col"
         else if (sym ~ /image_taps|weighted_taps|tap_dots|_c1/) k = "c1"
         else if (sym ~ /^bn_|channel_|^row_(map|sums)/) k = "bn"
-        else if (sym ~ /binary_|unary_|add_into|sum_to|t_expand|scale_|axpy|t_sum|t_mean/) k = "elem"
+        else if (sym ~ /binary_|unary_|add_into|sum_to|t_expand|scale_|axpy|sub_scaled|t_sum|t_mean/) k = "elem"
         else if (sym ~ /^ag_|t_new|new_tensor|t_release|drop_tensor|node_|accumulate|buffer_|malloc|free|calloc|unlink_chunk|lua/ || dso ~ /lua/) k = "ag"
         else k = "other"
         share[k] += pct
