@@ -67,14 +67,25 @@ static float *row_scratch(int64_t n) {
 ** every machine and clone. */
 enum { ROWS = 32 };
 
+/* batch_norm_relu's mask along rows, grad mode off: a value of a (its incoming gradient) counts
+** where the forward's pre-activation s (b - kb) + t was positive (b - kb = x - mu), else 0. It is
+** recomputed from x with the forward's float operations (ISO C: no contraction), so it is the
+** output's mask, and the sums and maps below give the bits of relu_backward's masked copy. */
+typedef struct {
+  const float *s, *t; /* the forward's r w and its bias (t may be NULL: 0) */
+} ReluMask;
+
+static inline float masked(float a, float e, float s, float t) { return s * e + t > 0.0f ? a : 0.0f; }
+
 /* per-channel sums over the rows of d = a - ka (ka NULL: 0), of d * (b - kb) when b is
-** given, and of d * d when square: one sweep */
+** given, and of d * d when square: one sweep; with mask (b given), a masked by it */
 T_HOT static void row_sums(const ChannelGeom *g, const float *a, const float *ka, const float *b, const float *kb,
-                           int square, double *sum, double *sum_prod) {
+                           int square, const ReluMask *mask, double *sum, double *sum_prod) {
   const int64_t nc = g->c;
   float *acc = row_scratch(3 * nc), *a1 = acc, *a2 = acc + nc, *zero = acc + 2 * nc;
   if (!ka) ka = zero;
   if (!kb) kb = zero;
+  const float *mt = mask && mask->t ? mask->t : zero;
   for (int64_t c = 0; c < nc; c++) sum[c] = sum_prod ? (sum_prod[c] = 0) : 0;
   for (int64_t n0 = 0; n0 < g->n; n0 += ROWS) {
     int64_t n1 = n0 + ROWS < g->n ? n0 + ROWS : g->n;
@@ -86,6 +97,12 @@ T_HOT static void row_sums(const ChannelGeom *g, const float *a, const float *ka
           float d = pa[c] - ka[c];
           a1[c] += d;
           a2[c] += d * d;
+        }
+      else if (pb && mask)
+        for (int64_t c = 0; c < nc; c++) {
+          float e = pb[c] - kb[c], d = masked(pa[c], e, mask->s[c], mt[c]) - ka[c];
+          a1[c] += d;
+          a2[c] += d * e;
         }
       else if (pb)
         for (int64_t c = 0; c < nc; c++) {
@@ -109,6 +126,7 @@ T_HOT static void row_sums(const ChannelGeom *g, const float *a, const float *ka
 typedef struct {
   const float *a, *ka, *ma, *b, *kb, *mb, *u, *ku, *mu, *k0;
   int relu; /* then max(out, 0) */
+  const ReluMask *mask; /* a masked by it (b given, u not) */
 } RowMap;
 
 T_HOT static void row_map(const ChannelGeom *g, const RowMap *m, float *out) {
@@ -123,6 +141,12 @@ T_HOT static void row_map(const ChannelGeom *g, const RowMap *m, float *out) {
       const float *pb = m->b + n * nc, *pu = m->u + n * nc;
       for (int64_t c = 0; c < nc; c++)
         po[c] = m->ka[c] * (pa[c] - ma[c]) + m->kb[c] * (pb[c] - mb[c]) + m->ku[c] * (pu[c] - mu[c]) + k0[c];
+    } else if (m->b && m->mask) {
+      const float *pb = m->b + n * nc, *mt = m->mask->t ? m->mask->t : zero;
+      for (int64_t c = 0; c < nc; c++) {
+        float e = pb[c] - mb[c];
+        po[c] = m->ka[c] * (masked(pa[c], e, m->mask->s[c], mt[c]) - ma[c]) + m->kb[c] * e + k0[c];
+      }
     } else if (m->b) {
       const float *pb = m->b + n * nc;
       for (int64_t c = 0; c < nc; c++) po[c] = m->ka[c] * (pa[c] - ma[c]) + m->kb[c] * (pb[c] - mb[c]) + k0[c];
@@ -135,57 +159,6 @@ T_HOT static void row_map(const ChannelGeom *g, const RowMap *m, float *out) {
   free(zero);
 }
 
-/* batch_norm_relu's backward along rows without writing the masked gradient: a = g where the
-** forward's pre-activation s (x - mu) + t was positive, else 0, recomputed from x with the forward's
-** float operations (ISO C: no contraction), so the mask is the output's. The sums and the map are
-** those of row_sums and row_map on the masked g, in the same order, so the bits are too. */
-typedef struct {
-  const float *s, *t; /* the forward's r w and bias (t may be NULL: 0) */
-} ReluMask;
-
-static inline float masked(float g, float x, float mu, float s, float t) { return s * (x - mu) + t > 0.0f ? g : 0.0f; }
-
-// sum of a and of a (x - mu) per channel, a = g masked
-T_HOT static void row_sums_relu(const ChannelGeom *geom, const float *g, const float *x, const float *mu,
-                                const ReluMask *m, double *sum, double *sum_prod) {
-  const int64_t nc = geom->c;
-  float *acc = row_scratch(3 * nc), *a1 = acc, *a2 = acc + nc, *zero = acc + 2 * nc;
-  const float *t = m->t ? m->t : zero;
-  for (int64_t c = 0; c < nc; c++) sum[c] = sum_prod[c] = 0;
-  for (int64_t n0 = 0; n0 < geom->n; n0 += ROWS) {
-    int64_t n1 = n0 + ROWS < geom->n ? n0 + ROWS : geom->n;
-    for (int64_t c = 0; c < 2 * nc; c++) acc[c] = 0;
-    for (int64_t n = n0; n < n1; n++) {
-      const float *pg = g + n * nc, *px = x + n * nc;
-      for (int64_t c = 0; c < nc; c++) {
-        float d = masked(pg[c], px[c], mu[c], m->s[c], t[c]) - zero[c];
-        a1[c] += d;
-        a2[c] += d * (px[c] - mu[c]);
-      }
-    }
-    for (int64_t c = 0; c < nc; c++) {
-      sum[c] += a1[c];
-      sum_prod[c] += a2[c];
-    }
-  }
-  free(acc);
-}
-
-// out = ka (a - ma) + kb (x - mu) along rows, a = g masked (row_map's two-term form)
-T_HOT static void row_map_relu(const ChannelGeom *geom, const float *g, const float *x, const float *mu,
-                               const ReluMask *m, const float *ka, const float *ma, const float *kb, float *out) {
-  const int64_t nc = geom->c;
-  float *zero = row_scratch(nc);
-  const float *t = m->t ? m->t : zero;
-  for (int64_t n = 0; n < geom->n; n++) {
-    const float *pg = g + n * nc, *px = x + n * nc;
-    float *po = out + n * nc;
-    for (int64_t c = 0; c < nc; c++)
-      po[c] = ka[c] * (masked(pg[c], px[c], mu[c], m->s[c], t[c]) - ma[c]) + kb[c] * (px[c] - mu[c]) + zero[c];
-  }
-  free(zero);
-}
-
 /* per-channel mean and r = 1/sqrt(var + eps) of x in one sweep over memory: sums of
 ** d = x - k and d^2 in double, k the mean of the channel's first plane, near the mean,
 ** so that var = mean(d^2) - mean(d)^2 loses little to cancellation */
@@ -193,7 +166,7 @@ T_HOT static void channel_stats(const ChannelGeom *g, const float *x, double eps
   double *acc = channel_scratch(2 * g->c), *s1 = acc, *s2 = acc + g->c;
   for (int64_t c = 0; c < g->c; c++) /* the shifts, kept in mean until the end */
     mean[c] = g->n && g->hw ? t_sum8(x + c * g->hw, g->hw) / (float)g->hw : 0.0f;
-  if (g->hw == 1) row_sums(g, x, mean, NULL, NULL, 1, s1, s2);
+  if (g->hw == 1) row_sums(g, x, mean, NULL, NULL, 1, NULL, s1, s2);
   else
     for (int64_t n = 0; n < g->n; n++)
       for (int64_t c = 0; c < g->c; c++) {
@@ -226,9 +199,9 @@ T_HOT static void channel_stats(const ChannelGeom *g, const float *x, double eps
 
 /* per-channel sums of a and of a * xhat (xhat = (x - mu) r), all channels in one sweep */
 T_HOT static void channel_sums(const ChannelGeom *g, const float *a, const float *x, const float *mu, const float *r,
-                               double *sum_a, double *sum_a_xhat) {
+                               const ReluMask *mask, double *sum_a, double *sum_a_xhat) {
   for (int64_t c = 0; c < g->c; c++) sum_a[c] = sum_a_xhat[c] = 0;
-  if (g->hw == 1) row_sums(g, a, NULL, x, mu, 0, sum_a, sum_a_xhat);
+  if (g->hw == 1) row_sums(g, a, NULL, x, mu, 0, mask, sum_a, sum_a_xhat);
   else
     for (int64_t n = 0; n < g->n; n++)
       for (int64_t c = 0; c < g->c; c++) {
@@ -275,10 +248,10 @@ T_HOT static void bn_affine_kernel(const ChannelGeom *g, const float *x, const f
 }
 
 /* out = w J g = w r (g - mean(g) - xhat mean(g xhat)) per channel (w may be NULL: 1),
-** from the sums of g and g xhat */
+** from the sums of g and g xhat; g masked by mask (along rows only, else NULL) */
 T_HOT static void bn_backward_kernel(const ChannelGeom *g, const float *pg, const float *x, const float *mu,
                                      const float *r, const float *w, const double *sum_g, const double *sum_g_xhat,
-                                     float *out) {
+                                     const ReluMask *mask, float *out) {
   if (g->hw == 1) { /* out = s (g - gbar) - k1 (x - m) */
     float *k = row_scratch(3 * g->c), *s = k, *gbar = k + g->c, *nk1 = k + 2 * g->c;
     for (int64_t c = 0; c < g->c; c++) {
@@ -286,7 +259,7 @@ T_HOT static void bn_backward_kernel(const ChannelGeom *g, const float *pg, cons
       gbar[c] = (float)(sum_g[c] / (double)g->m);
       nk1[c] = -(s[c] * r[c] * (float)(sum_g_xhat[c] / (double)g->m));
     }
-    row_map(g, &(RowMap){.a = pg, .ka = s, .ma = gbar, .b = x, .kb = nk1, .mb = mu}, out);
+    row_map(g, &(RowMap){.a = pg, .ka = s, .ma = gbar, .b = x, .kb = nk1, .mb = mu, .mask = mask}, out);
     free(k);
     return;
   }
@@ -378,29 +351,6 @@ static Tensor *channel_values(const double *v, int64_t c) {
   return t;
 }
 
-/* batch_norm_relu's gradients along rows, grad mode off: the sums of g and g xhat and (gx given)
-** gx = w J g, g masked by the forward's pre-activation recomputed from x (row_sums_relu,
-** row_map_relu) instead of relu_backward's masked copy: two sweeps over g and x, not three and a write */
-static void bn_affine_backward_relu_rows(const ChannelGeom *geom, Tensor *g, Tensor *x, Tensor *w, Tensor *b,
-                                         const float *mu, const float *r, Tensor **gx, double *sum_g,
-                                         double *sum_g_xhat) {
-  const int64_t nc = geom->c;
-  float *k = row_scratch(3 * nc), *s = k, *gbar = k + nc, *nk1 = k + 2 * nc;
-  for (int64_t c = 0; c < nc; c++) s[c] = r[c] * (w ? T_DATA(w)[c] : 1.0f); /* (the forward's scale) */
-  ReluMask mask = {s, b ? T_DATA(b) : NULL};
-  row_sums_relu(geom, T_DATA(g), T_DATA(x), mu, &mask, sum_g, sum_g_xhat);
-  for (int64_t c = 0; c < nc; c++) sum_g_xhat[c] *= r[c]; /* (as channel_sums) */
-  if (gx) { /* bn_backward_kernel's rows form */
-    for (int64_t c = 0; c < nc; c++) {
-      gbar[c] = (float)(sum_g[c] / (double)geom->m);
-      nk1[c] = -(s[c] * r[c] * (float)(sum_g_xhat[c] / (double)geom->m));
-    }
-    *gx = t_new(x->ndim, x->shape);
-    row_map_relu(geom, T_DATA(g), T_DATA(x), mu, &mask, s, gbar, nk1, T_DATA(*gx));
-  }
-  free(k);
-}
-
 static void bn_affine_backward_rule(Node *n, Tensor *g, Tensor **gin, const int *needs) {
   Tensor *x = n->inputs[0], *w = n->inputs[1], *mean = n->saved[0], *rstd = n->saved[1];
   ChannelGeom geom = channel_geom(x);
@@ -410,16 +360,19 @@ static void bn_affine_backward_rule(Node *n, Tensor *g, Tensor **gin, const int 
   int record = ag_is_enabled() && (g->requires_grad || x->requires_grad || (w && w->requires_grad));
   const float *mu = T_DATA(mean), *r = T_DATA(rstd);
   double *sums = channel_scratch(2 * geom.c), *sum_g = sums, *sum_g_xhat = sums + geom.c;
-  if (n->saved[2] && geom.hw == 1 && !record) { /* channels-last: the mask from x, no masked copy */
-    bn_affine_backward_relu_rows(&geom, g, x, w, n->inputs[2], mu, r, needs[0] ? gin : NULL, sum_g, sum_g_xhat);
-    if (needs[1]) gin[1] = channel_values(sum_g_xhat, geom.c);
-    if (needs[2]) gin[2] = channel_values(sum_g, geom.c);
-    free(sums);
-    t_scope_end(scope);
-    return;
+  /* the fused ReLU's mask: channels-last with grad mode off, inside the sweeps below (ReluMask, on
+  ** the forward's scale); else relu_backward's masked copy of g */
+  float *scale = NULL;
+  ReluMask relu_mask = {NULL, NULL}, *mask = NULL;
+  if (n->saved[2] && geom.hw == 1 && !record) {
+    scale = row_scratch(geom.c);
+    for (int64_t c = 0; c < geom.c; c++) scale[c] = r[c] * (w ? T_DATA(w)[c] : 1.0f); /* (as bn_affine_kernel) */
+    relu_mask = (ReluMask){scale, n->inputs[2] ? T_DATA(n->inputs[2]) : NULL};
+    mask = &relu_mask;
+  } else if (n->saved[2]) {
+    g = t_temp(t_relu_backward(g, n->saved[2]));
   }
-  if (n->saved[2]) g = t_temp(t_relu_backward(g, n->saved[2])); /* (the fused ReLU's) */
-  channel_sums(&geom, T_DATA(g), T_DATA(x), mu, r, sum_g, sum_g_xhat);
+  channel_sums(&geom, T_DATA(g), T_DATA(x), mu, r, mask, sum_g, sum_g_xhat);
   if (needs[1]) { /* sum(g xhat) is channel_dot(g, xhat) */
     gin[1] = channel_values(sum_g_xhat, geom.c);
     if (record && (g->requires_grad || x->requires_grad)) {
@@ -434,7 +387,8 @@ static void bn_affine_backward_rule(Node *n, Tensor *g, Tensor **gin, const int 
   }
   if (needs[0] && !record) {
     gin[0] = t_new(x->ndim, x->shape);
-    bn_backward_kernel(&geom, T_DATA(g), T_DATA(x), mu, r, w ? T_DATA(w) : NULL, sum_g, sum_g_xhat, T_DATA(gin[0]));
+    bn_backward_kernel(&geom, T_DATA(g), T_DATA(x), mu, r, w ? T_DATA(w) : NULL, sum_g, sum_g_xhat, mask,
+                       T_DATA(gin[0]));
   } else if (needs[0]) { /* bn_backward(channel_affine(g, w)), given the sums of g w */
     Tensor *gw = w ? t_channel_affine(g, w, NULL) : t_retain(g);
     const float *pw = w ? T_DATA(w) : NULL;
@@ -446,6 +400,7 @@ static void bn_affine_backward_rule(Node *n, Tensor *g, Tensor **gin, const int 
     t_release(gw);
   }
   free(sums);
+  free(scale);
   t_scope_end(scope);
 }
 
@@ -488,12 +443,12 @@ static Tensor *bn_backward_op(Tensor *g, Tensor *x, Tensor *mean, Tensor *rstd, 
   double *sums = NULL;
   if (!sum_g) {
     sums = channel_scratch(2 * geom.c);
-    channel_sums(&geom, T_DATA(g), T_DATA(x), mu, r, sums, sums + geom.c);
+    channel_sums(&geom, T_DATA(g), T_DATA(x), mu, r, NULL, sums, sums + geom.c);
     sum_g = sums;
     sum_g_xhat = sums + geom.c;
   }
   Tensor *out = t_new(x->ndim, x->shape);
-  bn_backward_kernel(&geom, T_DATA(g), T_DATA(x), mu, r, NULL, sum_g, sum_g_xhat, T_DATA(out));
+  bn_backward_kernel(&geom, T_DATA(g), T_DATA(x), mu, r, NULL, sum_g, sum_g_xhat, NULL, T_DATA(out));
   free(sums);
   Node *node = ag_record(out, "batch_norm_backward", bn_backward_rule, 2, (Tensor *[]){g, x});
   if (node) {
@@ -654,7 +609,7 @@ T_HOT static void channel_affine_grads(const ChannelGeom *geom, const float *g, 
   double *acc = channel_scratch(2 * geom->c), *sdot = acc, *ssum = acc + geom->c;
   if (geom->hw == 1) {
     if (gx) row_map(geom, &(RowMap){.a = g, .ka = w}, gx);
-    if (gdot || gsum) row_sums(geom, g, NULL, gdot ? x : NULL, NULL, 0, ssum, gdot ? sdot : NULL);
+    if (gdot || gsum) row_sums(geom, g, NULL, gdot ? x : NULL, NULL, 0, NULL, ssum, gdot ? sdot : NULL);
   } else
     for (int64_t n = 0; n < geom->n; n++)
       for (int64_t c = 0; c < geom->c; c++) {
