@@ -538,7 +538,8 @@ function Run:final_evaluation()
 end
 
 -- what the run ran on, for its record: the CPU's model name (Linux's /proc/cpuinfo, when there),
--- the worker threads and MPI ranks, and the OpenBLAS core (vm/blas.h: who chose it)
+-- the worker threads and MPI ranks, the OpenBLAS core (vm/blas.h: who chose it) and what ran the
+-- convolutions (ops/conv_dnnl.c)
 local function machine(comm)
   local cpu
   local f = io.open("/proc/cpuinfo", "r")
@@ -546,10 +547,10 @@ local function machine(comm)
     cpu = f:read("a"):match("model name%s*:%s*([^\n]+)")
     f:close()
   end
-  local blas = require("mamlrun").blas
+  local host = require("mamlrun")
   local has_parallel, parallel = pcall(require, "parallel")
   return {cpu = cpu, threads = has_parallel and parallel.threads() or 1, ranks = comm and comm.size or 1,
-          blas_core = blas.core, blas_core_set_by = blas.set_by}
+          blas_core = host.blas.core, blas_core_set_by = host.blas.set_by, conv = host.conv}
 end
 
 function Run:write_summary(result, text)

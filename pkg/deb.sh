@@ -4,7 +4,7 @@
 # Stages `make install` with PREFIX=/usr (no manifest: dpkg tracks the files), strips the binary,
 # compresses the manual pages, adds /usr/share/doc/mamlrun/copyright and changelog.gz
 # (pkg/debian/), writes DEBIAN/control from pkg/debian/control.in with the shared-library
-# dependencies dpkg-shlibdeps finds for the binary (liblua5.4-0, libopenblas0, libpng16-16, libc6,
+# dependencies dpkg-shlibdeps finds for the binary (liblua5.4-0, libopenblas0, libpng16-16, libc6, libdnnl2,
 # Open MPI's when built with it) and DEBIAN/md5sums, and builds it with dpkg-deb. Runs lintian on
 # it when lintian is installed and fails on its errors and warnings. Needs dpkg-dev (dpkg-shlibdeps).
 set -eu

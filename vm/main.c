@@ -26,6 +26,7 @@
 #include <lualib.h>
 
 #include "blas.h"
+#include "conv_dnnl.h"
 #include "lua_tensor.h"
 #include "sys.h"
 
@@ -84,6 +85,8 @@ static void print_version(void) {
     printf("OpenBLAS core %s, set by mamlrun: OpenBLAS had chosen its generic %s kernels\n", openblas_get_corename(),
            replaced);
   else printf("OpenBLAS core %s, chosen by %s\n", openblas_get_corename(), source);
+  char conv[256];
+  printf("convolutions: %s\n", conv_backend(conv, sizeof conv));
 }
 
 /* a usage error: message, then the usage (or a hint), exit status 2 */
@@ -499,6 +502,9 @@ static void register_mamlrun_module(lua_State *L, const char *script) {
   lua_setfield(L, -2, "asan");
   push_blas_info(L);
   lua_setfield(L, -2, "blas");
+  char conv[256];
+  lua_pushstring(L, conv_backend(conv, sizeof conv));
+  lua_setfield(L, -2, "conv");
   lua_pushvalue(L, -2);
   lua_setfield(L, -2, "root");
   lua_pushvalue(L, -3);
@@ -750,6 +756,8 @@ static int collectargs(int argc, char **argv, Options *o) {
     return usage_error(1, "%s", "--list takes no SCRIPT, -e or -i");
   if (o->script == 0 && !has_e && !o->interactive && !o->list)
     return usage_error(1, "%s", "missing SCRIPT (or -e CODE, or -i)");
+  char conv[256]; /* a bad MAMLRUN_CONV stops the run before it starts */
+  if (strncmp(conv_backend(conv, sizeof conv), "error: ", 7) == 0) return usage_error(0, "%s", conv + 7);
   return -1;
 }
 

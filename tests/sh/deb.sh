@@ -44,7 +44,9 @@ for field in Package Version Architecture Maintainer Installed-Size Depends Sect
   check "control has $field" grep -q "^$field: " "$T/control"
 done
 depends=$(dpkg-deb -f "$deb" Depends)
-for lib in libc6 liblua5.4-0 libopenblas libpng16-16 unzip; do
+libs=(libc6 liblua5.4-0 libopenblas libpng16-16 unzip)
+if ldd "$MAMLRUN" 2>/dev/null | grep -q libdnnl; then libs+=(libdnnl2); fi # (a build with oneDNN)
+for lib in "${libs[@]}"; do
   check "Depends names $lib ($depends)" grep -q "$lib" <<<"$depends"
 done
 
