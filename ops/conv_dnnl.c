@@ -148,8 +148,19 @@ static int make_memory(dnnl_memory_t *m, const dnnl_memory_desc_t *md) {
   return OK(dnnl_memory_create(m, md, engine, DNNL_MEMORY_NONE));
 }
 
+/* Where oneDNN's kernels are the faster (docs/gemm_libraries.md, "Session 7": each op on the
+** MAML layers' shapes, one thread): every forward but a kernel as large as the input (conv.c's
+** plain GEMMs are 1.3-2x faster there), and the backward ops on output maps of 9 pixels or more
+** (on 2x2 maps im2col + OpenBLAS is 1.2-1.4x faster). A rule of the geometry alone, never a
+** timing, so every thread and rank makes the same choice. */
+static int dnnl_takes(int op, const ConvGeom *g) {
+  if (g->padding == 0 && g->kh == g->h && g->kw == g->w) return 0;
+  return op == FWD || g->oh * g->ow >= 9;
+}
+
 /* the primitive for op on g, made on a miss; NULL when oneDNN has only a reference kernel */
 static Prim *lookup(Local *l, int op, const ConvGeom *g, int bias) {
+  if (!dnnl_takes(op, g)) return NULL;
   Prim *victim = &l->p[0];
   for (int i = 0; i < PCACHE; i++) {
     Prim *p = &l->p[i];
