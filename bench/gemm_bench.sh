@@ -39,7 +39,7 @@ for net in $NETS; do
       f="$GEMM_LOGS/${net}_${ways}w${shots}s_o${order}.log"
       if [ "$REGEN" != 0 ] || [ ! -s "$f" ]; then
         rm -f "$f"
-        MAMLRUN_GEMM_LOG="$f" ./mamlrun bench/maml_bench.lua net="$net" ways="$ways" shots="$shots" \
+        MAMLRUN_CONV=gemm MAMLRUN_GEMM_LOG="$f" ./mamlrun bench/maml_bench.lua net="$net" ways="$ways" shots="$shots" \
           order="$order" iters=1 warmup=0 threads=1 >/dev/null 2>&1 || { echo "gemm_bench: $f failed" >&2; exit 1; }
       fi
       logs+=("$f")

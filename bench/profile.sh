@@ -2,6 +2,7 @@
 # bench/profile.sh (make profile): where a MAML meta-iteration's time goes, per config and order, on
 # one thread: `perf record` of bench/maml_bench.lua (random data, the peer's config) and the samples
 # summed into the kinds of work the speed issue names, one table row per run:
+#   onednn      oneDNN's convolution and reorder kernels (its generated code, [JIT], and libdnnl)
 #   gemm        OpenBLAS's sgemm kernels (sgemm_kernel_*)
 #   packing     OpenBLAS's packing and beta passes (sgemm_*copy_*, sgemm_beta_*)
 #   transpose   NCHW <-> channels-last around the convolutions (transpose*, weight_*channels_last)
@@ -29,8 +30,8 @@ export OPENBLAS_NUM_THREADS=1
 mkdir -p bench/out
 echo "== $blas_line"
 echo "== share of the samples (%), one thread, net=$NET, random data, 15 queries/class, 5 inner steps"
-printf '%-7s %-5s %7s  %6s %8s %10s %7s %8s %10s %12s %13s %6s\n' config order s/iter gemm packing transpose \
-  im2col "conv c1" batchnorm elementwise autograd+lua other
+printf '%-7s %-5s %7s  %6s %6s %8s %10s %7s %8s %10s %12s %13s %6s\n' config order s/iter onednn gemm packing \
+  transpose im2col "conv c1" batchnorm elementwise autograd+lua other
 for cfg in $CONFIGS; do
   ways=${cfg%:*} shots=${cfg#*:}
   for order in $ORDERS; do
@@ -42,7 +43,8 @@ for cfg in $CONFIGS; do
       -v order="$order" -v secs="$(printf "%.3f" "${secs:-0}")" '
       $1 ~ /%$/ {
         pct = $1; sub(/%$/, "", pct); dso = $2; sym = $4   # "12.3%  DSO  [.]  SYMBOL  -  -"
-        if (sym ~ /^sgemm_kernel/) k = "gemm"
+        if (dso ~ /JIT|dnnl/) k = "onednn"
+        else if (sym ~ /^sgemm_kernel/) k = "gemm"
         else if (sym ~ /^sgemm_.*(copy|beta)/) k = "packing"
         else if (sym ~ /transpose|channels_last/) k = "transpose"
         else if (sym ~ /images_to_columns|columns_to_images|im2col|col2im|mem(move|cpy|set)|^conv2d_.*_kernel|_nhwc|fill_bias_rows/) k = "im2col"
@@ -54,8 +56,8 @@ for cfg in $CONFIGS; do
         share[k] += pct
       }
       END {
-        printf "%-7s %-5s %7s  %6.1f %8.1f %10.1f %7.1f %8.1f %10.1f %12.1f %13.1f %6.1f\n", cfg, \
-          (order == 2 ? "2nd" : "1st"), secs, share["gemm"], share["packing"], share["transpose"], \
+        printf "%-7s %-5s %7s  %6.1f %6.1f %8.1f %10.1f %7.1f %8.1f %10.1f %12.1f %13.1f %6.1f\n", cfg, \
+          (order == 2 ? "2nd" : "1st"), secs, share["onednn"], share["gemm"], share["packing"], share["transpose"], \
           share["im2col"], share["c1"], share["bn"], share["elem"], share["ag"], share["other"]
       }'
   done

@@ -14,6 +14,7 @@
 ** gradient is reordered back.
 */
 #include "conv_dnnl.h"
+#include "matmul.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -250,6 +251,12 @@ static int run(Local *l, dnnl_primitive_t prim, int nargs, const dnnl_exec_arg_t
   return OK(dnnl_primitive_execute(prim, l->stream, nargs, args)) && OK(dnnl_stream_wait(l->stream));
 }
 
+/* a convolution op of g run: its FLOPs counted as t_sgemm counts the GEMM path's (T.flops) */
+static int done(const ConvGeom *g) {
+  t_count_flops(2 * g->n * g->oh * g->ow * g->o * g->c * g->kh * g->kw);
+  return 1;
+}
+
 /* A weight in oneDNN's layout, kept per thread for the next calls with the same weight (a MAML
 ** weight goes through the forward, backward_input and the recorded second-order ops several times),
 ** under the storage's id and version as in conv.c's WeightEntry: a weight written in place, or
@@ -318,7 +325,7 @@ int conv_dnnl_forward(const ConvGeom *g, float *y, const float *x, const float *
   if (p->scratch) a[na++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, p->scratch};
   if (b) a[na++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, p->bias_m};
   return OK(dnnl_memory_set_data_handle(p->src, (void *)x)) && OK(dnnl_memory_set_data_handle(p->dst, y)) &&
-         (!b || OK(dnnl_memory_set_data_handle(p->bias_m, (void *)b))) && run(l, p->prim, na, a);
+         (!b || OK(dnnl_memory_set_data_handle(p->bias_m, (void *)b))) && run(l, p->prim, na, a) && done(g);
 }
 
 int conv_dnnl_backward_input(const ConvGeom *g, float *gx, const float *gy, const float *w) {
@@ -329,7 +336,7 @@ int conv_dnnl_backward_input(const ConvGeom *g, float *gx, const float *gy, cons
   int na = 3;
   if (p->scratch) a[na++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, p->scratch};
   return OK(dnnl_memory_set_data_handle(p->dst, (void *)gy)) && OK(dnnl_memory_set_data_handle(p->src, gx)) &&
-         run(l, p->prim, na, a);
+         run(l, p->prim, na, a) && done(g);
 }
 
 int conv_dnnl_backward_weight(const ConvGeom *g, float *gw, const float *x, const float *gy) {
@@ -343,9 +350,9 @@ int conv_dnnl_backward_weight(const ConvGeom *g, float *gw, const float *x, cons
   if (!OK(dnnl_memory_set_data_handle(p->src, (void *)x)) || !OK(dnnl_memory_set_data_handle(p->dst, (void *)gy)) ||
       !run(l, p->prim, na, a))
     return 0;
-  if (!p->wreorder) return 1;
+  if (!p->wreorder) return done(g);
   dnnl_exec_arg_t r[] = {{DNNL_ARG_FROM, p->wfmt}, {DNNL_ARG_TO, p->wuser}};
-  return OK(dnnl_memory_set_data_handle(p->wuser, gw)) && run(l, p->wreorder, 2, r);
+  return OK(dnnl_memory_set_data_handle(p->wuser, gw)) && run(l, p->wreorder, 2, r) && done(g);
 }
 
 const char *conv_backend(char *buf, size_t n) {

@@ -20,6 +20,8 @@ static _Atomic int64_t flops_done;
 
 int64_t t_flops(void) { return flops_done; }
 
+void t_count_flops(int64_t n) { flops_done += n; }
+
 /* ------------------------------------------------------------ GEMM shape log */
 
 /* MAMLRUN_GEMM_LOG=FILE: every distinct (site, transposes, M, N, K, beta) that t_sgemm is called

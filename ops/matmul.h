@@ -13,6 +13,8 @@ Tensor *t_matmul(Tensor *a, Tensor *b);
 void t_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
              int ldb, float beta, float *c, int ldc);
 int64_t t_flops(void);
+/* FLOPs a kernel did outside t_sgemm (oneDNN's convolutions: the GEMM path's count for the same op) */
+void t_count_flops(int64_t n);
 /* GEMM shape log (MAMLRUN_GEMM_LOG=FILE, off by default): t_gemm_log_on() says whether it is on;
 ** t_gemm_site(printf format, ...) names the op of this thread's next GEMMs in it (call it only
 ** when the log is on) */
