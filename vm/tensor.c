@@ -132,18 +132,24 @@ int64_t t_thread_allocated_bytes(void) { return thread_allocated_bytes; }
 ** it while the live and cached bytes together stay under the most bytes
 ** ever live: memory the process has already needed at once, so the cache does
 ** not raise the peak. (A second-order task frees hundreds of MB of same-size
-** buffers at its end and asks for them again in the next.) Other buffers go
-** back to malloc, and from there to the system (see T_MMAP_THRESHOLD). */
+** buffers at its end and asks for them again in the next.) When a freed buffer
+** does not fit, the buffers freed longest ago make room for it: the sizes a
+** backward pass frees are the sizes it asks for next (without that, 20w5s at
+** second order sent 1.5 GB of buffers per meta-iteration back to the system and
+** faulted them in again). What still does not fit goes back to malloc, and from
+** there to the system (see T_MMAP_THRESHOLD). */
 #define T_CACHE_BYTES ((size_t)128 << 20)
 #define T_CACHE_BUCKETS 256
 
-typedef struct CachedBuffer {
-  struct CachedBuffer *next;
+typedef struct CachedBuffer { /* (in the freed buffer itself, 64 bytes or more) */
+  struct CachedBuffer *next; /* in its bucket */
+  struct CachedBuffer *newer, *older; /* the cache's buffers in the order they were freed */
   size_t bytes;
 } CachedBuffer;
 
 typedef struct {
   CachedBuffer *buckets[T_CACHE_BUCKETS];
+  CachedBuffer *newest, *oldest;
   size_t bytes;
 } BufferCache;
 
@@ -152,8 +158,8 @@ static _Atomic uint64_t next_storage_id = 1;
 static pthread_key_t cache_key;
 static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 
-static void cache_drop(void *p) { /* at thread exit */
-  BufferCache *c = p;
+/* every cached buffer back to malloc */
+static void cache_empty(BufferCache *c) {
   cached_total -= (int64_t)c->bytes;
   for (int i = 0; i < T_CACHE_BUCKETS; i++)
     while (c->buckets[i]) {
@@ -161,7 +167,13 @@ static void cache_drop(void *p) { /* at thread exit */
       c->buckets[i] = b->next;
       free(b);
     }
-  free(c);
+  c->newest = c->oldest = NULL;
+  c->bytes = 0;
+}
+
+static void cache_drop(void *p) { /* at thread exit */
+  cache_empty(p);
+  free(p);
 }
 
 /* Below the cache, buffers from 1 MB up are mapped and unmapped one by one.
@@ -189,6 +201,16 @@ static BufferCache *cache_get(void) {
 
 static size_t bucket_of(size_t bytes) { return (bytes / 64 * 2654435761u) % T_CACHE_BUCKETS; }
 
+/* b out of the cache's order and its accounting (its bucket is the caller's) */
+static void cache_unlink(BufferCache *c, CachedBuffer *b) {
+  if (b->newer) b->newer->older = b->older;
+  else c->newest = b->older;
+  if (b->older) b->older->newer = b->newer;
+  else c->oldest = b->newer;
+  c->bytes -= b->bytes;
+  cached_total -= (int64_t)b->bytes;
+}
+
 /* bytes is a multiple of 64 */
 static float *buffer_alloc(size_t bytes) {
   BufferCache *c = cache_get();
@@ -198,12 +220,25 @@ static float *buffer_alloc(size_t bytes) {
       if ((*link)->bytes == bytes) {
         CachedBuffer *b = *link;
         *link = b->next;
-        c->bytes -= bytes;
-        cached_total -= (int64_t)bytes;
+        cache_unlink(c, b);
         return (float *)(void *)b;
       }
   }
   return aligned_alloc(64, bytes);
+}
+
+static int cache_fits(const BufferCache *c, size_t bytes) {
+  return c->bytes + bytes <= T_CACHE_BYTES ||
+         (bytes <= T_CACHE_BYTES / 4 && live_bytes + cached_total + (int64_t)bytes <= live_high_water + (int64_t)T_CACHE_BYTES);
+}
+
+/* the buffer freed longest ago back to malloc */
+static void cache_evict_oldest(BufferCache *c) {
+  CachedBuffer *b = c->oldest, **link = &c->buckets[bucket_of(b->bytes)];
+  while (*link != b) link = &(*link)->next;
+  *link = b->next;
+  cache_unlink(c, b);
+  free(b);
 }
 
 /* owner: the cache of the thread that allocated the buffer. A buffer freed on
@@ -212,9 +247,12 @@ static float *buffer_alloc(size_t bytes) {
 ** and each thread's cache would grow to its bound. */
 static void buffer_free(float *data, size_t bytes, const BufferCache *owner) {
   BufferCache *c = cache_get();
-  int fits = c && (c->bytes + bytes <= T_CACHE_BYTES ||
-                   (bytes <= T_CACHE_BYTES / 4 && live_bytes + cached_total + (int64_t)bytes <= live_high_water));
-  if (!c || c != owner || !fits) {
+  if (!c || c != owner || bytes > T_CACHE_BYTES) {
+    free(data);
+    return;
+  }
+  while (!cache_fits(c, bytes) && c->oldest) cache_evict_oldest(c);
+  if (!cache_fits(c, bytes)) {
     free(data);
     return;
   }
@@ -222,21 +260,17 @@ static void buffer_free(float *data, size_t bytes, const BufferCache *owner) {
   b->bytes = bytes;
   b->next = c->buckets[bucket_of(bytes)];
   c->buckets[bucket_of(bytes)] = b;
+  b->newer = NULL;
+  b->older = c->newest;
+  if (c->newest) c->newest->newer = b;
+  else c->oldest = b;
+  c->newest = b;
   c->bytes += bytes;
   cached_total += (int64_t)bytes;
 }
 
 void t_trim_cache(void) {
-  BufferCache *c = thread_cache;
-  if (!c) return;
-  cached_total -= (int64_t)c->bytes;
-  for (int i = 0; i < T_CACHE_BUCKETS; i++)
-    while (c->buckets[i]) {
-      CachedBuffer *b = c->buckets[i];
-      c->buckets[i] = b->next;
-      free(b);
-    }
-  c->bytes = 0;
+  if (thread_cache) cache_empty(thread_cache);
 }
 
 int64_t t_cached_bytes(void) { return thread_cache ? (int64_t)thread_cache->bytes : 0; }

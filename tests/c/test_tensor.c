@@ -641,6 +641,39 @@ static void test_checker_fails_on_nan(void) {
   t_release(a);
 }
 
+/* the per-thread buffer cache (vm/tensor.c): a freed buffer serves the next tensor of its size, and
+** once the cache is at its bound the buffers freed longest ago make room for the one freed now (the
+** sizes a backward pass frees are those it asks for next) */
+static void test_buffer_cache(void) {
+  t_trim_cache();
+  const int64_t big = (int64_t)8 << 20; /* 32 MB tensors, each size distinct */
+  enum { FIRST = 6, MORE = 14 };
+  Tensor *t[FIRST];
+  for (int i = 0; i < FIRST; i++) t[i] = t_new(1, (int64_t[]){big - 16 * i});
+  for (int i = 0; i < FIRST; i++) t_release(t[i]);
+  int64_t cached = t_cached_bytes();
+  ok(cached >= FIRST * (big - 16 * FIRST) * 4, "the cache keeps %d freed 32 MB buffers (%lld bytes)", FIRST,
+     (long long)cached);
+  int served = 0;
+  for (int j = 0; j < MORE; j++) { /* new sizes, each freed and asked for again */
+    int64_t n = big - 16 * (FIRST + j);
+    t_release(t_new(1, (int64_t[]){n}));
+    int64_t before = t_cached_bytes();
+    Tensor *again = t_new(1, (int64_t[]){n});
+    served += t_cached_bytes() == before - n * 4;
+    t_release(again);
+  }
+  ok(served == MORE, "each buffer freed last serves the next tensor of its size (%d of %d)", served, MORE);
+  int64_t before = t_cached_bytes();
+  Tensor *oldest = t_new(1, (int64_t[]){big});
+  ok(t_cached_bytes() == before, "the buffer freed first was given back to make room");
+  t_release(oldest);
+  ok(t_cached_bytes() <= t_peak_bytes() + ((int64_t)128 << 20),
+     "the cache stays under its bound (%lld bytes)", (long long)t_cached_bytes());
+  t_trim_cache();
+  ok(t_cached_bytes() == 0, "t_trim_cache empties it");
+}
+
 int main(void) {
   gen_seed(&gen, 2024);
   test_checker_fails_on_nan();
@@ -655,5 +688,6 @@ int main(void) {
   test_deep_chain();
   test_generator();
   test_errors();
+  test_buffer_cache();
   return tap_done();
 }
