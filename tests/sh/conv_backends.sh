@@ -89,5 +89,39 @@ if [ $with_dnnl = 1 ]; then
   expect "oneDNN and im2col + OpenBLAS agree on nn.conv4 and nn.peer_net to second order" 0 "values"
 fi
 
+# more geometries than a thread keeps primitives for (60 batch sizes x 4 ops, RGB 21x21 maps): the
+# primitives evicted and made again give what im2col + OpenBLAS gives
+cat >"$T/evict.lua" <<'LUA'
+local T = require "tensor"
+local out = assert(io.open(arg[1], "w"))
+local g = T.generator(3)
+local w1, w2, b1 = T.randn({ 32, 3, 3, 3 }, g), T.randn({ 32, 32, 3, 3 }, g), T.randn({ 32 }, g)
+local same, down = { stride = 1, padding = 1, layout = "nhwc" }, { stride = 2, padding = 0, layout = "nhwc" }
+for n = 1, 60 do
+  local x = T.randn({ n, 21, 21, 3 }, g)
+  local y = T.conv2d(x, w1, b1, same)
+  local z = T.conv2d(y, w2, nil, down)
+  local gz = T.randn(z:shape(), g)
+  local gy = T.conv2d_backward_input(gz, w2, { 21, 21 }, down)
+  local gw = T.conv2d_backward_weight(y, gz, { 3, 3 }, down)
+  for _, v in ipairs { y:sum():item(), z:abs():sum():item(), gy:abs():sum():item(), gw:abs():sum():item() } do
+    out:write(string.format("%.9g\n", v))
+  end
+end
+out:close()
+LUA
+if [ $with_dnnl = 1 ]; then
+  run env MAMLRUN_CONV=gemm "$MAMLRUN" "$T/evict.lua" "$T/e_gemm.txt"
+  expect "60 batch sizes on im2col + OpenBLAS" 0
+  run env MAMLRUN_CONV=dnnl MAMLRUN_CONV_VERBOSE=1 "$MAMLRUN" "$T/evict.lua" "$T/e_dnnl.txt"
+  expect "60 batch sizes on oneDNN" 0
+  made=$(grep -c '^conv_dnnl: ' <<<"$err")
+  check "oneDNN made a primitive for each of the 240 op and geometry pairs ($made)" test "$made" -ge 240
+  run awk 'NR == FNR { a[FNR] = $1; next } { d = a[FNR] - $1; m = a[FNR] < 0 ? -a[FNR] : a[FNR]; if (d < 0) d = -d
+    if (d > 1e-4 * m + 1e-6) { print "value " FNR ": " a[FNR] " vs " $1; bad = 1 } } END { exit bad }' \
+    "$T/e_gemm.txt" "$T/e_dnnl.txt"
+  expect "the two backends agree on every batch size" 0
+fi
+
 echo "$checks checks, $failures failed"
 [ "$failures" -eq 0 ]
