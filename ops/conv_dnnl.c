@@ -159,7 +159,14 @@ static int dnnl_takes(int op, const ConvGeom *g) {
   return op == FWD || g->oh * g->ow >= 9;
 }
 
-/* the primitive for op on g, made on a miss; NULL when oneDNN has only a reference kernel */
+/* oneDNN's own AVX2 or AVX-512 kernels ("brgconv:avx512_core", "jit:avx2"): its reference kernel,
+** its im2col + GEMM one and its SSE4.1 ones are no faster than conv.c's (on an SSE4.1-only core,
+** DNNL_MAX_CPU_ISA=SSE41: 22-34 GFLOP/s against 30-31) */
+static int own_kernel(const char *impl) {
+  return strstr(impl, "avx") != NULL && strstr(impl, "gemm") == NULL && strncmp(impl, "ref", 3) != 0;
+}
+
+/* the primitive for op on g, made on a miss; NULL when oneDNN has no own kernel for it */
 static Prim *lookup(Local *l, int op, const ConvGeom *g, int bias) {
   if (!dnnl_takes(op, g)) return NULL;
   Prim *victim = &l->p[0];
@@ -211,7 +218,7 @@ static Prim *lookup(Local *l, int op, const ConvGeom *g, int bias) {
     good = good && OK(dnnl_primitive_desc_create(&pd, &cd, attr, engine, fpd));
   }
   const char *impl = NULL;
-  if (good) good = OK(dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl)) && strncmp(impl, "ref", 3) != 0;
+  if (good) good = OK(dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl)) && own_kernel(impl);
   if (good) {
     const dnnl_memory_desc_t *wfmt = dnnl_primitive_desc_query_md(pd, op == BWD_WEIGHTS ? dnnl_query_diff_weights_md : dnnl_query_weights_md, 0);
     const dnnl_memory_desc_t *spmd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
@@ -229,9 +236,9 @@ static Prim *lookup(Local *l, int op, const ConvGeom *g, int bias) {
     }
   }
   if (getenv("MAMLRUN_CONV_VERBOSE"))
-    fprintf(stderr, "conv_dnnl: op %d N%lld C%lld H%lld O%lld k%lld s%d p%d relu %d: %s\n", op, (long long)g->n,
+    fprintf(stderr, "conv_dnnl: op %d N%lld C%lld H%lld O%lld k%lld s%d p%d relu %d: %s%s\n", op, (long long)g->n,
             (long long)g->c, (long long)g->h, (long long)g->o, (long long)g->kh, g->stride, g->padding, p->relu,
-            good ? impl : (impl ? impl : "(none)"));
+            impl ? impl : "(no kernel)", good ? "" : ", declined: im2col + OpenBLAS runs it");
   if (rpd) dnnl_primitive_desc_destroy(rpd);
   if (pd) dnnl_primitive_desc_destroy(pd);
   if (fpd) dnnl_primitive_desc_destroy(fpd);

@@ -17,6 +17,12 @@ cd "$ROOT" || exit 2
 
 with_dnnl=0
 if ldd "$MAMLRUN" 2>/dev/null | grep -q libdnnl; then with_dnnl=1; fi
+# whether oneDNN has its own kernels for conv4's layers on this CPU (AVX2 or AVX-512; on an older
+# core it declines them all and both runs below are im2col + OpenBLAS)
+dnnl_runs=0
+if [ $with_dnnl = 1 ] && MAMLRUN_CONV_VERBOSE=1 "$MAMLRUN" -e 'local T = require "tensor"
+    T.conv2d(T.randn { 2, 7, 7, 64 }, T.randn { 64, 64, 3, 3 }, nil, { stride = 2, padding = 1, layout = "nhwc" })' 2>&1 |
+    grep '^conv_dnnl: ' | grep -qv declined; then dnnl_runs=1; fi
 
 run "$MAMLRUN" --version
 if [ $with_dnnl = 1 ]; then expect "--version names oneDNN" 0 "convolutions: oneDNN "
@@ -84,8 +90,8 @@ if [ $with_dnnl = 1 ]; then
       if (FNR != n) { print "lengths " n " vs " FNR; bad = 1 }
       for (i = 1; i <= n; i++) { d = a[i] - b[i]; if (d < 0) d = -d; if (d != 0) differ++
         if (d > 2e-3 * big[k[i]] + 1e-30) { print "line " i " (" k[i] "): " a[i] " vs " b[i]; bad++; if (bad > 5) exit 1 } }
-      if (!differ) { print "the two backends gave the same bits everywhere"; bad = 1 }
-      print n " values, " differ " differ by rounding"; exit bad ? 1 : 0 }' "$T/gemm.txt" "$T/dnnl.txt"
+      if (!differ && dnnl_runs) { print "the two backends gave the same bits everywhere"; bad = 1 }
+      print n " values, " differ + 0 " differ by rounding"; exit bad ? 1 : 0 }' dnnl_runs=$dnnl_runs "$T/gemm.txt" "$T/dnnl.txt"
   expect "oneDNN and im2col + OpenBLAS agree on nn.conv4 and nn.peer_net to second order" 0 "values"
 fi
 
