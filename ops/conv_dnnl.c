@@ -1,17 +1,19 @@
 /*
 ** conv_dnnl.c: channels-last convolutions on oneDNN's direct kernels (libdnnl, when the Makefile
-** finds it: MAMLRUN_DNNL). Without it, with MAMLRUN_CONV=gemm, or for a geometry oneDNN has only a
-** reference kernel for, every call returns 0 and conv.c runs its own im2col + OpenBLAS path: the
-** same convolution, rounded differently. MAMLRUN_CONV=dnnl asks for oneDNN and is an error in a
-** build without it; any other value is an error. MAMLRUN_CONV_VERBOSE=1 names, on stderr, the
-** kernel oneDNN chose for each op and geometry as it is first used.
+** finds it: MAMLRUN_DNNL). Each entry returns 1 when oneDNN computed the op, 0 when conv.c's own
+** im2col + OpenBLAS kernels are to: in a build without oneDNN, with MAMLRUN_CONV=gemm, where the
+** rule below gives the op to them (dnnl_takes: where they measured faster), and where oneDNN has no
+** AVX2 or AVX-512 kernel of its own (own_kernel). The two compute the same convolution, rounded
+** differently. MAMLRUN_CONV=dnnl is the default spelled out, and an error in a build without oneDNN;
+** any other value is an error. MAMLRUN_CONV_VERBOSE=1 names, on stderr, the kernel oneDNN chose for
+** each op and geometry as it is first used.
 **
 ** Each thread keeps its own primitives (one per op and geometry, made on first use: oneDNN
 ** generates their code then), its own stream and scratchpad, and runs oneDNN on one OpenMP thread,
-** so a worker's results do not depend on how many workers run beside it. oneDNN wants the weights
-** in a blocked layout of its choosing: they are reordered from (O,C,KH,KW) on each call that needs
-** them (cached per weight by conv.c's id/version scheme, see conv_dnnl_weight), and the weight
-** gradient is reordered back.
+** so a task's result does not depend on the worker that runs it or on how many run. oneDNN wants the
+** weights in a blocked layout of its choosing: they are reordered from (O,C,KH,KW), once per weight
+** and thread (load_weight: cached by the storage's id and version, like conv.c's channels-last
+** copies), and the weight gradient is reordered back.
 */
 #include "conv_dnnl.h"
 #include "matmul.h"
@@ -91,7 +93,7 @@ static pthread_key_t key;
 
 static void prim_free(Prim *p) {
   if (!p->used) return;
-  dnnl_primitive_destroy(p->prim);
+  if (p->prim) dnnl_primitive_destroy(p->prim);
   if (p->wreorder) dnnl_primitive_destroy(p->wreorder);
   dnnl_memory_t *m[] = {&p->src, &p->wuser, &p->wfmt, &p->bias_m, &p->dst, &p->scratch};
   for (size_t i = 0; i < sizeof m / sizeof *m; i++)
@@ -137,6 +139,13 @@ static Local *local(void) {
   return l;
 }
 
+/* p empty, keyed by op on g */
+static void prim_key(Prim *p, int op, const ConvGeom *g, int bias, uint64_t stamp) {
+  p->used = 1, p->op = op, p->relu = op == FWD && g->relu, p->bias = bias, p->stride = g->stride;
+  p->padding = g->padding, p->n = g->n, p->c = g->c, p->h = g->h, p->w = g->w, p->o = g->o;
+  p->kh = g->kh, p->kw = g->kw, p->stamp = stamp;
+}
+
 static int same(const Prim *p, int op, const ConvGeom *g, int bias) {
   return p->used && p->op == op && p->n == g->n && p->c == g->c && p->h == g->h && p->w == g->w && p->o == g->o &&
          p->kh == g->kh && p->kw == g->kw && p->stride == g->stride && p->padding == g->padding &&
@@ -180,15 +189,14 @@ static Prim *lookup(Local *l, int op, const ConvGeom *g, int bias) {
   }
   prim_free(victim);
   Prim *p = victim;
-  p->used = 1, p->op = op, p->relu = op == FWD && g->relu, p->bias = bias, p->stride = g->stride,
-  p->padding = g->padding, p->n = g->n, p->c = g->c, p->h = g->h, p->w = g->w, p->o = g->o, p->kh = g->kh,
-  p->kw = g->kw, p->stamp = ++l->clock;
+  prim_key(p, op, g, bias, ++l->clock);
 
+  /* (the right and bottom padding that the output size implies: conv2d's floor division may leave
+  ** input rows unread, which oneDNN says with a smaller, even negative, padding) */
   dnnl_dims_t sd = {g->n, g->c, g->h, g->w}, wd = {g->o, g->c, g->kh, g->kw}, bd = {g->o},
               dd = {g->n, g->o, g->oh, g->ow}, st = {g->stride, g->stride}, pl = {g->padding, g->padding},
-              pr = {g->padding, g->padding};
-  pr[0] = (g->oh - 1) * g->stride + g->kh - g->h - g->padding;
-  pr[1] = (g->ow - 1) * g->stride + g->kw - g->w - g->padding;
+              pr = {(g->oh - 1) * g->stride + g->kh - g->h - g->padding,
+                    (g->ow - 1) * g->stride + g->kw - g->w - g->padding};
   dnnl_memory_desc_t smd, wany, wplain, bmd, dmd;
   dnnl_convolution_desc_t fd, cd;
   dnnl_primitive_desc_t fpd = NULL, pd = NULL, rpd = NULL;
@@ -244,11 +252,9 @@ static Prim *lookup(Local *l, int op, const ConvGeom *g, int bias) {
   if (fpd) dnnl_primitive_desc_destroy(fpd);
   if (po) dnnl_post_ops_destroy(po);
   if (attr) dnnl_primitive_attr_destroy(attr);
-  if (!good) {
+  if (!good) { /* remembered as declined: an entry without a primitive */
     prim_free(p);
-    p->used = 1, p->op = op, p->relu = op == FWD && g->relu, p->bias = bias, p->stride = g->stride,
-    p->padding = g->padding, p->n = g->n, p->c = g->c, p->h = g->h, p->w = g->w, p->o = g->o, p->kh = g->kh,
-    p->kw = g->kw, p->stamp = l->clock; /* remembered as refused */
+    prim_key(p, op, g, bias, l->clock);
     return NULL;
   }
   return p;
