@@ -13,10 +13,13 @@ PKGS="lua5.4 openblas libpng"
 make -s mamlrun "$BUILD/libmamlrun.a" || exit 1
 . bench/openblas_core.sh
 mkdir -p "$BUILD/bench"
+# the libraries of a build with oneDNN (ops/conv_dnnl.c)
+dnnl_libs=()
+if nm "$BUILD/libmamlrun.a" 2>/dev/null | grep -q ' U dnnl_'; then dnnl_libs=(-ldnnl -lgomp); fi
 # shellcheck disable=SC2046
 cc -O2 -march=x86-64-v2 -mtune=generic -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Ivm -Iops \
   $(pkg-config --cflags $PKGS) -o "$BUILD/bench/conv_bench" bench/conv_bench.c "$BUILD/libmamlrun.a" \
-  $(pkg-config --libs $PKGS) -lm -lpthread -ldl
+  $(pkg-config --libs $PKGS) "${dnnl_libs[@]}" -lm -lpthread -ldl
 
 ours=$(mktemp) theirs=$(mktemp)
 trap 'rm -f "$ours" "$theirs"' EXIT
