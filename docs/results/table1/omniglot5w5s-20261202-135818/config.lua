@@ -22,7 +22,7 @@ return {
   inner_optimizer = "sgd",
   iterations = 60000,
   log_every = 20,
-  max_minutes = 150,
+  max_minutes = 90,
   meta_batch = 32,
   meta_lr = 0.001,
   model = "conv4",
