@@ -64,13 +64,6 @@ enum { COLS, YCHUNK, XCHUNK, WEIGHT, NSCRATCH };
 ** weights of a 5-step inner loop of a 4-layer net, which the outer backward visits again. A weight
 ** of more than WCACHE_MAX floats is not kept (at most 32 MiB per thread). */
 enum { WCACHE = 32, WCACHE_MAX = 1 << 18 };
-#if defined(__SANITIZE_ADDRESS__) /* (gcc) */
-#define CHECK_WEIGHT_CACHE 1
-#elif defined(__has_feature) /* (clang) */
-#if __has_feature(address_sanitizer)
-#define CHECK_WEIGHT_CACHE 1
-#endif
-#endif
 typedef struct {
   uint64_t id, version, used;
   int64_t offset, o, c, kk; /* the copy is (o, kk, c) of the weight at offset */
@@ -293,7 +286,7 @@ static const float *cached_weight(const ConvGeom *g, Tensor *w) {
     if (c->used < victim->used) victim = c;
   }
   if (e) {
-#ifdef CHECK_WEIGHT_CACHE
+#if T_ASAN /* (sanitizer builds check every hit) */
     float *fresh = scratch(WEIGHT, n);
     weight_to_channels_last(g, T_DATA(w), fresh);
     if (memcmp(fresh, e->data, (size_t)n * sizeof(float)) != 0)

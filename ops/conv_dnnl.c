@@ -274,14 +274,6 @@ static int done(const ConvGeom *g) {
 ** weight goes through the forward, backward_input and the recorded second-order ops several times),
 ** under the storage's id and version as in conv.c's WeightEntry: a weight written in place, or
 ** freed and its memory reused, is never served stale. Sanitizer builds check every hit. */
-#if defined(__SANITIZE_ADDRESS__)
-#define CHECK_WEIGHT_CACHE 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define CHECK_WEIGHT_CACHE 1
-#endif
-#endif
-
 static int reorder(Local *l, Prim *p, const float *w, float *to) {
   dnnl_exec_arg_t a[] = {{DNNL_ARG_FROM, p->wuser}, {DNNL_ARG_TO, p->wfmt}};
   return OK(dnnl_memory_set_data_handle(p->wuser, (void *)w)) && OK(dnnl_memory_set_data_handle(p->wfmt, to)) &&
@@ -306,7 +298,7 @@ static int load_weight(Local *l, Prim *p, const float *w, Tensor *wt) {
   }
   if (e) {
     e->stamp = ++l->clock;
-#ifdef CHECK_WEIGHT_CACHE
+#if T_ASAN
     size_t bytes = dnnl_memory_desc_get_size(md);
     if (!reorder(l, p, w, p->wbuf)) return 0;
     if (memcmp(p->wbuf, e->buf, bytes) != 0)
@@ -368,17 +360,12 @@ int conv_dnnl_backward_weight(const ConvGeom *g, float *gw, const float *x, cons
   return OK(dnnl_memory_set_data_handle(p->wuser, gw)) && run(l, p->wreorder, 2, r) && done(g);
 }
 
-const char *conv_backend(char *buf, size_t n) {
-  pthread_once(&mode_once, read_mode);
-  if (mode == MODE_BAD) snprintf(buf, n, "error: %s", mode_error);
-  else if (mode == MODE_GEMM) snprintf(buf, n, "im2col + OpenBLAS (MAMLRUN_CONV=gemm)");
-  else {
-    pthread_once(&once, init_once);
-    const dnnl_version_t *v = dnnl_version();
-    if (disabled) snprintf(buf, n, "im2col + OpenBLAS (oneDNN %d.%d.%d has no CPU engine here)", v->major, v->minor, v->patch);
-    else snprintf(buf, n, "oneDNN %d.%d.%d, channels-last (im2col + OpenBLAS for the rest)", v->major, v->minor, v->patch);
-  }
-  return buf;
+/* what runs the convolutions in the default mode */
+static void dnnl_backend(char *buf, size_t n) {
+  pthread_once(&once, init_once);
+  const dnnl_version_t *v = dnnl_version();
+  if (disabled) snprintf(buf, n, "im2col + OpenBLAS (oneDNN %d.%d.%d has no CPU engine here)", v->major, v->minor, v->patch);
+  else snprintf(buf, n, "oneDNN %d.%d.%d, channels-last (im2col + OpenBLAS for the rest)", v->major, v->minor, v->patch);
 }
 
 #else
@@ -397,10 +384,13 @@ int conv_dnnl_backward_weight(const ConvGeom *g, float *gw, const float *x, cons
   (void)conv_mode(); /* (raises a bad MAMLRUN_CONV) */
   return 0;
 }
+static void dnnl_backend(char *buf, size_t n) { snprintf(buf, n, "im2col + OpenBLAS (built without oneDNN)"); }
+#endif
+
 const char *conv_backend(char *buf, size_t n) {
   pthread_once(&mode_once, read_mode);
   if (mode == MODE_BAD) snprintf(buf, n, "error: %s", mode_error);
-  else snprintf(buf, n, "im2col + OpenBLAS (built without oneDNN)");
+  else if (mode == MODE_GEMM) snprintf(buf, n, "im2col + OpenBLAS (MAMLRUN_CONV=gemm)");
+  else dnnl_backend(buf, n);
   return buf;
 }
-#endif

@@ -207,18 +207,6 @@ static int mr_time(lua_State *L) {
   return 1;
 }
 
-/* mamlrun.asan: built with AddressSanitizer (GCC and clang spell it apart) */
-#if defined(__SANITIZE_ADDRESS__)
-#define BUILT_WITH_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define BUILT_WITH_ASAN 1
-#endif
-#endif
-#ifndef BUILT_WITH_ASAN
-#define BUILT_WITH_ASAN 0
-#endif
-
 /* Resident set size now, in bytes (Linux /proc), or -1 if unreadable. */
 static long long rss_now(void) {
   long pages = 0, resident = 0;
@@ -498,7 +486,7 @@ static void register_mamlrun_module(lua_State *L, const char *script) {
   luaL_newlib(L, mamlrun_funcs);
   lua_pushliteral(L, MAMLRUN_VERSION);
   lua_setfield(L, -2, "version");
-  lua_pushboolean(L, BUILT_WITH_ASAN);
+  lua_pushboolean(L, T_ASAN); /* mamlrun.asan */
   lua_setfield(L, -2, "asan");
   push_blas_info(L);
   lua_setfield(L, -2, "blas");

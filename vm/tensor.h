@@ -44,6 +44,18 @@ typedef struct Tensor {
   struct Node *grad_fn; /* NULL for leaves and constants */
 } Tensor;
 
+/* T_ASAN: 1 in a build with AddressSanitizer (GCC and clang spell it apart), else 0 */
+#if defined(__SANITIZE_ADDRESS__)
+#define T_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define T_ASAN 1
+#endif
+#endif
+#ifndef T_ASAN
+#define T_ASAN 0
+#endif
+
 /* hot kernels get AVX-512 and AVX2 clones, picked at load time (GCC ifunc); ISO C mode
 ** (-std=c11) contracts no a*b+c into an FMA, and reductions are written in a fixed
 ** order (t_v8f), so every clone computes the same bits */

@@ -29,23 +29,11 @@ static void ok(int cond, const char *fmt, ...) {
 ** and a check of "worst < tol" would then pass a kernel that returns NaN) */
 static inline double worse(double worst, double e) { return isnan(worst) || isnan(e) ? (double)NAN : e > worst ? e : worst; }
 
-/* under `make sanitize` (MAMLRUN_EXPECT_ASAN=1), the first test line says whether this binary is
-** really built with AddressSanitizer (GCC and clang spell the macro apart) */
-#if defined(__SANITIZE_ADDRESS__)
-#define TAP_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TAP_ASAN 1
-#endif
-#endif
-#ifndef TAP_ASAN
-#define TAP_ASAN 0
-#endif
-
-/* the plan line and the exit status */
+/* the plan line and the exit status; under `make sanitize` (MAMLRUN_EXPECT_ASAN=1) a test line first
+** says whether this binary is really built with AddressSanitizer (T_ASAN, tensor.h) */
 static int tap_done(void) {
   const char *expect = getenv("MAMLRUN_EXPECT_ASAN");
-  if (expect && expect[0] == '1') ok(TAP_ASAN, "built with AddressSanitizer (make sanitize)");
+  if (expect && expect[0] == '1') ok(T_ASAN, "built with AddressSanitizer (make sanitize)");
   printf("1..%d\n", ntest);
   return nfail ? 1 : 0;
 }
