@@ -9,6 +9,8 @@
 # prints no plan (1..N), runs a number of tests other than its plan or runs no
 # test at all counts one extra failure; so does a suite that is missing (a
 # tests/c/test_*.c without its binary) or not executable.
+# The last check: the suites leave the checkout as they found it (no file or
+# folder added, none changed); tests write under $TMPDIR.
 # `ok ... # SKIP reason` lines count as skipped, not passed. A skip that names a
 # requirement in brackets (`# SKIP [mpi] openmpi not installed`) is a failure
 # when MAMLRUN_REQUIRE_SUITES lists that word (.ci/run: "fuzz mpi dataset", those
@@ -37,6 +39,15 @@ if command -v timeout >/dev/null; then TIMEOUT=(timeout --kill-after=10 "$TEST_T
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/mamlrun-tests.XXXXXX") || exit 2
 trap 'rm -rf "$TMP"' EXIT
 LOG=$TMP/log
+
+# every path of the checkout but the build folders, the dataset and git's own,
+# and git's view of the tracked files: what the suites must leave unchanged
+checkout_state() {
+  find . \( -path ./.git -o -path "./$BUILD" -o -path './build-*' -o -path ./data/omniglot -o -path ./bench/out \) \
+    -prune -o -print | LC_ALL=C sort
+  if [ -d .git ] && command -v git >/dev/null; then git status --porcelain 2>/dev/null; fi
+}
+checkout_state >"$TMP/checkout.before"
 
 total_pass=0 total_fail=0 total_skip=0
 section_pass=0 section_fail=0 section_skip=0
@@ -212,6 +223,19 @@ for s in tests/suites.d/*.sh; do
 done
 if [ "$found" = 0 ]; then echo "   (none)"; fi
 end_section "extra suites"
+
+# ---------------------------------------------------------------- the checkout
+section "the checkout after the tests"
+checkout_state >"$TMP/checkout.after"
+if cmp -s "$TMP/checkout.before" "$TMP/checkout.after"; then
+  section_pass=1
+  echo "   nothing added or changed                 ok"
+else
+  section_fail=1
+  echo "   the tests changed the checkout: FAILED (a test should write under \$TMPDIR; < before, > after)"
+  diff "$TMP/checkout.before" "$TMP/checkout.after" | grep '^[<>]' | head -n 40 | sed 's/^/     | /'
+fi
+end_section "the checkout"
 
 echo "$total_pass passed, $total_fail failed, $total_skip skipped"
 [ "$total_fail" -eq 0 ]

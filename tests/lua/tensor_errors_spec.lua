@@ -548,7 +548,9 @@ describe("every function", function()
     local thirds = { values[1], values[2], values[12], values[16] }
     local calls = {}
     for name, f in pairs(T) do
-      if type(f) == "function" and name ~= "write_atomic" and name ~= "manual_seed" then
+      -- write_atomic and mkdir_p would write files and folders named after the values into the working
+      -- folder; their bad arguments have their own spec in tensor_spec.lua
+      if type(f) == "function" and name ~= "write_atomic" and name ~= "mkdir_p" and name ~= "manual_seed" then
         calls[#calls + 1] = { name, load(("local T = ... return function(a, b, c) local r = T.%s(a, b, c) return r end"):format(name))(T) }
       end
     end

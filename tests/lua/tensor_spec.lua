@@ -794,6 +794,17 @@ describe("write_atomic", function()
     local ok, err = pcall(T.mkdir_p, dir .. "/a/b/c/x.bin/d")
     assert.is_false(ok)
     assert.matches("cannot create the folder .*x%.bin/d: Not a directory", err)
+    for _, bad in ipairs { {}, true } do
+      ok, err = pcall(T.mkdir_p, bad)
+      assert.is_false(ok)
+      assert.matches("bad argument #1 to 'tensor.mkdir_p' %(string expected, got " .. type(bad) .. "%)", err)
+    end
+    for _, bad in ipairs { {}, true } do
+      ok, err = pcall(T.write_atomic, bad, "x")
+      assert.matches("bad argument #1 to 'tensor.write_atomic' %(string expected, got " .. type(bad) .. "%)", err)
+      ok, err = pcall(T.write_atomic, dir .. "/never.bin", bad)
+      assert.matches("bad argument #2 to 'tensor.write_atomic'", err)
+    end
     os.execute("rm -rf '" .. dir .. "/a'")
   end)
 

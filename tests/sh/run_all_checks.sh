@@ -3,7 +3,9 @@
 # runs in a scratch tree that holds only the suites of one case (no C, Lua or shell tests of the
 # project), and its last line and exit status must say what happened: a skip is counted as skipped,
 # not passed; a required skip (MAMLRUN_REQUIRE_SUITES) fails; a suite without a TAP plan, with a plan
-# its tests do not match, not executable, or a C test source without its binary fails. And
+# its tests do not match, not executable, or a C test source without its binary fails; a suite that
+# leaves a file or a folder in the checkout, or changes one, fails (the runner's last check, which
+# counts one pass in every other case). And
 # tests/suites.d/mpi.sh with a fake binary: only a clean "built without MPI" answer is a skip.
 set -u
 ROOT=${ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -41,37 +43,58 @@ expect() {
 
 tree
 suite good 'ok 1 - one\nok 2 - two\n1..2\n'
-expect "two passing tests" 0 "2 passed, 0 failed, 0 skipped"
+expect "two passing tests" 0 "3 passed, 0 failed, 0 skipped"
 
 tree
 suite skipping 'ok 1 - mpi # SKIP [mpi] openmpi not installed\nok 2 - other\n1..2\n'
-expect "a skip is counted as skipped, not passed" 0 "1 passed, 0 failed, 1 skipped"
-expect "a required skip is a failure" 1 "1 passed, 1 failed, 0 skipped" MAMLRUN_REQUIRE_SUITES="fuzz mpi"
-expect "a skip of a requirement not listed stays a skip" 0 "1 passed, 0 failed, 1 skipped" \
+expect "a skip is counted as skipped, not passed" 0 "2 passed, 0 failed, 1 skipped"
+expect "a required skip is a failure" 1 "2 passed, 1 failed, 0 skipped" MAMLRUN_REQUIRE_SUITES="fuzz mpi"
+expect "a skip of a requirement not listed stays a skip" 0 "2 passed, 0 failed, 1 skipped" \
   MAMLRUN_REQUIRE_SUITES="fuzz dataset"
 
 tree
 suite no_plan 'ok 1 - one\n'
-expect "a suite that exits 0 without a plan fails" 1 "1 passed, 1 failed, 0 skipped"
+expect "a suite that exits 0 without a plan fails" 1 "2 passed, 1 failed, 0 skipped"
 
 tree
 suite short 'ok 1 - one\nok 2 - two\n1..3\n'
-expect "a suite that runs fewer tests than its plan fails" 1 "2 passed, 1 failed, 0 skipped"
+expect "a suite that runs fewer tests than its plan fails" 1 "3 passed, 1 failed, 0 skipped"
 
 tree
 suite long 'ok 1 - one\nok 2 - two\n1..1\n'
-expect "a suite that runs more tests than its plan fails" 1 "2 passed, 1 failed, 0 skipped"
+expect "a suite that runs more tests than its plan fails" 1 "3 passed, 1 failed, 0 skipped"
 
 tree
 suite good 'ok 1 - one\n1..1\n'
 printf '#!/bin/sh\necho "ok 1 - x"\necho "1..1"\n' >"$T/tree/tests/suites.d/not_executable.sh"
-expect "a suite that is not executable fails" 1 "1 passed, 1 failed, 0 skipped"
+expect "a suite that is not executable fails" 1 "2 passed, 1 failed, 0 skipped"
 
 tree
 mkdir -p "$T/tree/tests/c"
 echo 'int main(void) { return 0; }' >"$T/tree/tests/c/test_missing.c"
 suite good 'ok 1 - one\n1..1\n'
-expect "a C test source without its binary fails" 1 "1 passed, 1 failed, 0 skipped"
+expect "a C test source without its binary fails" 1 "2 passed, 1 failed, 0 skipped"
+
+# a suite that passes but leaves something in the checkout: the runner's last check fails
+writer() { # writer NAME COMMAND: a passing suite that runs COMMAND in the tree's root first
+  printf '#!/bin/sh\n%s\nprintf "ok 1 - one\\n1..1\\n"\n' "$2" >"$T/tree/tests/suites.d/$1.sh"
+  chmod +x "$T/tree/tests/suites.d/$1.sh"
+}
+tree
+writer stray_file 'echo x >stray.txt'
+expect "a suite that leaves a file in the checkout fails" 1 "1 passed, 1 failed, 0 skipped"
+grep -q '^     | > ./stray.txt$' "$T/out" || { failures=$((failures + 1)); echo "FAIL: the runner did not name ./stray.txt"; }
+tree
+writer empty_folder 'mkdir -- -nan'
+expect "a suite that leaves an empty folder in the checkout fails" 1 "1 passed, 1 failed, 0 skipped"
+tree
+echo "before" >"$T/tree/tests/data.txt"
+writer changes_file 'echo after >tests/data.txt'
+( cd "$T/tree" && git init -q && git add -A && git -c user.email=t@t -c user.name=t commit -qm base )
+expect "a suite that changes a tracked file fails" 1 "1 passed, 1 failed, 0 skipped"
+tree
+writer scratch 'd=$(mktemp -d) && echo x >"$d/f" && rm -rf "$d"'
+expect "a suite that writes under TMPDIR passes" 0 "2 passed, 0 failed, 0 skipped"
 
 # tests/suites.d/mpi.sh's probe of the binary: only a clean "false" is a skip; anything else it does not
 # expect (a crash, a warning, garbage) is a failure, not a skip
