@@ -165,6 +165,16 @@ function M.load(dir, opts)
   end
   run.metric = run.metric or "acc"
 
+  -- the sessions of training: a start record begins each (the first and every resume) with what it
+  -- ran on (runs written before mamlrun recorded them have none)
+  run.sessions = {}
+  for _, r in ipairs(records) do
+    if r.type == "start" and math.type(r.iter) == "integer" then
+      run.sessions[#run.sessions + 1] = {iter = r.iter, date = r.date, resumed = r.resumed == true,
+        machine = type(r.machine) == "table" and r.machine or {}, version = r.version}
+    end
+  end
+
   -- training time: the train records' `time` counts from the start of each session (it restarts
   -- when a run is resumed), so sessions are summed; a val record gets the time of the train record
   -- before it
@@ -357,6 +367,44 @@ function M.table(runs, opts)
   return table.concat(lines, "\n") .. "\n"
 end
 
+-- what a session ran on, in words
+local function machine_text(m, version)
+  local parts = {}
+  if type(m.cpu) == "string" then parts[#parts + 1] = m.cpu end
+  if math.type(m.threads) == "integer" then
+    parts[#parts + 1] = m.threads .. (m.threads == 1 and " thread" or " threads")
+  end
+  if math.type(m.ranks) == "integer" and m.ranks > 1 then parts[#parts + 1] = m.ranks .. " MPI processes" end
+  if type(m.blas_core) == "string" then parts[#parts + 1] = "OpenBLAS " .. m.blas_core end
+  if type(m.conv) == "string" then parts[#parts + 1] = "convolutions: " .. m.conv end
+  if type(version) == "string" then parts[#parts + 1] = "mamlrun " .. version end
+  return #parts > 0 and table.concat(parts, ", ") or "(not recorded)"
+end
+
+--- The sessions of each run (its start records), as lines: where each session began and what it ran
+--- on; a session on the same machine, threads, backends and version as the one before says so. Runs
+--- without start records (written before they existed) are left out. Empty when no run has any.
+function M.sessions(runs, opts)
+  opts = opts or {}
+  local lines = {}
+  for _, run in ipairs(runs) do
+    if #run.sessions > 0 then
+      local n = #run.sessions
+      lines[#lines + 1] = string.format("%s%s: %d %s", opts.markdown and "- " or "", run.label, n,
+        n == 1 and "session" or "sessions")
+      local before
+      for _, ses in ipairs(run.sessions) do
+        local what = machine_text(ses.machine, ses.version)
+        lines[#lines + 1] = string.format("%sfrom iteration %d%s: %s", opts.markdown and "  - " or "    ",
+          ses.iter, type(ses.date) == "string" and " (" .. ses.date .. ")" or "",
+          what == before and "the same as before" or what)
+        before = what
+      end
+    end
+  end
+  return #lines > 0 and table.concat(lines, "\n") .. "\n" or ""
+end
+
 -- ------------------------------------------------------------------ the plot
 
 --- The plot spec (lua/plot.lua) of the runs' validation curves: per metric, the value after
@@ -483,6 +531,8 @@ function M.cli(args, opts)
     local runs = {}
     for j, dir in ipairs(dirs) do runs[j] = M.load(dir, {warn = function(s) err("note: " .. s .. "\n") end}) end
     out(M.table(runs, {markdown = markdown, target = target}))
+    local sessions = M.sessions(runs, {markdown = markdown})
+    if sessions ~= "" then out("\n" .. sessions) end
     if plot_path then
       M.plot(runs, plot_path)
       out("plot: " .. plot_path .. "\n")

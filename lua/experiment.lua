@@ -754,6 +754,12 @@ function run_experiment(script_cfg, opts)
     run:say("distributed: %d MPI processes, %s tasks of each meta-batch per process", run.comm.size,
       fewest == most and fewest or fewest .. "-" .. most)
   end
+  -- each session of training (the first and every resume) starts with a record of where it runs, so a
+  -- run continued on another machine, thread count or convolution backend says so, and from which
+  -- iteration (mamlrun --compare lists them)
+  run:record({type = "start", iter = run.iteration, resumed = resume_tree ~= nil,
+    date = os.date("!%Y-%m-%dT%H:%M:%SZ"),
+    version = require("mamlrun").version, machine = machine(run.comm)})
   run:say("%s: %s on %s with %d weights, %d meta-parameter tensors (%d adapted in the inner loop), run folder %s",
     cfg.name, M.algorithm_text(cfg), tostring(run.net.kind), run.net:num_elements(), #run.learner.meta_params,
     (function() local n = 0; for _, a in ipairs(run.learner.adapted) do if a then n = n + 1 end end; return n end)(),

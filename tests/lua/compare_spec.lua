@@ -208,6 +208,51 @@ describe("mamlrun --compare", function()
     assert.equals("not finite (2 steps)", cells(lines_of(compare.table{compare.load(ev)})[3])[5])
   end)
 
+  it("lists each run's sessions: where the first and every resume began, and on what", function()
+    local dir = run_tiny(tmpdir(), {name = "sessions", iterations = 2})
+    experiment.run(tiny, {overrides = {resume = dir, iterations = 4, threads = 2}, source = synthetic_source()})
+    local run = compare.load(dir)
+    assert.equals(2, #run.sessions)
+    assert.same({0, false}, {run.sessions[1].iter, run.sessions[1].resumed})
+    assert.same({2, true}, {run.sessions[2].iter, run.sessions[2].resumed})
+    local lines = lines_of(compare.sessions{run})
+    assert.equals(3, #lines)
+    assert.equals(dir:match("[^/]+$") .. ": 2 sessions", lines[1])
+    local conv = require("mamlrun").conv
+    assert.matches("^    from iteration 0 %(%d%d%d%d%-%d%d%-%d%dT[%d:]+Z%): .*1 thread, .*convolutions: ", lines[2])
+    assert.truthy(lines[2]:find(conv .. ", mamlrun " .. require("mamlrun").version, 1, true), lines[2])
+    assert.matches("^    from iteration 2 %(.-%): .*2 threads, ", lines[3])
+    -- a session like the one before says so; Markdown is a nested list
+    local recs = {
+      {type = "start", iter = 0, resumed = false, machine = {cpu = "CPU A", threads = 2, conv = "gemm"}},
+      {type = "train", iter = 10, loss = 1, acc = 0.5, time = 10},
+      {type = "start", iter = 10, resumed = true, machine = {cpu = "CPU A", threads = 2, conv = "gemm"}},
+      {type = "start", iter = 20, resumed = true, machine = {cpu = "CPU B", threads = 1, ranks = 4, conv = "dnnl"},
+       version = "9.9"},
+    }
+    local hand = tmpdir() .. "/hand-1"
+    os.execute("mkdir -p '" .. hand .. "'")
+    write(hand .. "/config.json", json.encode{name = "hand", steps_test = 1} .. "\n")
+    local text = {}
+    for i, r in ipairs(recs) do text[i] = json.encode(r) end
+    write(hand .. "/metrics.jsonl", table.concat(text, "\n") .. "\n")
+    assert.same({"- hand-1: 3 sessions",
+      "  - from iteration 0: CPU A, 2 threads, convolutions: gemm",
+      "  - from iteration 10: the same as before",
+      "  - from iteration 20: CPU B, 1 thread, 4 MPI processes, convolutions: dnnl, mamlrun 9.9"},
+      lines_of(compare.sessions({compare.load(hand)}, {markdown = true})))
+    -- a run written before start records existed has none, and says nothing
+    local old = tmpdir() .. "/old-1"
+    os.execute("mkdir -p '" .. old .. "'")
+    write(old .. "/config.json", json.encode{name = "old"} .. "\n")
+    write(old .. "/metrics.jsonl", json.encode(recs[2]) .. "\n")
+    assert.equals("", compare.sessions{compare.load(old)})
+    -- the command prints them after the table
+    local status, out = cli("'" .. dir .. "'")
+    assert.equals(0, status)
+    assert.truthy(out:find("\n\n" .. dir:match("[^/]+$") .. ": 2 sessions\n", 1, true), out)
+  end)
+
   it("names the file that is wrong", function()
     local dir = tmpdir()
     local function err_of(d)
@@ -219,7 +264,7 @@ describe("mamlrun --compare", function()
     assert.equals(dir .. " is not a run folder: no config.json or config.lua", err_of(dir))
     write(dir .. "/config.json", "{\"name\": \"x\"}\n")
     assert.equals(dir .. " is not a run folder: no metrics.jsonl", err_of(dir))
-    local good = read(base .. "/metrics.jsonl")
+    local good = read(base .. "/metrics.jsonl"):gsub('[^\n]*"type":"start"[^\n]*\n', "") -- (line 1: a train record)
     local first, rest = good:match("^([^\n]*\n)(.*)$")
     write(dir .. "/metrics.jsonl", first .. "{\"type\":\"train\",\"iter\":2,\"loss\":\n" .. rest)
     assert.matches("^" .. dir:gsub("%p", "%%%0") .. "/metrics.jsonl:2: json.decode: ", err_of(dir))
@@ -248,11 +293,15 @@ describe("mamlrun --compare", function()
     local status, out, err = cli(string.format("'%s' '%s/' '%s' --plot '%s/p.svg'", base, fo, stopped, out_dir))
     assert.equals(0, status, err)
     local lines = lines_of(out)
-    assert.equals(6, #lines)
+    assert.equals(12, #lines) -- the table (5), each run's one session (3 x 2), the plot
     assert.same({"run", "first_order", "inner_lr", "reached", "train time", "test (steps_test)",
       "test (last step)"}, cells(lines[1]))
     assert.equals("not tested", cells(lines[5])[6])
-    assert.equals("plot: " .. out_dir .. "/p.svg", lines[6])
+    for i, d in ipairs{base, fo, stopped} do
+      assert.equals(d:match("[^/]+$") .. ": 1 session", lines[4 + 2 * i])
+      assert.matches("^    from iteration 0 ", lines[5 + 2 * i])
+    end
+    assert.equals("plot: " .. out_dir .. "/p.svg", lines[12])
     assert.matches("^<svg", read(out_dir .. "/p.svg"))
     status, out = cli(string.format("--markdown '%s' '%s'", base, fo))
     assert.equals(0, status)

@@ -59,9 +59,19 @@ local function records(dir)
   for line in read(dir .. "/metrics.jsonl"):gmatch("[^\n]+") do
     local r = json.decode(line)
     r.time, r.it_per_s, r.seconds = nil, nil, nil
+    r.date, r.machine = nil, nil -- (a start record's clock and threads)
     out[#out + 1] = r
   end
   return out
+end
+
+-- records without the start records, and the start records alone
+local function split_starts(recs)
+  local rest, starts = {}, {}
+  for _, r in ipairs(recs) do
+    if r.type == "start" then starts[#starts + 1] = r else rest[#rest + 1] = r end
+  end
+  return rest, starts
 end
 
 describe("experiment config", function()
@@ -286,8 +296,25 @@ describe("experiment runs", function()
     assert.equals(first.dir, resumed.dir)
     assert.equals(6, resumed.iteration)
     assert.same(params_of(full), params_of(resumed))
-    local a, b = records(full.dir), records(resumed.dir)
+    local a, starts_a = split_starts(records(full.dir))
+    local b, starts_b = split_starts(records(resumed.dir))
     assert.same(a, b)
+    -- one start record per session: where each began, and on what
+    local version = require("mamlrun").version
+    assert.same({{type = "start", iter = 0, resumed = false, version = version}}, starts_a)
+    assert.same({{type = "start", iter = 0, resumed = false, version = version},
+                 {type = "start", iter = 3, resumed = true, version = version}}, starts_b)
+    local raw = {}
+    for line in read(resumed.dir .. "/metrics.jsonl"):gmatch("[^\n]+") do
+      local r = json.decode(line)
+      if r.type == "start" then raw[#raw + 1] = r end
+    end
+    for _, r in ipairs(raw) do
+      assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%dZ$", r.date)
+      assert.equals(require("mamlrun").conv, r.machine.conv)
+      assert.equals("number", type(r.machine.threads))
+      assert.equals(1, r.machine.ranks)
+    end
   end)
 
   it("Ctrl-C saves a checkpoint and stops; resuming gives the uninterrupted result", function()

@@ -56,6 +56,7 @@ elseif comm == nil or comm.rank == 0 then
   for line in io.lines(result.dir .. "/metrics.jsonl") do
     local r = json.decode(line)
     r.time, r.it_per_s, r.seconds = nil, nil, nil
+    r.date, r.machine = nil, nil -- (a start record's clock, threads and ranks)
     print(json.encode(r))
   end
 end
