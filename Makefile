@@ -150,10 +150,10 @@ $(BUILD)/tests/fuzz/%: tests/fuzz/%.c $(BUILD)/libmamlrun.a $(HEADERS) $(wildcar
 	$(CC) $(CFLAGS) -fsanitize=fuzzer -DMAMLRUN_LUA_DIR='"$(abspath lua)"' -o $@ $< $(BUILD)/libmamlrun.a $(LDLIBS)
 
 # ---------------------------------------------------------------- benchmarks
-# `make bench` (bench/run_all.sh; SKIP="ceilings gemm autograd conv conv4 maml" leaves parts out) first
-# builds bench-tools: bench/ceilings.c (OpenBLAS sgemm 1024^3 and the FMA peak; bench/fma_peak.c is
-# compiled once with -mavx2 -mfma and once with -mavx512f -mfma, and only called when the CPU has
-# them) and bench/gemm_bench.c once per GEMM library found: OpenBLAS always; libxsmm (pkg-config
+# `make bench` (bench/run_all.sh; SKIP="ceilings gemm autograd conv conv4 bn scripts maml" leaves parts out)
+# first builds bench-tools: bench/ceilings.c (OpenBLAS sgemm 1024^3, the FMA peak and the memory
+# bandwidth; bench/fma_peak.c is compiled once with -mavx2 -mfma and once with -mavx512f -mfma, and
+# only called when the CPU has them) and bench/gemm_bench.c once per GEMM library found: OpenBLAS always; libxsmm (pkg-config
 # libxsmm), oneDNN (header oneapi/dnnl/dnnl.h) and BLIS (pkg-config blis, or header blis.h) when
 # installed. None of them is a dependency of the build or of `make test`: they are looked for only
 # when the goal is bench or bench-tools.

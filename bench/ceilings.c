@@ -7,11 +7,18 @@
 **     CPU supports (AVX-512 if it has avx512f, else AVX2+FMA; AVX2 is also printed when the
 **     widest is AVX-512), one chain set per thread, median of REPS timings.
 **
+**   - the memory bandwidth that batch norm and the elementwise passes see: per thread, three
+**     16 MB float arrays (the size of a 20-way batch's activations, larger than the L2 of the
+**     machines this project ran on), "map" out = a s + b (two reads and a write, as batch
+**     norm's writing pass) and "sums" of a and a b (two reads, as its summing pass), in GB/s of
+**     the bytes the loop reads and writes, median of REPS timings.
+**
 **   build/bench/ceilings [threads...]        (default: 1 2)
 **
 ** Prints readable lines and, for bench/report.lua, one `CEILING {json}` line per measurement:
 **   CEILING {"what":"sgemm1024","threads":1,"gflops":...}
 **   CEILING {"what":"fma","isa":"avx512","threads":1,"gflops":...}
+**   CEILING {"what":"bandwidth","kind":"map","mbytes":16,"threads":1,"gbytes":...}
 */
 #include <cblas.h>
 #include <pthread.h>
@@ -119,6 +126,77 @@ static double fma_gflops(FmaFn fn, int threads) {
   return median(g, REPS);
 }
 
+/* ------------------------------------------------------------ memory bandwidth */
+
+enum { BW_FLOATS = 4 << 20 }; /* 16 MB per array */
+
+typedef struct {
+  int kind; /* 0: map, 1: sums */
+  int passes;
+  float *a, *b, *out;
+  double sink;
+} BwJob;
+
+static void *bw_thread(void *p) {
+  BwJob *j = p;
+  const float *a = j->a, *b = j->b;
+  for (int r = 0; r < j->passes; r++) {
+    if (j->kind == 0) {
+      float s = 1.0f + 1e-7f * (float)r, *out = j->out;
+      for (int64_t i = 0; i < BW_FLOATS; i++) out[i] = a[i] * s + b[i];
+      j->sink += out[r % BW_FLOATS];
+    } else {
+      typedef float v4 __attribute__((vector_size(16)));
+      v4 s1[4] = {{0}}, s2[4] = {{0}}; /* 16 lanes of partial sums, as batch norm's sweeps keep */
+      for (int64_t i = 0; i < BW_FLOATS; i += 16)
+        for (int k = 0; k < 4; k++) {
+          v4 va, vb;
+          memcpy(&va, a + i + 4 * k, sizeof va);
+          memcpy(&vb, b + i + 4 * k, sizeof vb);
+          s1[k] += va;
+          s2[k] += va * vb;
+        }
+      for (int k = 0; k < 4; k++)
+        for (int l = 0; l < 4; l++) j->sink += s1[k][l] + s2[k][l];
+    }
+  }
+  return NULL;
+}
+
+/* GB/s of `threads` threads each running its own arrays through `kind`, median of REPS */
+static double bandwidth_gbytes(int kind, int threads) {
+  pthread_t tid[64];
+  BwJob jobs[64];
+  if (threads > 64) threads = 64;
+  for (int i = 0; i < threads; i++) {
+    jobs[i] = (BwJob){kind, 1, malloc(sizeof(float) * BW_FLOATS), malloc(sizeof(float) * BW_FLOATS),
+                      malloc(sizeof(float) * BW_FLOATS), 0};
+    if (!jobs[i].a || !jobs[i].b || !jobs[i].out) {
+      fprintf(stderr, "ceilings: out of memory\n");
+      exit(1);
+    }
+    for (int64_t k = 0; k < BW_FLOATS; k++) jobs[i].a[k] = 1.0f, jobs[i].b[k] = 0.5f, jobs[i].out[k] = 0.0f;
+  }
+  double bytes_per_pass = (kind == 0 ? 3.0 : 2.0) * sizeof(float) * BW_FLOATS, g[REPS];
+  for (int r = -1; r < REPS; r++) { /* (r = -1: a warm-up) */
+    double t0 = now();
+    for (int i = 0; i < threads; i++) {
+      jobs[i].passes = 4;
+      if (pthread_create(&tid[i], NULL, bw_thread, &jobs[i]) != 0) {
+        fprintf(stderr, "ceilings: pthread_create failed\n");
+        exit(1);
+      }
+    }
+    for (int i = 0; i < threads; i++) pthread_join(tid[i], NULL);
+    if (r >= 0) g[r] = bytes_per_pass * 4 * threads / (now() - t0) * 1e-9;
+  }
+  for (int i = 0; i < threads; i++) {
+    if (jobs[i].sink == 12345.0) fputc(' ', stderr); /* keep the results alive */
+    free(jobs[i].a), free(jobs[i].b), free(jobs[i].out);
+  }
+  return median(g, REPS);
+}
+
 int main(int argc, char **argv) {
   int threads[16], nthreads = 0;
   for (int i = 1; i < argc && nthreads < 16; i++) threads[nthreads++] = atoi(argv[i]) > 0 ? atoi(argv[i]) : 1;
@@ -150,5 +228,14 @@ int main(int argc, char **argv) {
     }
   }
   if (!has_avx512 && !has_avx2) printf("ceiling: no FMA peak (the CPU has neither avx512f nor avx2+fma)\n");
+  static const char *kinds[] = {"map", "sums"}, *what[] = {"out = a s + b: 2 reads, 1 write", "sums of a, a b: 2 reads"};
+  for (int k = 0; k < 2; k++)
+    for (int i = 0; i < nthreads; i++) {
+      double g = bandwidth_gbytes(k, threads[i]);
+      printf("ceiling: memory bandwidth, %s (%s, 16 MB arrays per thread, median of %d), %d thread%s: %.1f GB/s\n",
+             kinds[k], what[k], REPS, threads[i], threads[i] == 1 ? "" : "s", g);
+      printf("CEILING {\"what\":\"bandwidth\",\"kind\":\"%s\",\"mbytes\":16,\"threads\":%d,\"gbytes\":%.3f}\n",
+             kinds[k], threads[i], g);
+    }
   return 0;
 }

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # bench/run_all.sh (make bench): every benchmark, mamlrun next to the PyTorch peer in the same run.
-#   0. ceilings: OpenBLAS sgemm 1024^3 (median of 7) and the FMA peak (independent FMA chains on the
-#      widest vector width the CPU has), on each thread count of THREADS (build/bench/ceilings)
+#   0. ceilings: OpenBLAS sgemm 1024^3 (median of 7), the FMA peak (independent FMA chains on the
+#      widest vector width the CPU has) and the memory bandwidth on 16 MB arrays (a map: 2 reads and
+#      a write; sums: 2 reads), on each thread count of THREADS (build/bench/ceilings)
 #   1. autograd recording overhead (bench/autograd_bench.lua)
 #   2. conv2d kernels, GFLOP/s vs torch (bench/conv_bench.sh); nn.conv4 forward+backward and double
 #      backward on a 5-way 1-shot task vs the same network in torch (bench/conv4_bench*)
+#   2b. batch norm (channels-last, fused ReLU) forward and backward in GB/s against the bandwidth
+#      ceiling of part 0 (bench/bn_bench.lua), one thread
 #   3. GEMM libraries on the sgemm shapes of the four Omniglot configs (bench/gemm_bench.sh: OpenBLAS,
 #      and libxsmm, oneDNN, BLIS when installed), one thread
 #   4. the paper's experiment scripts (experiments/omniglot*.lua) on the Omniglot data, a few
@@ -16,8 +19,8 @@
 #      each line's GFLOP/s as a fraction of the sgemm ceiling on its thread count and of the FMA peak.
 # Environment: ITERS (timed iterations, default 5), WARMUP (default 2), CONFIGS (default
 # "5:1 5:5 20:1 20:5"), ORDERS (default "2 1"), THREADS (default "1 2"), PEER (path of maml_torch.py),
-# SKIP (parts to leave out, any of "ceilings autograd conv conv4 gemm scripts maml"; e.g.
-# SKIP="autograd conv conv4 gemm scripts maml" prints the ceilings alone). Run on an otherwise idle machine:
+# SKIP (parts to leave out, any of "ceilings autograd conv conv4 bn gemm scripts maml"; e.g.
+# SKIP="autograd conv conv4 bn gemm scripts maml" prints the ceilings alone). Run on an otherwise idle machine:
 # it takes 10-20 minutes. The binaries of parts 0 and 3 come from `make bench-tools` (BUILD=build).
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -38,7 +41,7 @@ skip() { case " $SKIP " in *" $1 "*) return 0 ;; esac; return 1; }
 ceilings=bench/out/ceilings.jsonl   # kept (git-ignored) beside the MAML results, for bench/report.lua
 rm -f "$ceilings"                    # the fractions use this run's ceilings only
 if ! skip ceilings; then
-  echo "== ceilings (OpenBLAS sgemm 1024^3 and FMA peak, on $THREADS threads)"
+  echo "== ceilings (OpenBLAS sgemm 1024^3, FMA peak and memory bandwidth, on $THREADS threads)"
   # shellcheck disable=SC2086
   "$BUILD/bench/ceilings" $THREADS >bench/out/ceilings.out || echo "   (build/bench/ceilings failed: make bench-tools)"
   grep -v '^CEILING' bench/out/ceilings.out
@@ -58,6 +61,11 @@ if ! skip conv4; then
   echo "== nn.conv4 on one 5-way 1-shot task (1 thread): forward+backward and double backward"
   ./mamlrun bench/conv4_bench.lua
   if /usr/bin/python3 -c "import torch" 2>/dev/null; then /usr/bin/python3 bench/conv4_bench_torch.py | tail -n +2; fi
+fi
+
+if ! skip bn; then
+  echo "== batch norm against the memory bandwidth (1 thread)"
+  ./mamlrun bench/bn_bench.lua ceilings="$ceilings" | grep -v '^RESULT'
 fi
 
 if ! skip gemm; then
