@@ -108,7 +108,8 @@ function M.define(def)
   if type(def) ~= "table" or type(def.name) ~= "string" then
     error("algorithm.define: expected {name = <string>, ...}", 2)
   end
-  local A = {name = def.name, doc = def.doc or "", keys = def.keys or {}, base = def.base}
+  local A = {name = def.name, doc = def.doc or "", keys = def.keys or {}, base = def.base,
+    check_config = def.check_config or (def.base and def.base.check_config)}
   local parent = def.base and def.base.Learner or Learner
   A.Learner = setmetatable({}, {__index = parent})
   A.Learner.__index = A.Learner

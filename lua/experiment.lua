@@ -697,7 +697,7 @@ function run_experiment(script_cfg, opts)
     saved.resume = nil
     local rest = {}
     for k, v in pairs(overrides) do if k ~= "resume" then rest[k] = v end end
-    cfg = M.resolve(saved, rest)
+    cfg = M.resolve(saved, rest, {resolved = true})
     cfg.resume = resume_dir
   else
     cfg, ignored = M.resolve(script_cfg, overrides)

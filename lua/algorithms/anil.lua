@@ -16,6 +16,13 @@ local A = algorithm.define{
   name = "anil", base = maml,
   doc = "ANIL (Raghu et al. 2020): MAML adapting only the head in the inner loop",
   keys = maml.keys,
+  -- the batch-norm shifts are in the body, which the inner loop leaves alone
+  check_config = function(cfg)
+    if cfg.bn_adapt then
+      return "bn_adapt", "config key 'bn_adapt' has no effect with algorithm anil, whose inner loop adapts only "
+        .. "the head (the batch-norm parameters are in the body): remove it, or use algorithm maml"
+    end
+  end,
 }
 local Learner = A.Learner
 

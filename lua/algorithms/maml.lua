@@ -31,7 +31,8 @@ local A = algorithm.define{
     {name = "inner_optimizer", type = {"sgd", "momentum", "adam"}, default = "sgd",
      doc = "inner-loop optimizer, differentiable at second order: sgd, momentum (heavy ball), adam"},
     {name = "inner_momentum", type = "number", default = 0.9,
-     doc = "momentum's coefficient, and Adam's beta1 (beta2 = 0.999); only with inner_optimizer momentum|adam"},
+     doc = "momentum's coefficient, and Adam's beta1 (beta2 = 0.999); only with inner_optimizer momentum|adam",
+     only = {key = "inner_optimizer", values = {"momentum", "adam"}}},
   },
 }
 local Learner = A.Learner

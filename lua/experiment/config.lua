@@ -86,7 +86,12 @@ end
 
 -- ------------------------------------------------------------------ the config keys
 
-local function key(name, type_, default, doc) return {name = name, type = type_, default = default, doc = doc} end
+-- only (optional): {key = <name>, values = {...}}: the key has an effect only while that key has one of
+-- those values (inner_momentum only with inner_optimizer momentum or adam); set where it has none, it is
+-- an error, not a silent no-op (M.resolve)
+local function key(name, type_, default, doc, only)
+  return {name = name, type = type_, default = default, doc = doc, only = only}
+end
 
 --- Every config key by group: {name, type, default, doc}. The valid keys of an experiment are the
 --- common ones, those of its task and those of its model.
@@ -192,8 +197,9 @@ M.keys = {
 
 local default_model = {omniglot = "conv4", sinusoid = "mlp", custom = "conv4"}
 
--- the config key group of an algorithm module (its `keys`: {name=, type=, default=, doc=} with type
--- "integer", "number", "boolean", "string", "number_or_ways" or a list of choices)
+-- the config key group of an algorithm module (its `keys`: {name=, type=, default=, doc=, only=} with
+-- type "integer", "number", "boolean", "string", "number_or_ways" or a list of choices, and only as
+-- key()'s)
 local function algorithm_keys(A)
   local group = {}
   for _, k in ipairs(A.keys or {}) do
@@ -203,7 +209,13 @@ local function algorithm_keys(A)
     else t = types[t] end
     if not t then error(string.format("algorithm %s: key '%s' has an unknown type %s", A.name, tostring(k.name),
       tostring(k.type)), 0) end
-    group[#group + 1] = key(k.name, t, k.default, k.doc or "")
+    local only = k.only
+    if only ~= nil and (type(only) ~= "table" or type(only.key) ~= "string" or type(only.values) ~= "table"
+        or #only.values == 0) then
+      error(string.format("algorithm %s: key '%s' has a bad 'only' (expected {key = <name>, values = {...}})",
+        A.name, tostring(k.name)), 0)
+    end
+    group[#group + 1] = key(k.name, t, k.default, k.doc or "", only)
   end
   return group
 end
@@ -303,13 +315,56 @@ local function merge_extra(dst, src, path)
   end
 end
 
+local function where_set(name, overrides)
+  return overrides[name] ~= nil and "set on the command line" or "set in the experiment script"
+end
+
+-- the checks of M.resolve across keys, on its result `out` (script_cfg and overrides say where each
+-- key was set). A key set where it has no effect is an error when the command line set it, or when
+-- the script set it and the command line left the key it depends on alone (a script's key that an
+-- override turns off, as min_meta_lr after cosine_lr=false, is what the user asked for).
+local function check_combinations(out, script_cfg, overrides, resolved)
+  local map, names = schema(out.task, out.model, out.algorithm)
+  local function origin(name) return overrides[name] ~= nil and ON_COMMAND_LINE or "" end
+  for _, name in ipairs(names) do
+    local only = map[name].only
+    local set = only and (overrides[name] ~= nil
+      or (not resolved and script_cfg[name] ~= nil and overrides[only.key] == nil))
+    if set and out[only.key] ~= nil then
+      local used = false
+      for _, v in ipairs(only.values) do used = used or out[only.key] == v end
+      if not used then
+        local choices = {}
+        for i, v in ipairs(only.values) do choices[i] = tostring(v) end
+        config_error(origin(name), string.format("config key '%s' (%s) has no effect with %s=%s: it is used only "
+          .. "with %s=%s; remove it, or set %s", name, where_set(name, overrides), only.key, tostring(out[only.key]),
+          only.key, table.concat(choices, "|"), only.key))
+      end
+    end
+  end
+  if out.split == "vinyals" and (out.val_classes or 0) ~= 0 then
+    config_error(overrides.split ~= nil and ON_COMMAND_LINE or origin("val_classes"), string.format(
+      "config key 'val_classes' (%s) must be 0 with split=vinyals, which has its own 172 validation characters; "
+      .. "got %d: add val_classes=0", where_set("val_classes", overrides), out.val_classes))
+  end
+  local A = algorithm.load(out.algorithm)
+  if type(A.check_config) == "function" then
+    local name, msg = A.check_config(out)
+    if name then config_error(origin(name), msg) end
+  end
+end
+
 --- The resolved config: script values over the defaults, then the overrides over those. Errors on an
 --- unknown key (listing the valid ones) and on a value of the wrong type (naming the key). The
 --- `extra` table is free-form for variants: its keys are checked against the types of its values.
 --- Keys of the script that belong to another task or model (conv4's bn_scale when the model is
---- changed to peer_net) are dropped; the second result lists them.
-function M.resolve(script_cfg, overrides)
+--- changed to peer_net) are dropped; the second result lists them. A key set where it has no effect
+--- (its `only`), a combination that cannot run (split=vinyals with val_classes) and one that the
+--- algorithm rejects (its check_config) are errors naming the keys. opts.resolved: script_cfg is a
+--- run's own resolved config (resume=), so only the overrides count as set.
+function M.resolve(script_cfg, overrides, opts)
   overrides = overrides or {}
+  local resolved = opts and opts.resolved
   local cfg = deep_copy(script_cfg or {})
   local common = schema("common", "none")
   -- (a task, model or algorithm mistyped on the command line is a usage error, as any other key there)
@@ -388,6 +443,7 @@ function M.resolve(script_cfg, overrides)
     if size < 1 then config_error(origin("hidden"), string.format("config key 'hidden' must list positive sizes, got %d at position %d",
       size, i)) end
   end
+  check_combinations(out, script_cfg or {}, overrides, resolved)
   return out, ignored
 end
 

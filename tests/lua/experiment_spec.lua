@@ -131,6 +131,48 @@ describe("experiment config", function()
     assert.truthy(err:find("unknown config key 'bn_scale'", 1, true))
   end)
 
+  it("a key set where it has no effect is an error naming it and what it needs", function()
+    local usage = require("options").is_usage_error
+    local function fails(script, overrides, want, want_usage)
+      local ok, err = pcall(experiment.resolve, script, overrides)
+      assert.is_false(ok, want)
+      assert.equals(want_usage, usage(err), want)
+      assert.truthy(tostring(err):find(want, 1, true), tostring(err))
+    end
+    -- inner_momentum with the plain SGD inner loop, on the command line and in a script
+    fails({}, {inner_momentum = 0.5}, "config key 'inner_momentum' (set on the command line) has no effect with "
+      .. "inner_optimizer=sgd: it is used only with inner_optimizer=momentum|adam; remove it, or set inner_optimizer",
+      true)
+    fails({inner_momentum = 0.5}, {}, "config key 'inner_momentum' (set in the experiment script) has no effect", false)
+    assert.equals(0.5, experiment.resolve({}, {inner_momentum = 0.5, inner_optimizer = "adam"}).inner_momentum)
+    assert.equals(0.5, experiment.resolve({inner_optimizer = "momentum", inner_momentum = 0.5}, {}).inner_momentum)
+    -- MAML++'s annealings: a setting of one that is switched off
+    fails({algorithm = "mamlpp"}, {cosine_lr = false, min_meta_lr = 1e-4},
+      "config key 'min_meta_lr' (set on the command line) has no effect with cosine_lr=false", true)
+    fails({algorithm = "mamlpp", multi_step_loss = false, msl_epochs = 5}, {},
+      "config key 'msl_epochs' (set in the experiment script) has no effect with multi_step_loss=false", false)
+    fails({algorithm = "mamlpp"}, {first_order = true, second_order_epoch = 3},
+      "config key 'second_order_epoch' (set on the command line) has no effect with first_order=true", true)
+    -- a script's key that the command line switches off is what the user asked for
+    local cfg = experiment.resolve({algorithm = "mamlpp", min_meta_lr = 1e-5, msl_epochs = 20}, {cosine_lr = false,
+      multi_step_loss = false})
+    assert.is_false(cfg.cosine_lr)
+    -- a run's own resolved config (resume=) holds every key; only the overrides count there
+    local saved = experiment.resolve({}, {})
+    assert.equals(0.9, saved.inner_momentum)
+    assert.equals("sgd", saved.inner_optimizer)
+    assert.equals(0.9, experiment.resolve(saved, {iterations = 5}, {resolved = true}).inner_momentum)
+    fails(saved, {inner_momentum = 0.5}, "config key 'inner_momentum' (set on the command line) has no effect", true)
+    -- ANIL adapts the head alone: the batch-norm shifts of the body are not its to adapt
+    fails({algorithm = "anil"}, {bn_adapt = true}, "config key 'bn_adapt' has no effect with algorithm anil", true)
+    assert.is_false(experiment.resolve({algorithm = "anil", bn_adapt = false}, {}).bn_adapt)
+    -- the Vinyals split has its own validation characters
+    fails({val_classes = 100}, {split = "vinyals"}, "config key 'val_classes' (set in the experiment script) must be "
+      .. "0 with split=vinyals, which has its own 172 validation characters; got 100: add val_classes=0", true)
+    fails({split = "vinyals", val_classes = 100}, {}, "must be 0 with split=vinyals", false)
+    assert.equals(0, experiment.resolve({val_classes = 100}, {split = "vinyals", val_classes = 0}).val_classes)
+  end)
+
   it("extra.* is free-form but typed by the script's value", function()
     local cfg = experiment.resolve({extra = {alpha = 0.5}}, {extra = {alpha = 2, beta = "b"}})
     assert.equals(2, cfg.extra.alpha)

@@ -174,10 +174,13 @@ describe("split vinyals", function()
         for _, c in ipairs(b.classes[t]) do assert.is_true(parts[split][c], split .. " task class " .. c) end
       end
     end
-    -- with a val_classes carve-out the split refuses (it has its own validation set)
-    tasks.load = function() return ds end
-    ok, err = pcall(experiment.build_source, (experiment.resolve({}, {split = "vinyals", val_classes = 100})))
-    tasks.load = load
+    -- with a val_classes carve-out the config is refused before anything loads (the split has its own
+    -- validation set), and so is the split itself
+    ok, err = pcall(experiment.resolve, {}, {split = "vinyals", val_classes = 100})
+    assert.is_false(ok)
+    assert.matches("config key 'val_classes' %(set on the command line%) must be 0 with split=vinyals, which has "
+      .. "its own 172 validation characters", tostring(err))
+    ok, err = pcall(tasks.split, ds, {kind = "vinyals", val = 100})
     assert.is_false(ok)
     assert.matches("has its own 172 validation characters", err)
   end)
