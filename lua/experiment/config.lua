@@ -135,7 +135,8 @@ M.keys = {
       "auto: a live line on a terminal, log lines otherwise; line; log; none (quiet)"),
     key("resume", types.string, "", "a run folder to continue (its config, checkpoint.bin and metrics)"),
     key("eval_only", types.boolean, false, "only evaluate the model in `checkpoint` on the test tasks"),
-    key("checkpoint", types.string, "", "checkpoint file for eval_only"),
+    key("checkpoint", types.string, "", "checkpoint file for eval_only (only with eval_only=true; to continue a "
+      .. "run, resume=<its folder>)", {key = "eval_only", values = {true}}),
   },
   omniglot = {
     key("ways", types.integer, 5, "classes per task (N)"),

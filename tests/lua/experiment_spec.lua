@@ -133,8 +133,8 @@ describe("experiment config", function()
 
   it("a key set where it has no effect is an error naming it and what it needs", function()
     local usage = require("options").is_usage_error
-    local function fails(script, overrides, want, want_usage)
-      local ok, err = pcall(experiment.resolve, script, overrides)
+    local function fails(script, overrides, want, want_usage, opts)
+      local ok, err = pcall(experiment.resolve, script, overrides, opts)
       assert.is_false(ok, want)
       assert.equals(want_usage, usage(err), want)
       assert.truthy(tostring(err):find(want, 1, true), tostring(err))
@@ -162,7 +162,12 @@ describe("experiment config", function()
     assert.equals(0.9, saved.inner_momentum)
     assert.equals("sgd", saved.inner_optimizer)
     assert.equals(0.9, experiment.resolve(saved, {iterations = 5}, {resolved = true}).inner_momentum)
-    fails(saved, {inner_momentum = 0.5}, "config key 'inner_momentum' (set on the command line) has no effect", true)
+    fails(saved, {inner_momentum = 0.5}, "config key 'inner_momentum' (set on the command line) has no effect", true,
+      {resolved = true})
+    -- a checkpoint is read by eval_only alone (a run continues with resume=)
+    fails({}, {checkpoint = "x.bin"}, "config key 'checkpoint' (set on the command line) has no effect with "
+      .. "eval_only=false", true)
+    assert.equals("x.bin", experiment.resolve({}, {checkpoint = "x.bin", eval_only = true}).checkpoint)
     -- ANIL adapts the head alone: the batch-norm shifts of the body are not its to adapt
     fails({algorithm = "anil"}, {bn_adapt = true}, "config key 'bn_adapt' has no effect with algorithm anil", true)
     assert.is_false(experiment.resolve({algorithm = "anil", bn_adapt = false}, {}).bn_adapt)
