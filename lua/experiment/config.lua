@@ -320,12 +320,11 @@ local function where_set(name, overrides)
   return overrides[name] ~= nil and "set on the command line" or "set in the experiment script"
 end
 
--- the checks of M.resolve across keys, on its result `out` (script_cfg and overrides say where each
--- key was set). A key set where it has no effect is an error when the command line set it, or when
+-- the checks of M.resolve across keys, on its result `out` and its schema (map, names; script_cfg and
+-- overrides say where each key was set). A key set where it has no effect is an error when the command line set it, or when
 -- the script set it and the command line left the key it depends on alone (a script's key that an
 -- override turns off, as min_meta_lr after cosine_lr=false, is what the user asked for).
-local function check_combinations(out, script_cfg, overrides, resolved)
-  local map, names = schema(out.task, out.model, out.algorithm)
+local function check_combinations(out, map, names, script_cfg, overrides, resolved)
   local function origin(name) return overrides[name] ~= nil and ON_COMMAND_LINE or "" end
   for _, name in ipairs(names) do
     local only = map[name].only
@@ -444,7 +443,7 @@ function M.resolve(script_cfg, overrides, opts)
     if size < 1 then config_error(origin("hidden"), string.format("config key 'hidden' must list positive sizes, got %d at position %d",
       size, i)) end
   end
-  check_combinations(out, script_cfg or {}, overrides, resolved)
+  check_combinations(out, map, names, script_cfg or {}, overrides, resolved)
   return out, ignored
 end
 
