@@ -125,6 +125,7 @@ SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sa
 sanitize: $(HAVE_FUZZ)
 	$(MAKE) BUILD=build-san OPT="$(SAN_FLAGS)" SAN="$(SAN_FLAGS)" mamlrun-san build-san-ctests
 	BUILD=build-san MAMLRUN=./mamlrun-san MAMLRUN_EXPECT_ASAN=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
 	  UBSAN_OPTIONS=print_stacktrace=1 tests/run_all.sh
 
 # beside ./mamlrun, so that it finds lua/ the same way

@@ -35,6 +35,7 @@ local deep_copy, describe, schema = config.deep_copy, config.describe, config.sc
 
 -- the config (lua/experiment/config.lua) and the checkpoint tree (lua/experiment/state.lua), here too
 M.keys, M.resolve, M.help, M.algorithm_keys = config.keys, config.resolve, config.help, config.algorithm_keys
+M.in_effect = config.in_effect
 M.checkpoint_tree, M.load_tree, M.load_into = state.checkpoint_tree, state.load_tree, state.load_into
 
 -- ------------------------------------------------------------------ configs of scripts
@@ -246,11 +247,14 @@ function M.evaluate(run, split, n_tasks, seed, steps, should_stop)
   end, steps, should_stop)
 end
 
---- The algorithm of a config and its settings, as text: "maml (first_order false, inner_lr 0.4, ...)".
+--- The algorithm of a config and its settings in effect, as text: "maml (first_order false, inner_lr 0.4,
+--- ...)"; a key without effect there (inner_momentum with inner_optimizer sgd) is left out.
 function M.algorithm_text(cfg)
   local parts = {}
   for _, k in ipairs(M.algorithm_keys(cfg.algorithm)) do
-    parts[#parts + 1] = k.name .. " " .. describe(cfg[k.name]):gsub('^"(.*)"$', "%1")
+    if M.in_effect(k, cfg) then
+      parts[#parts + 1] = k.name .. " " .. describe(cfg[k.name]):gsub('^"(.*)"$', "%1")
+    end
   end
   return cfg.algorithm .. (#parts > 0 and " (" .. table.concat(parts, ", ") .. ")" or "")
 end

@@ -320,6 +320,17 @@ local function where_set(name, overrides)
   return overrides[name] ~= nil and "set on the command line" or "set in the experiment script"
 end
 
+--- Whether key entry k (of M.keys or M.algorithm_keys) has an effect in config cfg: true unless its
+--- `only` names a key whose value in cfg is none of the listed ones.
+function M.in_effect(k, cfg)
+  local only = k.only
+  if not only or cfg[only.key] == nil then return true end
+  for _, v in ipairs(only.values) do
+    if cfg[only.key] == v then return true end
+  end
+  return false
+end
+
 -- the checks of M.resolve across keys, on its result `out` and its schema (map, names; script_cfg and
 -- overrides say where each key was set). A key set where it has no effect is an error when the command line set it, or when
 -- the script set it and the command line left the key it depends on alone (a script's key that an
@@ -330,16 +341,12 @@ local function check_combinations(out, map, names, script_cfg, overrides, resolv
     local only = map[name].only
     local set = only and (overrides[name] ~= nil
       or (not resolved and script_cfg[name] ~= nil and overrides[only.key] == nil))
-    if set and out[only.key] ~= nil then
-      local used = false
-      for _, v in ipairs(only.values) do used = used or out[only.key] == v end
-      if not used then
-        local choices = {}
-        for i, v in ipairs(only.values) do choices[i] = tostring(v) end
-        config_error(origin(name), string.format("config key '%s' (%s) has no effect with %s=%s: it is used only "
-          .. "with %s=%s; remove it, or set %s", name, where_set(name, overrides), only.key, tostring(out[only.key]),
-          only.key, table.concat(choices, "|"), only.key))
-      end
+    if set and not M.in_effect(map[name], out) then
+      local choices = {}
+      for i, v in ipairs(only.values) do choices[i] = tostring(v) end
+      config_error(origin(name), string.format("config key '%s' (%s) has no effect with %s=%s: it is used only "
+        .. "with %s=%s; remove it, or set %s", name, where_set(name, overrides), only.key, tostring(out[only.key]),
+        only.key, table.concat(choices, "|"), only.key))
     end
   end
   if out.split == "vinyals" and (out.val_classes or 0) ~= 0 then

@@ -178,6 +178,18 @@ describe("experiment config", function()
     assert.equals(0, experiment.resolve({val_classes = 100}, {split = "vinyals", val_classes = 0}).val_classes)
   end)
 
+  it("the run's header names the algorithm's settings in effect, not those its choices switch off", function()
+    local sgd = experiment.algorithm_text(experiment.resolve({}, {}))
+    assert.truthy(sgd:find("inner_optimizer sgd", 1, true), sgd)
+    assert.falsy(sgd:find("inner_momentum", 1, true), sgd)
+    local adam = experiment.algorithm_text(experiment.resolve({}, {inner_optimizer = "adam", inner_momentum = 0.8}))
+    assert.truthy(adam:find("inner_optimizer adam, inner_momentum 0.8", 1, true), adam)
+    local plain = experiment.algorithm_text(experiment.resolve({algorithm = "mamlpp"}, {cosine_lr = false}))
+    assert.falsy(plain:find("min_meta_lr", 1, true), plain)
+    assert.truthy(experiment.algorithm_text(experiment.resolve({algorithm = "mamlpp"}, {})):find("min_meta_lr", 1,
+      true))
+  end)
+
   it("extra.* is free-form but typed by the script's value", function()
     local cfg = experiment.resolve({extra = {alpha = 0.5}}, {extra = {alpha = 2, beta = "b"}})
     assert.equals(2, cfg.extra.alpha)

@@ -26,7 +26,9 @@ if [ -n "${ASAN_OPTIONS:-}" ]; then
   # dlopen'ed plugins, and LeakSanitizer then crashes at exit: "Tracer caught signal 11", DTLS at a
   # garbage address; whether it happens depends on the heap layout)
   export ASAN_OPTIONS="$ASAN_OPTIONS:fast_unwind_on_malloc=0:intercept_tls_get_addr=0"
-  export LSAN_OPTIONS="suppressions=$PWD/tests/mpi/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+  # LeakSanitizer reads one suppressions file: Open MPI's and the project's (tests/lsan.supp) in one
+  cat tests/mpi/lsan.supp tests/lsan.supp >"$TMP/lsan.supp" || exit 2
+  export LSAN_OPTIONS="${LSAN_OPTIONS:+$LSAN_OPTIONS:}suppressions=$TMP/lsan.supp"
   export OMPI_MCA_mca_base_component_disable_dlclose=1
 fi
 
