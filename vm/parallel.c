@@ -426,7 +426,8 @@ static int l_map(lua_State *L) {
 /* parallel.set_threads(n): total threads for map, the caller included */
 static int l_set_threads(lua_State *L) {
   lua_Integer n = luaL_checkinteger(L, 1);
-  luaL_argcheck(L, n >= 1 && n <= 64, 1, "expected 1..64 threads");
+  if (n < 1 || n > SYS_MAX_THREADS)
+    return luaL_argerror(L, 1, lua_pushfstring(L, "expected 1..%d threads, got %I", SYS_MAX_THREADS, n));
   if (in_worker) return luaL_error(L, "parallel.set_threads: not from inside a parallel job");
   if (n != nthreads) start_workers(L, (int)n);
   return 0;
@@ -467,5 +468,7 @@ static const luaL_Reg parallel_functions[] = {
 
 int luaopen_parallel(lua_State *L) {
   luaL_newlib(L, parallel_functions);
+  lua_pushinteger(L, SYS_MAX_THREADS);
+  lua_setfield(L, -2, "max_threads");
   return 1;
 }

@@ -93,11 +93,26 @@ int sys_write_atomic(const char *path, int n, const void *const data[], const si
   return 0;
 }
 
-int sys_default_threads(void) {
+int sys_env_threads(char *err, size_t errlen) {
   const char *env = getenv("MAMLRUN_THREADS");
+  if (env == NULL || env[0] == '\0') return 0;
+  char *end;
+  errno = 0;
+  long n = strtol(env, &end, 10);
+  if (errno != 0 || end == env || *end != '\0' || n < 0 || n > SYS_MAX_THREADS) {
+    if (err != NULL && errlen > 0)
+      snprintf(err, errlen, "MAMLRUN_THREADS must be a whole number of threads from 1 to %d (0 or unset: one per "
+               "core), got '%s'", SYS_MAX_THREADS, env);
+    return -1;
+  }
+  return (int)n;
+}
+
+int sys_default_threads(void) {
+  int from_env = sys_env_threads(NULL, 0);
   long n;
-  if (env != NULL && atoi(env) > 0) {
-    n = atoi(env);
+  if (from_env > 0) {
+    n = from_env;
   } else {
     long online = sysconf(_SC_NPROCESSORS_ONLN), allowed = online;
     cpu_set_t set;

@@ -29,4 +29,8 @@ int sys_write_atomic(const char *path, int n, const void *const data[], const si
 #define SYS_MAX_THREADS 64
 int sys_default_threads(void);
 
+/* $MAMLRUN_THREADS: 0 when unset, empty or 0, its value when a whole number in 1..SYS_MAX_THREADS, else
+** -1 with err set (the host refuses to start then: a bad value is not a silent default). */
+int sys_env_threads(char *err, size_t errlen);
+
 #endif

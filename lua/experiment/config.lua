@@ -428,6 +428,11 @@ function M.resolve(script_cfg, overrides, opts)
       config_error(origin(name), string.format("config key '%s' must be >= 0, got %s", name, tostring(out[name])))
     end
   end
+  local max_threads = require("parallel").max_threads
+  if out.threads ~= nil and out.threads > max_threads then
+    config_error(origin("threads"), string.format("config key 'threads' must be at most %d, got %d (0: one per core)",
+      max_threads, out.threads))
+  end
   -- sizes of the task and the network (keys of some tasks and models only): caught here, they would
   -- fail later far from the key (a negative size deep in nn.lua, a mean over no query points)
   for _, name in ipairs{"ways", "shots", "queries", "shots_test", "queries_test", "image", "channels"} do

@@ -240,5 +240,23 @@ run env -u MAMLRUN_GEMM_LOG "$MAMLRUN" "$T/gemm.lua"
 checks=$((checks + 1))
 if [ "$(grep -c . "$T/gemm.log")" -ne 3 ]; then fail "MAMLRUN_GEMM_LOG unset still wrote the log"; fi
 
+# ---------------------------------------------------------------- MAMLRUN_THREADS
+# a whole number from 1 to 64 sets parallel's default size; 0 or empty is one per core; anything else
+# stops mamlrun before it runs a line (a bad value is not a silent default)
+run env MAMLRUN_THREADS=3 "$MAMLRUN" -e 'print(require("parallel").threads())'
+expect "MAMLRUN_THREADS=3" 0 "3"
+cores=$(env -u MAMLRUN_THREADS "$MAMLRUN" -e 'io.write(require("parallel").threads())')
+run env MAMLRUN_THREADS=0 "$MAMLRUN" -e 'print(require("parallel").threads())'
+expect "MAMLRUN_THREADS=0 is one per core" 0 "$cores"
+for bad in abc 2x 65 -1 1.5; do
+  run env MAMLRUN_THREADS="$bad" "$MAMLRUN" -e 'print("ran")'
+  expect "MAMLRUN_THREADS=$bad is a usage error" 2 "" \
+    "MAMLRUN_THREADS must be a whole number of threads from 1 to 64 (0 or unset: one per core), got '$bad'"
+  checks=$((checks + 1))
+  [[ "$out" != *ran* ]] || fail "MAMLRUN_THREADS=$bad: the script ran"
+done
+run "$MAMLRUN" -e 'require("parallel").set_threads(65)'
+expect "parallel.set_threads(65)" 1 "" "bad argument #1 to 'set_threads' (expected 1..64 threads, got 65)"
+
 echo "host_cli: $checks checks, $failures failed"
 [ "$failures" -eq 0 ]
