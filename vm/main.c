@@ -746,8 +746,9 @@ static int collectargs(int argc, char **argv, Options *o) {
     return usage_error(1, "%s", "missing SCRIPT (or -e CODE, or -i)");
   char conv[256]; /* a bad MAMLRUN_CONV stops the run before it starts */
   if (strncmp(conv_backend(conv, sizeof conv), "error: ", 7) == 0) return usage_error(0, "%s", conv + 7);
-  char threads[160]; /* and so does a bad MAMLRUN_THREADS */
-  if (sys_env_threads(threads, sizeof threads) < 0) return usage_error(0, "%s", threads);
+  char env[160]; /* and so does a bad MAMLRUN_THREADS or MAMLRUN_MEMORY_LIMIT */
+  if (sys_env_threads(env, sizeof env) < 0 || sys_env_memory_limit(env, sizeof env) < 0)
+    return usage_error(0, "%s", env);
   return -1;
 }
 

@@ -108,6 +108,21 @@ int sys_env_threads(char *err, size_t errlen) {
   return (int)n;
 }
 
+int64_t sys_env_memory_limit(char *err, size_t errlen) {
+  const char *env = getenv("MAMLRUN_MEMORY_LIMIT");
+  if (env == NULL || env[0] == '\0') return 0;
+  char *end;
+  errno = 0;
+  double v = strtod(env, &end);
+  if (errno != 0 || end == env || *end != '\0' || !(v >= 1 && v < 9e18)) {
+    if (err != NULL && errlen > 0)
+      snprintf(err, errlen, "MAMLRUN_MEMORY_LIMIT must be a number of bytes (such as 4e9), got '%s' (unset it for "
+               "90%% of the machine's memory)", env);
+    return -1;
+  }
+  return (int64_t)v;
+}
+
 int sys_default_threads(void) {
   int from_env = sys_env_threads(NULL, 0);
   long n;

@@ -6,6 +6,7 @@
 #define MAMLRUN_SYS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* whether path is a folder (following links) */
 int sys_is_dir(const char *path);
@@ -32,5 +33,9 @@ int sys_default_threads(void);
 /* $MAMLRUN_THREADS: 0 when unset, empty or 0, its value when a whole number in 1..SYS_MAX_THREADS, else
 ** -1 with err set (the host refuses to start then: a bad value is not a silent default). */
 int sys_env_threads(char *err, size_t errlen);
+
+/* $MAMLRUN_MEMORY_LIMIT (bytes, as 4e9 or 4000000000): 0 when unset or empty, its value when a number
+** from 1 to 9e18, else -1 with err set (the host refuses to start then). */
+int64_t sys_env_memory_limit(char *err, size_t errlen);
 
 #endif

@@ -3,6 +3,7 @@
 ** random number generator.
 */
 #include "tensor.h"
+#include "sys.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -300,10 +301,9 @@ void t_check_shape(const char *fn, int arg, int ndim, const int64_t *shape) {
 static int64_t memory_limit(void) {
   static _Atomic int64_t limit; /* 0: not read yet (racing threads compute the same value) */
   if (limit == 0) {
-    const char *env = getenv("MAMLRUN_MEMORY_LIMIT");
-    double v = env ? strtod(env, NULL) : 0;
+    int64_t v = sys_env_memory_limit(NULL, 0); /* (the host refuses a bad value at start) */
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
-    if (v >= 1 && v < 9e18) limit = (int64_t)v;
+    if (v > 0) limit = v;
     else if (pages > 0 && page > 0) limit = (int64_t)((double)pages * (double)page * 0.9);
     else limit = INT64_MAX;
   }

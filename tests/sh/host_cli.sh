@@ -255,6 +255,16 @@ for bad in abc 2x 65 -1 1.5; do
   checks=$((checks + 1))
   [[ "$out" != *ran* ]] || fail "MAMLRUN_THREADS=$bad: the script ran"
 done
+# MAMLRUN_MEMORY_LIMIT: a number of bytes; anything else stops mamlrun before it starts
+run env MAMLRUN_MEMORY_LIMIT=1e6 "$MAMLRUN" -e 'print(pcall(require("tensor").zeros, {1000, 1000}))'
+expect "MAMLRUN_MEMORY_LIMIT=1e6 refuses 4 MB of tensors" 0 "false"
+for bad in 4GB abc 0 -1e9; do
+  run env MAMLRUN_MEMORY_LIMIT="$bad" "$MAMLRUN" -e 'print("ran")'
+  expect "MAMLRUN_MEMORY_LIMIT=$bad is a usage error" 2 "" \
+    "MAMLRUN_MEMORY_LIMIT must be a number of bytes (such as 4e9), got '$bad'"
+  checks=$((checks + 1))
+  [[ "$out" != *ran* ]] || fail "MAMLRUN_MEMORY_LIMIT=$bad: the script ran"
+done
 run "$MAMLRUN" -e 'require("parallel").set_threads(65)'
 expect "parallel.set_threads(65)" 1 "" "bad argument #1 to 'set_threads' (expected 1..64 threads, got 65)"
 
