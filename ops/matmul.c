@@ -4,6 +4,7 @@
 ** side 2-d (shared by every batch entry); 1-d operands are vectors.
 */
 #include <cblas.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -42,8 +43,13 @@ static _Thread_local char gemm_site_name[120];
 
 static void gemm_log_dump(void) {
   const char *path = getenv("MAMLRUN_GEMM_LOG");
-  FILE *f = path && *path ? fopen(path, "a") : NULL;
-  if (!f) return;
+  if (!path || !*path) return;
+  FILE *f = fopen(path, "a");
+  if (!f) { /* asked for and lost: say so */
+    fprintf(stderr, "mamlrun: MAMLRUN_GEMM_LOG: cannot open '%s': %s (no sgemm shapes written)\n", path,
+            strerror(errno));
+    return;
+  }
   pthread_mutex_lock(&gemm_log_lock);
   fprintf(f, "# calls ta tb M N K beta site (row-major C = op(A) op(B) + beta C; A MxK, B KxN)\n");
   for (size_t i = 0; i < gemm_nshapes; i++) {

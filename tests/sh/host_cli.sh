@@ -236,6 +236,9 @@ if ! grep -q '^3 0 1 4 72 27 0 conv2d.forward N2 C3 H6xW6 O4 k3x3 s1 p1$' "$T/ge
   ! grep -q '^1 0 0 5 2 7 0 matmul (5, 7) @ (7, 2)$' "$T/gemm.log"; then
   fail "MAMLRUN_GEMM_LOG: shapes not logged: $(cat "$T/gemm.log" 2>/dev/null)"
 fi
+run env MAMLRUN_GEMM_LOG="$T/no-such-folder/gemm.log" "$MAMLRUN" "$T/gemm.lua"
+expect "MAMLRUN_GEMM_LOG that cannot be written says so" 0 "done" \
+  "MAMLRUN_GEMM_LOG: cannot open '$T/no-such-folder/gemm.log': No such file or directory"
 run env -u MAMLRUN_GEMM_LOG "$MAMLRUN" "$T/gemm.lua"
 checks=$((checks + 1))
 if [ "$(grep -c . "$T/gemm.log")" -ne 3 ]; then fail "MAMLRUN_GEMM_LOG unset still wrote the log"; fi
