@@ -25,6 +25,7 @@ local algorithm = require "algorithm"
 local json = require "json"
 local plot = require "plot"
 local checkpoint = require "checkpoint"
+local usage_error = require("options").usage_error
 
 local config = require "experiment.config"
 local state = require "experiment.state"
@@ -694,6 +695,13 @@ function run_experiment(script_cfg, opts)
     local path = resume_dir .. "/checkpoint.bin"
     if not exists(path) then error("resume: no checkpoint.bin in " .. resume_dir, 0) end
     resume_tree = M.load_tree(path)
+    -- a run continues with the script it was started from: another script's settings would be ignored
+    local this = state.script_name(opts.script or host_functions(opts).script)
+    if resume_tree.script and this and resume_tree.script ~= this then
+      usage_error(string.format("resume: %s is a run of %s (experiment %s), not of %s; continue it with: "
+        .. "mamlrun %s resume=%s", resume_dir, resume_tree.script, tostring(resume_tree.experiment), this,
+        resume_tree.script:gsub("%.lua$", ""), resume_dir))
+    end
     local ok, saved = pcall(json.decode, resume_tree.config or "{}")
     if not ok or type(saved) ~= "table" then
       error(path .. " is not a usable MAML checkpoint: its config is not a JSON object", 0)

@@ -16,11 +16,19 @@ local function named_shapes(names, tensors)
   return out
 end
 
+--- The file name of an experiment script without its folders ("omniglot5w1s.lua"), or nil for none
+--- (code given with -e or on stdin).
+function M.script_name(path)
+  if type(path) ~= "string" or path == "" or path == "-" then return nil end
+  return path:match("([^/]+)$")
+end
+
 --- The state of a run as a checkpoint tree.
 function M.checkpoint_tree(run)
   local net, learner = run.net, run.learner
   return {
     format = "mamlrun-maml", experiment = run.cfg.name, iteration = run.iteration,
+    script = M.script_name(run.script),
     shapes = {params = named_shapes(learner.meta_names, learner.meta_params),
               buffers = named_shapes(net:buffer_names(), net:buffers())},
     params = learner.meta_params, buffers = net:buffers(), skipped = run.skipped,
@@ -55,7 +63,7 @@ function M.load_tree(path)
       if not T.is_tensor(tensors[i]) then bad("%s %d is a %s, not a tensor", kind, i, type(tensors[i])) end
     end
   end
-  for key, want in pairs{experiment = "string", config = "string", generator = "string", metrics = "string",
+  for key, want in pairs{experiment = "string", script = "string", config = "string", generator = "string", metrics = "string",
                          optimizer = "table", window = "table", skipped = "number"} do
     if tree[key] ~= nil and type(tree[key]) ~= want then bad("%s is a %s, not a %s", key, type(tree[key]), want) end
   end

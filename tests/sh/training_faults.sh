@@ -2,7 +2,8 @@
 # tests/sh/training_faults.sh: an interrupted or failing training run loses nothing. Real processes
 # of `mamlrun experiments/sinusoid.lua` (no dataset needed), small settings:
 #   - SIGTERM and SIGINT: a checkpoint of the current iteration is saved atomically (no temporary
-#     file left), the run says how to continue, and resuming from it finishes the run
+#     file left), the run says how to continue, and resuming from it finishes the run; resuming it
+#     with another experiment script is an error naming the run's own
 #   - a NaN/inf meta-loss stops the run (exit status 1) naming the iteration and the last good
 #     checkpoint; on_nonfinite=skip goes on
 #   - a full disk (MAMLRUN_WRITE_LIMIT: T.write_atomic fails with ENOSPC past N bytes) while saving:
@@ -94,6 +95,14 @@ for sig in TERM INT; do
     check "resume after SIGTERM: exit status $rc" test "$rc" -eq 0
     check "resume after SIGTERM: continues at iteration $n" has "$T/resume.out" "resuming $dir at iteration $n of $((n + 3))"
     check "resume after SIGTERM: finishes at iteration $((n + 3))" \
+      test "$(iteration_of "$dir/checkpoint.bin")" = "$((n + 3))"
+    # another script's settings would be ignored on resume: that is an error naming the run's script
+    rc=0
+    "$MAMLRUN" experiments/omniglot5w1s.lua resume="$dir" >"$T/other.out" 2>&1 || rc=$?
+    check "resume with another script: exit status $rc, expected 2" test "$rc" -eq 2
+    check "resume with another script: names the run's script" has "$T/other.out" \
+      "resume: $dir is a run of sinusoid.lua (experiment sinusoid), not of omniglot5w1s.lua; continue it with: mamlrun sinusoid resume=$dir"
+    check "resume with another script: the run is untouched" \
       test "$(iteration_of "$dir/checkpoint.bin")" = "$((n + 3))"
   fi
 done
