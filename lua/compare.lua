@@ -171,7 +171,8 @@ function M.load(dir, opts)
   for _, r in ipairs(records) do
     if r.type == "start" and math.type(r.iter) == "integer" then
       run.sessions[#run.sessions + 1] = {iter = r.iter, date = r.date, resumed = r.resumed == true,
-        machine = type(r.machine) == "table" and r.machine or {}, version = r.version}
+        machine = type(r.machine) == "table" and r.machine or {}, version = r.version,
+        changed = type(r.changed) == "table" and r.changed or nil}
     end
   end
 
@@ -381,6 +382,20 @@ local function machine_text(m, version)
   return #parts > 0 and table.concat(parts, ", ") or "(not recorded)"
 end
 
+-- a resumed session's config changes ({key = {from, to}}) as "; changed on the command line: k a -> b"
+local function changed_text(changed)
+  if not changed then return "" end
+  local keys, parts = {}, {}
+  for k in pairs(changed) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for _, k in ipairs(keys) do
+    local c = changed[k]
+    local from, to = type(c) == "table" and c[1], type(c) == "table" and c[2]
+    parts[#parts + 1] = string.format("%s %s -> %s", k, tostring(from), tostring(to))
+  end
+  return #parts > 0 and "; changed on the command line: " .. table.concat(parts, ", ") or ""
+end
+
 --- The sessions of each run (its start records), as lines: where each session began and what it ran
 --- on; a session on the same machine, threads, backends and version as the one before says so. Runs
 --- without start records (written before they existed) are left out. Empty when no run has any.
@@ -395,9 +410,9 @@ function M.sessions(runs, opts)
       local before
       for _, ses in ipairs(run.sessions) do
         local what = machine_text(ses.machine, ses.version)
-        lines[#lines + 1] = string.format("%sfrom iteration %d%s: %s", opts.markdown and "  - " or "    ",
+        lines[#lines + 1] = string.format("%sfrom iteration %d%s: %s%s", opts.markdown and "  - " or "    ",
           ses.iter, type(ses.date) == "string" and " (" .. ses.date .. ")" or "",
-          what == before and "the same as before" or what)
+          what == before and "the same as before" or what, changed_text(ses.changed))
         before = what
       end
     end

@@ -248,6 +248,13 @@ function M.evaluate(run, split, n_tasks, seed, steps, should_stop)
   end, steps, should_stop)
 end
 
+-- the changes {{key, from, to}, ...} of a resumed run's config as text: "inner_lr 0.4 -> 0.1, ..."
+local function changes_text(changes)
+  local parts = {}
+  for i, c in ipairs(changes) do parts[i] = string.format("%s %s -> %s", c[1], describe(c[2]), describe(c[3])) end
+  return table.concat(parts, ", ")
+end
+
 --- The algorithm of a config and its settings in effect, as text: "maml (first_order false, inner_lr 0.4,
 --- ...)"; a key without effect there (inner_momentum with inner_optimizer sgd) is left out.
 function M.algorithm_text(cfg)
@@ -690,7 +697,7 @@ function run_experiment(script_cfg, opts)
   end
   local resume_dir = overrides.resume
   local cfg, ignored
-  local resume_tree
+  local resume_tree, resume_changes
   if resume_dir and resume_dir ~= "" then
     local path = resume_dir .. "/checkpoint.bin"
     if not exists(path) then error("resume: no checkpoint.bin in " .. resume_dir, 0) end
@@ -711,6 +718,16 @@ function run_experiment(script_cfg, opts)
     for k, v in pairs(overrides) do if k ~= "resume" then rest[k] = v end end
     cfg = M.resolve(saved, rest, {resolved = true})
     cfg.resume = resume_dir
+    -- what the command line changes in the run's own config: said, and kept in the start record of this
+    -- session (config.json then holds the new values)
+    local before = M.resolve(saved, {}, {resolved = true})
+    local names = {}
+    for k in pairs(rest) do names[#names + 1] = k end
+    table.sort(names)
+    resume_changes = {}
+    for _, k in ipairs(names) do
+      if describe(before[k]) ~= describe(cfg[k]) then resume_changes[#resume_changes + 1] = {k, before[k], cfg[k]} end
+    end
   else
     cfg, ignored = M.resolve(script_cfg, overrides)
   end
@@ -739,7 +756,12 @@ function run_experiment(script_cfg, opts)
   end
 
   if resume_tree then
-    M.load_into(resume_dir .. "/checkpoint.bin", run.learner)
+    local loaded, err = pcall(M.load_into, resume_dir .. "/checkpoint.bin", run.learner)
+    if not loaded then
+      if #resume_changes == 0 or tostring(err):find("does not fit", 1, true) == nil then error(err, 0) end
+      usage_error(string.format("%s\n(changed on the command line: %s; a resumed run keeps its network: start a "
+        .. "new run for another)", tostring(err), changes_text(resume_changes)))
+    end
     state.restore(run, resume_tree, resume_dir .. "/checkpoint.bin")
     if run.is_root then
       run.dir = resume_dir
@@ -748,7 +770,8 @@ function run_experiment(script_cfg, opts)
       for _, line in ipairs(run.metrics_lines) do f:write(line, "\n") end
       run.metrics_file = f
     end
-    run:say("resuming %s at iteration %d of %d", resume_dir, run.iteration, cfg.iterations)
+    run:say("resuming %s at iteration %d of %d%s", resume_dir, run.iteration, cfg.iterations,
+      #resume_changes > 0 and "; changed on the command line: " .. changes_text(resume_changes) or "")
   elseif run.is_root then
     run.dir = new_run_dir(cfg)
     run.metrics_file = assert(io.open(run.dir .. "/metrics.jsonl", "w"))
@@ -769,7 +792,12 @@ function run_experiment(script_cfg, opts)
   -- each session of training (the first and every resume) starts with a record of where it runs, so a
   -- run continued on another machine, thread count or convolution backend says so, and from which
   -- iteration (mamlrun --compare lists them)
-  run:record({type = "start", iter = run.iteration, resumed = resume_tree ~= nil,
+  local changed
+  for _, c in ipairs(resume_changes or {}) do
+    changed = changed or {}
+    changed[c[1]] = {c[2], c[3]}
+  end
+  run:record({type = "start", iter = run.iteration, resumed = resume_tree ~= nil, changed = changed,
     date = os.date("!%Y-%m-%dT%H:%M:%SZ"),
     version = require("mamlrun").version, machine = machine(run.comm)})
   run:say("%s: %s on %s with %d weights, %d meta-parameter tensors (%d adapted in the inner loop), run folder %s",

@@ -222,11 +222,13 @@ describe("mamlrun --compare", function()
     assert.matches("^    from iteration 0 %(%d%d%d%d%-%d%d%-%d%dT[%d:]+Z%): .*1 thread, .*convolutions: ", lines[2])
     assert.truthy(lines[2]:find(conv .. ", mamlrun " .. require("mamlrun").version, 1, true), lines[2])
     assert.matches("^    from iteration 2 %(.-%): .*2 threads, ", lines[3])
+    assert.truthy(lines[3]:find("; changed on the command line: iterations 2 -> 4, threads 1 -> 2", 1, true), lines[3])
     -- a session like the one before says so; Markdown is a nested list
     local recs = {
       {type = "start", iter = 0, resumed = false, machine = {cpu = "CPU A", threads = 2, conv = "gemm"}},
       {type = "train", iter = 10, loss = 1, acc = 0.5, time = 10},
-      {type = "start", iter = 10, resumed = true, machine = {cpu = "CPU A", threads = 2, conv = "gemm"}},
+      {type = "start", iter = 10, resumed = true, machine = {cpu = "CPU A", threads = 2, conv = "gemm"},
+       changed = {meta_lr = {0.001, 0.0005}}},
       {type = "start", iter = 20, resumed = true, machine = {cpu = "CPU B", threads = 1, ranks = 4, conv = "dnnl"},
        version = "9.9"},
     }
@@ -238,7 +240,7 @@ describe("mamlrun --compare", function()
     write(hand .. "/metrics.jsonl", table.concat(text, "\n") .. "\n")
     assert.same({"- hand-1: 3 sessions",
       "  - from iteration 0: CPU A, 2 threads, convolutions: gemm",
-      "  - from iteration 10: the same as before",
+      "  - from iteration 10: the same as before; changed on the command line: meta_lr 0.001 -> 0.0005",
       "  - from iteration 20: CPU B, 1 thread, 4 MPI processes, convolutions: dnnl, mamlrun 9.9"},
       lines_of(compare.sessions({compare.load(hand)}, {markdown = true})))
     -- a run written before start records existed has none, and says nothing

@@ -362,7 +362,8 @@ describe("experiment runs", function()
     local version = require("mamlrun").version
     assert.same({{type = "start", iter = 0, resumed = false, version = version}}, starts_a)
     assert.same({{type = "start", iter = 0, resumed = false, version = version},
-                 {type = "start", iter = 3, resumed = true, version = version}}, starts_b)
+                 {type = "start", iter = 3, resumed = true, version = version,
+                  changed = {iterations = {3, 6}, out_dir = {dir .. "/part", dir .. "/unused"}}}}, starts_b)
     local raw = {}
     for line in read(resumed.dir .. "/metrics.jsonl"):gmatch("[^\n]+") do
       local r = json.decode(line)
@@ -374,6 +375,31 @@ describe("experiment runs", function()
       assert.equals("number", type(r.machine.threads))
       assert.equals(1, r.machine.ranks)
     end
+  end)
+
+  it("resume: what the command line changes is said and kept in the session's start record", function()
+    local first = run_tiny(dir .. "/change", {iterations = 2})
+    local lines = {}
+    local resumed = run_tiny(dir .. "/change", {resume = first.dir, iterations = 3, inner_lr = 0.1, progress = "log"},
+      {print = function(s) lines[#lines + 1] = s end})
+    assert.equals(0.1, resumed.cfg.inner_lr)
+    local text = table.concat(lines)
+    assert.truthy(text:find("resuming " .. first.dir .. " at iteration 2 of 3; changed on the command line: "
+      .. "inner_lr 0.4 -> 0.1, iterations 2 -> 3, progress \"none\" -> \"log\"\n", 1, true), text)
+    local _, starts = split_starts(records(first.dir))
+    assert.is_nil(starts[1].changed)
+    assert.same({inner_lr = {0.4, 0.1}, iterations = {2, 3}, progress = {"none", "log"}}, starts[2].changed)
+    -- an override that gives another network is a usage error saying which one changed it
+    local ok, err = pcall(run_tiny, dir .. "/change", {resume = first.dir, ways = 4})
+    assert.is_false(ok)
+    assert.is_true(require("options").is_usage_error(err))
+    assert.truthy(tostring(err):find("does not fit this experiment's network", 1, true), tostring(err))
+    assert.truthy(tostring(err):find("(changed on the command line: ways 3 -> 4; a resumed run keeps its network: "
+      .. "start a new run for another)", 1, true), tostring(err))
+    -- nothing changed: no change list
+    local again = run_tiny(dir .. "/change", {resume = first.dir, out_dir = dir .. "/change"})
+    local _, starts3 = split_starts(records(again.dir))
+    assert.is_nil(starts3[3].changed)
   end)
 
   it("Ctrl-C saves a checkpoint and stops; resuming gives the uninterrupted result", function()
