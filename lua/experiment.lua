@@ -598,6 +598,10 @@ function M.prepare(cfg, opts)
   end
   local source = M.build_source(cfg, opts.source)
   local net = M.build_net(cfg, source)
+  if cfg.bn_mode == "running" and #net:buffers() == 0 then -- (running statistics are a net's buffers)
+    usage_error(string.format("config key 'bn_mode' is \"running\", but network %s has no batch norm (no running "
+      .. "statistics) and meta-tests the same either way: remove bn_mode", tostring(cfg.model)))
+  end
   local run = setmetatable({
     cfg = cfg, source = source, net = net, iteration = 0, skipped = 0,
     metrics_lines = {}, rate_window = {}, window = {loss = 0, metric = 0, n = 0, grad_norm = 0},

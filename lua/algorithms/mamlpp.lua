@@ -45,6 +45,13 @@ local A = algorithm.define{
      only = {key = "cosine_lr", values = {true}}},
     {name = "epoch_iterations", type = "integer", default = 500, doc = "iterations per epoch (MSL, DA, CA)"},
   },
+  check_config = function(cfg)
+    if cfg.bn_mode == "running" then
+      return "bn_mode", "config key 'bn_mode' must be batch with algorithm mamlpp: running statistics would have "
+        .. "to be kept per inner step, and MAML++ normalises with batch statistics at meta-test too: remove "
+        .. "bn_mode=running"
+    end
+  end,
 }
 local Learner = A.Learner
 

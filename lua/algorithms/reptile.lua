@@ -38,6 +38,12 @@ local A = algorithm.define{
     {name = "transductive", type = "boolean", default = false,
      doc = "evaluation: predict all queries in one batch (batch-norm statistics of the query set)"},
   },
+  check_config = function(cfg)
+    if cfg.bn_mode == "running" then
+      return "bn_mode", "config key 'bn_mode' must be batch with algorithm reptile, whose network normalises with "
+        .. "batch statistics at meta-training and meta-test: remove bn_mode=running"
+    end
+  end,
 }
 local Learner = A.Learner
 Learner.uses_seed = true -- meta_gradient's ctx carries a seed for the minibatch draws

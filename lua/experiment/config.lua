@@ -357,7 +357,8 @@ local function check_combinations(out, map, names, script_cfg, overrides, resolv
   local A = algorithm.load(out.algorithm)
   if type(A.check_config) == "function" then
     local name, msg = A.check_config(out)
-    if name then config_error(origin(name), msg) end
+    -- (the command line's mistake too when it chose the algorithm that refuses the script's key)
+    if name then config_error(overrides.algorithm ~= nil and ON_COMMAND_LINE or origin(name), msg) end
   end
 end
 

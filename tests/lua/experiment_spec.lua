@@ -171,6 +171,16 @@ describe("experiment config", function()
     -- ANIL adapts the head alone: the batch-norm shifts of the body are not its to adapt
     fails({algorithm = "anil"}, {bn_adapt = true}, "config key 'bn_adapt' has no effect with algorithm anil", true)
     assert.is_false(experiment.resolve({algorithm = "anil", bn_adapt = false}, {}).bn_adapt)
+    -- a script's key that the algorithm chosen on the command line refuses is the command line's mistake
+    fails({bn_adapt = true}, {algorithm = "anil"}, "config key 'bn_adapt' has no effect with algorithm anil", true)
+    -- Reptile and MAML++ meta-test with batch statistics alone: refused before any data is loaded
+    fails({}, {algorithm = "reptile", bn_mode = "running"}, "config key 'bn_mode' must be batch with algorithm "
+      .. "reptile, whose network normalises with batch statistics at meta-training and meta-test: remove "
+      .. "bn_mode=running", true)
+    fails({bn_mode = "running"}, {algorithm = "mamlpp"}, "config key 'bn_mode' must be batch with algorithm mamlpp",
+      true)
+    fails({algorithm = "mamlpp", bn_mode = "running"}, {}, "config key 'bn_mode' must be batch with algorithm mamlpp",
+      false)
     -- the Vinyals split has its own validation characters
     fails({val_classes = 100}, {split = "vinyals"}, "config key 'val_classes' (set in the experiment script) must be "
       .. "0 with split=vinyals, which has its own 172 validation characters; got 100: add val_classes=0", true)

@@ -121,6 +121,8 @@ expect_usage "a key of another algorithm on the command line" "unknown config ke
   "$MAMLRUN" "${SIN[@]}" inner_batch=3
 expect_usage "override out of range" "config key 'log_every' must be positive, got 0" "$MAMLRUN" "${SIN[@]}" log_every=0
 expect_usage "size override out of range" "config key 'queries' must be positive, got 0" "$MAMLRUN" "${SIN[@]}" queries=0
+expect_usage "bn_mode=running on a network without batch norm" "config key 'bn_mode' is \"running\", but network mlp has no batch norm (no running statistics) and meta-tests the same either way: remove bn_mode" \
+  "$MAMLRUN" "${SIN[@]}" bn_mode=running
 expect_usage "more threads than parallel runs" "config key 'threads' must be at most 64, got 1000 (0: one per core)" \
   "$MAMLRUN" "${SIN[@]}" threads=1000
 expect_usage "list override with a bad entry" "config key 'hidden' must list positive sizes, got -3 at position 2" \
