@@ -38,7 +38,11 @@ local A = algorithm.define{
     {name = "transductive", type = "boolean", default = false,
      doc = "evaluation: predict all queries in one batch (batch-norm statistics of the query set)"},
   },
-  check_config = function(cfg)
+  check_config = function(cfg, set)
+    if set("meta_lr") then
+      return "meta_lr", "config key 'meta_lr' has no effect with algorithm reptile, whose outer step is SGD at "
+        .. "meta_step (decaying linearly to meta_step_final), not Adam: remove it, or set meta_step"
+    end
     if cfg.bn_mode == "running" then
       return "bn_mode", "config key 'bn_mode' must be batch with algorithm reptile, whose network normalises with "
         .. "batch statistics at meta-training and meta-test: remove bn_mode=running"

@@ -356,7 +356,12 @@ local function check_combinations(out, map, names, script_cfg, overrides, resolv
   end
   local A = algorithm.load(out.algorithm)
   if type(A.check_config) == "function" then
-    local name, msg = A.check_config(out)
+    -- set(name): whether the script or the command line set the key (a script's key counts unless the
+    -- command line chose another algorithm, as for `only`; a resumed run's config: only the overrides)
+    local function set(name)
+      return overrides[name] ~= nil or (not resolved and script_cfg[name] ~= nil and overrides.algorithm == nil)
+    end
+    local name, msg = A.check_config(out, set)
     -- (the command line's mistake too when it chose the algorithm that refuses the script's key)
     if name then config_error(overrides.algorithm ~= nil and ON_COMMAND_LINE or origin(name), msg) end
   end

@@ -181,6 +181,15 @@ describe("experiment config", function()
       true)
     fails({algorithm = "mamlpp", bn_mode = "running"}, {}, "config key 'bn_mode' must be batch with algorithm mamlpp",
       false)
+    -- Reptile's outer step is SGD at meta_step: meta_lr (Adam's) is not used
+    fails({algorithm = "reptile"}, {meta_lr = 0.01}, "config key 'meta_lr' has no effect with algorithm reptile, "
+      .. "whose outer step is SGD at meta_step (decaying linearly to meta_step_final), not Adam: remove it, or set "
+      .. "meta_step", true)
+    fails({algorithm = "reptile", meta_lr = 0.01}, {}, "config key 'meta_lr' has no effect with algorithm reptile",
+      false)
+    assert.equals("reptile", experiment.resolve({meta_lr = 0.01}, {algorithm = "reptile"}).algorithm)
+    local saved = experiment.resolve({algorithm = "reptile"}, {})
+    assert.equals(0.001, experiment.resolve(saved, {iterations = 3}, {resolved = true}).meta_lr)
     -- the Vinyals split has its own validation characters
     fails({val_classes = 100}, {split = "vinyals"}, "config key 'val_classes' (set in the experiment script) must be "
       .. "0 with split=vinyals, which has its own 172 validation characters; got 100: add val_classes=0", true)
