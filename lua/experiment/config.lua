@@ -87,8 +87,9 @@ end
 -- ------------------------------------------------------------------ the config keys
 
 -- only (optional): {key = <name>, values = {...}}: the key has an effect only while that key has one of
--- those values (inner_momentum only with inner_optimizer momentum or adam); set where it has none, it is
--- an error, not a silent no-op (M.resolve)
+-- those values (inner_momentum only with inner_optimizer momentum or adam), or {key =, not_values = {...}}:
+-- only while it has none of them (val_tasks only with eval_every other than 0); set where it has none, it
+-- is an error, not a silent no-op (M.resolve)
 local function key(name, type_, default, doc, only)
   return {name = name, type = type_, default = default, doc = doc, only = only}
 end
@@ -119,7 +120,9 @@ M.keys = {
       "a NaN/inf meta-loss or gradient: stop the run, or skip that meta-update"),
     key("log_every", types.integer, 20, "iterations per metrics record and per log line"),
     key("eval_every", types.integer, 1000, "iterations between validation evaluations (0: never)"),
-    key("val_tasks", types.integer, 200, "tasks per validation evaluation (metric after 0..steps_test steps)"),
+    key("val_tasks", types.integer, 200, "tasks per validation evaluation (metric after 0..steps_test steps; only with "
+      .. "eval_every other than 0)",
+      {key = "eval_every", not_values = {0}}),
     key("test_tasks", types.integer, 600, "tasks of the final evaluation"),
     key("checkpoint_every", types.integer, 1000, "iterations between checkpoints (0: only at the end)"),
     key("max_minutes", types.number, 0,
@@ -211,9 +214,11 @@ local function algorithm_keys(A)
     if not t then error(string.format("algorithm %s: key '%s' has an unknown type %s", A.name, tostring(k.name),
       tostring(k.type)), 0) end
     local only = k.only
-    if only ~= nil and (type(only) ~= "table" or type(only.key) ~= "string" or type(only.values) ~= "table"
-        or #only.values == 0) then
-      error(string.format("algorithm %s: key '%s' has a bad 'only' (expected {key = <name>, values = {...}})",
+    local list = type(only) == "table" and (only.values or only.not_values)
+    if only ~= nil and (type(only) ~= "table" or type(only.key) ~= "string" or type(list) ~= "table" or #list == 0
+        or (only.values and only.not_values)) then
+      error(string.format("algorithm %s: key '%s' has a bad 'only' (expected {key = <name>, values = {...}} or "
+        .. "{key = <name>, not_values = {...}})",
         A.name, tostring(k.name)), 0)
     end
     group[#group + 1] = key(k.name, t, k.default, k.doc or "", only)
@@ -325,10 +330,10 @@ end
 function M.in_effect(k, cfg)
   local only = k.only
   if not only or cfg[only.key] == nil then return true end
-  for _, v in ipairs(only.values) do
-    if cfg[only.key] == v then return true end
+  for _, v in ipairs(only.values or only.not_values) do
+    if cfg[only.key] == v then return only.values ~= nil end
   end
-  return false
+  return only.values == nil
 end
 
 -- the checks of M.resolve across keys, on its result `out` and its schema (map, names; script_cfg and
@@ -343,10 +348,12 @@ local function check_combinations(out, map, names, script_cfg, overrides, resolv
       or (not resolved and script_cfg[name] ~= nil and overrides[only.key] == nil))
     if set and not M.in_effect(map[name], out) then
       local choices = {}
-      for i, v in ipairs(only.values) do choices[i] = tostring(v) end
+      for i, v in ipairs(only.values or only.not_values) do choices[i] = tostring(v) end
+      local needs = only.values and string.format("%s=%s", only.key, table.concat(choices, "|"))
+        or string.format("%s other than %s", only.key, table.concat(choices, ", "))
       config_error(origin(name), string.format("config key '%s' (%s) has no effect with %s=%s: it is used only "
-        .. "with %s=%s; remove it, or set %s", name, where_set(name, overrides), only.key, tostring(out[only.key]),
-        only.key, table.concat(choices, "|"), only.key))
+        .. "with %s; remove it, or set %s", name, where_set(name, overrides), only.key, tostring(out[only.key]),
+        needs, only.key))
     end
   end
   if out.split == "vinyals" and (out.val_classes or 0) ~= 0 then

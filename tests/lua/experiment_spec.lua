@@ -164,6 +164,11 @@ describe("experiment config", function()
     assert.equals(0.9, experiment.resolve(saved, {iterations = 5}, {resolved = true}).inner_momentum)
     fails(saved, {inner_momentum = 0.5}, "config key 'inner_momentum' (set on the command line) has no effect", true,
       {resolved = true})
+    -- validation tasks without validation
+    fails({}, {eval_every = 0, val_tasks = 50}, "config key 'val_tasks' (set on the command line) has no effect with "
+      .. "eval_every=0: it is used only with eval_every other than 0; remove it, or set eval_every", true)
+    assert.equals(0, experiment.resolve({val_tasks = 50}, {eval_every = 0}).eval_every)
+    assert.equals(50, experiment.resolve({}, {eval_every = 10, val_tasks = 50}).val_tasks)
     -- a checkpoint is read by eval_only alone (a run continues with resume=)
     fails({}, {checkpoint = "x.bin"}, "config key 'checkpoint' (set on the command line) has no effect with "
       .. "eval_only=false", true)

@@ -89,7 +89,7 @@ local experiment = require "experiment"
 local base = experiment.config "experiments/omniglot5w1s.lua"
 return experiment.run(experiment.extend(base, {name = "mine", iterations = 20}))
 EOF
-TINY=(split=lake val_classes=0 ways=3 meta_batch=2 val_tasks=2 test_tasks=3 eval_every=0 checkpoint_every=0
+TINY=(split=lake val_classes=0 ways=3 meta_batch=2 test_tasks=3 eval_every=0 checkpoint_every=0
   log_every=1 channels=8 threads=1 progress=log steps_test_max=1)
 run "$M" my5w1s.lua "${TINY[@]}" iterations=3
 expect "no dataset anywhere" 1 "" "no Omniglot dataset (images_background/ and images_evaluation/) in $HOME/.local/share/mamlrun/omniglot (the per-user folder: fill it with \`mamlrun-data\`)"

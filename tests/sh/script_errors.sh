@@ -134,7 +134,7 @@ expect_usage "choice override" "config key 'on_nonfinite' expects one of stop, s
 expect_usage "key of another model" "unknown config key 'channels' on the command line (task sinusoid, model mlp, algorithm maml)" \
   "$MAMLRUN" "${SIN[@]}" channels=32
 # (a paper config at its smallest: were a check missing, the run it starts ends at once)
-QUICK=(iterations=0 eval_every=0 val_tasks=1 test_tasks=1 progress=none out_dir="$T/runs")
+QUICK=(iterations=0 eval_every=0 test_tasks=1 progress=none out_dir="$T/runs")
 expect_usage "a key with no effect" "config key 'inner_momentum' (set on the command line) has no effect with inner_optimizer=sgd: it is used only with inner_optimizer=momentum|adam" \
   "$MAMLRUN" "${SIN[@]}" inner_momentum=0.5
 expect_usage "an annealing's key with the annealing off" "config key 'min_meta_lr' (set on the command line) has no effect with cosine_lr=false" \

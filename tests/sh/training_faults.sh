@@ -41,7 +41,7 @@ check() { # check WHAT COMMAND...: the command must succeed
 has() { grep -qF -- "$2" "$1"; } # has FILE TEXT
 
 # the sinusoid experiment, made small
-SIN=(experiments/sinusoid.lua meta_batch=2 eval_every=0 val_tasks=3 test_tasks=3 steps_test=1
+SIN=(experiments/sinusoid.lua meta_batch=2 eval_every=0 test_tasks=3 steps_test=1
   steps_test_max=1 threads=1 progress=log)
 LOG5=log_every=5
 
