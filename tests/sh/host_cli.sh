@@ -243,31 +243,31 @@ run env -u MAMLRUN_GEMM_LOG "$MAMLRUN" "$T/gemm.lua"
 checks=$((checks + 1))
 if [ "$(grep -c . "$T/gemm.log")" -ne 3 ]; then fail "MAMLRUN_GEMM_LOG unset still wrote the log"; fi
 
-# ---------------------------------------------------------------- MAMLRUN_THREADS
-# a whole number from 1 to 64 sets parallel's default size; 0 or empty is one per core; anything else
-# stops mamlrun before it runs a line (a bad value is not a silent default)
+# ---------------------------------------------------------------- MAMLRUN_THREADS, MAMLRUN_MEMORY_LIMIT
+# refused VAR MESSAGE VALUE...: each value of VAR stops mamlrun before it runs a line, with status 2 and
+# MESSAGE ending in "got '<value>'" (a bad value is not a silent default)
+refused() {
+  local var=$1 message=$2 bad
+  shift 2
+  for bad in "$@"; do
+    run env "$var=$bad" "$MAMLRUN" -e 'print("ran")'
+    expect "$var=$bad is a usage error" 2 "" "$message, got '$bad'"
+    checks=$((checks + 1))
+    [[ "$out" != *ran* ]] || fail "$var=$bad: the script ran"
+  done
+}
+# a whole number from 1 to 64 sets parallel's default size; 0 or empty is one per core
 run env MAMLRUN_THREADS=3 "$MAMLRUN" -e 'print(require("parallel").threads())'
 expect "MAMLRUN_THREADS=3" 0 "3"
 cores=$(env -u MAMLRUN_THREADS "$MAMLRUN" -e 'io.write(require("parallel").threads())')
 run env MAMLRUN_THREADS=0 "$MAMLRUN" -e 'print(require("parallel").threads())'
 expect "MAMLRUN_THREADS=0 is one per core" 0 "$cores"
-for bad in abc 2x 65 -1 1.5; do
-  run env MAMLRUN_THREADS="$bad" "$MAMLRUN" -e 'print("ran")'
-  expect "MAMLRUN_THREADS=$bad is a usage error" 2 "" \
-    "MAMLRUN_THREADS must be a whole number of threads from 1 to 64 (0 or unset: one per core), got '$bad'"
-  checks=$((checks + 1))
-  [[ "$out" != *ran* ]] || fail "MAMLRUN_THREADS=$bad: the script ran"
-done
-# MAMLRUN_MEMORY_LIMIT: a number of bytes; anything else stops mamlrun before it starts
+refused MAMLRUN_THREADS "MAMLRUN_THREADS must be a whole number of threads from 1 to 64 (0 or unset: one per core)" \
+  abc 2x 65 -1 1.5
+# a number of bytes
 run env MAMLRUN_MEMORY_LIMIT=1e6 "$MAMLRUN" -e 'print(pcall(require("tensor").zeros, {1000, 1000}))'
 expect "MAMLRUN_MEMORY_LIMIT=1e6 refuses 4 MB of tensors" 0 "false"
-for bad in 4GB abc 0 -1e9; do
-  run env MAMLRUN_MEMORY_LIMIT="$bad" "$MAMLRUN" -e 'print("ran")'
-  expect "MAMLRUN_MEMORY_LIMIT=$bad is a usage error" 2 "" \
-    "MAMLRUN_MEMORY_LIMIT must be a number of bytes (such as 4e9), got '$bad'"
-  checks=$((checks + 1))
-  [[ "$out" != *ran* ]] || fail "MAMLRUN_MEMORY_LIMIT=$bad: the script ran"
-done
+refused MAMLRUN_MEMORY_LIMIT "MAMLRUN_MEMORY_LIMIT must be a number of bytes (such as 4e9)" 4GB abc 0 -1e9
 run "$MAMLRUN" -e 'require("parallel").set_threads(65)'
 expect "parallel.set_threads(65)" 1 "" "bad argument #1 to 'set_threads' (expected 1..64 threads, got 65)"
 
