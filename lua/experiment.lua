@@ -667,10 +667,23 @@ function M.show_help(script_cfg, overrides, opts)
   return {help = text, cfg = cfg}
 end
 
+--- The answer to `mamlrun SCRIPT --check` (the override check=true): the run was resolved and built as it
+--- would be (keys and their values, the algorithm's own checks, the data, the network and learner, the
+--- checkpoint of resume= or eval_only=), and none of it ran; `what` says what the run would do.
+local function checked(run, what)
+  local cfg = run.cfg
+  local has_host, host = pcall(require, "mamlrun") -- (the host then knows that the request was answered)
+  if has_host and type(host) == "table" then host.checked = true end
+  run:say("check: %s: %s on %s with %d weights; %s. Nothing was run or written (the command without --check runs it)",
+    cfg.name, M.algorithm_text(cfg), tostring(run.net.kind), run.net:num_elements(), what)
+  return {checked = true, cfg = cfg, iteration = run.iteration}
+end
+
 --- Run an experiment: resolve the config with the overrides, then train and evaluate (or, in
 --- config-only mode, return the script's config table; with the override help=true, print the
---- experiment's keys and values instead: M.show_help). Returns a result table:
---- {dir=, cfg=, test=, interrupted=, iteration=}.
+--- experiment's keys and values instead: M.show_help; with check=true, build the run and say what it
+--- would do: checked). Returns a result table: {dir=, cfg=, test=, interrupted=, iteration=}, or
+--- {checked = true, cfg=, iteration=} for check=true.
 local run_experiment
 
 function M.run(script_cfg, opts)
@@ -689,16 +702,27 @@ function run_experiment(script_cfg, opts)
   opts = opts or {}
   local host = host_functions(opts)
   local overrides = opts.overrides or host.overrides or {}
-  if overrides.help ~= nil then -- `mamlrun SCRIPT --help`; help=false is no request
-    if type(overrides.help) ~= "boolean" then
-      error(string.format("override 'help' expects true or false, got %s %s", type(overrides.help),
-        describe(overrides.help)), 0)
+  -- the host's requests, not config keys: help=true (`mamlrun SCRIPT --help`) and check=true (`--check`);
+  -- =false is no request
+  local requests = {}
+  for _, name in ipairs{"help", "check"} do
+    if overrides[name] ~= nil then
+      if type(overrides[name]) ~= "boolean" then
+        usage_error(string.format("override '%s' expects true or false, got %s %s", name,
+          type(overrides[name]), describe(overrides[name])))
+      end
+      requests[name] = overrides[name]
+      local rest = {}
+      for k, v in pairs(overrides) do if k ~= name then rest[k] = v end end
+      overrides = rest
     end
-    local rest = {}
-    for k, v in pairs(overrides) do if k ~= "help" then rest[k] = v end end
-    if overrides.help then return M.show_help(script_cfg, rest, opts) end
-    overrides = rest
   end
+  if requests.help and requests.check then
+    usage_error("--help and --check (help=true, check=true) are two requests: give one (--help lists the keys, "
+      .. "--check builds the run and says what it would do)")
+  end
+  if requests.help then return M.show_help(script_cfg, overrides, opts) end
+  local check = requests.check
   local resume_dir = overrides.resume
   local cfg, ignored
   local resume_tree, resume_changes
@@ -745,6 +769,10 @@ function run_experiment(script_cfg, opts)
     if cfg.checkpoint == "" then error("eval_only=true needs checkpoint=<file>", 0) end
     local tree = M.load_into(cfg.checkpoint, run.learner)
     run.iteration = tree.iteration or 0
+    if check then
+      return checked(run, string.format("would test %s (iteration %d) on %d tasks", cfg.checkpoint,
+        run.iteration, cfg.test_tasks))
+    end
     if run.is_root then
       run.dir = new_run_dir{out_dir = cfg.out_dir, name = cfg.name .. "-eval"}
       write_file(run.dir .. "/config.lua", "return " .. lua_literal(cfg) .. "\n")
@@ -767,6 +795,10 @@ function run_experiment(script_cfg, opts)
         .. "new run for another)", tostring(err), changes_text(resume_changes)))
     end
     state.restore(run, resume_tree, resume_dir .. "/checkpoint.bin")
+    if check then
+      return checked(run, string.format("would resume %s at iteration %d of %d%s", resume_dir, run.iteration,
+        cfg.iterations, #resume_changes > 0 and "; changed on the command line: " .. changes_text(resume_changes) or ""))
+    end
     if run.is_root then
       run.dir = resume_dir
       run.last_checkpoint = {path = resume_dir .. "/checkpoint.bin", iteration = run.iteration}
@@ -776,6 +808,9 @@ function run_experiment(script_cfg, opts)
     end
     run:say("resuming %s at iteration %d of %d%s", resume_dir, run.iteration, cfg.iterations,
       #resume_changes > 0 and "; changed on the command line: " .. changes_text(resume_changes) or "")
+  elseif check then
+    return checked(run, string.format("would train %d iterations into a new run folder under %s", cfg.iterations,
+      cfg.out_dir))
   elseif run.is_root then
     run.dir = new_run_dir(cfg)
     run.metrics_file = assert(io.open(run.dir .. "/metrics.jsonl", "w"))

@@ -73,6 +73,9 @@ static void print_usage(FILE *f) {
           "                 varargs after the overrides table (arg[0] = SCRIPT)\n"
           "  --help, -h     the override help=true: an experiment script prints its\n"
           "                 keys, their values and meanings, and runs nothing\n"
+          "  --check        the override check=true: an experiment script builds the\n"
+          "                 run as it would (keys, data, network, checkpoints), says\n"
+          "                 what it would do, and runs and writes nothing\n"
           "  -- args        everything after '--' is a plain argument\n"
           "Exit status: 0 success, 1 Lua error, 2 usage error.\n",
           progname);
@@ -325,6 +328,13 @@ static size_t override_key_len(const char *s) {
   }
 }
 
+/* the override an option after SCRIPT stands for (--help, -h: help=true; --check: check=true), else NULL */
+static const char *request_override(const char *s) {
+  if (strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0) return "help=true";
+  if (strcmp(s, "--check") == 0) return "check=true";
+  return NULL;
+}
+
 /* push an override value: a quoted string, a boolean, a number, or a string */
 static void push_override_value(lua_State *L, const char *v) {
   size_t n = strlen(v);
@@ -384,17 +394,17 @@ static int collect_script_args(lua_State *L, int argc, char **argv, int script) 
   lua_pushstring(L, script ? argv[script] : argv[0]);
   lua_rawseti(L, -2, 0);
   int nplain = 0, only_plain = 0;
-  /* --help after SCRIPT is the override help=true (lua/experiment.lua answers it), unless an option
-  ** stands in SCRIPT's place (one that takes the arguments after it as they are) */
-  int help_is_override = script > 0 && (argv[script][0] != '-' || argv[script][1] == '\0');
+  /* --help after SCRIPT is the override help=true and --check the override check=true (lua/experiment.lua
+  ** answers them), unless an option stands in SCRIPT's place (one that takes the arguments after it as
+  ** they are) */
+  int request_is_override = script > 0 && (argv[script][0] != '-' || argv[script][1] == '\0');
   for (int i = script ? script + 1 : argc; i < argc; i++) {
     size_t keylen;
     if (!only_plain && strcmp(argv[i], "--") == 0) {
       only_plain = 1;
-    } else if (!only_plain && ((keylen = override_key_len(argv[i])) > 0 ||
-                               (help_is_override && (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)))) {
-      const char *kv = keylen > 0 ? argv[i] : "help=true";
-      const char *err = set_override(L, overrides, kv, keylen > 0 ? keylen : 4);
+    } else if (!only_plain && ((keylen = override_key_len(argv[i])) > 0 || (request_is_override && request_override(argv[i])))) {
+      const char *kv = keylen > 0 ? argv[i] : request_override(argv[i]);
+      const char *err = set_override(L, overrides, kv, keylen > 0 ? keylen : strcspn(kv, "="));
       if (err != NULL) {
         usage_error(0, "%s", err);
         return -1;
@@ -586,6 +596,27 @@ static int dostring(lua_State *L, const char *code, const char *name) {
   return report(L, status);
 }
 
+/* `--check` (check=true) is answered by experiment.run, which sets mamlrun.checked; a script that ran
+** without building an experiment checked nothing and must not look as if it had: 0 then, after a
+** usage error naming the script */
+static int check_answered(lua_State *L, const char *fname, int overrides) {
+  lua_getfield(L, overrides, "check");
+  int asked = lua_isboolean(L, -1) && lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  if (!asked) return 1;
+  int top = lua_gettop(L);
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_getfield(L, -1, "mamlrun");
+  int answered = lua_istable(L, -1) && (lua_getfield(L, -1, "checked"), lua_toboolean(L, -1));
+  lua_settop(L, top);
+  if (answered) return 1;
+  usage_error(0, "--check (check=true): %s ran as a plain script, it is not an experiment (it built none with "
+                 "experiment.run), so nothing was checked; --check is for experiment scripts",
+              strcmp(fname, "-") == 0 ? "stdin" : fname);
+  usage_error_raised = 1;
+  return 0;
+}
+
 /* load SCRIPT and call it with the overrides table and the plain args */
 static int handle_script(lua_State *L, const char *fname, int overrides, int nplain) {
   int status = luaL_loadfile(L, strcmp(fname, "-") == 0 ? NULL : fname);
@@ -596,6 +627,7 @@ static int handle_script(lua_State *L, const char *fname, int overrides, int npl
     for (int i = 1; i <= nplain; i++) lua_rawgeti(L, -i, i);
     lua_remove(L, -nplain - 1); /* the arg table */
     status = docall(L, nplain + 1, 0);
+    if (status == LUA_OK && !check_answered(L, fname, overrides)) return LUA_ERRRUN;
   }
   return report(L, status);
 }

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# tests/sh/doc_commands_checks.sh: the docs' command check (tests/suites.d/doc_commands.sh) fails when a
+# doc shows a broken command, and `mamlrun SCRIPT --check` itself refuses what it cannot check.
+# A doc with a misspelt key, a script that does not exist, a combination the algorithm refuses and a
+# bad value must give exactly those four `not ok` lines (with the doc's line) and a non-zero exit; a
+# doc whose commands the parser cannot find fails its count; a good doc passes. None of these commands
+# needs the dataset (they fail before it loads, or are the sinusoid).
+set -u
+ROOT=${ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
+MAMLRUN=${MAMLRUN:-$ROOT/mamlrun}
+cd "$ROOT" || exit 2
+T=$(mktemp -d "${TMPDIR:-/tmp}/doc_commands_checks.XXXXXX") || exit 2
+trap 'rm -rf "$T"' EXIT
+failures=0 checks=0
+fail() { failures=$((failures + 1)); echo "FAIL: $1"; }
+check() { # check WHAT COMMAND...: COMMAND succeeds
+  checks=$((checks + 1))
+  "${@:2}" || fail "$1"
+}
+suite() { # suite DOC MIN: run the suite on DOC alone; its output in $T/out, its status in $rc
+  rc=0
+  DOCS=$1 MIN_CHECKED=$2 MAMLRUN=$MAMLRUN ROOT=$ROOT tests/suites.d/doc_commands.sh >"$T/out" 2>&1 || rc=$?
+}
+
+cat >"$T/broken.md" <<'EOF'
+A doc with one good command and four broken ones:
+
+    ./mamlrun experiments/sinusoid.lua iterations=10          # good
+    ./mamlrun experiments/omniglot5w1s.lua firstorder=true     # misspelt key
+    ./mamlrun experiments/omniglot5w1z.lua                     # no such script
+    ./mamlrun experiments/omniglot5w1s.lua algorithm=reptile bn_mode=running
+    ./mamlrun experiments/sinusoid.lua inner_lr=fast
+EOF
+suite "$T/broken.md" 1
+check "the suite fails on a broken doc (exit status $rc)" test "$rc" -ne 0
+check "the good command passes" grep -q "^ok 1 - $T/broken.md:3: ./mamlrun experiments/sinusoid.lua iterations=10$" "$T/out"
+for l in 4 5 6 7; do
+  check "line $l of the broken doc is a failure" grep -q "^not ok [0-9]* - $T/broken.md:$l: " "$T/out"
+done
+check "exactly four failures" test "$(grep -c '^not ok' "$T/out")" -eq 4
+check "the misspelt key is named" grep -q "unknown config key 'firstorder'" "$T/out"
+check "the missing script is named" grep -q "no script experiments/omniglot5w1z.lua" "$T/out"
+check "the refused combination is named" grep -q "bn_mode" "$T/out"
+
+printf 'No commands here.\n\n    make test\n' >"$T/empty.md"
+suite "$T/empty.md" 1
+check "a doc without commands fails the count (exit status $rc)" test "$rc" -ne 0
+check "the count says why" grep -q "^not ok 1 - the docs' commands checked: 0, fewer than 1" "$T/out"
+
+printf '    ./mamlrun experiments/sinusoid.lua meta_batch=5\n    mamlrun sinusoid --help\n' >"$T/good.md"
+suite "$T/good.md" 2
+check "a good doc passes (exit status $rc)" test "$rc" -eq 0
+
+# --check itself: a plain script is not an experiment (it ran, and the host says nothing was checked),
+# --check with --help is two requests, and a checked run writes nothing
+rc=0; "$MAMLRUN" data/show_task.lua out="$T/task.png" --check >/dev/null 2>"$T/err" || rc=$?
+check "--check on a plain script is a usage error (exit status $rc)" test "$rc" -eq 2
+check "... naming the script" grep -q "data/show_task.lua ran as a plain script" "$T/err"
+rc=0; "$MAMLRUN" experiments/sinusoid.lua --check --help >/dev/null 2>"$T/err" || rc=$?
+check "--check with --help is a usage error (exit status $rc)" test "$rc" -eq 2
+rc=0; (cd "$T" && "$MAMLRUN" "$ROOT/experiments/sinusoid.lua" out_dir="$T/runs" --check >"$T/out" 2>&1) || rc=$?
+check "a checked sinusoid run succeeds (exit status $rc)" test "$rc" -eq 0
+check "... says what it would do" grep -q "^check: sinusoid: maml .* would train 70000 iterations into a new run folder under $T/runs. Nothing was run or written" "$T/out"
+check "... and writes no run folder" test ! -e "$T/runs"
+
+echo "$checks checks, $failures failed"
+[ "$failures" -eq 0 ]
