@@ -4,7 +4,8 @@
 # A doc with a misspelt key, a script that does not exist, a combination the algorithm refuses and a
 # bad value must give exactly those four `not ok` lines (with the doc's line) and a non-zero exit; a
 # doc whose commands the parser cannot find fails its count; a good doc passes. None of these commands
-# needs the dataset (they fail before it loads, or are the sinusoid).
+# needs the dataset (they fail before it loads, or are the sinusoid). A checked resume= or eval_only=
+# leaves its run folder as it was.
 set -u
 ROOT=${ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 MAMLRUN=${MAMLRUN:-$ROOT/mamlrun}
@@ -62,6 +63,33 @@ rc=0; (cd "$T" && "$MAMLRUN" "$ROOT/experiments/sinusoid.lua" out_dir="$T/runs" 
 check "a checked sinusoid run succeeds (exit status $rc)" test "$rc" -eq 0
 check "... says what it would do" grep -q "^check: sinusoid: maml .* would train 70000 iterations into a new run folder under $T/runs. Nothing was run or written" "$T/out"
 check "... and writes no run folder" test ! -e "$T/runs"
+
+# --check on a run folder: resume= and eval_only= load and check its checkpoint, and leave the folder as
+# it was (a resumed run rewrites its metrics; a checked one must not)
+SIN=(experiments/sinusoid.lua meta_batch=2 eval_every=0 test_tasks=3 steps_test=1 steps_test_max=1 threads=1
+  progress=log out_dir="$T/runs2")
+rc=0; "$MAMLRUN" "${SIN[@]}" iterations=10 >"$T/out" 2>&1 || rc=$?
+check "a small sinusoid run trains (exit status $rc)" test "$rc" -eq 0
+dir=$(ls -d "$T"/runs2/sinusoid-* 2>/dev/null | head -n 1)
+if [ -n "$dir" ]; then
+  (cd "$dir" && ls -l --time-style=full-iso && md5sum ./*) >"$T/before"
+  rc=0; "$MAMLRUN" experiments/sinusoid.lua resume="$dir" iterations=20 --check >"$T/out" 2>&1 || rc=$?
+  check "resume= --check succeeds (exit status $rc)" test "$rc" -eq 0
+  check "... and says where the run would go on" grep -qF "would resume $dir at iteration 10 of 20; changed on the command line: iterations 10 -> 20. Nothing was run or written" "$T/out"
+  rc=0; "$MAMLRUN" experiments/omniglot5w1s.lua resume="$dir" --check >"$T/out" 2>&1 || rc=$?
+  check "resume= --check with another script is the run's own usage error (exit status $rc)" test "$rc" -eq 2
+  rc=0; "$MAMLRUN" "${SIN[@]}" eval_only=true checkpoint="$dir/checkpoint.bin" --check >"$T/out" 2>&1 || rc=$?
+  check "eval_only=true --check succeeds (exit status $rc)" test "$rc" -eq 0
+  check "... and says what it would test" grep -qF "would test $dir/checkpoint.bin (iteration 10) on 3 tasks" "$T/out"
+  (cd "$dir" && ls -l --time-style=full-iso && md5sum ./*) >"$T/after"
+  check "the checked run folder is unchanged" cmp -s "$T/before" "$T/after"
+  check "... and no eval folder was made" test "$(ls -d "$T"/runs2/* | wc -l)" -eq 1
+  printf 'not a checkpoint' >"$T/bad.bin"
+  rc=0; "$MAMLRUN" "${SIN[@]}" eval_only=true checkpoint="$T/bad.bin" --check >"$T/out" 2>&1 || rc=$?
+  check "eval_only=true --check on a file that is no checkpoint fails (exit status $rc)" test "$rc" -ne 0
+else
+  fail "the small sinusoid run made no run folder under $T/runs2"
+fi
 
 echo "$checks checks, $failures failed"
 [ "$failures" -eq 0 ]
