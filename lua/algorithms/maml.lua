@@ -23,9 +23,10 @@ local A = algorithm.define{
   doc = "MAML (Finn et al. 2017): SGD inner loop, exact second-order meta-gradient (first_order: FOMAML)",
   keys = {
     {name = "inner_lr", type = "number", default = 0.4, doc = "inner-loop SGD step size"},
-    {name = "steps", type = "integer", default = 1, doc = "inner SGD steps in meta-training"},
+    {name = "steps", type = "integer", default = 1, doc = "inner SGD steps in meta-training",
+     only = {key = "eval_only", values = {false}, instead = "steps_test"}},
     {name = "first_order", type = "boolean", default = false,
-     doc = "FOMAML: do not differentiate through the inner gradients"},
+     doc = "FOMAML: do not differentiate through the inner gradients", only = {key = "eval_only", values = {false}}},
     {name = "inner_loss_scale", type = "number_or_ways", default = "ways",
      doc = "factor of the inner loss: \"ways\" = N x mean cross-entropy (the paper's code), 1 = plain mean"},
     {name = "inner_optimizer", type = {"sgd", "momentum", "adam"}, default = "sgd",

@@ -89,10 +89,16 @@ end
 -- only (optional): {key = <name>, values = {...}}: the key has an effect only while that key has one of
 -- those values (inner_momentum only with inner_optimizer momentum or adam), or {key =, not_values = {...}}:
 -- only while it has none of them (val_tasks only with eval_every other than 0); set where it has none, it
--- is an error, not a silent no-op (M.resolve)
+-- is an error, not a silent no-op (M.resolve). only.instead (optional) names the key that has the effect
+-- there (steps_test for steps with eval_only=true); the error says it
 local function key(name, type_, default, doc, only)
   return {name = name, type = type_, default = default, doc = doc, only = only}
 end
+
+-- the keys of meta-training alone (eval_only=true tests a checkpoint: set there, they would change nothing);
+-- `instead` names the key that meta-test uses in its place
+local function training(instead) return {key = "eval_only", values = {false}, instead = instead} end
+local TRAINING = training()
 
 --- Every config key by group: {name, type, default, doc}. The valid keys of an experiment are the
 --- common ones, those of its task and those of its model.
@@ -108,26 +114,26 @@ M.keys = {
       "meta-learning algorithm: " .. table.concat(algorithm.shipped, ", ")
       .. " (lua/algorithms/), or a module of your own beside the script"),
     key("seed", types.integer, 1, "seed of the training generator (initialisation and task sampling)"),
-    key("iterations", types.integer, 60000, "meta-iterations (meta-batches)"),
-    key("meta_batch", types.integer, 32, "tasks per meta-batch"),
-    key("meta_lr", types.number, 1e-3, "Adam learning rate of the meta-parameters"),
+    key("iterations", types.integer, 60000, "meta-iterations (meta-batches)", TRAINING),
+    key("meta_batch", types.integer, 32, "tasks per meta-batch", TRAINING),
+    key("meta_lr", types.number, 1e-3, "Adam learning rate of the meta-parameters", TRAINING),
     key("steps_test", types.integer, 3, "inner steps at meta-test (the headline number)"),
     key("steps_test_max", types.integer, 10,
       "evaluation reports the metric after 0..max(steps_test, steps_test_max) steps"),
     key("bn_mode", one_of{"batch", "running"}, "batch",
       "batch norm at meta-test: batch statistics (the paper's code, transductive) or running statistics"),
     key("on_nonfinite", one_of{"stop", "skip"}, "stop",
-      "a NaN/inf meta-loss or gradient: stop the run, or skip that meta-update"),
-    key("log_every", types.integer, 20, "iterations per metrics record and per log line"),
-    key("eval_every", types.integer, 1000, "iterations between validation evaluations (0: never)"),
+      "a NaN/inf meta-loss or gradient: stop the run, or skip that meta-update", TRAINING),
+    key("log_every", types.integer, 20, "iterations per metrics record and per log line", TRAINING),
+    key("eval_every", types.integer, 1000, "iterations between validation evaluations (0: never)", TRAINING),
     key("val_tasks", types.integer, 200, "tasks per validation evaluation (metric after 0..steps_test steps; only with "
       .. "eval_every other than 0)",
       {key = "eval_every", not_values = {0}}),
     key("test_tasks", types.integer, 600, "tasks of the final evaluation"),
-    key("checkpoint_every", types.integer, 1000, "iterations between checkpoints (0: only at the end)"),
+    key("checkpoint_every", types.integer, 1000, "iterations between checkpoints (0: only at the end)", TRAINING),
     key("max_minutes", types.number, 0,
       "stop meta-training after this many minutes of this session (0: no limit); then checkpoint and test "
-      .. "as at the end (runs of equal wall time)"),
+      .. "as at the end (runs of equal wall time)", TRAINING),
     key("eval_seed", types.integer, 12345,
       "seed of the validation (eval_seed) and test (eval_seed + 1) tasks, the same for every run"),
     key("threads", types.integer, 0,
@@ -145,7 +151,8 @@ M.keys = {
     key("ways", types.integer, 5, "classes per task (N)"),
     key("shots", types.integer, 1, "support images per class (K)"),
     key("queries", types.integer, 1,
-      "query images per class in meta-training (the paper's code: as many as the shots; the seed: 15)"),
+      "query images per class in meta-training (the paper's code: as many as the shots; the seed: 15)",
+      training("queries_test")),
     key("queries_test", types.integer, 1,
       "query images per class of each evaluation task (the paper's code: as many as the shots; with "
       .. "bn_mode=batch they also set the batch-norm statistics of the query forward)"),
@@ -165,8 +172,8 @@ M.keys = {
       .. "(default ~/.local/share/mamlrun/omniglot), else a checkout's data/omniglot)"),
   },
   sinusoid = {
-    key("shots", types.integer, 10, "support points per task in meta-training (K)"),
-    key("queries", types.integer, 10, "query points per task in meta-training"),
+    key("shots", types.integer, 10, "support points per task in meta-training (K)", training("shots_test")),
+    key("queries", types.integer, 10, "query points per task in meta-training", training("queries_test")),
     key("shots_test", types.integer, 5, "support points per evaluation task"),
     key("queries_test", types.integer, 100, "query points per evaluation task"),
     key("amp_min", types.number, 0.1, "amplitude range low"),
@@ -352,8 +359,9 @@ local function check_combinations(out, map, names, script_cfg, overrides, resolv
       local needs = only.values and string.format("%s=%s", only.key, table.concat(choices, "|"))
         or string.format("%s other than %s", only.key, table.concat(choices, ", "))
       config_error(origin(name), string.format("config key '%s' (%s) has no effect with %s=%s: it is used only "
-        .. "with %s; remove it, or set %s", name, where_set(name, overrides), only.key, tostring(out[only.key]),
-        needs, only.key))
+        .. "with %s; remove it, or set %s%s", name, where_set(name, overrides), only.key, tostring(out[only.key]),
+        needs, only.key, only.instead and string.format(" (with %s=%s the key in effect is %s)", only.key, tostring(out[only.key]),
+          only.instead) or ""))
     end
   end
   if out.split == "vinyals" and (out.val_classes or 0) ~= 0 then

@@ -173,6 +173,26 @@ describe("experiment config", function()
     fails({}, {checkpoint = "x.bin"}, "config key 'checkpoint' (set on the command line) has no effect with "
       .. "eval_only=false", true)
     assert.equals("x.bin", experiment.resolve({}, {checkpoint = "x.bin", eval_only = true}).checkpoint)
+    -- and a key of meta-training alone changes nothing in a test of a checkpoint: the error names the key the
+    -- test uses instead, where there is one
+    local ev = {checkpoint = "x.bin", eval_only = true}
+    local function with(k, v) local o = {[k] = v}; for a, b in pairs(ev) do o[a] = b end; return o end
+    fails({}, with("steps", 10), "config key 'steps' (set on the command line) has no effect with eval_only=true: "
+      .. "it is used only with eval_only=false; remove it, or set eval_only (with eval_only=true the key in effect "
+      .. "is steps_test)", true)
+    fails({}, with("queries", 5), "(with eval_only=true the key in effect is queries_test)", true)
+    for _, k in ipairs{"first_order", "iterations", "meta_batch", "meta_lr", "max_minutes", "checkpoint_every",
+        "eval_every", "log_every", "on_nonfinite"} do
+      local v = ({first_order = true, meta_lr = 0.01, max_minutes = 5, on_nonfinite = "skip"})[k] or 7
+      fails({}, with(k, v), "config key '" .. k .. "' (set on the command line) has no effect with eval_only=true",
+        true)
+    end
+    fails({task = "sinusoid", model = "mlp"}, with("shots", 5), "(with eval_only=true the key in effect is shots_test)",
+      true)
+    -- the script's own training keys are the experiment's, not a request: eval_only on the command line tests them
+    local e = experiment.resolve({steps = 5, iterations = 100, queries = 5}, ev)
+    assert.equals(5, e.steps)
+    assert.equals(5, experiment.resolve({}, with("steps_test", 5)).steps_test)
     -- ANIL adapts the head alone: the batch-norm shifts of the body are not its to adapt
     fails({algorithm = "anil"}, {bn_adapt = true}, "config key 'bn_adapt' has no effect with algorithm anil", true)
     assert.is_false(experiment.resolve({algorithm = "anil", bn_adapt = false}, {}).bn_adapt)

@@ -68,6 +68,7 @@ check "... and writes no run folder" test ! -e "$T/runs"
 # it was (a resumed run rewrites its metrics; a checked one must not)
 SIN=(experiments/sinusoid.lua meta_batch=2 eval_every=0 test_tasks=3 steps_test=1 steps_test_max=1 threads=1
   progress=log out_dir="$T/runs2")
+EVAL=(experiments/sinusoid.lua test_tasks=3 steps_test=1 steps_test_max=1 threads=1 progress=log out_dir="$T/runs2")
 rc=0; "$MAMLRUN" "${SIN[@]}" iterations=10 >"$T/out" 2>&1 || rc=$?
 check "a small sinusoid run trains (exit status $rc)" test "$rc" -eq 0
 dir=$(ls -d "$T"/runs2/sinusoid-* 2>/dev/null | head -n 1)
@@ -78,14 +79,14 @@ if [ -n "$dir" ]; then
   check "... and says where the run would go on" grep -qF "would resume $dir at iteration 10 of 20; changed on the command line: iterations 10 -> 20. Nothing was run or written" "$T/out"
   rc=0; "$MAMLRUN" experiments/omniglot5w1s.lua resume="$dir" --check >"$T/out" 2>&1 || rc=$?
   check "resume= --check with another script is the run's own usage error (exit status $rc)" test "$rc" -eq 2
-  rc=0; "$MAMLRUN" "${SIN[@]}" eval_only=true checkpoint="$dir/checkpoint.bin" --check >"$T/out" 2>&1 || rc=$?
+  rc=0; "$MAMLRUN" "${EVAL[@]}" eval_only=true checkpoint="$dir/checkpoint.bin" --check >"$T/out" 2>&1 || rc=$?
   check "eval_only=true --check succeeds (exit status $rc)" test "$rc" -eq 0
   check "... and says what it would test" grep -qF "would test $dir/checkpoint.bin (iteration 10) on 3 tasks" "$T/out"
   (cd "$dir" && ls -l --time-style=full-iso && md5sum ./*) >"$T/after"
   check "the checked run folder is unchanged" cmp -s "$T/before" "$T/after"
   check "... and no eval folder was made" test "$(ls -d "$T"/runs2/* | wc -l)" -eq 1
   printf 'not a checkpoint' >"$T/bad.bin"
-  rc=0; "$MAMLRUN" "${SIN[@]}" eval_only=true checkpoint="$T/bad.bin" --check >"$T/out" 2>&1 || rc=$?
+  rc=0; "$MAMLRUN" "${EVAL[@]}" eval_only=true checkpoint="$T/bad.bin" --check >"$T/out" 2>&1 || rc=$?
   check "eval_only=true --check on a file that is no checkpoint fails (exit status $rc)" test "$rc" -ne 0
 else
   fail "the small sinusoid run made no run folder under $T/runs2"

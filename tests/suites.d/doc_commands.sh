@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # tests/suites.d/doc_commands.sh: every experiment command the README and docs/*.md show works, TAP.
-# A code line (indented 4 or more) that runs mamlrun (`./mamlrun ...` or `mamlrun ...`) on an
+# A code line (indented 4 or more, or in a ``` block) that runs mamlrun (`./mamlrun ...` or `mamlrun ...`) on an
 # experiment script is run from the checkout with `--check` added: the run is resolved and built as it
 # would be (every key and value, the algorithm's own checks, the data, the network and learner) and
 # nothing runs or is written. A line with --help or --check is run as it is (it runs nothing either). So a key
@@ -62,10 +62,11 @@ check() {
 
 for doc in $DOCS; do
   [ -f "$doc" ] || { not_ok "$doc: no such file"; continue; }
-  lineno=0
+  lineno=0 fenced=0
   while IFS= read -r line || [ -n "$line" ]; do
     lineno=$((lineno + 1))
-    case $line in "    "*) ;; *) continue ;; esac
+    case $line in '```'* | ' '*'```'*) fenced=$((1 - fenced)); continue ;; esac
+    if [ "$fenced" -eq 0 ]; then case $line in "    "*) ;; *) continue ;; esac; fi
     cmd=${line#"${line%%[! ]*}"}          # without the indentation
     case $cmd in ./mamlrun\ * | mamlrun\ *) ;; *) continue ;; esac
     cmd=${cmd%%  #*}                      # without a trailing comment
