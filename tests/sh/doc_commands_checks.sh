@@ -12,12 +12,8 @@ MAMLRUN=${MAMLRUN:-$ROOT/mamlrun}
 cd "$ROOT" || exit 2
 T=$(mktemp -d "${TMPDIR:-/tmp}/doc_commands_checks.XXXXXX") || exit 2
 trap 'rm -rf "$T"' EXIT
-failures=0 checks=0
-fail() { failures=$((failures + 1)); echo "FAIL: $1"; }
-check() { # check WHAT COMMAND...: COMMAND succeeds
-  checks=$((checks + 1))
-  "${@:2}" || fail "$1"
-}
+. "$(dirname "$0")/lib/checks.bash"
+out="" err="" rc=0
 suite() { # suite DOC MIN: run the suite on DOC alone; its output in $T/out, its status in $rc
   rc=0
   DOCS=$1 MIN_CHECKED=$2 MAMLRUN=$MAMLRUN ROOT=$ROOT tests/suites.d/doc_commands.sh >"$T/out" 2>&1 || rc=$?
@@ -54,14 +50,12 @@ check "a good doc passes (exit status $rc)" test "$rc" -eq 0
 
 # --check itself: a plain script is not an experiment (it ran, and the host says nothing was checked),
 # --check with --help is two requests, and a checked run writes nothing
-rc=0; "$MAMLRUN" data/show_task.lua out="$T/task.png" --check >/dev/null 2>"$T/err" || rc=$?
-check "--check on a plain script is a usage error (exit status $rc)" test "$rc" -eq 2
-check "... naming the script" grep -q "data/show_task.lua ran as a plain script" "$T/err"
-rc=0; "$MAMLRUN" experiments/sinusoid.lua --check --help >/dev/null 2>"$T/err" || rc=$?
-check "--check with --help is a usage error (exit status $rc)" test "$rc" -eq 2
-rc=0; (cd "$T" && "$MAMLRUN" "$ROOT/experiments/sinusoid.lua" out_dir="$T/runs" --check >"$T/out" 2>&1) || rc=$?
-check "a checked sinusoid run succeeds (exit status $rc)" test "$rc" -eq 0
-check "... says what it would do" grep -q "^check: sinusoid: maml .* would train 70000 iterations into a new run folder under $T/runs. Nothing was run or written" "$T/out"
+run "$MAMLRUN" data/show_task.lua out="$T/task.png" --check
+expect "--check on a plain script is a usage error naming it" 2 "" "data/show_task.lua ran as a plain script"
+run "$MAMLRUN" experiments/sinusoid.lua --check --help
+expect "--check with --help is a usage error" 2 "" "are two requests"
+run "$MAMLRUN" experiments/sinusoid.lua out_dir="$T/runs" --check
+expect "a checked sinusoid run says what it would do" 0 "would train 70000 iterations into a new run folder under $T/runs. Nothing was run or written"
 check "... and writes no run folder" test ! -e "$T/runs"
 
 # --check on a run folder: resume= and eval_only= load and check its checkpoint, and leave the folder as
@@ -69,25 +63,23 @@ check "... and writes no run folder" test ! -e "$T/runs"
 SIN=(experiments/sinusoid.lua meta_batch=2 eval_every=0 test_tasks=3 steps_test=1 steps_test_max=1 threads=1
   progress=log out_dir="$T/runs2")
 EVAL=(experiments/sinusoid.lua test_tasks=3 steps_test=1 steps_test_max=1 threads=1 progress=log out_dir="$T/runs2")
-rc=0; "$MAMLRUN" "${SIN[@]}" iterations=10 >"$T/out" 2>&1 || rc=$?
-check "a small sinusoid run trains (exit status $rc)" test "$rc" -eq 0
+run "$MAMLRUN" "${SIN[@]}" iterations=10
+expect "a small sinusoid run trains" 0
 dir=$(ls -d "$T"/runs2/sinusoid-* 2>/dev/null | head -n 1)
 if [ -n "$dir" ]; then
   (cd "$dir" && ls -l --time-style=full-iso && md5sum ./*) >"$T/before"
-  rc=0; "$MAMLRUN" experiments/sinusoid.lua resume="$dir" iterations=20 --check >"$T/out" 2>&1 || rc=$?
-  check "resume= --check succeeds (exit status $rc)" test "$rc" -eq 0
-  check "... and says where the run would go on" grep -qF "would resume $dir at iteration 10 of 20; changed on the command line: iterations 10 -> 20. Nothing was run or written" "$T/out"
-  rc=0; "$MAMLRUN" experiments/omniglot5w1s.lua resume="$dir" --check >"$T/out" 2>&1 || rc=$?
-  check "resume= --check with another script is the run's own usage error (exit status $rc)" test "$rc" -eq 2
-  rc=0; "$MAMLRUN" "${EVAL[@]}" eval_only=true checkpoint="$dir/checkpoint.bin" --check >"$T/out" 2>&1 || rc=$?
-  check "eval_only=true --check succeeds (exit status $rc)" test "$rc" -eq 0
-  check "... and says what it would test" grep -qF "would test $dir/checkpoint.bin (iteration 10) on 3 tasks" "$T/out"
+  run "$MAMLRUN" experiments/sinusoid.lua resume="$dir" iterations=20 --check
+  expect "resume= --check says where the run would go on" 0 "would resume $dir at iteration 10 of 20; changed on the command line: iterations 10 -> 20. Nothing was run or written"
+  run "$MAMLRUN" experiments/omniglot5w1s.lua resume="$dir" --check
+  expect "resume= --check with another script is the run's own usage error" 2 "" "is a run of sinusoid.lua"
+  run "$MAMLRUN" "${EVAL[@]}" eval_only=true checkpoint="$dir/checkpoint.bin" --check
+  expect "eval_only=true --check says what it would test" 0 "would test $dir/checkpoint.bin (iteration 10) on 3 tasks"
   (cd "$dir" && ls -l --time-style=full-iso && md5sum ./*) >"$T/after"
   check "the checked run folder is unchanged" cmp -s "$T/before" "$T/after"
   check "... and no eval folder was made" test "$(ls -d "$T"/runs2/* | wc -l)" -eq 1
   printf 'not a checkpoint' >"$T/bad.bin"
-  rc=0; "$MAMLRUN" "${EVAL[@]}" eval_only=true checkpoint="$T/bad.bin" --check >"$T/out" 2>&1 || rc=$?
-  check "eval_only=true --check on a file that is no checkpoint fails (exit status $rc)" test "$rc" -ne 0
+  run "$MAMLRUN" "${EVAL[@]}" eval_only=true checkpoint="$T/bad.bin" --check
+  expect "eval_only=true --check on a file that is no checkpoint is the run's own error" 1 "" "is not a mamlrun checkpoint"
 else
   fail "the small sinusoid run made no run folder under $T/runs2"
 fi
