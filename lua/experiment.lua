@@ -167,6 +167,8 @@ local function host_functions(opts)
     rss_peak = h.rss_peak or host.rss_peak or function() return 0 end,
     overrides = host.overrides,
     script = host.script,
+    -- a check=true answered: the host then knows (vm/main.c refuses --check to a script that answered none)
+    mark_checked = function() host.checked = true end,
   }
 end
 
@@ -672,8 +674,7 @@ end
 --- checkpoint of resume= or eval_only=), and none of it ran; `what` says what the run would do.
 local function checked(run, what)
   local cfg = run.cfg
-  local has_host, host = pcall(require, "mamlrun") -- (the host then knows that the request was answered)
-  if has_host and type(host) == "table" then host.checked = true end
+  run.host.mark_checked()
   run:say("check: %s: %s on %s with %d weights; %s. Nothing was run or written (the command without --check runs it)",
     cfg.name, M.algorithm_text(cfg), tostring(run.net.kind), run.net:num_elements(), what)
   return {checked = true, cfg = cfg, iteration = run.iteration}
@@ -795,10 +796,9 @@ function run_experiment(script_cfg, opts)
         .. "new run for another)", tostring(err), changes_text(resume_changes)))
     end
     state.restore(run, resume_tree, resume_dir .. "/checkpoint.bin")
-    if check then
-      return checked(run, string.format("would resume %s at iteration %d of %d%s", resume_dir, run.iteration,
-        cfg.iterations, #resume_changes > 0 and "; changed on the command line: " .. changes_text(resume_changes) or ""))
-    end
+    local resuming = string.format("%s at iteration %d of %d%s", resume_dir, run.iteration, cfg.iterations,
+      #resume_changes > 0 and "; changed on the command line: " .. changes_text(resume_changes) or "")
+    if check then return checked(run, "would resume " .. resuming) end
     if run.is_root then
       run.dir = resume_dir
       run.last_checkpoint = {path = resume_dir .. "/checkpoint.bin", iteration = run.iteration}
@@ -806,8 +806,7 @@ function run_experiment(script_cfg, opts)
       for _, line in ipairs(run.metrics_lines) do f:write(line, "\n") end
       run.metrics_file = f
     end
-    run:say("resuming %s at iteration %d of %d%s", resume_dir, run.iteration, cfg.iterations,
-      #resume_changes > 0 and "; changed on the command line: " .. changes_text(resume_changes) or "")
+    run:say("resuming %s", resuming)
   elseif check then
     return checked(run, string.format("would train %d iterations into a new run folder under %s", cfg.iterations,
       cfg.out_dir))

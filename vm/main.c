@@ -400,10 +400,12 @@ static int collect_script_args(lua_State *L, int argc, char **argv, int script) 
   int request_is_override = script > 0 && (argv[script][0] != '-' || argv[script][1] == '\0');
   for (int i = script ? script + 1 : argc; i < argc; i++) {
     size_t keylen;
+    const char *request = NULL;
     if (!only_plain && strcmp(argv[i], "--") == 0) {
       only_plain = 1;
-    } else if (!only_plain && ((keylen = override_key_len(argv[i])) > 0 || (request_is_override && request_override(argv[i])))) {
-      const char *kv = keylen > 0 ? argv[i] : request_override(argv[i]);
+    } else if (!only_plain && ((keylen = override_key_len(argv[i])) > 0 ||
+                               (request_is_override && (request = request_override(argv[i])) != NULL))) {
+      const char *kv = keylen > 0 ? argv[i] : request;
       const char *err = set_override(L, overrides, kv, keylen > 0 ? keylen : strcspn(kv, "="));
       if (err != NULL) {
         usage_error(0, "%s", err);
