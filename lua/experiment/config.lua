@@ -222,11 +222,15 @@ local function algorithm_keys(A)
       tostring(k.type)), 0) end
     local only = k.only
     local list = type(only) == "table" and (only.values or only.not_values)
+    local stray -- a field of `only` it does not have (a misspelt instead would silently say nothing)
+    for f in pairs(type(only) == "table" and only or {}) do
+      if f ~= "key" and f ~= "values" and f ~= "not_values" and f ~= "instead" then stray = tostring(f) end
+    end
     if only ~= nil and (type(only) ~= "table" or type(only.key) ~= "string" or type(list) ~= "table" or #list == 0
-        or (only.values and only.not_values)) then
-      error(string.format("algorithm %s: key '%s' has a bad 'only' (expected {key = <name>, values = {...}} or "
-        .. "{key = <name>, not_values = {...}})",
-        A.name, tostring(k.name)), 0)
+        or (only.values and only.not_values) or (only.instead ~= nil and type(only.instead) ~= "string") or stray) then
+      error(string.format("algorithm %s: key '%s' has a bad 'only'%s (expected {key = <name>, values = {...}} or "
+        .. "{key = <name>, not_values = {...}}, and optionally instead = <name>)",
+        A.name, tostring(k.name), stray and " (unknown field '" .. stray .. "')" or ""), 0)
     end
     group[#group + 1] = key(k.name, t, k.default, k.doc or "", only)
   end

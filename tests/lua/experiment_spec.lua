@@ -189,6 +189,20 @@ describe("experiment config", function()
     end
     fails({task = "sinusoid", model = "mlp"}, with("shots", 5), "(with eval_only=true the key in effect is shots_test)",
       true)
+    -- an algorithm's `only` is checked: a misspelt field (instead) would silently drop the hint
+    local algorithm = require "algorithm"
+    for name, only in pairs{only_stray = {key = "eval_only", values = {false}, insted = "steps_test"},
+        only_instead_number = {key = "eval_only", values = {false}, instead = 3}} do
+      local A = algorithm.define{name = name, doc = "a test algorithm with a bad only", keys = {
+        {name = "k", type = "integer", default = 1, doc = "a key", only = only}}}
+      A.new = function() end
+      package.loaded[name] = A
+      local ok, err = pcall(experiment.algorithm_keys, name)
+      package.loaded[name] = nil
+      assert.is_false(ok, name)
+      assert.truthy(tostring(err):find("algorithm " .. name .. ": key 'k' has a bad 'only'", 1, true), tostring(err))
+      if name == "only_stray" then assert.truthy(tostring(err):find("unknown field 'insted'", 1, true), err) end
+    end
     -- the script's own training keys are the experiment's, not a request: eval_only on the command line tests them
     local e = experiment.resolve({steps = 5, iterations = 100, queries = 5}, ev)
     assert.equals(5, e.steps)
