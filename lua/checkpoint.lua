@@ -15,6 +15,7 @@
 -- (u32 count, then key/value pairs in sorted key order). Files are written with T.write_atomic
 -- (temp file + fsync + rename), so a crash never leaves a half-written checkpoint.
 local T = require "tensor"
+local input_error = require("options").input_error
 
 local M = {}
 
@@ -97,11 +98,12 @@ local function unpack_value(s, pos)
   error(string.format("bad tag '%s' at byte %d", tag, pos - 1), 0)
 end
 
---- The tree of a packed body.
-function M.unpack(body)
+--- The tree of a packed body; `name` (of its file) is used in error messages.
+function M.unpack(body, name)
+  name = name or "checkpoint"
   local ok, tree, pos = pcall(unpack_value, body, 1)
-  if not ok then error("checkpoint body is malformed: " .. tostring(tree), 0) end
-  if pos ~= #body + 1 then error("checkpoint body has trailing bytes", 0) end
+  if not ok then input_error(name .. ": the checkpoint body is malformed: " .. tostring(tree)) end
+  if pos ~= #body + 1 then input_error(name .. ": the checkpoint body has trailing bytes") end
   return tree
 end
 
@@ -111,23 +113,24 @@ function M.encode(tree)
   return M.MAGIC .. string.pack("<I4I4I8", M.VERSION, T.crc32(body), #body) .. body
 end
 
---- The tree in the bytes of a checkpoint file; `name` is used in error messages.
+--- The tree in the bytes of a checkpoint file; `name` is used in error messages (options.input_error:
+--- what is wrong with the file, without a traceback).
 function M.decode(bytes, name)
   name = name or "checkpoint"
   if #bytes < 24 or bytes:sub(1, 8) ~= M.MAGIC then
-    error(name .. " is not a mamlrun checkpoint (no MAMLCKPT magic)", 0)
+    input_error(name .. " is not a mamlrun checkpoint (no MAMLCKPT magic)")
   end
   local version, crc, length = string.unpack("<I4I4I8", bytes, 9)
   if version ~= M.VERSION then
-    error(string.format("%s has checkpoint format version %d; this mamlrun reads version %d", name,
-      version, M.VERSION), 0)
+    input_error(string.format("%s has checkpoint format version %d; this mamlrun reads version %d", name,
+      version, M.VERSION))
   end
   local body = bytes:sub(25)
   if #body ~= length then
-    error(string.format("%s is truncated: body %d bytes, header says %d", name, #body, length), 0)
+    input_error(string.format("%s is truncated: body %d bytes, header says %d", name, #body, length))
   end
-  if T.crc32(body) ~= crc then error(name .. " is corrupt (checksum mismatch)", 0) end
-  return M.unpack(body)
+  if T.crc32(body) ~= crc then input_error(name .. " is corrupt (checksum mismatch)") end
+  return M.unpack(body, name)
 end
 
 --- Write a tree atomically to path.
@@ -138,9 +141,15 @@ end
 --- Read a tree from path; errors say why the file is not usable.
 function M.load(path)
   local f, err = io.open(path, "rb")
-  if not f then error("cannot open checkpoint: " .. tostring(err), 0) end
-  local bytes = f:read("a")
+  if not f then input_error("cannot open checkpoint: " .. tostring(err)) end
+  local bytes, rerr = f:read("a")
   f:close()
+  if not bytes then -- (a folder opens, but does not read)
+    local inside = io.open(path .. "/checkpoint.bin", "rb")
+    if inside then inside:close() end
+    input_error(string.format("cannot read checkpoint %s: %s%s", path, tostring(rerr),
+      inside and string.format(" (a run folder: its checkpoint is %s/checkpoint.bin)", path) or ""))
+  end
   return M.decode(bytes, path)
 end
 

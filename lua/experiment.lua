@@ -25,7 +25,7 @@ local algorithm = require "algorithm"
 local json = require "json"
 local plot = require "plot"
 local checkpoint = require "checkpoint"
-local usage_error = require("options").usage_error
+local usage_error, input_error = require("options").usage_error, require("options").input_error
 
 local config = require "experiment.config"
 local state = require "experiment.state"
@@ -218,7 +218,8 @@ local function new_run_dir(cfg)
     n = n + 1
     dir = base .. "-" .. n
   end
-  mkdir_p(dir)
+  local ok, err = pcall(mkdir_p, dir)
+  if not ok then input_error(string.format("the run folder: %s (set out_dir= to a folder you can write)", tostring(err))) end
   return dir
 end
 
@@ -729,7 +730,16 @@ function run_experiment(script_cfg, opts)
   local resume_tree, resume_changes
   if resume_dir and resume_dir ~= "" then
     local path = resume_dir .. "/checkpoint.bin"
-    if not exists(path) then error("resume: no checkpoint.bin in " .. resume_dir, 0) end
+    if not exists(path) then
+      if exists(resume_dir .. "/.") then
+        input_error(string.format("resume: %s has no checkpoint.bin (a run folder has one after its first "
+          .. "checkpoint: checkpoint_every, an interruption or the end)", resume_dir))
+      elseif exists(resume_dir) then
+        input_error(string.format("resume: %s is a file, not a run folder (resume= takes the folder of the run; "
+          .. "eval_only=true checkpoint=%s tests a checkpoint file)", resume_dir, resume_dir))
+      end
+      input_error(string.format("resume: no such run folder: %s", resume_dir))
+    end
     resume_tree = M.load_tree(path)
     -- a run continues with the script it was started from: another script's settings would be ignored
     local this = state.script_name(opts.script or host_functions(opts).script)
@@ -740,7 +750,7 @@ function run_experiment(script_cfg, opts)
     end
     local ok, saved = pcall(json.decode, resume_tree.config or "{}")
     if not ok or type(saved) ~= "table" then
-      error(path .. " is not a usable MAML checkpoint: its config is not a JSON object", 0)
+      input_error(path .. " is not a usable MAML checkpoint: its config is not a JSON object")
     end
     saved.resume = nil
     local rest = {}
@@ -767,7 +777,7 @@ function run_experiment(script_cfg, opts)
   end
 
   if cfg.eval_only then
-    if cfg.checkpoint == "" then error("eval_only=true needs checkpoint=<file>", 0) end
+    if cfg.checkpoint == "" then usage_error("eval_only=true needs checkpoint=<file> (a run folder's checkpoint.bin)") end
     local tree = M.load_into(cfg.checkpoint, run.learner)
     run.iteration = tree.iteration or 0
     if check then

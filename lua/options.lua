@@ -77,4 +77,19 @@ end
 --- options.is_usage_error(err): whether err was raised by usage_error.
 function M.is_usage_error(err) return getmetatable(err) == UsageError end
 
+--- options.input_error(msg): raise a problem with a file or folder the user named rather than with the
+--- script: a dataset folder without Omniglot, a checkpoint that is truncated or of another network, a run
+--- folder without a checkpoint. msg says which file and what was expected of it. The error object is a
+--- table {message = msg} whose metatable's __name is "mamlrun.input_error" (tostring gives msg): the host
+--- prints the message without a traceback (the traceback of our code says nothing about the file) and
+--- exits with status 1.
+local InputError = {__name = "mamlrun.input_error", __tostring = function(e) return e.message end}
+
+function M.input_error(msg)
+  error(setmetatable({message = msg}, InputError))
+end
+
+--- options.is_input_error(err): whether err was raised by input_error.
+function M.is_input_error(err) return getmetatable(err) == InputError end
+
 return M

@@ -32,7 +32,7 @@ M.TRAIN_CLASSES = 1200
 -- (lua/locate.lua; an error naming every place it looked in when none holds the dataset)
 local function default_root()
   local dir, err = require("locate").omniglot_dir()
-  if not dir then error("tasks.load: " .. err, 3) end
+  if not dir then options.input_error("tasks.load: " .. err) end
   return dir
 end
 
@@ -60,13 +60,16 @@ function M.load(opts)
     cache = string.format("%s/cache_%d%s.bin", root, size, opts.pil_exact and "_pil" or "")
   end
   if not is_dir(root .. "/images_background") then
-    error(string.format("tasks.load: no Omniglot under '%s' (expected %s/images_background/): "
+    options.input_error(string.format("tasks.load: no Omniglot under '%s' (expected %s/images_background/): "
       .. "`OMNIGLOT_DIR=%s mamlrun-data` (in a checkout: `OMNIGLOT_DIR=%s make data`) puts it there, "
       .. "with OMNIGLOT_ZIPS=DIR taking the two zips from a local folder; or set OMNIGLOT_DIR to another folder",
-      root, root, root, root), 2)
+      root, root, root, root))
   end
-  local ds = omniglot.load(root, {size = size, cache = cache, pil_exact = opts.pil_exact,
-                                  threads = opts.threads, images_per_class = opts.images_per_class})
+  -- (the options are checked above: what omniglot.load refuses now is a file of the dataset, an
+  -- unreadable or damaged image, which its message names)
+  local ok, ds = pcall(omniglot.load, root, {size = size, cache = cache, pil_exact = opts.pil_exact,
+                                             threads = opts.threads, images_per_class = opts.images_per_class})
+  if not ok then options.input_error("tasks.load: omniglot." .. tostring(ds)) end
   if not opts.quiet then
     if ds.cache_status:match("^rebuilt") then
       io.stderr:write(string.format("tasks.load: cache %s %s\n", tostring(cache), ds.cache_status))

@@ -112,31 +112,44 @@ static void l_message(const char *pname, const char *msg) {
 ** override): an error object that is a table whose metatable's __name is
 ** "mamlrun.usage_error" and whose field message is a string. The host prints
 ** the message as it prints a bad command line, without a traceback, and
-** exits with status 2. */
+** exits with status 2. A problem with a file or folder the user named (a
+** checkpoint that is truncated, a dataset folder without Omniglot) is such a
+** table named "mamlrun.input_error": its message alone, exit status 1
+** (options.usage_error, options.input_error in lua/options.lua). */
 #define USAGE_ERROR_NAME "mamlrun.usage_error"
+#define INPUT_ERROR_NAME "mamlrun.input_error"
 static int usage_error_raised = 0;
 
-/* the message of the usage error at idx, else NULL */
-static const char *usage_error_message(lua_State *L, int idx) {
+/* the message of the error object at idx if it is a table named name, else NULL */
+static const char *named_error_message(lua_State *L, int idx, const char *name) {
   const char *msg = NULL;
   idx = lua_absindex(L, idx);
   if (lua_type(L, idx) != LUA_TTABLE || luaL_getmetafield(L, idx, "__name") == LUA_TNIL) return NULL;
-  int is_usage = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), USAGE_ERROR_NAME) == 0;
+  int is_named = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), name) == 0;
   lua_pop(L, 1);
-  if (is_usage && lua_getfield(L, idx, "message") == LUA_TSTRING) msg = lua_tostring(L, -1);
-  lua_pop(L, is_usage ? 1 : 0); /* (the table keeps the string alive) */
+  if (is_named && lua_getfield(L, idx, "message") == LUA_TSTRING) msg = lua_tostring(L, -1);
+  lua_pop(L, is_named ? 1 : 0); /* (the table keeps the string alive) */
   return msg;
+}
+
+static const char *usage_error_message(lua_State *L, int idx) {
+  return named_error_message(L, idx, USAGE_ERROR_NAME);
+}
+
+static const char *input_error_message(lua_State *L, int idx) {
+  return named_error_message(L, idx, INPUT_ERROR_NAME);
 }
 
 /* print the error message at the top of the stack, if status is an error */
 static int report(lua_State *L, int status) {
   const char *usage = status != LUA_OK ? usage_error_message(L, -1) : NULL;
+  const char *input = status != LUA_OK && usage == NULL ? input_error_message(L, -1) : NULL;
   if (usage != NULL) {
     usage_error_raised = 1;
     usage_error(0, "%s", usage);
     lua_pop(L, 1);
   } else if (status != LUA_OK) {
-    const char *msg = lua_tostring(L, -1);
+    const char *msg = input != NULL ? input : lua_tostring(L, -1);
     if (msg == NULL) msg = "(error object is not a string)";
     l_message(progname, msg);
     lua_pop(L, 1);
@@ -146,7 +159,8 @@ static int report(lua_State *L, int status) {
 
 /* message handler: turn any error object into a string with a traceback */
 static int msghandler(lua_State *L) {
-  if (usage_error_message(L, 1) != NULL) return 1; /* the user's mistake: no traceback */
+  /* the user's mistake, or a file of theirs: no traceback */
+  if (usage_error_message(L, 1) != NULL || input_error_message(L, 1) != NULL) return 1;
   const char *msg = lua_tostring(L, 1);
   if (msg == NULL) {
     if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) msg = lua_tostring(L, -1);

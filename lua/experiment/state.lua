@@ -7,6 +7,7 @@ local nn = require "nn"
 local optim = require "optim"
 local json = require "json"
 local checkpoint = require "checkpoint"
+local input_error = require("options").input_error
 
 local M = {}
 
@@ -45,11 +46,11 @@ end
 function M.load_tree(path)
   local tree = checkpoint.load(path)
   local function bad(fmt, ...)
-    error(string.format("%s is not a usable MAML checkpoint: " .. fmt, path, ...), 0)
+    input_error(string.format("%s is not a usable MAML checkpoint: " .. fmt, path, ...))
   end
   if type(tree) ~= "table" then bad("it holds a %s, not a table", type(tree)) end
   if tree.format ~= "mamlrun-maml" then
-    error(path .. " is a mamlrun checkpoint but not of a MAML run (format " .. tostring(tree.format) .. ")", 0)
+    input_error(path .. " is a mamlrun checkpoint but not of a MAML run (format " .. tostring(tree.format) .. ")")
   end
   if math.type(tree.iteration) ~= "integer" or tree.iteration < 0 then bad("iteration is %s", tostring(tree.iteration)) end
   for _, kind in ipairs{"params", "buffers"} do
@@ -83,8 +84,8 @@ function M.load_into(path, learner)
   diff = diff or checkpoint.compare_shapes("buffer", tree.shapes.buffers,
     named_shapes(net:buffer_names(), net:buffers()))
   if diff then
-    error(string.format("checkpoint %s (experiment %s) does not fit this experiment's network:\n  %s",
-      path, tostring(tree.experiment), diff), 0)
+    input_error(string.format("checkpoint %s (experiment %s) does not fit this experiment's network:\n  %s",
+      path, tostring(tree.experiment), diff))
   end
   ag.no_grad(function()
     nn.copy_into(learner.meta_params, tree.params, learner.meta_names)
@@ -96,7 +97,7 @@ end
 -- restore the training state of a checkpoint tree into run
 function M.restore(run, tree, path)
   local msg = optim.check_state(tree.optimizer or {}, run.learner.meta_params, run.learner.meta_names)
-  if msg then error("checkpoint " .. path .. ": " .. msg, 0) end
+  if msg then input_error("checkpoint " .. path .. ": " .. msg) end
   run.opt:load_state(tree.optimizer)
   run.gen:set_state(tree.generator)
   run.iteration = tree.iteration

@@ -6,6 +6,7 @@ local T = require "tensor"
 local experiment = require "experiment"
 local checkpoint = require "checkpoint"
 local json = require "json"
+local options = require "options"
 
 -- experiment.run sets the global thread count (parallel.set_threads) and leaves it set: put it back
 -- after each test, so that no test depends on which ran before it
@@ -30,6 +31,14 @@ local read = require("tests.lua.helpers").read
 local write = require("tests.lua.helpers").write
 
 local synthetic_source = require("tests.lua.helpers").synthetic_source
+
+-- the message of a failed pcall that raised options.input_error (a problem of a file the user named:
+-- the host prints it without a traceback)
+local function input_error(ok, err)
+  assert.is_false(ok)
+  assert.is_true(options.is_input_error(err), tostring(err))
+  return err.message
+end
 
 local tiny = {
   name = "tiny", task = "custom", model = "conv4", channels = 4, ways = 3, shots = 1, queries = 2,
@@ -326,15 +335,21 @@ describe("checkpoint files", function()
     checkpoint.save(dir .. "/c.bin", {w = T.randn{4}})
     local bytes = read(dir .. "/c.bin")
     write(dir .. "/flip.bin", bytes:sub(1, 40) .. string.char((bytes:byte(41) + 1) % 256) .. bytes:sub(42))
-    assert.has_error(function() checkpoint.load(dir .. "/flip.bin") end, dir .. "/flip.bin is corrupt (checksum mismatch)")
+    local ok, err = pcall(checkpoint.load, dir .. "/flip.bin")
+    assert.equals(dir .. "/flip.bin is corrupt (checksum mismatch)", input_error(ok, err))
     write(dir .. "/short.bin", bytes:sub(1, #bytes - 3))
-    local ok, err = pcall(checkpoint.load, dir .. "/short.bin")
-    assert.truthy(not ok and err:find("is truncated", 1, true))
+    ok, err = pcall(checkpoint.load, dir .. "/short.bin")
+    assert.truthy(input_error(ok, err):find("short.bin is truncated", 1, true))
     write(dir .. "/other.bin", "hello world, this is not a checkpoint")
     ok, err = pcall(checkpoint.load, dir .. "/other.bin")
-    assert.truthy(not ok and err:find("not a mamlrun checkpoint", 1, true))
+    assert.truthy(input_error(ok, err):find("other.bin is not a mamlrun checkpoint", 1, true))
     ok, err = pcall(checkpoint.load, dir .. "/missing.bin")
-    assert.truthy(not ok and err:find("cannot open checkpoint", 1, true))
+    assert.truthy(input_error(ok, err):find("cannot open checkpoint: " .. dir .. "/missing.bin", 1, true))
+    -- a body that does not parse, under a valid header: the file is named
+    local body = "T\1\0\0\0" -- a table of one pair, cut off
+    write(dir .. "/body.bin", checkpoint.MAGIC .. string.pack("<I4I4I8", checkpoint.VERSION, T.crc32(body), #body) .. body)
+    ok, err = pcall(checkpoint.load, dir .. "/body.bin")
+    assert.truthy(input_error(ok, err):find("body.bin: the checkpoint body is malformed", 1, true))
   end)
 end)
 
@@ -485,7 +500,7 @@ describe("experiment runs", function()
   it("refuses a checkpoint of a network with other shapes, saying what differs", function()
     local ok, err = pcall(run_tiny, dir .. "/eval", {eval_only = true, ways = 4,
       checkpoint = full.dir .. "/checkpoint.bin"})
-    assert.is_false(ok)
+    err = input_error(ok, err)
     assert.truthy(err:find("does not fit this experiment's network", 1, true), err)
     assert.truthy(err:find("fc.weight (3, 4), this experiment fc.weight (4, 4)", 1, true), err)
   end)
@@ -519,7 +534,9 @@ describe("experiment runs", function()
 
   it("resume of a folder without a checkpoint is an error", function()
     local ok, err = pcall(run_tiny, dir .. "/x", {resume = dir .. "/nothing-here"})
-    assert.is_false(ok)
-    assert.truthy(err:find("no checkpoint.bin", 1, true))
+    assert.equals("resume: no such run folder: " .. dir .. "/nothing-here", input_error(ok, err))
+    os.execute("mkdir -p '" .. dir .. "/empty-run'")
+    ok, err = pcall(run_tiny, dir .. "/x", {resume = dir .. "/empty-run"})
+    assert.truthy(input_error(ok, err):find("resume: " .. dir .. "/empty-run has no checkpoint.bin", 1, true))
   end)
 end)

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# tests/sh/input_errors.sh: a file or folder the user named that cannot serve (a dataset folder without
+# Omniglot, a damaged image in it, a resume= folder that is not there or has no checkpoint, a folder
+# given as checkpoint=, a file that is no checkpoint, a truncated one, one of another network, an
+# out_dir that cannot be created) stops the run with one message naming the file and what was
+# expected, exit status 1, and no traceback: the traceback of our Lua code says nothing about the
+# user's file (options.input_error, vm/main.c). A bug of a script keeps its traceback. Run with
+# MAMLRUN= a host that prints input errors like any other and each of those checks fails. None of
+# this needs the dataset: the sinusoid, and a fake Omniglot tree.
+set -u
+ROOT=${ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
+MAMLRUN=${MAMLRUN:-$ROOT/mamlrun}
+cd "$ROOT" || exit 2
+T=$(mktemp -d "${TMPDIR:-/tmp}/input_errors.XXXXXX") || exit 2
+trap 'rm -rf "$T"' EXIT
+. "$(dirname "$0")/lib/checks.bash"
+out="" err="" rc=0
+
+if [ ! -x "$MAMLRUN" ]; then echo "FAIL: $MAMLRUN is not built"; exit 1; fi
+
+# input WHAT STDERR-SUBSTRING: the last run stopped on the user's file: status 1, the message (one
+# line, "mamlrun: ..." ), no traceback
+input() {
+  expect "$1" 1 "" "$2"
+  checks=$((checks + 1))
+  if [[ "$err" == *"stack traceback"* ]]; then fail "$1: a traceback after the message"; return; fi
+  if [[ "$err" != "mamlrun: "* ]]; then fail "$1: the message does not start with 'mamlrun: '"; fi
+}
+
+SIN=(experiments/sinusoid.lua iterations=2 meta_batch=2 eval_every=0 test_tasks=2 progress=none)
+EVAL=(experiments/sinusoid.lua test_tasks=2 progress=none) # (no key of meta-training: eval_only refuses them)
+
+# ---------------------------------------------------------------- the dataset
+run "$MAMLRUN" experiments/omniglot5w1s.lua data="$T/nothing-here" --check
+input "data= a folder without Omniglot" "tasks.load: no Omniglot under '$T/nothing-here' (expected $T/nothing-here/images_background/)"
+
+mkdir -p "$T/om/images_background/Alphabet/character01" "$T/om/images_evaluation/Other/character01"
+echo "not an image" >"$T/om/images_background/Alphabet/character01/0101_01.png"
+cp "$T/om/images_background/Alphabet/character01/0101_01.png" "$T/om/images_evaluation/Other/character01/0201_01.png"
+run "$MAMLRUN" experiments/omniglot5w1s.lua data="$T/om" --check
+input "a damaged image in the dataset" "tasks.load: omniglot.load: $T/om/images_background/Alphabet/character01/0101_01.png: not a PNG file"
+
+# ---------------------------------------------------------------- resume= and eval_only= checkpoints
+run "$MAMLRUN" "${SIN[@]}" resume="$T/no-such-run"
+input "resume= a folder that is not there" "resume: no such run folder: $T/no-such-run"
+
+mkdir -p "$T/empty-run"
+run "$MAMLRUN" "${SIN[@]}" resume="$T/empty-run"
+input "resume= a folder without a checkpoint" "resume: $T/empty-run has no checkpoint.bin"
+
+run "$MAMLRUN" "${EVAL[@]}" eval_only=true checkpoint="$T/missing.bin"
+input "eval_only= a checkpoint that is not there" "cannot open checkpoint: $T/missing.bin: No such file or directory"
+
+printf 'PK\3\4 a zip file' >"$T/zip.bin"
+run "$MAMLRUN" "${EVAL[@]}" eval_only=true checkpoint="$T/zip.bin"
+input "eval_only= a file that is no checkpoint" "$T/zip.bin is not a mamlrun checkpoint (no MAMLCKPT magic)"
+
+run "$MAMLRUN" "${SIN[@]}" out_dir="$T/runs"
+check "a small sinusoid run for its checkpoint" [ "$rc" -eq 0 ]
+ck=$(ls -d "$T"/runs/sinusoid-*/checkpoint.bin 2>/dev/null | head -n 1)
+if [ -n "$ck" ]; then
+  head -c 100 "$ck" >"$T/short.bin"
+  run "$MAMLRUN" "${EVAL[@]}" eval_only=true checkpoint="$T/short.bin"
+  input "eval_only= a truncated checkpoint" "$T/short.bin is truncated"
+
+  run "$MAMLRUN" "${SIN[@]}" resume="$ck"
+  input "resume= a checkpoint file, not its folder" "resume: $ck is a file, not a run folder"
+
+  run "$MAMLRUN" "${EVAL[@]}" eval_only=true checkpoint="$(dirname "$ck")"
+  input "eval_only= a run folder, not its checkpoint" "cannot read checkpoint $(dirname "$ck"): Is a directory (a run folder: its checkpoint is $ck)"
+
+  run "$MAMLRUN" "${EVAL[@]}" eval_only=true checkpoint="$T"
+  input "eval_only= a folder" "cannot read checkpoint $T: Is a directory"
+
+  run "$MAMLRUN" "${EVAL[@]}" eval_only=true checkpoint="$ck" hidden=20,20
+  input "eval_only= a checkpoint of another network" "does not fit this experiment's network"
+
+  run "$MAMLRUN" "${EVAL[@]}" eval_only=true checkpoint="$ck" out_dir=/proc/mamlrun-cannot-write-here
+  input "an out_dir that cannot be created" "the run folder: cannot create the folder /proc/mamlrun-cannot-write-here"
+else
+  fail "the small sinusoid run made no checkpoint under $T/runs"
+fi
+
+# ---------------------------------------------------------------- a bug keeps its traceback
+cat >"$T/bug.lua" <<'EOF'
+local checkpoint = require "checkpoint"
+checkpoint.save(nil, {}) -- a script's mistake: its traceback shows where
+EOF
+run "$MAMLRUN" "$T/bug.lua"
+expect "a script's own error" 1 "" "mamlrun: "
+check "a script's own error keeps its traceback" grep -q "stack traceback" "$T/err"
+
+echo "$checks checks, $failures failed"
+[ "$failures" -eq 0 ]
