@@ -25,7 +25,8 @@ local algorithm = require "algorithm"
 local json = require "json"
 local plot = require "plot"
 local checkpoint = require "checkpoint"
-local usage_error, input_error = require("options").usage_error, require("options").input_error
+local usage_error = require("options").usage_error
+local input_error, run_stopped = require("options").input_error, require("options").run_stopped
 
 local config = require "experiment.config"
 local state = require "experiment.state"
@@ -470,7 +471,7 @@ function Run:step(it)
       .. (last and string.format("%s (iteration %d)", last.path, last.iteration) or "none")
     self:record({type = "stopped", iter = it, reason = what})
     self:write_plot()
-    error(msg, 0)
+    run_stopped(msg)
   end
   local lr = self.learner:outer_lr(it, cfg.iterations, cfg.meta_lr)
   if lr then self.opt.lr = lr end
@@ -518,9 +519,9 @@ function Run:train()
       self:write_plot()
       if not saved then
         local last = self.last_checkpoint
-        error(string.format("%s: stopped at iteration %d without saving it (%s)%s", sig, it, failure,
+        run_stopped(string.format("%s: stopped at iteration %d without saving it (%s)%s", sig, it, failure,
           last and string.format("; continue from iteration %d with: mamlrun %s resume=%s", last.iteration,
-            self.script or "<experiment script>", self.dir) or ""), 0)
+            self.script or "<experiment script>", self.dir) or ""))
       end
       self:say("%s: stopped at iteration %d; continue with: mamlrun %s resume=%s", sig, it,
         self.script or "<experiment script>", self.dir or "?")

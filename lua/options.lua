@@ -64,32 +64,32 @@ function M.check(fn, arg, opts, spec)
   return opts
 end
 
---- options.usage_error(msg): raise a mistake of the user's rather than of the script, such as a
---- mistyped key=value on the command line. The error object is a table {message = msg} whose
---- metatable's __name is "mamlrun.usage_error" (tostring gives msg): the host (vm/main.c) prints the
---- message without a traceback and exits with status 2, as for a bad command line.
-local UsageError = {__name = "mamlrun.usage_error", __tostring = function(e) return e.message end}
-
-function M.usage_error(msg)
-  error(setmetatable({message = msg}, UsageError))
+-- an error kind the host (vm/main.c) knows by its metatable's __name: a table {message = msg} whose
+-- tostring is msg, printed without a traceback
+local function error_kind(name)
+  local kind = {__name = name, __tostring = function(e) return e.message end}
+  return function(msg) error(setmetatable({message = msg}, kind)) end,
+         function(err) return getmetatable(err) == kind end
 end
 
+--- options.usage_error(msg): raise a mistake of the user's rather than of the script, such as a
+--- mistyped key=value on the command line (__name "mamlrun.usage_error"): the host prints the message
+--- without a traceback and exits with status 2, as for a bad command line.
 --- options.is_usage_error(err): whether err was raised by usage_error.
-function M.is_usage_error(err) return getmetatable(err) == UsageError end
+M.usage_error, M.is_usage_error = error_kind("mamlrun.usage_error")
 
 --- options.input_error(msg): raise a problem with a file or folder the user named rather than with the
 --- script: a dataset folder without Omniglot, a checkpoint that is truncated or of another network, a run
---- folder without a checkpoint. msg says which file and what was expected of it. The error object is a
---- table {message = msg} whose metatable's __name is "mamlrun.input_error" (tostring gives msg): the host
---- prints the message without a traceback (the traceback of our code says nothing about the file) and
---- exits with status 1.
-local InputError = {__name = "mamlrun.input_error", __tostring = function(e) return e.message end}
-
-function M.input_error(msg)
-  error(setmetatable({message = msg}, InputError))
-end
-
+--- folder without a checkpoint. msg says which file and what was expected of it (__name
+--- "mamlrun.input_error"): the host prints the message without a traceback (the traceback of our code
+--- says nothing about the file) and exits with status 1.
 --- options.is_input_error(err): whether err was raised by input_error.
-function M.is_input_error(err) return getmetatable(err) == InputError end
+M.input_error, M.is_input_error = error_kind("mamlrun.input_error")
+
+--- options.run_stopped(msg): end a run that cannot go on, for the reason msg gives and with what to do
+--- (a non-finite meta-loss, a signal whose checkpoint could not be saved): no fault of the code, so the
+--- host prints the message without a traceback (__name "mamlrun.run_stopped") and exits with status 1.
+--- options.is_run_stopped(err): whether err was raised by run_stopped.
+M.run_stopped, M.is_run_stopped = error_kind("mamlrun.run_stopped")
 
 return M

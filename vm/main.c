@@ -114,10 +114,12 @@ static void l_message(const char *pname, const char *msg) {
 ** the message as it prints a bad command line, without a traceback, and
 ** exits with status 2. A problem with a file or folder the user named (a
 ** checkpoint that is truncated, a dataset folder without Omniglot) is such a
-** table named "mamlrun.input_error": its message alone, exit status 1
-** (options.usage_error, options.input_error in lua/options.lua). */
+** table named "mamlrun.input_error", and a run that cannot go on (a
+** non-finite meta-loss) one named "mamlrun.run_stopped": the message alone,
+** exit status 1. (options.usage_error, input_error, run_stopped in
+** lua/options.lua.) */
 #define USAGE_ERROR_NAME "mamlrun.usage_error"
-#define INPUT_ERROR_NAME "mamlrun.input_error"
+static const char *const quiet_error_names[] = {"mamlrun.input_error", "mamlrun.run_stopped"};
 static int usage_error_raised = 0;
 
 /* the message of the error object at idx if it is a table named name, else NULL */
@@ -136,20 +138,25 @@ static const char *usage_error_message(lua_State *L, int idx) {
   return named_error_message(L, idx, USAGE_ERROR_NAME);
 }
 
-static const char *input_error_message(lua_State *L, int idx) {
-  return named_error_message(L, idx, INPUT_ERROR_NAME);
+/* the message of an input error or a stopped run at idx (status 1, no traceback), else NULL */
+static const char *quiet_error_message(lua_State *L, int idx) {
+  for (size_t i = 0; i < sizeof quiet_error_names / sizeof quiet_error_names[0]; i++) {
+    const char *msg = named_error_message(L, idx, quiet_error_names[i]);
+    if (msg != NULL) return msg;
+  }
+  return NULL;
 }
 
 /* print the error message at the top of the stack, if status is an error */
 static int report(lua_State *L, int status) {
   const char *usage = status != LUA_OK ? usage_error_message(L, -1) : NULL;
-  const char *input = status != LUA_OK && usage == NULL ? input_error_message(L, -1) : NULL;
+  const char *quiet = status != LUA_OK && usage == NULL ? quiet_error_message(L, -1) : NULL;
   if (usage != NULL) {
     usage_error_raised = 1;
     usage_error(0, "%s", usage);
     lua_pop(L, 1);
   } else if (status != LUA_OK) {
-    const char *msg = input != NULL ? input : lua_tostring(L, -1);
+    const char *msg = quiet != NULL ? quiet : lua_tostring(L, -1);
     if (msg == NULL) msg = "(error object is not a string)";
     l_message(progname, msg);
     lua_pop(L, 1);
@@ -159,8 +166,8 @@ static int report(lua_State *L, int status) {
 
 /* message handler: turn any error object into a string with a traceback */
 static int msghandler(lua_State *L) {
-  /* the user's mistake, or a file of theirs: no traceback */
-  if (usage_error_message(L, 1) != NULL || input_error_message(L, 1) != NULL) return 1;
+  /* the user's mistake, a file of theirs, a run that cannot go on: no traceback */
+  if (usage_error_message(L, 1) != NULL || quiet_error_message(L, 1) != NULL) return 1;
   const char *msg = lua_tostring(L, 1);
   if (msg == NULL) {
     if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) msg = lua_tostring(L, -1);

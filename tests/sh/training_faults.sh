@@ -4,8 +4,8 @@
 #   - SIGTERM and SIGINT: a checkpoint of the current iteration is saved atomically (no temporary
 #     file left), the run says how to continue, and resuming from it finishes the run; resuming it
 #     with another experiment script is an error naming the run's own
-#   - a NaN/inf meta-loss stops the run (exit status 1) naming the iteration and the last good
-#     checkpoint; on_nonfinite=skip goes on
+#   - a NaN/inf meta-loss stops the run (exit status 1, no traceback) naming the iteration and the
+#     last good checkpoint; on_nonfinite=skip goes on
 #   - a full disk (MAMLRUN_WRITE_LIMIT: T.write_atomic fails with ENOSPC past N bytes) while saving:
 #     the previous checkpoint stays intact (same bytes) and the run says so; a signal that cannot be
 #     saved ends the run with status 1 naming the checkpoint to continue from
@@ -39,6 +39,7 @@ check() { # check WHAT COMMAND...: the command must succeed
   "$@" || fail "$what"
 }
 has() { grep -qF -- "$2" "$1"; } # has FILE TEXT
+not_has() { ! grep -qF -- "$2" "$1"; } # not_has FILE TEXT
 
 # the sinusoid experiment, made small
 SIN=(experiments/sinusoid.lua meta_batch=2 eval_every=0 test_tasks=3 steps_test=1
@@ -116,6 +117,7 @@ check "NaN: exit status $rc, expected 1" test "$rc" -eq 1
 check "NaN: names the iteration and the last good checkpoint" \
   grep -qE "non-finite meta-[a-z -]+ \(-?(nan|inf)\) at iteration 2; the run stopped \(on_nonfinite=stop\); last good checkpoint: $dir/checkpoint.bin \(iteration 1\)" "$T/nan.out"
 check "NaN: the last good checkpoint loads" test "$(iteration_of "$dir/checkpoint.bin")" = 1
+check "NaN: a stop, not a fault of the code: no traceback" not_has "$T/nan.out" "stack traceback"
 rc=0
 "$MAMLRUN" "${SIN[@]}" iterations=5 log_every=1 meta_lr=1e30 on_nonfinite=skip out_dir="$T/skip" >"$T/skip.out" 2>&1 || rc=$?
 check "on_nonfinite=skip: exit status $rc, expected 0" test "$rc" -eq 0
@@ -153,6 +155,7 @@ if wait_for "$T/full3.out" "iter 30/"; then
   check "full disk + SIGTERM: says the iteration was not saved and where to continue from" \
     grep -qE "SIGTERM: stopped at iteration [0-9]+ without saving it \(checkpoint at iteration [0-9]+ not saved: .*No space left on device.*the previous checkpoint $dir/checkpoint.bin \(iteration 10\) is intact\); continue from iteration 10 with: mamlrun experiments/sinusoid.lua resume=$dir" "$T/full3.out"
   check "full disk + SIGTERM: the previous checkpoint is unchanged" cmp -s "$dir/checkpoint.bin" "$T/checkpoint-10.bin"
+  check "full disk + SIGTERM: a stop, not a fault of the code: no traceback" not_has "$T/full3.out" "stack traceback"
 else
   fail "full disk + SIGTERM: the run did not start" "$T/full3.out"
 fi
