@@ -6,13 +6,8 @@
 # doc whose commands the parser cannot find fails its count; a good doc passes. None of these commands
 # needs the dataset (they fail before it loads, or are the sinusoid). A checked resume= or eval_only=
 # leaves its run folder as it was.
-set -u
-ROOT=${ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
-MAMLRUN=${MAMLRUN:-$ROOT/mamlrun}
-cd "$ROOT" || exit 2
-T=$(mktemp -d "${TMPDIR:-/tmp}/doc_commands_checks.XXXXXX") || exit 2
-trap 'rm -rf "$T"' EXIT
-. "$(dirname "$0")/lib/checks.bash"
+. "$(dirname "$0")/lib/setup.bash"
+. "$ROOT/tests/sh/lib/checks.bash"
 out="" err="" rc=0
 suite() { # suite DOC MIN: run the suite on DOC alone; its output in $T/out, its status in $rc
   rc=0

@@ -7,16 +7,9 @@
 # user's file (options.input_error, vm/main.c). A bug of a script keeps its traceback. Run with
 # MAMLRUN= a host that prints input errors like any other and each of those checks fails. None of
 # this needs the dataset: the sinusoid, and a fake Omniglot tree.
-set -u
-ROOT=${ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
-MAMLRUN=${MAMLRUN:-$ROOT/mamlrun}
-cd "$ROOT" || exit 2
-T=$(mktemp -d "${TMPDIR:-/tmp}/input_errors.XXXXXX") || exit 2
-trap 'rm -rf "$T"' EXIT
-. "$(dirname "$0")/lib/checks.bash"
+. "$(dirname "$0")/lib/setup.bash"
+. "$ROOT/tests/sh/lib/checks.bash"
 out="" err="" rc=0
-
-if [ ! -x "$MAMLRUN" ]; then echo "FAIL: $MAMLRUN is not built"; exit 1; fi
 
 # input WHAT STDERR-SUBSTRING: the last run stopped on the user's file: status 1, the message (one
 # line, "mamlrun: ..." ), no traceback

@@ -5,15 +5,8 @@
 # override is the user's mistake, not the script's: one message naming the key, no traceback, exit
 # status 2 (as for a malformed command line); a bad key in a script keeps its traceback. The
 # plain host cases (a script's own syntax and runtime errors, -e) are in host_cli.sh.
-set -u
-ROOT=${ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
-MAMLRUN=${MAMLRUN:-$ROOT/mamlrun}
-cd "$ROOT" || exit 2
-T=$(mktemp -d "${TMPDIR:-/tmp}/script_errors.XXXXXX") || exit 2
-trap 'rm -rf "$T"' EXIT
+. "$(dirname "$0")/lib/setup.bash"
 failures=0 checks=0
-
-if [ ! -x "$MAMLRUN" ]; then echo "FAIL: $MAMLRUN is not built"; exit 1; fi
 
 # expect WHAT RC STDERR-SUBSTRING CMD...: run CMD, check its exit status and its stderr
 expect() {
