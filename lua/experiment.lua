@@ -253,6 +253,45 @@ function M.evaluate(run, split, n_tasks, seed, steps, should_stop)
 end
 
 -- the changes {{key, from, to}, ...} of a resumed run's config as text: "inner_lr 0.4 -> 0.1, ..."
+-- a config value as the command line gives it (key=value): a list as 40,40, a string bare
+local function cli_value(v)
+  if type(v) == "table" then
+    local parts = {}
+    for i, x in ipairs(v) do parts[i] = tostring(x) end
+    return table.concat(parts, ",")
+  end
+  return tostring(v)
+end
+
+-- keys that say where and how a command runs, not what a checkpoint was trained or is tested as
+local RUN_KEYS = {name = true, out_dir = true, data = true, threads = true, progress = true, eval_only = true,
+                  checkpoint = true, resume = true, test_tasks = true, extra = true}
+
+-- eval_only=true: the settings in effect at meta-test (the algorithm and its keys, the network's, the
+-- task's, the split, the test protocol) that differ from those the checkpoint's run was trained with
+-- (`saved`, its config) and that the command line did not set: {key, the checkpoint's, this command's}
+local function untested_as_trained(cfg, saved, overrides)
+  local map, names = schema(cfg.task, cfg.model, cfg.algorithm)
+  local out = {}
+  for _, k in ipairs(names) do
+    if not RUN_KEYS[k] and overrides[k] == nil and saved[k] ~= nil and M.in_effect(map[k], cfg)
+        and describe(saved[k]) ~= describe(cfg[k]) then
+      out[#out + 1] = {k, saved[k], cfg[k]}
+    end
+  end
+  return out
+end
+
+-- keys a resumed run keeps whatever the command line says, and why
+local FIXED_ON_RESUME = {
+  seed = "the generator's state comes from the checkpoint",
+  init = "the weights come from the checkpoint",
+  out_dir = "the run goes on in its own folder",
+  name = "the run goes on in its own folder",
+  split = "the classes were split when the run began",
+  val_classes = "the classes were split when the run began",
+}
+
 local function changes_text(changes)
   local parts = {}
   for i, c in ipairs(changes) do parts[i] = string.format("%s %s -> %s", c[1], describe(c[2]), describe(c[3])) end
@@ -766,7 +805,13 @@ function run_experiment(script_cfg, opts)
     table.sort(names)
     resume_changes = {}
     for _, k in ipairs(names) do
-      if describe(before[k]) ~= describe(cfg[k]) then resume_changes[#resume_changes + 1] = {k, before[k], cfg[k]} end
+      if describe(before[k]) ~= describe(cfg[k]) then
+        if FIXED_ON_RESUME[k] then
+          usage_error(string.format("resume: %s cannot change when a run continues (%s %s -> %s): %s; start a "
+            .. "new run for another", k, k, describe(before[k]), describe(cfg[k]), FIXED_ON_RESUME[k]))
+        end
+        resume_changes[#resume_changes + 1] = {k, before[k], cfg[k]}
+      end
     end
   else
     cfg, ignored = M.resolve(script_cfg, overrides)
@@ -781,6 +826,23 @@ function run_experiment(script_cfg, opts)
     if cfg.checkpoint == "" then usage_error("eval_only=true needs checkpoint=<file> (a run folder's checkpoint.bin)") end
     local tree = M.load_into(cfg.checkpoint, run.learner)
     run.iteration = tree.iteration or 0
+    -- a checkpoint is tested as it was trained unless the command line says otherwise: a setting of the
+    -- script that differs from the run's (another algorithm, inner optimizer or split) is an error
+    local ok_json, saved = pcall(json.decode, tree.config or "{}")
+    if not ok_json or type(saved) ~= "table" then
+      input_error(cfg.checkpoint .. " is not a usable MAML checkpoint: its config is not a JSON object")
+    end
+    local differ = untested_as_trained(cfg, saved, overrides)
+    if #differ > 0 then
+      local as_trained, listed = {}, {}
+      for i, d in ipairs(differ) do
+        as_trained[i] = d[1] .. "=" .. cli_value(d[2])
+        listed[i] = string.format("%s %s (the checkpoint's run: %s)", d[1], describe(d[3]), describe(d[2]))
+      end
+      usage_error(string.format("eval_only: %s was trained with other settings than this command would test it "
+        .. "with: %s. To test it as trained add %s; to test it otherwise, set those keys on the command line",
+        cfg.checkpoint, table.concat(listed, ", "), table.concat(as_trained, " ")))
+    end
     if check then
       return checked(run, string.format("would test %s (iteration %d) on %d tasks", cfg.checkpoint,
         run.iteration, cfg.test_tasks))

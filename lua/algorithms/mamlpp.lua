@@ -23,16 +23,22 @@ local ag = require "autograd"
 local algorithm = require "algorithm"
 local maml = require "algorithms.maml"
 
+-- (a key of meta-training alone: with eval_only=true, set on the command line, it is an error)
+local TRAINING = {key = "eval_only", values = {false}}
+
 local A = algorithm.define{
   name = "mamlpp", base = maml,
   doc = "MAML++ (Antoniou et al. 2019): MSL, LSLR, per-step BN weights, derivative-order and cosine annealing",
   keys = {
     {name = "inner_lr", type = "number", default = 0.1, doc = "inner step size (LSLR: its initial value)"},
-    {name = "steps", type = "integer", default = 5, doc = "inner steps in meta-training"},
-    {name = "first_order", type = "boolean", default = false, doc = "first order throughout (DA aside)"},
+    {name = "steps", type = "integer", default = 5, doc = "inner steps in meta-training",
+     only = {key = "eval_only", values = {false}, instead = "steps_test"}},
+    {name = "first_order", type = "boolean", default = false, doc = "first order throughout (DA aside)",
+     only = TRAINING},
     {name = "inner_loss_scale", type = "number_or_ways", default = 1,
      doc = "factor of the inner loss (MAML++: 1, the plain mean)"},
-    {name = "multi_step_loss", type = "boolean", default = true, doc = "MSL: per-step query losses, annealed"},
+    {name = "multi_step_loss", type = "boolean", default = true, doc = "MSL: per-step query losses, annealed",
+     only = TRAINING},
     {name = "msl_epochs", type = "integer", default = 20, doc = "MSL: epochs over which its weights anneal",
      only = {key = "multi_step_loss", values = {true}}},
     {name = "learn_inner_lr", type = "boolean", default = true, doc = "LSLR: learned per-layer per-step step sizes"},
@@ -40,10 +46,12 @@ local A = algorithm.define{
     {name = "second_order_epoch", type = "integer", default = -1,
      doc = "DA: first order up to this epoch (-1: second order from the start)",
      only = {key = "first_order", values = {false}}},
-    {name = "cosine_lr", type = "boolean", default = true, doc = "CA: cosine annealing of the meta learning rate"},
+    {name = "cosine_lr", type = "boolean", default = true, doc = "CA: cosine annealing of the meta learning rate",
+     only = TRAINING},
     {name = "min_meta_lr", type = "number", default = 1e-5, doc = "CA: the meta learning rate at the end",
      only = {key = "cosine_lr", values = {true}}},
-    {name = "epoch_iterations", type = "integer", default = 500, doc = "iterations per epoch (MSL, DA, CA)"},
+    {name = "epoch_iterations", type = "integer", default = 500, doc = "iterations per epoch (MSL, DA, CA)",
+     only = TRAINING},
   },
   check_config = function(cfg)
     if cfg.bn_mode == "running" then

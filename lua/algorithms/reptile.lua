@@ -24,17 +24,25 @@ local T = require "tensor"
 local ag = require "autograd"
 local algorithm = require "algorithm"
 
+-- (a key of meta-training alone: with eval_only=true, set on the command line, it is an error)
+local TRAINING = {key = "eval_only", values = {false}}
+
 local A = algorithm.define{
   name = "reptile",
   doc = "Reptile (Nichol et al. 2018): Adam on each task, then a step toward the adapted weights",
   keys = {
     {name = "inner_lr", type = "number", default = 0.001, doc = "Adam step size of the inner loop"},
-    {name = "steps", type = "integer", default = 5, doc = "inner Adam iterations per training task"},
-    {name = "inner_batch", type = "integer", default = 10, doc = "examples per inner minibatch (training)"},
-    {name = "train_shots", type = "integer", default = 10, doc = "examples per class of a training task"},
+    {name = "steps", type = "integer", default = 5, doc = "inner Adam iterations per training task",
+     only = TRAINING},
+    {name = "inner_batch", type = "integer", default = 10, doc = "examples per inner minibatch (training)",
+     only = TRAINING},
+    {name = "train_shots", type = "integer", default = 10, doc = "examples per class of a training task",
+     only = TRAINING},
     {name = "eval_batch", type = "integer", default = 5, doc = "examples per inner minibatch (evaluation)"},
-    {name = "meta_step", type = "number", default = 1.0, doc = "outer step size epsilon at the start"},
-    {name = "meta_step_final", type = "number", default = 0.0, doc = "outer step size at the end (linear decay)"},
+    {name = "meta_step", type = "number", default = 1.0, doc = "outer step size epsilon at the start",
+     only = TRAINING},
+    {name = "meta_step_final", type = "number", default = 0.0, doc = "outer step size at the end (linear decay)",
+     only = TRAINING},
     {name = "transductive", type = "boolean", default = false,
      doc = "evaluation: predict all queries in one batch (batch-norm statistics of the query set)"},
   },

@@ -113,7 +113,7 @@ M.keys = {
     key("algorithm", types.algorithm, "maml",
       "meta-learning algorithm: " .. table.concat(algorithm.shipped, ", ")
       .. " (lua/algorithms/), or a module of your own beside the script"),
-    key("seed", types.integer, 1, "seed of the training generator (initialisation and task sampling)"),
+    key("seed", types.integer, 1, "seed of the training generator (initialisation and task sampling)", TRAINING),
     key("iterations", types.integer, 60000, "meta-iterations (meta-batches)", TRAINING),
     key("meta_batch", types.integer, 32, "tasks per meta-batch", TRAINING),
     key("meta_lr", types.number, 1e-3, "Adam learning rate of the meta-parameters", TRAINING),
@@ -197,12 +197,13 @@ M.keys = {
     key("bn_adapt", types.boolean, false, "the inner loop adapts the batch-norm parameters; the paper's code: no"),
     key("bn_eps", types.number, 1e-3, "batch-norm epsilon (TF's default 1e-3)"),
     key("init", one_of{"paper", "kaiming"}, "paper",
-      "paper: Xavier-uniform conv, standard-normal linear weights; kaiming: Kaiming normal"),
+      "paper: Xavier-uniform conv, standard-normal linear weights; kaiming: Kaiming normal", TRAINING),
   },
   peer_net = {},
   mlp = {
     key("hidden", types.integer_list, {40, 40}, "hidden layer sizes"),
-    key("init", one_of{"paper", "kaiming"}, "paper", "paper: truncated normal std 0.01; kaiming: Kaiming normal"),
+    key("init", one_of{"paper", "kaiming"}, "paper", "paper: truncated normal std 0.01; kaiming: Kaiming normal",
+      TRAINING),
   },
 }
 

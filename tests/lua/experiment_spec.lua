@@ -50,6 +50,7 @@ local tiny = {
 local function run_tiny(dir, overrides, opts)
   opts = opts or {}
   local o = {out_dir = dir}
+  if overrides and overrides.resume then o = {} end -- (a resumed run goes on in its own folder)
   for k, v in pairs(overrides or {}) do o[k] = v end
   return experiment.run(tiny, {overrides = o, source = opts.source or synthetic_source(opts.poison),
     host = opts.host, after_iteration = opts.after_iteration, print = opts.print})
@@ -436,7 +437,7 @@ describe("experiment runs", function()
     assert.same({{type = "start", iter = 0, resumed = false, version = version}}, starts_a)
     assert.same({{type = "start", iter = 0, resumed = false, version = version},
                  {type = "start", iter = 3, resumed = true, version = version,
-                  changed = {iterations = {3, 6}, out_dir = {dir .. "/part", dir .. "/unused"}}}}, starts_b)
+                  changed = {iterations = {3, 6}}}}, starts_b)
     local raw = {}
     for line in read(resumed.dir .. "/metrics.jsonl"):gmatch("[^\n]+") do
       local r = json.decode(line)
@@ -448,6 +449,18 @@ describe("experiment runs", function()
       assert.equals("number", type(r.machine.threads))
       assert.equals(1, r.machine.ranks)
     end
+  end)
+
+  it("resume: a key the checkpoint fixes (seed, init, out_dir, name) is refused, not recorded as a change", function()
+    local first = run_tiny(dir .. "/fixed", {iterations = 2})
+    for k, v in pairs{seed = 7, init = "kaiming", out_dir = dir .. "/elsewhere", name = "other"} do
+      local ok, err = pcall(run_tiny, dir .. "/fixed", {resume = first.dir, iterations = 3, [k] = v})
+      assert.is_false(ok, k)
+      assert.is_true(options.is_usage_error(err), tostring(err))
+      assert.truthy(err.message:find("resume: " .. k .. " cannot change when a run continues", 1, true), err.message)
+    end
+    -- the run is as it was: its checkpoint still at iteration 2
+    assert.equals(2, experiment.load_tree(first.dir .. "/checkpoint.bin").iteration)
   end)
 
   it("resume: what the command line changes is said and kept in the session's start record", function()
@@ -495,6 +508,42 @@ describe("experiment runs", function()
     local result = run_tiny(dir .. "/eval", {eval_only = true, checkpoint = full.dir .. "/checkpoint.bin"})
     assert.same(full.test.mean, result.test.mean)
     assert.truthy(read(result.dir .. "/summary.txt"):find("95% CI", 1, true))
+  end)
+
+  it("eval_only tests a checkpoint as it was trained: a script's other setting is an error, an override is a choice", function()
+    local ck = full.dir .. "/checkpoint.bin"
+    local other = experiment.extend(tiny, {inner_lr = 0.3, inner_optimizer = "momentum"})
+    local function eval_other(overrides)
+      local o = {out_dir = dir .. "/eval-other", eval_only = true, checkpoint = ck}
+      for k, v in pairs(overrides) do o[k] = v end
+      return experiment.run(other, {overrides = o, source = synthetic_source()})
+    end
+    local ok, err = pcall(eval_other, {})
+    assert.is_false(ok)
+    assert.is_true(options.is_usage_error(err), tostring(err))
+    assert.truthy(err.message:find("inner_lr 0.3 (the checkpoint's run: 0.4), inner_optimizer \"momentum\" "
+      .. "(the checkpoint's run: \"sgd\")", 1, true), err.message)
+    assert.truthy(err.message:find("To test it as trained add inner_lr=0.4 inner_optimizer=sgd;", 1, true), err.message)
+    -- the keys set on the command line: tested as asked (as trained here, so the run's own result)
+    local result = eval_other({inner_lr = 0.4, inner_optimizer = "sgd"})
+    assert.same(full.test.mean, result.test.mean)
+    -- a setting of meta-training alone may differ (the checkpoint holds what it made)
+    result = experiment.run(experiment.extend(tiny, {iterations = 99, meta_lr = 0.5}), {overrides = {out_dir =
+      dir .. "/eval-other", eval_only = true, checkpoint = ck}, source = synthetic_source()})
+    assert.same(full.test.mean, result.test.mean)
+  end)
+
+  it("eval_only refuses a key of meta-training alone set on the command line: seed, init, Reptile's and MAML++'s", function()
+    for _, o in ipairs{{seed = 3}, {init = "kaiming"}, {algorithm = "reptile", meta_step = 0.5},
+                       {algorithm = "reptile", inner_batch = 3}, {algorithm = "reptile", train_shots = 4},
+                       {algorithm = "mamlpp", cosine_lr = false}, {algorithm = "mamlpp", epoch_iterations = 7},
+                       {algorithm = "mamlpp", steps = 2}} do
+      o.eval_only, o.checkpoint = true, full.dir .. "/checkpoint.bin"
+      local ok, err = pcall(run_tiny, dir .. "/eval-training", o)
+      assert.is_false(ok)
+      assert.is_true(options.is_usage_error(err), tostring(err))
+      assert.truthy(err.message:find("has no effect with eval_only=true", 1, true), err.message)
+    end
   end)
 
   it("refuses a checkpoint of a network with other shapes, saying what differs", function()
