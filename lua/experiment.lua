@@ -716,8 +716,9 @@ end
 local function checked(run, what)
   local cfg = run.cfg
   run.host.mark_checked()
-  run:say("check: %s: %s on %s with %d weights; %s. Nothing was run or written (the command without --check runs it)",
-    cfg.name, M.algorithm_text(cfg), tostring(run.net.kind), run.net:num_elements(), what)
+  -- (the answer that was asked for: printed whatever progress= says; other MPI ranks print nothing)
+  run.print_raw(string.format("check: %s: %s on %s with %d weights; %s. Nothing was run or written (the command "
+    .. "without --check runs it)\n", cfg.name, M.algorithm_text(cfg), tostring(run.net.kind), run.net:num_elements(), what))
   return {checked = true, cfg = cfg, iteration = run.iteration}
 end
 

@@ -54,6 +54,12 @@ local A = algorithm.define{
      only = TRAINING},
   },
   check_config = function(cfg)
+    for _, name in ipairs{"steps", "epoch_iterations", "msl_epochs"} do
+      if cfg[name] < 1 then
+        return name, string.format("config key '%s' must be at least 1 with algorithm mamlpp (its per-step "
+          .. "learning rates, batch-norm weights and epochs count from 1), got %d", name, cfg[name])
+      end
+    end
     if cfg.bn_mode == "running" then
       return "bn_mode", "config key 'bn_mode' must be batch with algorithm mamlpp: running statistics would have "
         .. "to be kept per inner step, and MAML++ normalises with batch statistics at meta-test too: remove "

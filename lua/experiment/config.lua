@@ -471,6 +471,22 @@ function M.resolve(script_cfg, overrides, opts)
       config_error(origin(name), string.format("config key '%s' must be >= 0, got %s", name, tostring(out[name])))
     end
   end
+  -- step sizes and constants of the algorithms and the network (keys of some only): a negative step
+  -- size would climb the loss, a zero Adam rate or batch-norm epsilon train nothing or divide by zero
+  for _, name in ipairs{"meta_lr", "bn_eps"} do
+    if out[name] ~= nil and not (out[name] > 0) then
+      config_error(origin(name), string.format("config key '%s' must be positive, got %s", name, tostring(out[name])))
+    end
+  end
+  for _, name in ipairs{"inner_lr", "meta_step", "meta_step_final", "min_meta_lr"} do
+    if out[name] ~= nil and not (out[name] >= 0) then
+      config_error(origin(name), string.format("config key '%s' must be >= 0, got %s", name, tostring(out[name])))
+    end
+  end
+  if out.inner_momentum ~= nil and not (out.inner_momentum >= 0 and out.inner_momentum < 1) then
+    config_error(origin("inner_momentum"), string.format("config key 'inner_momentum' must be in [0, 1) (momentum's "
+      .. "coefficient, Adam's beta1), got %s", tostring(out.inner_momentum)))
+  end
   for _, name in ipairs(names) do
     local v = out[name]
     if map[name].type == types.number and (v ~= v or v == math.huge or v == -math.huge) then

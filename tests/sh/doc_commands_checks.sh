@@ -47,6 +47,8 @@ check "a good doc passes (exit status $rc)" test "$rc" -eq 0
 # --check with --help is two requests, and a checked run writes nothing
 run "$MAMLRUN" data/show_task.lua out="$T/task.png" --check
 expect "--check on a plain script is a usage error naming it" 2 "" "data/show_task.lua ran as a plain script"
+run "$MAMLRUN" experiments/sinusoid.lua progress=none --check
+expect "--check answers under progress=none (the answer was asked for)" 0 "check: sinusoid: maml"
 run "$MAMLRUN" experiments/sinusoid.lua --check --help
 expect "--check with --help is a usage error" 2 "" "are two requests"
 run "$MAMLRUN" experiments/sinusoid.lua out_dir="$T/runs" --check

@@ -114,6 +114,18 @@ expect_usage "a key of another algorithm on the command line" "unknown config ke
   "$MAMLRUN" "${SIN[@]}" inner_batch=3
 expect_usage "override out of range" "config key 'log_every' must be positive, got 0" "$MAMLRUN" "${SIN[@]}" log_every=0
 expect_usage "size override out of range" "config key 'queries' must be positive, got 0" "$MAMLRUN" "${SIN[@]}" queries=0
+# step sizes and constants out of range: refused before anything runs, not a run that climbs the loss,
+# trains nothing or ends in NaN
+expect_usage "meta_lr 0" "config key 'meta_lr' must be positive, got 0" "$MAMLRUN" "${SIN[@]}" meta_lr=0
+expect_usage "a negative inner_lr" "config key 'inner_lr' must be >= 0, got -1" "$MAMLRUN" "${SIN[@]}" inner_lr=-1
+expect_usage "Adam's beta1 of 1" "config key 'inner_momentum' must be in [0, 1)" \
+  "$MAMLRUN" "${SIN[@]}" inner_optimizer=adam inner_momentum=1
+expect_usage "a negative Reptile meta_step" "config key 'meta_step' must be >= 0, got -1" \
+  "$MAMLRUN" "${SIN[@]}" algorithm=reptile meta_step=-1
+expect_usage "MAML++ with no inner step" "config key 'steps' must be at least 1 with algorithm mamlpp" \
+  "$MAMLRUN" "${SIN[@]}" algorithm=mamlpp steps=0
+expect_usage "a negative batch-norm epsilon" "config key 'bn_eps' must be positive, got -1" \
+  "$MAMLRUN" experiments/omniglot5w1s.lua bn_eps=-1 --check
 expect_usage "bn_mode=running on a network without batch norm" "config key 'bn_mode' is \"running\", but network mlp has no batch norm (no running statistics) and meta-tests the same either way: remove bn_mode" \
   "$MAMLRUN" "${SIN[@]}" bn_mode=running
 expect_usage "more threads than parallel runs" "config key 'threads' must be at most 64, got 1000 (0: one per core)" \
