@@ -47,6 +47,10 @@ local A = algorithm.define{
      doc = "evaluation: predict all queries in one batch (batch-norm statistics of the query set)"},
   },
   check_config = function(cfg, set)
+    if cfg.task == "sinusoid" and set("shots") then
+      return "shots", "config key 'shots' has no effect with algorithm reptile on task sinusoid: its training tasks "
+        .. "have train_shots points and its test tasks shots_test: remove it, or set train_shots"
+    end
     if set("meta_lr") then
       return "meta_lr", "config key 'meta_lr' has no effect with algorithm reptile, whose outer step is SGD at "
         .. "meta_step (decaying linearly to meta_step_final), not Adam: remove it, or set meta_step"

@@ -124,6 +124,8 @@ expect_usage "a negative Reptile meta_step" "config key 'meta_step' must be >= 0
   "$MAMLRUN" "${SIN[@]}" algorithm=reptile meta_step=-1
 expect_usage "MAML++ with no inner step" "config key 'steps' must be at least 1 with algorithm mamlpp" \
   "$MAMLRUN" "${SIN[@]}" algorithm=mamlpp steps=0
+expect_usage "Reptile's sinusoid with shots, which it does not use" "config key 'shots' has no effect with algorithm reptile on task sinusoid" \
+  "$MAMLRUN" "${SIN[@]}" algorithm=reptile shots=3
 expect_usage "a negative batch-norm epsilon" "config key 'bn_eps' must be positive, got -1" \
   "$MAMLRUN" experiments/omniglot5w1s.lua bn_eps=-1 --check
 expect_usage "bn_mode=running on a network without batch norm" "config key 'bn_mode' is \"running\", but network mlp has no batch norm (no running statistics) and meta-tests the same either way: remove bn_mode" \
