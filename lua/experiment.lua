@@ -252,7 +252,6 @@ function M.evaluate(run, split, n_tasks, seed, steps, should_stop)
   end, steps, should_stop)
 end
 
--- the changes {{key, from, to}, ...} of a resumed run's config as text: "inner_lr 0.4 -> 0.1, ..."
 -- a config value as the command line gives it (key=value): a list as 40,40, a string bare
 local function cli_value(v)
   if type(v) == "table" then
@@ -292,6 +291,7 @@ local FIXED_ON_RESUME = {
   val_classes = "the classes were split when the run began",
 }
 
+-- the changes {{key, from, to}, ...} of a resumed run's config as text: "inner_lr 0.4 -> 0.1, ..."
 local function changes_text(changes)
   local parts = {}
   for i, c in ipairs(changes) do parts[i] = string.format("%s %s -> %s", c[1], describe(c[2]), describe(c[3])) end
