@@ -640,6 +640,11 @@ function M.prepare(cfg, opts)
     error("threads=" .. cfg.threads .. " needs the parallel module (built into mamlrun)", 0)
   end
   local source = M.build_source(cfg, opts.source)
+  if source.kind == "regression" and cfg.inner_loss_scale == "ways" then
+    -- a regression has no classes: the default "ways" (classification's N x the mean loss) is the mean
+    -- loss there, and the run says and records 1 (run_experiment refuses a "ways" the user set)
+    cfg.inner_loss_scale = 1
+  end
   local net = M.build_net(cfg, source)
   if cfg.bn_mode == "running" and #net:buffers() == 0 then -- (running statistics are a net's buffers)
     usage_error(string.format("config key 'bn_mode' is \"running\", but network %s has no batch norm (no running "
@@ -817,7 +822,14 @@ function run_experiment(script_cfg, opts)
   else
     cfg, ignored = M.resolve(script_cfg, overrides)
   end
+  local asked_scale = overrides.inner_loss_scale or (not resume_tree and cfg.inner_loss_scale ~= nil
+    and script_cfg.inner_loss_scale) or nil
   local run = M.prepare(cfg, opts)
+  if run.source.kind == "regression" and asked_scale == "ways" then
+    usage_error(string.format("config key 'inner_loss_scale' is \"ways\" (%s), but task %s is a regression, "
+      .. "which has no classes to scale the inner loss by: set a number (1: the mean loss)",
+      overrides.inner_loss_scale ~= nil and "set on the command line" or "set in the experiment script", cfg.task))
+  end
   if ignored and #ignored > 0 then
     run:say("note: keys of the script not used with task %s and model %s: %s", cfg.task, cfg.model,
       table.concat(ignored, ", "))

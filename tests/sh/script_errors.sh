@@ -126,6 +126,23 @@ expect_usage "MAML++ with no inner step" "config key 'steps' must be at least 1 
   "$MAMLRUN" "${SIN[@]}" algorithm=mamlpp steps=0
 expect_usage "Reptile's sinusoid with shots, which it does not use" "config key 'shots' has no effect with algorithm reptile on task sinusoid" \
   "$MAMLRUN" "${SIN[@]}" algorithm=reptile shots=3
+# inner_loss_scale="ways" (N x the mean loss) on a regression, which has no classes: refused where it was
+# set; left at its default it is the mean loss, and the run says 1
+expect_usage "inner_loss_scale=ways on the sinusoid" "config key 'inner_loss_scale' is \"ways\" (set on the command line), but task sinusoid is a regression" \
+  "$MAMLRUN" "${SIN[@]}" inner_loss_scale=ways
+cat >"$T/regression.lua" <<'EOF'
+local source = {kind = "regression", loss = "mse", metric = "mse", input_size = 1, output_size = 1,
+  sample = function() error("not sampled") end}
+return require("experiment").run({name = "reg", task = "custom", model = "mlp", iterations = 2, meta_batch = 2,
+  progress = "none", out_dir = os.getenv("RUNS"), inner_loss_scale = os.getenv("SCALE")}, {source = source})
+EOF
+expect_usage "inner_loss_scale=\"ways\" in a script of a regression source" "config key 'inner_loss_scale' is \"ways\" (set in the experiment script), but task custom is a regression" \
+  env RUNS="$T/runs" SCALE=ways "$MAMLRUN" "$T/regression.lua"
+checks=$((checks + 1))
+if ! env RUNS="$T/runs" "$MAMLRUN" "$T/regression.lua" --check 2>&1 | grep -qF "inner_loss_scale 1,"; then
+  failures=$((failures + 1))
+  echo "FAIL: a regression source's default inner_loss_scale is not said as 1"
+fi
 expect_usage "a negative batch-norm epsilon" "config key 'bn_eps' must be positive, got -1" \
   "$MAMLRUN" experiments/omniglot5w1s.lua bn_eps=-1 --check
 expect_usage "bn_mode=running on a network without batch norm" "config key 'bn_mode' is \"running\", but network mlp has no batch norm (no running statistics) and meta-tests the same either way: remove bn_mode" \
