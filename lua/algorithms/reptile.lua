@@ -34,11 +34,13 @@ local A = algorithm.define{
     {name = "inner_lr", type = "number", default = 0.001, doc = "Adam step size of the inner loop"},
     {name = "steps", type = "integer", default = 5, doc = "inner Adam iterations per training task",
      only = TRAINING},
-    {name = "inner_batch", type = "integer", default = 10, doc = "examples per inner minibatch (training)",
+    {name = "inner_batch", type = "integer", default = 10,
+     doc = "examples per inner minibatch (training; above ways x train_shots, examples repeat as in the reference)",
      only = TRAINING},
     {name = "train_shots", type = "integer", default = 10, doc = "examples per class of a training task",
      only = TRAINING},
-    {name = "eval_batch", type = "integer", default = 5, doc = "examples per inner minibatch (evaluation)"},
+    {name = "eval_batch", type = "integer", default = 5,
+     doc = "examples per inner minibatch (evaluation; above the support set's size, examples repeat)"},
     {name = "meta_step", type = "number", default = 1.0, doc = "outer step size epsilon at the start",
      only = TRAINING},
     {name = "meta_step_final", type = "number", default = 0.0, doc = "outer step size at the end (linear decay)",
@@ -103,7 +105,8 @@ function Learner:outer_lr(iteration, iterations)
 end
 
 -- minibatches of `size` indices into 1..n: a shuffled pass, then another, a batch may span two
--- passes (the reference's _mini_batches without replacement)
+-- passes (the reference's _mini_batches without replacement); a size above n takes examples of the
+-- next passes too, as there (inner_batch=20 on a task of 5 examples: each example 4 times a batch)
 local function minibatches(gen, n, size)
   local order, pos = gen:permutation(n), 0
   return function()
@@ -127,7 +130,7 @@ end
 -- list. `after(step, w)` is called after each iteration (evaluation reports there).
 function Learner:train_on(w, x, y, k, size, gen, after)
   local n = x:size(1)
-  local next_batch = minibatches(gen, n, math.min(size, n))
+  local next_batch = minibatches(gen, n, size)
   local idx = {}
   for i, a in ipairs(self.adapted) do
     if a then idx[#idx + 1] = i end

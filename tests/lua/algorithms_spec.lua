@@ -350,6 +350,31 @@ describe("reptile's outer step", function()
     helpers.near(learner:outer_lr(6, 10), 0.4, 1e-12, "epsilon half way")
   end)
 
+  it("draws minibatches of inner_batch and eval_batch even above the task's examples, as the reference", function()
+    -- (it used to cut a batch down to the task's examples without a word: eval_batch=10 on 5 support
+    -- examples stepped on 5)
+    local net = nn.mlp{sizes = {1, 4, 1}}
+    net:init(T.generator(2))
+    local learner = algorithm.build("reptile", net, {inner_lr = 0.01, steps = 2, inner_batch = 7, eval_batch = 9,
+      loss = "mse", metric = "mse"})
+    local sizes, forward = {}, net.forward
+    net.forward = function(self, x, w)
+      sizes[#sizes + 1] = x:size(1)
+      return forward(self, x, w)
+    end
+    local col = function(t) return T.tensor(t):reshape{1, #t, 1} end
+    local xs = {0.1, -0.4, 0.9}
+    local batch = {support_x = col(xs), support_y = col(xs), query_x = col(xs), query_y = col(xs)}
+    learner:meta_gradient(batch, {iteration = 1, iterations = 10, seed = 3})
+    assert.same({7, 7, 3}, sizes) -- two inner steps on 7 of the 3 examples, then the queries
+    sizes = {}
+    learner.transductive = true
+    local x = T.tensor(xs):reshape{3, 1}
+    learner:finetune(learner.meta_params, x, x, x, x, 2)
+    assert.same({3, 9, 3, 9, 3}, sizes)
+    net.forward = nil
+  end)
+
   it("refuses bn_mode=running and needs the per-meta-batch seed", function()
     assert.has_error(function() algorithm.build("reptile", conv_net(1), {bn_mode = "running"}) end,
       "reptile: bn_mode=running is not supported (Reptile's network normalises with batch statistics at "
