@@ -103,13 +103,16 @@ M.Learner = Learner
 --- algorithm.define{name=, base=<module of another algorithm>, doc=, keys={{name=, type=, default=,
 --- doc=}, ...}} -> the module table A, with A.Learner inheriting from base's Learner (or this
 --- module's). keys: the algorithm's config keys (lua/experiment.lua; type is "integer", "number",
---- "boolean", "string", a list of choices, or "number_or_ways").
+--- "boolean", "string", a list of choices, or "number_or_ways"). check_config(cfg, set) and
+--- check_learner(learner, cfg, set) (the built learner, its network learner.net): nil, or a key's name
+--- and the error for a setting the algorithm cannot honour (docs/algorithms.md).
 function M.define(def)
   if type(def) ~= "table" or type(def.name) ~= "string" then
     error("algorithm.define: expected {name = <string>, ...}", 2)
   end
   local A = {name = def.name, doc = def.doc or "", keys = def.keys or {}, base = def.base,
-    check_config = def.check_config or (def.base and def.base.check_config)}
+    check_config = def.check_config or (def.base and def.base.check_config),
+    check_learner = def.check_learner or (def.base and def.base.check_learner)}
   local parent = def.base and def.base.Learner or Learner
   A.Learner = setmetatable({}, {__index = parent})
   A.Learner.__index = A.Learner

@@ -772,7 +772,7 @@ function run_experiment(script_cfg, opts)
   if requests.help then return M.show_help(script_cfg, overrides, opts) end
   local check = requests.check
   local resume_dir = overrides.resume
-  local cfg, ignored
+  local cfg, ignored, set
   local resume_tree, resume_changes
   if resume_dir and resume_dir ~= "" then
     local path = resume_dir .. "/checkpoint.bin"
@@ -801,7 +801,7 @@ function run_experiment(script_cfg, opts)
     saved.resume = nil
     local rest = {}
     for k, v in pairs(overrides) do if k ~= "resume" then rest[k] = v end end
-    cfg = M.resolve(saved, rest, {resolved = true})
+    cfg, _, set = M.resolve(saved, rest, {resolved = true})
     cfg.resume = resume_dir
     -- what the command line changes in the run's own config: said, and kept in the start record of this
     -- session (config.json then holds the new values)
@@ -820,7 +820,7 @@ function run_experiment(script_cfg, opts)
       end
     end
   else
-    cfg, ignored = M.resolve(script_cfg, overrides)
+    cfg, ignored, set = M.resolve(script_cfg, overrides)
   end
   local asked_scale = overrides.inner_loss_scale or (not resume_tree and cfg.inner_loss_scale ~= nil
     and script_cfg.inner_loss_scale) or nil
@@ -829,6 +829,12 @@ function run_experiment(script_cfg, opts)
     usage_error(string.format("config key 'inner_loss_scale' is \"ways\" (%s), but task %s is a regression, "
       .. "which has no classes to scale the inner loss by: set a number (1: the mean loss)",
       overrides.inner_loss_scale ~= nil and "set on the command line" or "set in the experiment script", cfg.task))
+  end
+  -- what the algorithm cannot honour on this network (its check_learner): refused, as its check_config
+  local check_learner = algorithm.load(cfg.algorithm).check_learner
+  if check_learner then
+    local name, msg = check_learner(run.learner, cfg, set)
+    if name then usage_error(msg) end
   end
   if ignored and #ignored > 0 then
     run:say("note: keys of the script not used with task %s and model %s: %s", cfg.task, cfg.model,

@@ -22,6 +22,7 @@ local T = require "tensor"
 local ag = require "autograd"
 local algorithm = require "algorithm"
 local maml = require "algorithms.maml"
+local usage_error = require("options").usage_error
 
 -- (a key of meta-training alone: with eval_only=true, set on the command line, it is an error)
 local TRAINING = {key = "eval_only", values = {false}}
@@ -66,6 +67,13 @@ local A = algorithm.define{
         .. "bn_mode=running"
     end
   end,
+  check_learner = function(learner, cfg, set)
+    -- (the default, true, is MAML++'s; only a per_step_bn=true the user set is held to having an effect)
+    if learner.per_step_bn and set("per_step_bn") and learner.per_step_bn_params == 0 then
+      return "per_step_bn", string.format("config key 'per_step_bn' is true, but network %s has no batch-norm "
+        .. "weights or biases to keep per step: remove per_step_bn", tostring(cfg.model))
+    end
+  end,
 }
 local Learner = A.Learner
 
@@ -107,12 +115,16 @@ function A.new(net, o)
       return offset
     end
     walk(net, 1)
+    self.per_step_bn_params = #bn_params
     for k = 2, self.steps do
       self.bn_index[k] = {}
       for _, i in ipairs(bn_params) do
         if self.adapted[i] then
-          error("mamlpp: per_step_bn needs batch-norm parameters that the inner loop does not adapt "
-            .. "(bn_adapt=false), as MAML++; or per_step_bn=false", 2)
+          -- (a setting of the user's that cannot be honoured: the message alone, no traceback)
+          usage_error(string.format("mamlpp: per_step_bn (true, MAML++'s default) keeps batch-norm weights and "
+            .. "biases per step, which the inner loop must not adapt, and network %s adapts its batch norm: set "
+            .. "per_step_bn=false, or use a network whose batch norm is not adapted (conv4 with bn_adapt=false)",
+            tostring(net.kind)))
         end
         local name = self.names[i] .. ".step" .. k
         self:add_meta_parameter(name, self.params[i]:detach():clone())

@@ -62,6 +62,13 @@ local A = algorithm.define{
         .. "batch statistics at meta-training and meta-test: remove bn_mode=running"
     end
   end,
+  check_learner = function(learner, cfg, set)
+    -- (batch norm is what makes a query's prediction depend on the others: its layers keep buffers)
+    if learner.transductive and set("transductive") and #learner.net:buffers() == 0 then
+      return "transductive", string.format("config key 'transductive' is true, but network %s has no batch norm, "
+        .. "so its queries are predicted the same one at a time or all at once: remove transductive", tostring(cfg.model))
+    end
+  end,
 }
 local Learner = A.Learner
 Learner.uses_seed = true -- meta_gradient's ctx carries a seed for the minibatch draws

@@ -352,7 +352,7 @@ end
 -- overrides say where each key was set). A key set where it has no effect is an error when the command line set it, or when
 -- the script set it and the command line left the key it depends on alone (a script's key that an
 -- override turns off, as min_meta_lr after cosine_lr=false, is what the user asked for).
-local function check_combinations(out, map, names, script_cfg, overrides, resolved)
+local function check_combinations(out, map, names, script_cfg, overrides, resolved, set)
   local function origin(name) return overrides[name] ~= nil and ON_COMMAND_LINE or "" end
   for _, name in ipairs(names) do
     local only = map[name].only
@@ -376,11 +376,6 @@ local function check_combinations(out, map, names, script_cfg, overrides, resolv
   end
   local A = algorithm.load(out.algorithm)
   if type(A.check_config) == "function" then
-    -- set(name): whether the script or the command line set the key (a script's key counts unless the
-    -- command line chose another algorithm, as for `only`; a resumed run's config: only the overrides)
-    local function set(name)
-      return overrides[name] ~= nil or (not resolved and script_cfg[name] ~= nil and overrides.algorithm == nil)
-    end
     local name, msg = A.check_config(out, set)
     -- (the command line's mistake too when it chose the algorithm that refuses the script's key)
     if name then config_error(overrides.algorithm ~= nil and ON_COMMAND_LINE or origin(name), msg) end
@@ -394,7 +389,8 @@ end
 --- changed to peer_net) are dropped; the second result lists them. A key set where it has no effect
 --- (its `only`), a combination that cannot run (split=vinyals with val_classes) and one that the
 --- algorithm rejects (its check_config) are errors naming the keys. opts.resolved: script_cfg is a
---- run's own resolved config (resume=), so only the overrides count as set.
+--- run's own resolved config (resume=), so only the overrides count as set. The third result is
+--- set(name): whether the script or the command line set that key (what check_config is given).
 function M.resolve(script_cfg, overrides, opts)
   overrides = overrides or {}
   local resolved = opts and opts.resolved
@@ -497,8 +493,13 @@ function M.resolve(script_cfg, overrides, opts)
     if size < 1 then config_error(origin("hidden"), string.format("config key 'hidden' must list positive sizes, got %d at position %d",
       size, i)) end
   end
-  check_combinations(out, map, names, script_cfg or {}, overrides, resolved)
-  return out, ignored
+  -- set(name): whether the script or the command line set the key (a script's key counts unless the
+  -- command line chose another algorithm, as for `only`; a resumed run's config: only the overrides)
+  local function set(name)
+    return overrides[name] ~= nil or (not resolved and (script_cfg or {})[name] ~= nil and overrides.algorithm == nil)
+  end
+  check_combinations(out, map, names, script_cfg or {}, overrides, resolved, set)
+  return out, ignored, set
 end
 
 --- The text of every key of a (task, model, algorithm) with type, default and meaning.

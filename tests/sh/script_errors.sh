@@ -143,6 +143,20 @@ if ! env RUNS="$T/runs" "$MAMLRUN" "$T/regression.lua" --check 2>&1 | grep -qF "
   failures=$((failures + 1))
   echo "FAIL: a regression source's default inner_loss_scale is not said as 1"
 fi
+# settings of batch norm on a network without it (they change nothing), and MAML++'s per-step batch norm
+# on a network that adapts its batch norm: refused naming the key (the first two ran, the third was a
+# traceback); MAML++'s default per_step_bn=true on the sinusoid's MLP is no error
+expect_usage "Reptile's transductive=true on an MLP" "config key 'transductive' is true, but network mlp has no batch norm" \
+  "$MAMLRUN" "${SIN[@]}" algorithm=reptile transductive=true --check
+expect_usage "MAML++'s per_step_bn=true on an MLP" "config key 'per_step_bn' is true, but network mlp has no batch-norm weights or biases" \
+  "$MAMLRUN" "${SIN[@]}" algorithm=mamlpp per_step_bn=true --check
+expect_usage "MAML++'s per_step_bn on a network that adapts its batch norm" "mamlpp: per_step_bn (true, MAML++'s default) keeps batch-norm weights and biases per step, which the inner loop must not adapt, and network peer_net adapts its batch norm" \
+  "$MAMLRUN" experiments/mamlpp_omniglot5w1s.lua model=peer_net --check
+checks=$((checks + 1))
+if ! "$MAMLRUN" "${SIN[@]}" algorithm=mamlpp --check 2>&1 | grep -qF "per_step_bn true"; then
+  failures=$((failures + 1))
+  echo "FAIL: MAML++ with its defaults on the sinusoid is refused"
+fi
 expect_usage "a negative batch-norm epsilon" "config key 'bn_eps' must be positive, got -1" \
   "$MAMLRUN" experiments/omniglot5w1s.lua bn_eps=-1 --check
 expect_usage "bn_mode=running on a network without batch norm" "config key 'bn_mode' is \"running\", but network mlp has no batch norm (no running statistics) and meta-tests the same either way: remove bn_mode" \
