@@ -837,7 +837,7 @@ function run_experiment(script_cfg, opts)
     if name then usage_error(msg) end
   end
   if ignored and #ignored > 0 then
-    run:say("note: keys of the script not used with task %s and model %s: %s", cfg.task, cfg.model,
+    run:warn("note: keys of the script not used with task %s and model %s: %s", cfg.task, cfg.model,
       table.concat(ignored, ", "))
   end
 

@@ -584,6 +584,18 @@ describe("experiment runs", function()
     assert.truthy(text:find("ETA", 1, true))
   end)
 
+  it("says which keys of the script another model does not use, under progress=none too (a warning)", function()
+    local script, said, warned = {}, {}, {}
+    for k, v in pairs(tiny) do script[k] = v end
+    script.bn_scale = true -- a key of conv4's
+    experiment.run(script, {overrides = {model = "peer_net", check = true, out_dir = dir .. "/note"},
+      source = synthetic_source(), print = function(s) said[#said + 1] = s end,
+      warn = function(s) warned[#warned + 1] = s end})
+    assert.equals("note: keys of the script not used with task custom and model peer_net: bn_scale, channels\n",
+      table.concat(warned))
+    assert.truthy(table.concat(said):find("^check: tiny"), table.concat(said))
+  end)
+
   it("resume of a folder without a checkpoint is an error", function()
     local ok, err = pcall(run_tiny, dir .. "/x", {resume = dir .. "/nothing-here"})
     assert.equals("resume: no such run folder: " .. dir .. "/nothing-here", input_error(ok, err))
