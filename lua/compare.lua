@@ -501,17 +501,28 @@ function M.cli(args, opts)
   local out = opts.print or function(s) io.stdout:write(s) end
   local err = opts.warn or function(s) io.stderr:write(s) end
   local dirs, plot_path, markdown, target = {}, nil, false, nil
+  -- (an option given twice is refused: the second would replace the first without a word)
+  local given = {}
+  local function twice(name, value)
+    if given[name] then
+      err(string.format("mamlrun --compare: %s given twice (%s, then %s): give it once\n%s\n", name, given[name],
+        tostring(value), M.USAGE))
+      return true
+    end
+    given[name] = tostring(value)
+  end
   local i = 1
   while i <= #args do
     local a = args[i]
-    if a == "--plot" then
-      if not args[i + 1] then
+    if a == "--plot" or a:match("^%-%-plot=") then
+      local v
+      if a == "--plot" then v, i = args[i + 1], i + 1 else v = a:sub(8) end
+      if not v then
         err("mamlrun --compare: --plot needs a file name\n" .. M.USAGE .. "\n")
         return 2
       end
-      plot_path, i = args[i + 1], i + 1
-    elseif a:match("^%-%-plot=") then
-      plot_path = a:sub(8)
+      if twice("--plot", v) then return 2 end
+      plot_path = v
     elseif a == "--markdown" then
       markdown = true
     elseif a == "--target" or a:match("^%-%-target=") then
@@ -523,6 +534,7 @@ function M.cli(args, opts)
           v and ("'" .. v .. "'") or "nothing", M.USAGE))
         return 2
       end
+      if twice("--target", v) then return 2 end
     elseif a == "-h" or a == "--help" then
       out(M.USAGE .. "\n")
       return 0
