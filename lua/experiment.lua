@@ -794,10 +794,7 @@ function run_experiment(script_cfg, opts)
         .. "mamlrun %s resume=%s", resume_dir, resume_tree.script, tostring(resume_tree.experiment), this,
         resume_tree.script:gsub("%.lua$", ""), resume_dir))
     end
-    local ok, saved = pcall(json.decode, resume_tree.config or "{}")
-    if not ok or type(saved) ~= "table" then
-      input_error(path .. " is not a usable MAML checkpoint: its config is not a JSON object")
-    end
+    local saved = state.saved_config(resume_tree, path)
     saved.resume = nil
     local rest = {}
     for k, v in pairs(overrides) do if k ~= "resume" then rest[k] = v end end
@@ -847,11 +844,7 @@ function run_experiment(script_cfg, opts)
     run.iteration = tree.iteration or 0
     -- a checkpoint is tested as it was trained unless the command line says otherwise: a setting of the
     -- script that differs from the run's (another algorithm, inner optimizer or split) is an error
-    local ok_json, saved = pcall(json.decode, tree.config or "{}")
-    if not ok_json or type(saved) ~= "table" then
-      input_error(cfg.checkpoint .. " is not a usable MAML checkpoint: its config is not a JSON object")
-    end
-    local differ = untested_as_trained(cfg, saved, overrides)
+    local differ = untested_as_trained(cfg, state.saved_config(tree, cfg.checkpoint), overrides)
     if #differ > 0 then
       local as_trained, listed = {}, {}
       for i, d in ipairs(differ) do

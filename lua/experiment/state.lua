@@ -74,6 +74,16 @@ function M.load_tree(path)
   return tree
 end
 
+--- The config a checkpoint tree was saved with (of the file at path), as a table: what resume= continues
+--- and eval_only= compares with.
+function M.saved_config(tree, path)
+  local ok, saved = pcall(json.decode, tree.config or "{}")
+  if not ok or type(saved) ~= "table" then
+    input_error(path .. " is not a usable MAML checkpoint: its config is not a JSON object")
+  end
+  return saved
+end
+
 --- Load a checkpoint file's meta-parameters and buffers into a learner and its net (checking every
 --- shape); returns the tree.
 function M.load_into(path, learner)

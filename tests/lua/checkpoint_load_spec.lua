@@ -94,6 +94,12 @@ describe("loading a checkpoint", function()
     assert.is_true(options.is_input_error(err), tostring(err))
     err = err.message
     assert.truthy(err:find("checkpoint.bin is not a usable MAML checkpoint: its config is not a JSON object", 1, true), err)
+    -- the same file tested with eval_only=true: the same message
+    ok, err = pcall(experiment.run, {task = "sinusoid", hidden = {8, 8}, progress = "none"},
+      {overrides = {eval_only = true, checkpoint = dir .. "/run/checkpoint.bin", out_dir = dir}})
+    assert.is_false(ok)
+    assert.is_true(options.is_input_error(err), tostring(err))
+    assert.equals(dir .. "/run/checkpoint.bin is not a usable MAML checkpoint: its config is not a JSON object", err.message)
     -- not a checkpoint at all
     local f = assert(io.open(dir .. "/run/checkpoint.bin", "wb"))
     f:write("PK\3\4 a zip file, say")
