@@ -361,6 +361,10 @@ describe("mamlrun --compare", function()
     local none, best, best_iter = compare.first_reaching(short, 0.958)
     assert.is_nil(none)
     assert.same({0.93, 20}, {best, best_iter})
+    -- a mean over tasks that is the target but for rounding (a 20w1s run's validation at 39,000) reaches it
+    local rounded = compare.load(fake("rounded", "acc", {0.9, 0.9579999999999994}))
+    assert.equals(20, (compare.first_reaching(rounded, 0.958) or {}).iter)
+    assert.is_nil(compare.first_reaching(rounded, 0.9581))
     -- a loss is reached from above
     local mse = compare.load(fake("mse", "mse", {2.0, 0.8, 0.5}))
     assert.equals(30, compare.first_reaching(mse, 0.6).iter)
