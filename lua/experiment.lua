@@ -746,9 +746,42 @@ function M.run(script_cfg, opts)
   return run_experiment(script_cfg, opts)
 end
 
+-- what a plain argument after SCRIPT (not key=value) was probably meant as, or nil
+local function meant_override(a, following)
+  local dashless = a:gsub("^%-+", "")
+  local key, value = dashless:match("^([^=]*)=(.*)$")
+  if key == nil then -- `inner_lr 0.1`: a key, then its value as the next argument
+    key = dashless
+    value = following ~= nil and not following:find("^%-") and following or nil
+  end
+  key = key:gsub("%-", "_")
+  if key:match("^[%a_][%w_]*$") and value ~= nil and not value:find("=", 1, true) then
+    return key .. "=" .. value
+  end
+  return nil
+end
+
+-- A plain argument after SCRIPT (`first-order=true`, `--first_order=true`, `inner_lr 0.1`, `=3`) is
+-- no override: the host leaves it in the global `arg` for a script that reads its own arguments. An
+-- experiment reads none, so one left there is a usage error naming it, not a run without it. A
+-- script that reads its own plain arguments removes them from `arg` (table.remove(arg, 1)) first.
+local function refuse_plain_arguments(host)
+  local a = rawget(_G, "arg")
+  if type(a) ~= "table" or host.script == nil or a[0] ~= host.script or a[1] == nil then return end
+  local plain = {}
+  for i = 1, #a do plain[#plain + 1] = string.format("'%s'", tostring(a[i])) end
+  local hint = meant_override(tostring(a[1]), a[2] ~= nil and tostring(a[2]) or nil)
+  usage_error(string.format("%s after the script %s (a key is a Lua name: letters, digits and _, "
+    .. "dotted for a nested table; --check and --help are the only options); an experiment reads no other "
+    .. "arguments, so nothing was run%s", table.concat(plain, ", "),
+    #plain == 1 and "is not a key=value override" or "are not key=value overrides",
+    hint and string.format("; did you mean %s?", hint) or ""))
+end
+
 function run_experiment(script_cfg, opts)
   opts = opts or {}
   local host = host_functions(opts)
+  if opts.overrides == nil then refuse_plain_arguments(host) end
   local overrides = opts.overrides or host.overrides or {}
   -- the host's requests, not config keys: help=true (`mamlrun SCRIPT --help`) and check=true (`--check`);
   -- =false is no request

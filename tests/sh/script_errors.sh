@@ -200,6 +200,32 @@ if ! grep -q "stack traceback" "$T/err"; then
   echo "FAIL: an unknown key in a script lost its traceback"
 fi
 expect "override given twice (usage error)" 2 "duplicate override 'steps' (key given twice)" "$MAMLRUN" "${SIN[@]}" steps=1 steps=2
+# a plain argument after the script is no override: an experiment refuses it (each ran with the argument
+# ignored: second-order MAML for `first-order=true`), naming the override it was probably meant as
+expect_usage "a key with a hyphen" "'first-order=true' after the script is not a key=value override" \
+  "$MAMLRUN" "${SIN[@]}" first-order=true --check
+expect_usage "a hyphenated key's fix" "nothing was run; did you mean first_order=true?" \
+  "$MAMLRUN" "${SIN[@]}" first-order=true
+expect_usage "an override with dashes" "'--inner_lr=0.1' after the script is not a key=value override" \
+  "$MAMLRUN" "${SIN[@]}" --inner_lr=0.1 --check
+expect_usage "a key and its value as two arguments" "'inner_lr', '0.1' after the script are not key=value overrides (a key is a Lua name" \
+  "$MAMLRUN" "${SIN[@]}" inner_lr 0.1 --check
+expect_usage "an override with no key" "'=3' after the script is not a key=value override" \
+  "$MAMLRUN" "${SIN[@]}" =3 --check
+expect_usage "a plain argument after --" "'extra' after the script is not a key=value override" \
+  "$MAMLRUN" "${SIN[@]}" --check -- extra
+# a script that reads its own plain argument and removes it from arg still runs
+cat >"$T/own_arg.lua" <<'EOF'
+local steps = tonumber(table.remove(arg, 1))
+return require("experiment").run{name = "own", task = "sinusoid", iterations = 2, meta_batch = 2,
+  eval_every = 0, test_tasks = 2, steps = steps, progress = "none", out_dir = os.getenv("RUNS")}
+EOF
+checks=$((checks + 1))
+if ! env RUNS="$T/runs" "$MAMLRUN" "$T/own_arg.lua" 3 --check 2>&1 | grep -qF "steps 3,"; then
+  failures=$((failures + 1))
+  echo "FAIL: a script that consumed its own plain argument was refused"
+  env RUNS="$T/runs" "$MAMLRUN" "$T/own_arg.lua" 3 --check 2>&1 | sed 's/^/  | /' | head -5
+fi
 expect "override as value and table (usage error)" 2 "override 'inner.lr' conflicts with 'inner' (already a value)" \
   "$MAMLRUN" "${SIN[@]}" inner=1 inner.lr=2
 
