@@ -486,6 +486,33 @@ end
 
 -- ------------------------------------------------------------------ the command
 
+--- Why one --target (as given: "95.8%", "0.958") cannot be read against these runs, or nil: the runs
+--- have more than one metric (a target is a value of one), or it is a percentage and their metric is
+--- not an accuracy (a loss such as mse has no percentage).
+function M.target_problem(runs, target_text)
+  local by_metric, order = {}, {}
+  for _, run in ipairs(runs) do
+    if not by_metric[run.metric] then
+      by_metric[run.metric] = {}
+      order[#order + 1] = run.metric
+    end
+    table.insert(by_metric[run.metric], run.label or run.dir)
+  end
+  if #order > 1 then
+    local parts = {}
+    for _, metric in ipairs(order) do
+      parts[#parts + 1] = string.format("%s (%s)", metric, table.concat(by_metric[metric], ", "))
+    end
+    return string.format("--target %s is a value of one metric, but these runs have %s: compare runs of one "
+      .. "metric with --target, or leave it out", target_text, table.concat(parts, " and "))
+  end
+  if target_text:match("%%$") and order[1] ~= "acc" then
+    return string.format("--target %s is a percentage of an accuracy, but the runs' metric is %s: give the %s "
+      .. "to reach as a number (--target 0.5)", target_text, order[1], order[1])
+  end
+  return nil
+end
+
 M.USAGE = "usage: mamlrun --compare RUN_FOLDER... [--plot FILE.svg] [--markdown] [--target VALUE]"
 
 -- --target's value: a number (0.958), or a percentage (95.8%) of an accuracy
@@ -503,7 +530,7 @@ function M.cli(args, opts)
   opts = opts or {}
   local out = opts.print or function(s) io.stdout:write(s) end
   local err = opts.warn or function(s) io.stderr:write(s) end
-  local dirs, plot_path, markdown, target = {}, nil, false, nil
+  local dirs, plot_path, markdown, target, target_text = {}, nil, false, nil, nil
   -- (an option given twice is refused: the second would replace the first without a word)
   local given = {}
   local function twice(name, value)
@@ -532,6 +559,7 @@ function M.cli(args, opts)
       local v
       if a == "--target" then v, i = args[i + 1], i + 1 else v = a:sub(10) end
       target = v and parse_target(v)
+      target_text = v
       if not target then
         err(string.format("mamlrun --compare: --target needs a number (0.958) or a percentage (95.8%%), got %s\n%s\n",
           v and ("'" .. v .. "'") or "nothing", M.USAGE))
@@ -557,9 +585,22 @@ function M.cli(args, opts)
     err("mamlrun --compare: --plot needs a file name\n" .. M.USAGE .. "\n")
     return 2
   end
+  local runs = {}
   local ok, msg = pcall(function()
-    local runs = {}
     for j, dir in ipairs(dirs) do runs[j] = M.load(dir, {warn = function(s) err("note: " .. s .. "\n") end}) end
+  end)
+  if not ok then
+    err("mamlrun --compare: " .. tostring(msg) .. "\n")
+    return 1
+  end
+  if target then
+    local problem = M.target_problem(runs, target_text)
+    if problem then
+      err("mamlrun --compare: " .. problem .. "\n" .. M.USAGE .. "\n")
+      return 2
+    end
+  end
+  ok, msg = pcall(function()
     out(M.table(runs, {markdown = markdown, target = target}))
     local sessions = M.sessions(runs, {markdown = markdown})
     if sessions ~= "" then out("\n" .. sessions) end

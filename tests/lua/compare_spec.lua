@@ -387,6 +387,35 @@ describe("mamlrun --compare", function()
     end
   end)
 
+  it("refuses a --target that cannot be read against the runs' metric (it was read as another's)", function()
+    local function fake(name, metric)
+      local dir = tmpdir() .. "/" .. name
+      os.execute("mkdir -p '" .. dir .. "'")
+      write(dir .. "/config.json", json.encode{name = name, steps_test = 1} .. "\n")
+      write(dir .. "/metrics.jsonl", json.encode{type = "val", iter = 10, [metric .. "_steps_test"] = 0.5, tasks = 2} .. "\n")
+      write(dir .. "/summary.json", json.encode{metric = metric, iteration = 10} .. "\n")
+      return dir
+    end
+    local acc, mse = fake("acc_run", "acc"), fake("mse_run", "mse")
+    -- runs of two metrics: no one target (the accuracy's 95% was a loss of 0.95 for the other)
+    local status, out, err = cli(string.format("'%s' '%s' --target 95%%", acc, mse))
+    assert.equals(2, status, err)
+    assert.equals("", out)
+    assert.truthy(err:find("--target 95% is a value of one metric, but these runs have acc (acc_run) and mse "
+      .. "(mse_run): compare runs of one metric with --target, or leave it out", 1, true), err)
+    -- a percentage of a loss
+    status, out, err = cli(string.format("'%s' --target 95%%", mse))
+    assert.equals(2, status, err)
+    assert.truthy(err:find("--target 95% is a percentage of an accuracy, but the runs' metric is mse: give the mse "
+      .. "to reach as a number", 1, true), err)
+    -- a number against a loss, and both metrics without --target, are fine
+    status, out, err = cli(string.format("'%s' --target 0.6", mse))
+    assert.equals(0, status, err)
+    assert.truthy(out:find("iteration 10", 1, true), out)
+    status, out, err = cli(string.format("'%s' '%s'", acc, mse))
+    assert.equals(0, status, err)
+  end)
+
   it("tells runs with the same folder name apart by their paths", function()
     local a, b = tmpdir() .. "/same", tmpdir() .. "/same"
     for _, d in ipairs{a, b} do
