@@ -95,13 +95,22 @@ function M.build_source(cfg, injected)
     return require("sinusoid").new{amplitude = {cfg.amp_min, cfg.amp_max},
       phase = {cfg.phase_min, cfg.phase_max}, x = {cfg.x_min, cfg.x_max}}
   elseif cfg.task == "omniglot" then
-    local source = require("tasks").source{root = cfg.data ~= "" and cfg.data or nil, size = cfg.image,
-      split = cfg.split, val = cfg.val_classes, rotation = cfg.rotation}
+    local tasks = require "tasks"
+    local ds = tasks.load{root = cfg.data ~= "" and cfg.data or nil, size = cfg.image}
+    local n_train = #tasks.split(ds, {kind = cfg.split}).train
+    if cfg.val_classes >= n_train then
+      usage_error(string.format("config key 'val_classes' is %d, but split %s has %d training classes to carve "
+        .. "the validation classes from: give fewer (the paper's code carves 100)", cfg.val_classes, cfg.split, n_train))
+    end
+    local source = tasks.source{dataset = ds, split = cfg.split, val = cfg.val_classes, rotation = cfg.rotation}
     if cfg.val_classes == 0 and cfg.split ~= "vinyals" then
       -- validation tasks from the test classes (drawn with their own generator)
-      local sample = source.sample
+      local sample, capacity = source.sample, source.capacity
       function source.sample(self, split, ...)
         return sample(self, split == "val" and "test" or split, ...)
+      end
+      function source.capacity(self, split)
+        return capacity(self, split == "val" and "test" or split)
       end
     end
     return source
@@ -152,6 +161,40 @@ local function train_shape(cfg, learner)
 end
 local function test_shape(cfg)
   return {ways = cfg.ways, shots = cfg.shots_test or cfg.shots, queries = cfg.queries_test}
+end
+
+-- A task the config asks for that a split cannot give (more ways than its classes, more shots and queries
+-- than a class's images) is the config's mistake: a usage error naming the keys, before anything runs
+-- (--check too), not a sampler's error at the first meta-batch or the first validation. Sources that say
+-- what they can give (source:capacity(split) -> classes, images per class) are checked.
+local function check_task_shapes(cfg, source, learner)
+  if type(source.capacity) ~= "function" then return end
+  local uses = {}
+  if not cfg.eval_only then
+    uses[#uses + 1] = {"train", train_shape(cfg, learner), "queries", "training"}
+    if cfg.eval_every > 0 then
+      uses[#uses + 1] = {"val", test_shape(cfg), "queries_test", "validation"}
+    end
+  end
+  uses[#uses + 1] = {"test", test_shape(cfg), "queries_test", "test"}
+  for _, use in ipairs(uses) do
+    local split, shape, queries_key, what = use[1], use[2], use[3], use[4]
+    local classes, per_class = source:capacity(split)
+    if shape.ways > classes then
+      local fix = split == "train" and cfg.val_classes > 0 and
+        string.format(" (val_classes=%d took the rest): carve fewer validation classes", cfg.val_classes)
+        or split == "val" and (cfg.val_classes > 0 and
+          string.format(": give val_classes at least %d, or eval_every=0", shape.ways) or
+          ": validate on no tasks (eval_every=0), or give fewer ways") or ""
+      usage_error(string.format("config key 'ways' is %d, but split %s has %d %s classes (rotation %s)%s",
+        shape.ways, cfg.split, classes, what, cfg.rotation, fix))
+    end
+    if shape.shots + shape.queries > per_class then
+      usage_error(string.format("config keys 'shots' (%d) and '%s' (%d) need %d distinct images of each class, "
+        .. "but the dataset has %d per class", shape.shots, queries_key, shape.queries, shape.shots + shape.queries,
+        per_class))
+    end
+  end
 end
 
 -- ------------------------------------------------------------------ output and files
@@ -662,6 +705,7 @@ function M.prepare(cfg, opts)
   run.gen = T.generator(cfg.seed)
   net:init(run.gen)
   run.learner = (opts.build_learner or M.build_learner)(cfg, net, source)
+  check_task_shapes(cfg, source, run.learner)
   -- under mpirun: the tasks of each meta-batch and evaluation split over the ranks (lua/distributed.lua);
   -- rank 0 alone prints and writes the run folder
   run.comm = require("distributed").communicator()

@@ -409,6 +409,13 @@ function M.source(opts)
   return self
 end
 
+--- The classes split_name's tasks are drawn from (each rotation a class of its own with rotation
+--- "classes") and the images of each: the most ways, and shots + queries, a task of it can have.
+function Source:capacity(split_name)
+  local classes = self.splits[split_name] or {}
+  return (self.rotation == "classes" and 4 or 1) * #classes, self.dataset.images_per_class
+end
+
 function Source:sample(split_name, n_tasks, gen, shape)
   local sampler = self.samplers[split_name]
   if not sampler then

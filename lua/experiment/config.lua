@@ -467,6 +467,17 @@ function M.resolve(script_cfg, overrides, opts)
       config_error(origin(name), string.format("config key '%s' must be >= 0, got %s", name, tostring(out[name])))
     end
   end
+  -- a classification task of one class has nothing to learn: its loss is 0 and its accuracy 100%
+  if out.ways == 1 then
+    config_error(origin("ways"), "config key 'ways' must be at least 2 (a task of 1 class has nothing to tell "
+      .. "apart: loss 0, accuracy 100%), got 1")
+  end
+  -- the run folder is <out_dir>/<name>-<timestamp>: a name with a '/' made folders inside out_dir, an empty one
+  -- a folder named by its timestamp alone
+  if type(out.name) == "string" and (out.name == "" or out.name:find("/", 1, true)) then
+    config_error(origin("name"), string.format("config key 'name' must be a file name, not empty and with no '/' "
+      .. "(the run folder is <out_dir>/<name>-<timestamp>; out_dir chooses the folder), got %q", out.name))
+  end
   -- step sizes and constants of the algorithms and the network (keys of some only): a negative step
   -- size would climb the loss, a zero Adam rate or batch-norm epsilon train nothing or divide by zero
   for _, name in ipairs{"meta_lr", "bn_eps"} do

@@ -181,6 +181,29 @@ expect_usage "a key the algorithm cannot honour" "config key 'bn_adapt' has no e
   "$MAMLRUN" experiments/anil_omniglot5w1s.lua bn_adapt=true "${QUICK[@]}"
 expect_usage "split=vinyals under a script's val_classes" "config key 'val_classes' (set in the experiment script) must be 0 with split=vinyals" \
   "$MAMLRUN" experiments/omniglot5w1s.lua split=vinyals "${QUICK[@]}"
+# a task a split cannot give: usage errors naming the keys before anything runs (--check too); they were
+# a traceback from the sampler at the first meta-batch, or the first validation, or from tasks.split
+expect_usage "val_classes as many as the training classes" "config key 'val_classes' is 1200, but split paper has 1200 training classes" \
+  "$MAMLRUN" experiments/omniglot5w1s.lua val_classes=1200 --check
+expect_usage "val_classes leaving fewer training classes than ways" "config key 'ways' is 5, but split paper has 4 training classes (rotation task) (val_classes=1196 took the rest)" \
+  "$MAMLRUN" experiments/omniglot5w1s.lua val_classes=1196 --check
+expect_usage "fewer validation classes than ways" "config key 'ways' is 5, but split paper has 3 validation classes (rotation task): give val_classes at least 5, or eval_every=0" \
+  "$MAMLRUN" experiments/omniglot5w1s.lua val_classes=3 --check
+expect_usage "more shots and queries than a class's images" "config keys 'shots' (15) and 'queries' (10) need 25 distinct images of each class, but the dataset has 20 per class" \
+  "$MAMLRUN" experiments/omniglot5w1s.lua shots=15 queries=10 --check
+expect_usage "more shots and test queries than a class's images" "config keys 'shots' (15) and 'queries_test' (6) need 21 distinct images" \
+  "$MAMLRUN" experiments/omniglot5w1s.lua shots=15 queries=5 queries_test=6 --check
+checks=$((checks + 1))
+if ! "$MAMLRUN" experiments/omniglot5w1s.lua val_classes=3 eval_every=0 --check 2>&1 | grep -qF "would train"; then
+  failures=$((failures + 1))
+  echo "FAIL: 3 validation classes with no validation (eval_every=0) are refused"
+fi
+expect_usage "a 1-way classification" "config key 'ways' must be at least 2 (a task of 1 class has nothing to tell apart" \
+  "$MAMLRUN" experiments/omniglot5w1s.lua ways=1 --check
+expect_usage "a run name with a '/'" "config key 'name' must be a file name, not empty and with no '/'" \
+  "$MAMLRUN" "${SIN[@]}" name=a/b
+expect_usage "an empty run name" "config key 'name' must be a file name, not empty and with no '/' (the run folder is <out_dir>/<name>-<timestamp>; out_dir chooses the folder), got \"\"" \
+  "$MAMLRUN" "${SIN[@]}" name=
 cat >"$T/extra.lua" <<'EOF'
 return require("experiment").run{name = "extra", task = "sinusoid", iterations = 2, extra = {alpha = 0.5}}
 EOF
