@@ -63,8 +63,20 @@ int sys_write_atomic(const char *path, int n, const void *const data[], const si
     snprintf(err, errlen, "cannot create a temporary file for '%s': %s", path, strerror(ENAMETOOLONG));
     return -1;
   }
+  /* MAMLRUN_WRITE_LIMIT=N (tests): the disk is full after N bytes of this file */
   const char *limit_env = getenv("MAMLRUN_WRITE_LIMIT");
-  size_t budget = limit_env ? (size_t)strtoull(limit_env, NULL, 10) : (size_t)-1;
+  size_t budget = (size_t)-1;
+  if (limit_env != NULL && limit_env[0] != '\0') {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(limit_env, &end, 10);
+    if (limit_env[0] < '0' || limit_env[0] > '9' || *end != '\0' || errno == ERANGE) {
+      snprintf(err, errlen, "cannot write '%s': MAMLRUN_WRITE_LIMIT must be a number of bytes, got '%s' (unset it)",
+               path, limit_env);
+      return -1;
+    }
+    budget = (size_t)v;
+  }
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (fd < 0) {
     snprintf(err, errlen, "cannot create '%s': %s", tmp, strerror(errno));

@@ -818,7 +818,7 @@ describe("write_atomic", function()
       "io.write(tostring(ok), '|', tostring(err))\n"):format(path))
     f:close()
     local function run(limit)
-      local p = io.popen(("MAMLRUN_WRITE_LIMIT=%d '%s' '%s' 2>&1"):format(limit, mamlrun, script))
+      local p = io.popen(("MAMLRUN_WRITE_LIMIT=%s '%s' '%s' 2>&1"):format(limit, mamlrun, script))
       local out = p:read("a")
       p:close()
       return out
@@ -830,6 +830,16 @@ describe("write_atomic", function()
     -- within the limit the write goes through
     assert.equals("true|nil", run(100))
     assert.equals(string.rep("n", 100), read(path))
+    -- a limit that is no number of bytes is an error naming it (strtoull read 'abc' as 0 and '-1' as no limit)
+    T.write_atomic(path, "old contents")
+    for _, bad in ipairs{"abc", "-1", "12x"} do
+      out = run(bad)
+      assert.equals("false|write_atomic: cannot write '" .. path .. "': MAMLRUN_WRITE_LIMIT must be a number of bytes, "
+        .. "got '" .. bad .. "' (unset it) (the previous file is unchanged)", out)
+      assert.equals("old contents", read(path))
+    end
+    -- empty is unset
+    assert.equals("true|nil", run("''"))
   end)
 end)
 
