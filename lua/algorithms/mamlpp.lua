@@ -54,12 +54,21 @@ local A = algorithm.define{
     {name = "epoch_iterations", type = "integer", default = 500, doc = "iterations per epoch (MSL, DA, CA)",
      only = TRAINING},
   },
-  check_config = function(cfg)
+  check_config = function(cfg, set)
     for _, name in ipairs{"steps", "epoch_iterations", "msl_epochs"} do
       if cfg[name] < 1 then
         return name, string.format("config key '%s' must be at least 1 with algorithm mamlpp (its per-step "
           .. "learning rates, batch-norm weights and epochs count from 1), got %d", name, cfg[name])
       end
+    end
+    -- epochs are what MSL, DA and CA anneal over: with the three off, an epoch length changes nothing
+    local da = not cfg.first_order and cfg.second_order_epoch >= 0
+    if set and set("epoch_iterations") and not cfg.eval_only and not cfg.multi_step_loss and not da
+        and not cfg.cosine_lr then
+      return "epoch_iterations", string.format("config key 'epoch_iterations' is %d, but it has no effect with "
+        .. "multi_step_loss=false, cosine_lr=false and no derivative-order annealing (second_order_epoch=%d%s): "
+        .. "epochs are what those anneal over; remove it, or turn one of them on", cfg.epoch_iterations,
+        cfg.second_order_epoch, cfg.first_order and ", first_order=true" or "")
     end
     if cfg.bn_mode == "running" then
       return "bn_mode", "config key 'bn_mode' must be batch with algorithm mamlpp: running statistics would have "

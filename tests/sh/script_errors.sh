@@ -177,6 +177,13 @@ expect_usage "a key with no effect" "config key 'inner_momentum' (set on the com
   "$MAMLRUN" "${SIN[@]}" inner_momentum=0.5
 expect_usage "an annealing's key with the annealing off" "config key 'min_meta_lr' (set on the command line) has no effect with cosine_lr=false" \
   "$MAMLRUN" "${SIN[@]}" algorithm=mamlpp cosine_lr=false min_meta_lr=0.001
+expect_usage "MAML++'s epoch length with nothing annealed over epochs" "config key 'epoch_iterations' is 100, but it has no effect with multi_step_loss=false, cosine_lr=false and no derivative-order annealing (second_order_epoch=-1)" \
+  "$MAMLRUN" "${SIN[@]}" algorithm=mamlpp cosine_lr=false multi_step_loss=false epoch_iterations=100 --check
+checks=$((checks + 1))
+if ! "$MAMLRUN" "${SIN[@]}" algorithm=mamlpp cosine_lr=false multi_step_loss=false second_order_epoch=2 epoch_iterations=100 --check 2>&1 | grep -qF "would train"; then
+  failures=$((failures + 1))
+  echo "FAIL: MAML++'s epoch length with derivative-order annealing on is refused"
+fi
 expect_usage "a key the algorithm cannot honour" "config key 'bn_adapt' has no effect with algorithm anil" \
   "$MAMLRUN" experiments/anil_omniglot5w1s.lua bn_adapt=true "${QUICK[@]}"
 expect_usage "split=vinyals under a script's val_classes" "config key 'val_classes' (set in the experiment script) must be 0 with split=vinyals" \
