@@ -958,6 +958,14 @@ function run_experiment(script_cfg, opts)
         .. "new run for another)", tostring(err), changes_text(resume_changes)))
     end
     state.restore(run, resume_tree, resume_dir .. "/checkpoint.bin")
+    -- a resumed run only goes on: an iterations= below its checkpoint's would test it again and record a
+    -- schedule it had already passed
+    if cfg.iterations < run.iteration then
+      usage_error(string.format("config key 'iterations' is %d, but the checkpoint of %s is at iteration %d: a "
+        .. "resumed run only goes on; give iterations above %d to train further, or test the checkpoint with "
+        .. "eval_only=true checkpoint=%s/checkpoint.bin", cfg.iterations, resume_dir, run.iteration, run.iteration,
+        resume_dir))
+    end
     local resuming = string.format("%s at iteration %d of %d%s", resume_dir, run.iteration, cfg.iterations,
       #resume_changes > 0 and "; changed on the command line: " .. changes_text(resume_changes) or "")
     if check then return checked(run, "would resume " .. resuming) end

@@ -256,6 +256,18 @@ if ! env RUNS="$T/runs" "$MAMLRUN" "$T/own_arg.lua" 3 --check 2>&1 | grep -qF "s
   echo "FAIL: a script that consumed its own plain argument was refused"
   env RUNS="$T/runs" "$MAMLRUN" "$T/own_arg.lua" 3 --check 2>&1 | sed 's/^/  | /' | head -5
 fi
+# resume= with iterations below the checkpoint's: refused (it tested the run again and recorded iterations=2
+# for a run at 4); iterations above it trains on
+"$MAMLRUN" experiments/sinusoid.lua iterations=4 meta_batch=2 eval_every=0 test_tasks=2 progress=none \
+  out_dir="$T/resumed" >/dev/null 2>&1
+res=$(ls -d "$T"/resumed/sinusoid-* | head -n 1)
+expect_usage "resume= with iterations below the checkpoint's" "config key 'iterations' is 2, but the checkpoint of $res is at iteration 4: a resumed run only goes on; give iterations above 4 to train further, or test the checkpoint with eval_only=true checkpoint=$res/checkpoint.bin" \
+  "$MAMLRUN" experiments/sinusoid.lua resume="$res" iterations=2 --check
+checks=$((checks + 1))
+if ! "$MAMLRUN" experiments/sinusoid.lua resume="$res" iterations=6 --check 2>&1 | grep -qF "at iteration 4 of 6"; then
+  failures=$((failures + 1))
+  echo "FAIL: resume= with iterations above the checkpoint's is refused"
+fi
 expect "override as value and table (usage error)" 2 "override 'inner.lr' conflicts with 'inner' (already a value)" \
   "$MAMLRUN" "${SIN[@]}" inner=1 inner.lr=2
 
