@@ -311,15 +311,26 @@ local function convert(k, v, where)
   return out
 end
 
-local function merge_extra(dst, src, path)
+-- merge src into the extra table dst (path names it); declared: src may only set keys dst has (the command
+-- line's extra.<key>=: a key the script's extra table does not declare is one nothing reads)
+local function merge_extra(dst, src, path, declared)
   for k, v in pairs(src) do
     local full = path .. "." .. k
+    if declared and dst[k] == nil then
+      local have = {}
+      for name in pairs(dst) do have[#have + 1] = path .. "." .. tostring(name) end
+      table.sort(have)
+      error(string.format("unknown config key '%s' on the command line: the experiment script's %s table declares "
+        .. "%s, and nothing reads an extra key it does not declare (a variant reads the extra keys its script "
+        .. "gives, with their defaults: add %s = <default> to the script's %s table)", full, path,
+        #have > 0 and "only " .. table.concat(have, ", ") or "none", tostring(k), path), 0)
+    end
     if type(v) == "table" then
       if dst[k] ~= nil and type(dst[k]) ~= "table" then
         error(string.format("config key '%s' is %s, not a table", full, describe(dst[k])), 0)
       end
       dst[k] = dst[k] or {}
-      merge_extra(dst[k], v, full)
+      merge_extra(dst[k], v, full, declared)
     else
       if dst[k] ~= nil and type(dst[k]) ~= type(v) then
         if type(dst[k]) == "string" then v = tostring(v)
@@ -426,7 +437,7 @@ function M.resolve(script_cfg, overrides, opts)
   for k, v in pairs(overrides) do
     if k == "extra" then
       if type(v) ~= "table" then config_error(ON_COMMAND_LINE, "override 'extra' must be extra.<key>=<value>") end
-      local ok, err = pcall(merge_extra, out.extra, v, "extra")
+      local ok, err = pcall(merge_extra, out.extra, v, "extra", true)
       if not ok then config_error(ON_COMMAND_LINE, err) end
     elseif not map[k] then
       config_error(ON_COMMAND_LINE, unknown(k, ON_COMMAND_LINE))

@@ -258,11 +258,22 @@ describe("experiment config", function()
       true))
   end)
 
-  it("extra.* is free-form but typed by the script's value", function()
-    local cfg = experiment.resolve({extra = {alpha = 0.5}}, {extra = {alpha = 2, beta = "b"}})
+  it("extra.* is free-form in the script, typed by its values, and the command line sets only those", function()
+    local cfg = experiment.resolve({extra = {alpha = 0.5, beta = "a", sub = {k = 1}}},
+      {extra = {alpha = 2, beta = "b", sub = {k = 3}}})
     assert.equals(2, cfg.extra.alpha)
     assert.equals("b", cfg.extra.beta)
+    assert.equals(3, cfg.extra.sub.k)
     assert.error_matches(function() experiment.resolve({extra = {alpha = 0.5}}, {extra = {alpha = "x"}}) end, "config key 'extra.alpha' expects a number (like its value 0.5), got string \"x\"", 1, true)
+    -- an extra key the script does not declare is one nothing reads: refused (it was taken without a word)
+    assert.error_matches(function() experiment.resolve({extra = {alpha = 0.5}}, {extra = {beta = 1}}) end,
+      "unknown config key 'extra.beta' on the command line: the experiment script's extra table declares only "
+      .. "extra.alpha, and nothing reads an extra key it does not declare", 1, true)
+    assert.error_matches(function() experiment.resolve({}, {extra = {alpha = 1}}) end,
+      "unknown config key 'extra.alpha' on the command line: the experiment script's extra table declares none", 1, true)
+    assert.error_matches(function() experiment.resolve({extra = {sub = {k = 1}}}, {extra = {sub = {j = 1}}}) end,
+      "unknown config key 'extra.sub.j' on the command line: the experiment script's extra.sub table declares only "
+      .. "extra.sub.k", 1, true)
   end)
 
   it("loads every experiment script in config-only mode, and each resolves", function()
