@@ -10,12 +10,7 @@ local ag = require "autograd"
 local host = require "mamlrun"
 
 local defaults = { ops = 1000, repeats = 21, sizes = "1,64,4096", seed = 1 }
-local cfg = {}
-for k, v in pairs(defaults) do cfg[k] = v end
-for k, v in pairs(... or {}) do
-  if defaults[k] == nil then error("autograd_bench: unknown key '" .. k .. "'", 0) end
-  cfg[k] = v
-end
+local cfg = require("options").script_keys("autograd_bench", ..., defaults)
 local sizes = {}
 for n in tostring(cfg.sizes):gmatch("%d+") do sizes[#sizes + 1] = tonumber(n) end
 

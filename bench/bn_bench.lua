@@ -19,12 +19,7 @@ local host = require "mamlrun"
 local json = require "json"
 
 local defaults = {rows = "65536,16384", channels = 64, repeats = 15, ceilings = "bench/out/ceilings.jsonl"}
-local cfg = {}
-for k, v in pairs(defaults) do cfg[k] = v end
-for k, v in pairs(... or {}) do
-  if defaults[k] == nil then error("bn_bench: unknown key '" .. k .. "' (rows, channels, repeats, ceilings)", 0) end
-  cfg[k] = v
-end
+local cfg = require("options").script_keys("bn_bench", ..., defaults)
 local rows = {}
 for n in tostring(cfg.rows):gmatch("%d+") do rows[#rows + 1] = tonumber(n) end
 if #rows == 0 then error("bn_bench: rows must list numbers, got " .. tostring(cfg.rows), 0) end

@@ -8,8 +8,7 @@ local ag = require "autograd"
 local nn = require "nn"
 local host = require "mamlrun"
 
-local opts = ... or {}
-local repeats = opts.repeats or 20
+local repeats = require("options").script_keys("conv4_bench", ..., {repeats = 20}).repeats
 local gen = T.generator(1)
 local net = nn.conv4{ways = 5}:init(gen)
 local params = net:parameters()

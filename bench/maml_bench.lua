@@ -20,12 +20,7 @@ local parallel = require "parallel"
 
 local defaults = {ways = 5, shots = 1, queries = 15, meta_batch = 32, steps = 5, order = 2, net = "peer",
                   threads = 1, iters = 7, warmup = 2, seed = 222, inner_lr = 0.4, layout = "nhwc"}
-local cfg = {}
-for k, v in pairs(defaults) do cfg[k] = v end
-for k, v in pairs(... or {}) do
-  if defaults[k] == nil then error("maml_bench: unknown key '" .. k .. "'", 0) end
-  cfg[k] = v
-end
+local cfg = require("options").script_keys("maml_bench", ..., defaults)
 
 parallel.set_threads(cfg.threads)
 local gen = T.generator(cfg.seed)

@@ -14,12 +14,7 @@ local host = require "mamlrun"
 
 local defaults = {iterations = 1000, every = 100, threads = 1, meta_batch = 32, ways = 5, shots = 1, channels = 64,
                   order = 2}
-local cfg = {}
-for k, v in pairs(defaults) do cfg[k] = v end
-for k, v in pairs(... or {}) do
-  if defaults[k] == nil then error("memory_flat: unknown key '" .. k .. "'", 0) end
-  cfg[k] = v
-end
+local cfg = require("options").script_keys("memory_flat", ..., defaults)
 
 
 

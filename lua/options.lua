@@ -78,6 +78,29 @@ end
 --- options.is_usage_error(err): whether err was raised by usage_error.
 M.usage_error, M.is_usage_error = error_kind("mamlrun.usage_error")
 
+--- options.script_keys(name, overrides, defaults) -> a new table: defaults with the overrides (a script's
+--- key=value arguments, its first vararg) over them, for scripts that are not experiments (bench/). A key
+--- not in defaults, or a value of another type than its default (a string default takes a number as its
+--- text), is a usage error naming the script, the key and the valid keys: never a key taken and unread.
+function M.script_keys(name, overrides, defaults)
+  local out = {}
+  for k, v in pairs(defaults) do out[k] = v end
+  for k, v in pairs(overrides or {}) do
+    local default = defaults[k]
+    if default == nil then
+      M.usage_error(string.format("%s: unknown key '%s'; valid keys: %s", name, tostring(k), valid_keys(defaults)))
+    end
+    if type(default) == "string" and type(v) == "number" then v = tostring(v) end
+    if type(v) ~= type(default) or (math.type(default) == "integer" and math.type(v) ~= "integer") then
+      M.usage_error(string.format("%s: key '%s' expects %s (like its default %s), got %s %s", name, tostring(k),
+        math.type(default) == "integer" and "an integer" or "a " .. type(default), tostring(default), type(v),
+        tostring(v)))
+    end
+    out[k] = v
+  end
+  return out
+end
+
 --- options.input_error(msg): raise a problem with a file or folder the user named rather than with the
 --- script: a dataset folder without Omniglot, a checkpoint that is truncated or of another network, a run
 --- folder without a checkpoint. msg says which file and what was expected of it (__name
