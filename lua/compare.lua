@@ -278,7 +278,11 @@ function M.first_reaching(run, target)
     if higher and v >= target - slack or not higher and v <= target + slack then
       return {iter = run.val.iter[i], seconds = run.val.seconds[i], value = v}
     end
-    if best == nil or (higher and v > best) or (not higher and v < best) then best, best_iter = v, run.val.iter[i] end
+    -- (the best is its first record: a later one better by no more than the rounding is the same value)
+    local bslack = best and 1e-9 * math.max(1, math.abs(best))
+    if best == nil or (higher and v > best + bslack) or (not higher and v < best - bslack) then
+      best, best_iter = v, run.val.iter[i]
+    end
   end
   return nil, best, best_iter
 end
@@ -480,11 +484,20 @@ end
 
 --- Write the SVG plot of the runs' validation curves to path.
 function M.plot(runs, path, opts)
-  plot.write(path, M.plot_spec(runs, opts))
+  local ok, msg = pcall(plot.write, path, M.plot_spec(runs, opts))
+  if not ok then error(string.format("--plot %s: %s", path, (tostring(msg):gsub("^[^\n]-%.lua:%d+: ", ""))), 0) end
   return path
 end
 
 -- ------------------------------------------------------------------ the command
+
+-- --target's value: a number (0.958), or a percentage (95.8%) of an accuracy
+local function parse_target(v)
+  local pct = v:match("^(.-)%%$")
+  local x = tonumber(pct or v)
+  if x == nil or x ~= x then return nil end
+  return pct and x / 100 or x
+end
 
 --- Why one --target (as given: "95.8%", "0.958") cannot be read against these runs, or nil: the runs
 --- have more than one metric (a target is a value of one), or it is a percentage and their metric is
@@ -510,18 +523,25 @@ function M.target_problem(runs, target_text)
     return string.format("--target %s is a percentage of an accuracy, but the runs' metric is %s: give the %s "
       .. "to reach as a number (--target 0.5)", target_text, order[1], order[1])
   end
+  -- (a target no run can reach, or every run reaches at its first record, answers nothing)
+  local target = parse_target(target_text)
+  if order[1] == "acc" then
+    local pct = target_text:match("%%$")
+    if target > 1 and not pct and target <= 100 then
+      return string.format("--target %s is above 1, but an accuracy is a fraction: give %g or %s%%",
+        target_text, target / 100, target_text)
+    elseif target > 1 or target <= 0 then
+      return string.format("--target %s is no accuracy to reach: give one above 0 and at most 1 (or 100%%)",
+        target_text)
+    end
+  elseif target < 0 then
+    return string.format("--target %s is below 0, where a loss (%s) never is: give the %s to reach, 0 or above",
+      target_text, order[1], order[1])
+  end
   return nil
 end
 
 M.USAGE = "usage: mamlrun --compare RUN_FOLDER... [--plot FILE.svg] [--markdown] [--target VALUE]"
-
--- --target's value: a number (0.958), or a percentage (95.8%) of an accuracy
-local function parse_target(v)
-  local pct = v:match("^(.-)%%$")
-  local x = tonumber(pct or v)
-  if x == nil or x ~= x then return nil end
-  return pct and x / 100 or x
-end
 
 --- The command line: args = {RUN..., "--plot", FILE, "--markdown", "--target", VALUE} (any order). opts: print(s)
 --- (stdout), warn(s) (stderr). Returns the exit status: 0, 1 (a run folder or file is unusable),

@@ -365,6 +365,12 @@ describe("mamlrun --compare", function()
     local rounded = compare.load(fake("rounded", "acc", {0.9, 0.9579999999999994}))
     assert.equals(20, (compare.first_reaching(rounded, 0.958) or {}).iter)
     assert.is_nil(compare.first_reaching(rounded, 0.9581))
+    -- the best not reached is its first record: a later one that is the same but for rounding (5w1s: 0.998 at
+    -- 34,000, 0.9980000000000001 at 38,000) is not a new best
+    local flat = compare.load(fake("flat", "acc", {0.9, 0.998, 0.9980000000000001, 0.997}))
+    assert.same({0.998, 20}, {select(2, compare.first_reaching(flat, 0.999))})
+    local lossy = compare.load(fake("lossy", "mse", {0.5, 0.2, 0.19999999999999998, 0.1999}))
+    assert.same({0.1999, 40}, {select(2, compare.first_reaching(lossy, 0.1))})
     -- a loss is reached from above
     local mse = compare.load(fake("mse", "mse", {2.0, 0.8, 0.5}))
     assert.equals(30, compare.first_reaching(mse, 0.6).iter)
@@ -414,6 +420,45 @@ describe("mamlrun --compare", function()
     assert.truthy(out:find("iteration 10", 1, true), out)
     status, out, err = cli(string.format("'%s' '%s'", acc, mse))
     assert.equals(0, status, err)
+  end)
+
+  it("refuses a --target no run can reach or every run reaches at once (95.8 meant as 95.8%)", function()
+    local function fake(name, metric)
+      local dir = tmpdir() .. "/" .. name
+      os.execute("mkdir -p '" .. dir .. "'")
+      write(dir .. "/config.json", json.encode{name = name, steps_test = 1} .. "\n")
+      write(dir .. "/metrics.jsonl", json.encode{type = "val", iter = 10, [metric .. "_steps_test"] = 0.5, tasks = 2} .. "\n")
+      write(dir .. "/summary.json", json.encode{metric = metric, iteration = 10} .. "\n")
+      return dir
+    end
+    local acc, mse = fake("acc_run", "acc"), fake("mse_run", "mse")
+    local function refused(dir, target, message)
+      local status, out, err = cli(string.format("'%s' --target %s", dir, target))
+      assert.equals(2, status, target .. ": " .. err)
+      assert.equals("", out)
+      assert.truthy(err:find("mamlrun --compare: " .. message, 1, true), err)
+      assert.matches("usage: mamlrun %-%-compare", err)
+    end
+    -- an accuracy given as a percentage without its sign was "not reached" in every run
+    refused(acc, "95.8", "--target 95.8 is above 1, but an accuracy is a fraction: give 0.958 or 95.8%")
+    refused(acc, "200%", "--target 200% is no accuracy to reach: give one above 0 and at most 1 (or 100%)")
+    refused(acc, "101", "--target 101 is no accuracy to reach")
+    refused(acc, "0", "--target 0 is no accuracy to reach")
+    refused(acc, "-5%", "--target -5% is no accuracy to reach")
+    refused(mse, "-0.1", "--target -0.1 is below 0, where a loss (mse) never is: give the mse to reach, 0 or above")
+    for _, ok_target in ipairs{"1", "100%", "0.5", "50%"} do
+      local status, _, err = cli(string.format("'%s' --target %s", acc, ok_target))
+      assert.equals(0, status, ok_target .. ": " .. err)
+    end
+    local status, _, err = cli(string.format("'%s' --target 2.5", mse))
+    assert.equals(0, status, err)
+  end)
+
+  it("names the plot it cannot write, without a position in its code", function()
+    local status, _, err = cli(string.format("'%s' --plot /nonexistent-folder/p.svg", base))
+    assert.equals(1, status)
+    assert.matches("^mamlrun %-%-compare: %-%-plot /nonexistent%-folder/p%.svg: write_atomic: cannot create "
+      .. "'/nonexistent%-folder/p%.svg%.tmp%.%d+': No such file or directory %(the previous file is unchanged%)\n$", err)
   end)
 
   it("tells runs with the same folder name apart by their paths", function()
