@@ -393,16 +393,18 @@ describe("mamlrun --compare", function()
     end
   end)
 
+  -- a run folder with one validation record of metric (0.5 at iteration 10)
+  local function one_record_run(name, metric)
+    local dir = tmpdir() .. "/" .. name
+    os.execute("mkdir -p '" .. dir .. "'")
+    write(dir .. "/config.json", json.encode{name = name, steps_test = 1} .. "\n")
+    write(dir .. "/metrics.jsonl", json.encode{type = "val", iter = 10, [metric .. "_steps_test"] = 0.5, tasks = 2} .. "\n")
+    write(dir .. "/summary.json", json.encode{metric = metric, iteration = 10} .. "\n")
+    return dir
+  end
+
   it("refuses a --target that cannot be read against the runs' metric (it was read as another's)", function()
-    local function fake(name, metric)
-      local dir = tmpdir() .. "/" .. name
-      os.execute("mkdir -p '" .. dir .. "'")
-      write(dir .. "/config.json", json.encode{name = name, steps_test = 1} .. "\n")
-      write(dir .. "/metrics.jsonl", json.encode{type = "val", iter = 10, [metric .. "_steps_test"] = 0.5, tasks = 2} .. "\n")
-      write(dir .. "/summary.json", json.encode{metric = metric, iteration = 10} .. "\n")
-      return dir
-    end
-    local acc, mse = fake("acc_run", "acc"), fake("mse_run", "mse")
+    local acc, mse = one_record_run("acc_run", "acc"), one_record_run("mse_run", "mse")
     -- runs of two metrics: no one target (the accuracy's 95% was a loss of 0.95 for the other)
     local status, out, err = cli(string.format("'%s' '%s' --target 95%%", acc, mse))
     assert.equals(2, status, err)
@@ -423,15 +425,7 @@ describe("mamlrun --compare", function()
   end)
 
   it("refuses a --target no run can reach or every run reaches at once (95.8 meant as 95.8%)", function()
-    local function fake(name, metric)
-      local dir = tmpdir() .. "/" .. name
-      os.execute("mkdir -p '" .. dir .. "'")
-      write(dir .. "/config.json", json.encode{name = name, steps_test = 1} .. "\n")
-      write(dir .. "/metrics.jsonl", json.encode{type = "val", iter = 10, [metric .. "_steps_test"] = 0.5, tasks = 2} .. "\n")
-      write(dir .. "/summary.json", json.encode{metric = metric, iteration = 10} .. "\n")
-      return dir
-    end
-    local acc, mse = fake("acc_run", "acc"), fake("mse_run", "mse")
+    local acc, mse = one_record_run("acc_run", "acc"), one_record_run("mse_run", "mse")
     local function refused(dir, target, message)
       local status, out, err = cli(string.format("'%s' --target %s", dir, target))
       assert.equals(2, status, target .. ": " .. err)
