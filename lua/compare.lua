@@ -20,6 +20,7 @@
 -- run still being written, is skipped with a note).
 local json = require "json"
 local plot = require "plot"
+local without_position = require("options").without_position
 
 local M = {}
 
@@ -273,14 +274,14 @@ function M.first_reaching(run, target)
   local best, best_iter
   -- (a mean over tasks carries rounding: 3832 of 4000 queries right is 0.95799999999999940 there, and is
   -- the target 95.8%; a difference of a billionth is equality)
-  local slack = 1e-9 * math.max(1, math.abs(target))
+  local function rounding(x) return 1e-9 * math.max(1, math.abs(x)) end
+  local slack = rounding(target)
   for i, v in ipairs(run.val.value) do
     if higher and v >= target - slack or not higher and v <= target + slack then
       return {iter = run.val.iter[i], seconds = run.val.seconds[i], value = v}
     end
     -- (the best is its first record: a later one better by no more than the rounding is the same value)
-    local bslack = best and 1e-9 * math.max(1, math.abs(best))
-    if best == nil or (higher and v > best + bslack) or (not higher and v < best - bslack) then
+    if best == nil or (higher and v > best + rounding(best)) or (not higher and v < best - rounding(best)) then
       best, best_iter = v, run.val.iter[i]
     end
   end
@@ -485,7 +486,7 @@ end
 --- Write the SVG plot of the runs' validation curves to path.
 function M.plot(runs, path, opts)
   local ok, msg = pcall(plot.write, path, M.plot_spec(runs, opts))
-  if not ok then error(string.format("--plot %s: %s", path, (tostring(msg):gsub("^[^\n]-%.lua:%d+: ", ""))), 0) end
+  if not ok then error(string.format("--plot %s: %s", path, without_position(msg)), 0) end
   return path
 end
 

@@ -27,6 +27,7 @@ local plot = require "plot"
 local checkpoint = require "checkpoint"
 local usage_error = require("options").usage_error
 local input_error, run_stopped = require("options").input_error, require("options").run_stopped
+local without_position = require("options").without_position
 
 local config = require "experiment.config"
 local state = require "experiment.state"
@@ -444,7 +445,7 @@ function Run:save_checkpoint(why)
   local path = self.dir .. "/checkpoint.bin"
   local ok, err = pcall(checkpoint.save, path, M.checkpoint_tree(self))
   if not ok then
-    err = tostring(err):gsub("^[^:\n]+%.lua:%d+: ", "") -- (where in checkpoint.lua says nothing here)
+    err = without_position(err) -- (where in checkpoint.lua says nothing here)
     local last = self.last_checkpoint
     local msg = string.format("checkpoint at iteration %d not saved: %s; %s", self.iteration, err,
       last and string.format("the previous checkpoint %s (iteration %d) is intact", last.path, last.iteration)

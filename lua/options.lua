@@ -115,4 +115,10 @@ M.input_error, M.is_input_error = error_kind("mamlrun.input_error")
 --- options.is_run_stopped(err): whether err was raised by run_stopped.
 M.run_stopped, M.is_run_stopped = error_kind("mamlrun.run_stopped")
 
+--- options.without_position(msg): msg without the "file.lua:LINE: " an error() or a C binding put
+--- before it, for a message shown to the user, where the place in our code says nothing.
+function M.without_position(msg)
+  return (tostring(msg):gsub("^[^:\n]+%.lua:%d+: ", ""))
+end
+
 return M
