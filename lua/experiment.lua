@@ -256,16 +256,31 @@ local function lua_literal(v, indent)
   return table.concat(lines, "\n")
 end
 
-local function new_run_dir(cfg)
+local function run_dir_error(err)
+  input_error(string.format("the run folder: %s (set out_dir= to a folder you can write)", tostring(err)))
+end
+
+local function new_run_dir_name(cfg)
   local base = cfg.out_dir .. "/" .. cfg.name .. "-" .. os.date("%Y%m%d-%H%M%S")
   local dir, n = base, 1
   while exists(dir .. "/config.lua") or exists(dir) do
     n = n + 1
     dir = base .. "-" .. n
   end
-  local ok, err = pcall(mkdir_p, dir)
-  if not ok then input_error(string.format("the run folder: %s (set out_dir= to a folder you can write)", tostring(err))) end
   return dir
+end
+
+local function new_run_dir(cfg)
+  local dir = new_run_dir_name(cfg)
+  local ok, err = pcall(mkdir_p, dir)
+  if not ok then run_dir_error(err) end
+  return dir
+end
+
+-- --check: the error new_run_dir would give, found without making the folder
+local function check_new_run_dir(cfg)
+  local ok, err = T.dir_creatable(new_run_dir_name(cfg))
+  if not ok then run_dir_error(err) end
 end
 
 local function fmt_time(s)
@@ -934,6 +949,7 @@ function run_experiment(script_cfg, opts)
         cfg.checkpoint, table.concat(listed, ", "), table.concat(as_trained, " ")))
     end
     if check then
+      if run.is_root then check_new_run_dir{out_dir = cfg.out_dir, name = cfg.name .. "-eval"} end
       return checked(run, string.format("would test %s (iteration %d) on %d tasks", cfg.checkpoint,
         run.iteration, cfg.test_tasks))
     end
@@ -979,6 +995,7 @@ function run_experiment(script_cfg, opts)
     end
     run:say("resuming %s", resuming)
   elseif check then
+    if run.is_root then check_new_run_dir(cfg) end
     return checked(run, string.format("would train %d iterations into a new run folder under %s", cfg.iterations,
       cfg.out_dir))
   elseif run.is_root then

@@ -1,7 +1,7 @@
 /*
 ** lua_io.c: what checkpoints need of the tensor module: the bytes of a tensor
 ** (T.serialize, T.deserialize), their checksum (T.crc32, CRC-32 of
-** vm/checksum.c), atomic file writes (T.write_atomic) and folders (T.mkdir_p),
+** vm/checksum.c), atomic file writes (T.write_atomic) and folders (T.mkdir_p, T.dir_creatable),
 ** on vm/sys.c.
 */
 #include <errno.h>
@@ -66,6 +66,18 @@ static int l_mkdir_p(lua_State *L) {
   return 0;
 }
 
+/* T.dir_creatable(folder): true, or false and "cannot create the folder <folder>: <why>" (sys_dir_creatable) */
+static int l_dir_creatable(lua_State *L) {
+  const char *folder = luaL_checkstring(L, 1);
+  if (sys_dir_creatable(folder) == 0) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_pushboolean(L, 0);
+  lua_pushfstring(L, "cannot create the folder %s: %s", folder, strerror(errno));
+  return 2;
+}
+
 /* T.write_atomic(path, data): see sys_write_atomic */
 static int l_write_atomic(lua_State *L) {
   size_t len;
@@ -79,6 +91,7 @@ static int l_write_atomic(lua_State *L) {
 
 static const luaL_Reg io_functions[] = {{"serialize", l_serialize}, {"deserialize", l_deserialize},
                                         {"crc32", l_crc32},         {"write_atomic", l_write_atomic},
-                                        {"mkdir_p", l_mkdir_p},     {NULL, NULL}};
+                                        {"mkdir_p", l_mkdir_p},     {"dir_creatable", l_dir_creatable},
+                                        {NULL, NULL}};
 
 void lt_open_io(lua_State *L, int module) { lt_setfuncs(L, module, io_functions); }

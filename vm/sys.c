@@ -39,6 +39,38 @@ int sys_mkdir_p(const char *folder) {
   return 0;
 }
 
+int sys_dir_creatable(const char *folder) {
+  char buf[PATH_MAX];
+  if ((size_t)snprintf(buf, sizeof buf, "%s", folder) >= sizeof buf) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  for (;;) {
+    struct stat st;
+    if (stat(buf, &st) == 0) {
+      if (!S_ISDIR(st.st_mode)) {
+        errno = ENOTDIR;
+        return -1;
+      }
+      return access(buf, W_OK | X_OK);
+    }
+    if (errno != ENOENT) return -1; /* ENOTDIR (a file on the way), EACCES, ... */
+    /* not there: sys_mkdir_p would make it in its parent */
+    char *slash = strrchr(buf, '/');
+    while (slash && slash > buf && slash[1] == '\0') { /* a trailing '/' */
+      *slash = '\0';
+      slash = strrchr(buf, '/');
+    }
+    if (slash == NULL) {
+      strcpy(buf, ".");
+    } else if (slash == buf) {
+      buf[1] = '\0'; /* "/" */
+    } else {
+      *slash = '\0';
+    }
+  }
+}
+
 /* write all n bytes to fd, at most *budget of them (then ENOSPC); 0 or an errno value */
 static int write_all(int fd, const char *data, size_t n, size_t *budget) {
   size_t done = 0;

@@ -15,6 +15,11 @@ int sys_is_dir(const char *path);
 ** -1 with errno set. An existing folder is fine. */
 int sys_mkdir_p(const char *folder);
 
+/* Whether sys_mkdir_p(folder) could make folder and files in it, asked without making anything
+** (`mamlrun --check`): folder, or else its nearest existing parent, is a folder this process may write
+** in. 0, or -1 with errno set (ENOTDIR: a part of the path is a file; EACCES, EROFS, ...). */
+int sys_dir_creatable(const char *folder);
+
 /* Write the n parts (data[i], size[i] bytes) to path atomically: a temporary file
 ** beside it (path.tmp.<pid>), fsync, rename over path, fsync of the folder; on a
 ** failure the previous file is unchanged and the temporary file removed.

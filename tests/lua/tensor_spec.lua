@@ -786,6 +786,20 @@ describe("write_atomic", function()
     assert.matches("write_atomic: cannot create .*missing/x%.bin%.tmp%.%d+': No such file or directory", err)
   end)
 
+  it("dir_creatable says whether mkdir_p could make a folder, and makes nothing", function()
+    assert.is_true(T.dir_creatable(dir))                     -- exists
+    assert.is_true(T.dir_creatable(dir .. "/new/deeper/"))   -- its nearest existing parent is writable
+    assert.is_nil(io.open(dir .. "/new/.")) -- (nothing was made)
+    T.write_atomic(dir .. "/plain.txt", "x")
+    for _, path in ipairs { dir .. "/plain.txt", dir .. "/plain.txt/d", dir .. "/plain.txt/d/e/" } do
+      local ok, err = T.dir_creatable(path)
+      assert.is_false(ok)
+      assert.equals("cannot create the folder " .. path .. ": Not a directory", err)
+      assert.is_false(pcall(T.mkdir_p, path)) -- what mkdir_p finds too
+    end
+    os.remove(dir .. "/plain.txt")
+  end)
+
   it("mkdir_p makes a folder and its parents, accepts an existing one, and says why it cannot", function()
     T.mkdir_p(dir .. "/a/b/c")
     T.write_atomic(dir .. "/a/b/c/x.bin", "x")
@@ -798,6 +812,9 @@ describe("write_atomic", function()
       ok, err = pcall(T.mkdir_p, bad)
       assert.is_false(ok)
       assert.matches("bad argument #1 to 'tensor.mkdir_p' %(string expected, got " .. type(bad) .. "%)", err)
+      ok, err = pcall(T.dir_creatable, bad)
+      assert.is_false(ok)
+      assert.matches("bad argument #1 to 'tensor.dir_creatable' %(string expected, got " .. type(bad) .. "%)", err)
     end
     for _, bad in ipairs { {}, true } do
       ok, err = pcall(T.write_atomic, bad, "x")

@@ -70,9 +70,24 @@ if [ -n "$ck" ]; then
 
   run "$MAMLRUN" "${EVAL[@]}" eval_only=true checkpoint="$ck" out_dir=/proc/mamlrun-cannot-write-here
   input "an out_dir that cannot be created" "the run folder: cannot create the folder /proc/mamlrun-cannot-write-here"
+
+  # --check finds the same problem without making anything (a file on the way: root may write anywhere)
+  echo "a file" >"$T/a-file"
+  run "$MAMLRUN" "${EVAL[@]}" eval_only=true checkpoint="$ck" out_dir="$T/a-file/runs" --check
+  input "--check: an eval_only out_dir below a file" "the run folder: cannot create the folder $T/a-file/runs/sinusoid-eval-"
 else
   fail "the small sinusoid run made no checkpoint under $T/runs"
 fi
+echo "a file" >"$T/a-file"
+run "$MAMLRUN" "${SIN[@]}" out_dir="$T/a-file" --check
+input "--check: an out_dir that is a file" "the run folder: cannot create the folder $T/a-file/sinusoid-"
+checks=$((checks + 1))
+[[ "$err" == *": Not a directory (set out_dir= to a folder you can write)"* ]] || fail "--check: the out_dir message gives no reason or remedy: $err"
+run "$MAMLRUN" "${SIN[@]}" out_dir="$T/a-file/deeper/runs/" --check
+input "--check: an out_dir below a file" "the run folder: cannot create the folder $T/a-file/deeper/runs/"
+run "$MAMLRUN" "${SIN[@]}" out_dir="$T/not-yet/made" --check
+check "--check: an out_dir that can be made passes" [ "$rc" -eq 0 ]
+check "--check: and it makes no folder" [ ! -e "$T/not-yet" ]
 
 # ---------------------------------------------------------------- a bug keeps its traceback
 cat >"$T/bug.lua" <<'EOF'
