@@ -35,11 +35,7 @@ local function read_file(path)
   return s
 end
 
-local function is_dir(path)
-  local f = io.open(path .. "/.")
-  if f then f:close() end
-  return f ~= nil
-end
+local is_dir = require("locate").is_dir
 
 local function fail(fmt, ...)
   error(string.format(fmt, ...), 0)

@@ -42,11 +42,13 @@ function M.is_file(path)
   return read_err == nil
 end
 
-local function is_dir(path)
+--- Whether path names a folder (one that can be opened).
+function M.is_dir(path)
   local f = io.open(path .. "/.", "r")
   if f then f:close() end
   return f ~= nil
 end
+local is_dir = M.is_dir
 
 --- The project folder (the one above the Lua library), or nil when there is no library.
 function M.project(opts)

@@ -36,11 +36,7 @@ local function default_root()
   return dir
 end
 
-local function is_dir(path)
-  local f = io.open(path .. "/.")
-  if f then f:close() end
-  return f ~= nil
-end
+local is_dir = require("locate").is_dir
 
 --- Load Omniglot through the cache. opts (all optional):
 ---   root      folder with images_background/ and images_evaluation/ (default: $OMNIGLOT_DIR, else the
