@@ -18,6 +18,8 @@
 --                                           running statistics
 --   layer:update_buffers(flag)              batch norm in training mode: whether a forward updates
 --                                           the running statistics (default true)
+--   layer:with_mode(training, updating, fn) fn() with train(training) and update_buffers(updating),
+--                                           both put back afterwards, also when fn raises
 --   layer:named(name)                       set the layer's name (prefix of its parameter names)
 --   net.spec                                how to build the same network again, in a parallel worker:
 --                                           {constructor =, options =} for nn.conv4/peer_net/mlp,
@@ -170,6 +172,19 @@ function Layer:update_buffers(flag)
   return self
 end
 
+--- fn() with the layer in training mode `training` and buffer updates `updating`; both are put back as
+--- they were afterwards, also when fn raises (the error goes on). Returns what fn returns.
+function Layer:with_mode(training, updating, fn)
+  local was_training, was_updating = self.is_training, self.updates_buffers
+  self:train(training)
+  self:update_buffers(updating)
+  local result = table.pack(pcall(fn))
+  self:train(was_training)
+  self:update_buffers(was_updating)
+  if not result[1] then error(result[2], 0) end
+  return table.unpack(result, 2, result.n)
+end
+
 function Layer:init(gen)
   gen = gen or T.default_generator()
   self:reset(gen)
@@ -183,11 +198,7 @@ function Layer:reset(gen) end -- luacheck: ignore
 --- Output shape for an input shape (runs a forward on zeros; used to size linear layers).
 function Layer:output_shape(input_shape)
   local y = require("autograd").no_grad(function()
-    local was = self.updates_buffers
-    self:update_buffers(false)
-    local out = self:forward(T.zeros(input_shape))
-    self:update_buffers(was)
-    return out
+    return self:with_mode(self.is_training, false, function() return self:forward(T.zeros(input_shape)) end)
   end)
   return y:shape()
 end

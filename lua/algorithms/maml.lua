@@ -181,14 +181,6 @@ end
 --- meta-parameters nor the network's buffers.
 function Learner:finetune(meta, sx, sy, qx, qy, steps)
   meta = self:complete(meta)
-  local net = self.net
-  local was_training, was_updating = net.is_training, net.updates_buffers
-  if self.bn_mode == "batch" then
-    net:train(true)          -- batch statistics, as in meta-training
-    net:update_buffers(false)
-  else
-    net:train(false)         -- running statistics
-  end
   local consts = {}
   for i, p in ipairs(meta) do consts[i] = p:detach() end
   local fast = self:net_params(consts)
@@ -197,7 +189,8 @@ function Learner:finetune(meta, sx, sy, qx, qy, steps)
   end
   local results = {}
   local state = self:inner_state()
-  local ok, err = pcall(function()
+  -- batch statistics, as in meta-training (the running ones left as they are), or the running statistics
+  self.net:with_mode(self.bn_mode == "batch", false, function()
     for step = 0, steps do
       results[step + 1] = ag.no_grad(function() return self.metric(self:forward_at(consts, fast, qx, step), qy) end)
       if step < steps then
@@ -208,9 +201,6 @@ function Learner:finetune(meta, sx, sy, qx, qy, steps)
       end
     end
   end)
-  net:train(was_training)
-  net:update_buffers(was_updating)
-  if not ok then error(err, 0) end
   return results
 end
 

@@ -205,20 +205,13 @@ end
 --- Meta-test one task: the query metric after 0..steps Adam iterations on the support set.
 function Learner:finetune(meta, sx, sy, qx, qy, steps)
   meta = self:complete(meta)
-  local net = self.net
-  local was_training, was_updating = net.is_training, net.updates_buffers
-  net:train(true)
-  net:update_buffers(false)
   local results = {}
-  local ok, err = pcall(function()
+  self.net:with_mode(true, false, function() -- batch statistics, the running ones left as they are
     local w = leaves(self, meta)
     results[1] = self.metric(self:predict(w, sx, qx), qy)
     self:train_on(w, sx, sy, steps, self.eval_batch, T.generator(1),
       function(step, now) results[step + 1] = self.metric(self:predict(now, sx, qx), qy) end)
   end)
-  net:train(was_training)
-  net:update_buffers(was_updating)
-  if not ok then error(err, 0) end
   return results
 end
 

@@ -203,6 +203,26 @@ describe("nn layers", function()
     assert.near((xt[3][2][2][1] + 2) / math.sqrt(0.25 + 1e-5), y[3][2][2][1], 1e-4)
   end)
 
+  it("with_mode runs a function in a mode and puts the modes back, also when it raises", function()
+    local net = nn.sequential{nn.conv2d(1, 2, 3), nn.batchnorm2d(2)}
+    net:train(false)
+    local bn = net.children[2]
+    local a, b = net:with_mode(true, false, function()
+      assert.is_true(bn.is_training)
+      assert.is_false(bn.updates_buffers)
+      return 1, nil, 3
+    end)
+    assert.equals(1, a)
+    assert.is_nil(b)
+    assert.is_false(bn.is_training)
+    assert.is_true(bn.updates_buffers)
+    local ok, err = pcall(net.with_mode, net, true, false, function() error({code = 7}) end)
+    assert.is_false(ok)
+    assert.equals(7, err.code) -- the error itself goes on
+    assert.is_false(bn.is_training)
+    assert.is_true(bn.updates_buffers)
+  end)
+
   it("sequential concatenates parameters with prefixed names", function()
     local net = nn.sequential{nn.conv2d(1, 2, 3):named("conv"), nn.relu(), nn.flatten(), nn.linear(2, 3)}
     assert.same({"conv.weight", "conv.bias", "4.weight", "4.bias"}, net:parameter_names())
