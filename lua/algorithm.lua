@@ -24,10 +24,13 @@
 -- options, plain data) and the network from net.spec (nn.rebuild), and receives the
 -- meta-parameters with every job. What a worker cannot rebuild (a learner or network edited after
 -- construction, a replaced method, an option that is a function, a network without a spec) is
--- refused with an error saying what to do; it never runs as something else.
+-- refused with an error saying what to do; it never runs as something else. What those checks cannot
+-- see (a module field or global the script set) shows in the first task a learner sends to the workers,
+-- which this thread computes too, once: the two must agree to the bit, or the run stops.
 local T = require "tensor"
 local ag = require "autograd"
 local nn = require "nn"
+local usage_error = require("options").usage_error
 
 local M = {}
 
@@ -304,8 +307,102 @@ local function check_for_threads(self, what)
   local why = self:reproducible()
   if why then
     local parallel = threads_module()
-    error(string.format("%s on %d threads: %s", what, parallel and parallel.threads() or 0, why), 0)
+    -- (the user's to change, not a bug of the code: a message without a traceback, exit status 2)
+    usage_error(string.format("%s on %d threads: %s", what, parallel and parallel.threads() or 0, why))
   end
+end
+
+-- ------------------------------------------------------------------ a worker's result against this thread's
+
+-- What reproducible() reads (fields, methods, the network's layers) is not all a task depends on: a
+-- module field or a global the script set, a method replaced after require and before the run, a file
+-- read when a module loads. So the first task a learner sends to the worker threads in meta_gradient,
+-- and the first in evaluate, is also computed on this thread by the learner itself, once, and the two
+-- must agree to the bit (a task's result does not depend on the thread that runs it); otherwise the
+-- run stops rather than run as something else on the workers.
+local cross_checked = setmetatable({}, {__mode = "k"}) -- learner -> {meta_gradient = true, evaluate = true}
+
+local function same_number(a, b) return a == b or (a ~= a and b ~= b) end
+
+-- the first difference of two values (numbers, tensors, lists of them) as text, or nil
+local function first_difference(here, there, name_of)
+  for i = 1, math.max(#here, #there) do
+    local a, b, name = here[i], there[i], name_of(i)
+    if T.is_tensor(a) and T.is_tensor(b) then
+      if table.concat(a:shape(), "x") ~= table.concat(b:shape(), "x") then
+        return string.format("%s has shape %s on the worker, %s here", name, table.concat(b:shape(), "x"),
+          table.concat(a:shape(), "x"))
+      end
+      local ad, bd = a:detach():clone(), b:detach():clone()
+      if T.crc32(T.serialize(ad)) ~= T.crc32(T.serialize(bd)) then
+        return string.format("%s differs (by up to %.3g)", name, (ad - bd):abs():max():item())
+      end
+    elseif type(a) == "number" and type(b) == "number" then
+      if not same_number(a, b) then return string.format("%s is %.9g on the worker, %.9g here", name, b, a) end
+    elseif type(a) ~= type(b) or (type(a) ~= "number" and not T.is_tensor(a) and a ~= nil) then
+      return string.format("%s is a %s on the worker, a %s here", name, T.is_tensor(b) and "tensor" or type(b),
+        T.is_tensor(a) and "tensor" or type(a))
+    end
+  end
+  return nil
+end
+
+local function check_against_worker(self, what, threads, job_text, difference)
+  if difference == nil then return end
+  usage_error(string.format("%s on %d threads: a worker thread computed %s otherwise than this thread: %s. The %s "
+    .. "learner or its network depends on something a worker thread does not rebuild from the module files "
+    .. "and the options (a module field or a global the script set, a method replaced after require, a file "
+    .. "read when a module loads), so on threads it would not run as written. Make that setting a config key "
+    .. "(keys= of algorithm.define) or an option of the network's module, or run with threads=1", what, threads,
+    job_text, difference, tostring(self.spec and self.spec.algorithm or self.algorithm)))
+end
+
+-- meta_gradient's first job (the arguments of algorithm.task_gradients), once per learner
+local function cross_check_gradients(self, parallel, job)
+  local done = cross_checked[self] or {}
+  cross_checked[self] = done
+  if done.meta_gradient then return end
+  done.meta_gradient = true
+  local meta, sx, sy, qx, qy, ctx = job[2], job[3], job[4], job[5], job[6], job[7]
+  -- (this thread's network is left as it was: its modes, and its batch-norm running statistics, which a
+  -- task may update)
+  local net = self.net
+  local saved = {}
+  for i, b in ipairs(net:buffers()) do saved[i] = b:clone() end
+  local loss, metric, grads = net:with_mode(net.is_training, net.updates_buffers, function()
+    return self:task_meta_gradient(meta, sx, sy, qx, qy, ctx)
+  end)
+  ag.no_grad(function() for i, b in ipairs(net:buffers()) do b:copy_(saved[i]) end end)
+  local here = {loss, metric}
+  for i, p in ipairs(meta) do here[2 + i] = (grads or {})[i] or T.zeros(p:shape()) end
+  local r = parallel.map("algorithm", "task_gradients", {job}, {workers_only = true})[1]
+  local there = {r[1], r[2]}
+  for i = 1, #meta do there[2 + i] = r[3][i] end
+  local names = self.meta_names
+  check_against_worker(self, "meta_gradient", parallel.threads(),
+    string.format("task %d of the meta-batch of iteration %s", ctx.task, tostring(ctx.iteration)),
+    first_difference(here, there, function(i)
+      if i == 1 then return "the query loss" elseif i == 2 then return "the metric" end
+      return "the gradient of " .. tostring(names[i - 2] or ("meta-parameter " .. (i - 2)))
+    end))
+end
+
+-- evaluate's first job (the arguments of algorithm.finetune_task), once per learner
+local function cross_check_finetune(self, parallel, job)
+  local done = cross_checked[self] or {}
+  cross_checked[self] = done
+  if done.evaluate then return end
+  done.evaluate = true
+  local here = self:finetune(job[2], job[4], job[5], job[6], job[7], job[8])
+  local there = parallel.map("algorithm", "finetune_task", {job}, {workers_only = true})[1][1]
+  if type(here) ~= "table" or type(there) ~= "table" then
+    check_against_worker(self, "evaluate", parallel.threads(), "the first task's fine-tuning",
+      string.format("finetune returned a %s on the worker, a %s here", type(there), type(here)))
+  end
+  check_against_worker(self, "evaluate", parallel.threads(), "the first task's fine-tuning",
+    first_difference(here, there, function(i)
+      return string.format("the metric after %d inner step%s", i - 1, i == 2 and "" or "s")
+    end))
 end
 
 -- add g into acc[i] (a fresh tensor the first time)
@@ -367,6 +464,7 @@ function Learner:meta_gradient(batch, ctx)
       jobs[#jobs + 1] = {self.spec, meta_params, batch.support_x:select(1, t), batch.support_y:select(1, t),
         batch.query_x:select(1, t), batch.query_y:select(1, t), task_ctx(t)}
     end
+    cross_check_gradients(self, parallel, jobs[1])
     for _, r in ipairs(parallel.map("algorithm", "task_gradients", jobs)) do collect(r[1], r[2], r[3]) end
   else
     for t = first, last do
@@ -414,6 +512,7 @@ function Learner:evaluate(meta, n_tasks, next_task, steps, should_stop)
   local pending = {}
   local function flush()
     if #pending == 0 then return end
+    cross_check_finetune(self, parallel, pending[1])
     for _, r in ipairs(parallel.map("algorithm", "finetune_task", pending)) do per_task[#per_task + 1] = r[1] end
     pending = {}
   end

@@ -3,6 +3,7 @@
 ** threads, each with its own Lua state (a Lua state is single-threaded).
 **
 **   local results = parallel.map("maml", "task_gradients", jobs)
+**   parallel.map("maml", "task_gradients", jobs, {workers_only = true})
 **
 ** calls require("maml").task_gradients(table.unpack(jobs[i])) for every i,
 ** on a pool of threads (the calling thread works too), and returns the
@@ -347,13 +348,21 @@ static void start_workers(lua_State *L, int total) {
 
 /* ------------------------------------------------------------ Lua API */
 
-/* parallel.map(module, function, jobs) -> results: results[i] is the list
-** of values job i returned */
+/* parallel.map(module, function, jobs [, {workers_only=false}]) -> results:
+** results[i] is the list of values job i returned. workers_only: the caller
+** runs none of the jobs, the worker threads all (a job's result as a fresh
+** state computes it, for a check against the caller's own) */
 static int l_map(lua_State *L) {
+  static const char *const options[] = {"workers_only", NULL};
   const char *module = luaL_checkstring(L, 1), *function = luaL_checkstring(L, 2);
   luaL_checktype(L, 3, LUA_TTABLE);
+  lt_check_options(L, 4, "map", options);
+  int workers_only = lt_opt_boolean(L, 4, "map", "workers_only", 0);
   if (in_worker) return luaL_error(L, "parallel.map: cannot be called from inside a parallel job");
   if (nthreads == 0) start_workers(L, sys_default_threads());
+  if (workers_only && pool.nworkers == 0)
+    return lt_argerror(L, 4, "map", "option 'workers_only' needs worker threads, but the pool has none "
+                       "(parallel.threads() is %d)", nthreads);
   lua_Integer njobs = luaL_len(L, 3);
   if (njobs < 0 || njobs > (1 << 24)) return lt_argerror(L, 3, "map", "too many jobs");
   /* a plain copy of the list first: lua_geti may run metamethods that raise
@@ -389,9 +398,11 @@ static int l_map(lua_State *L) {
     atomic_fetch_add(&stats.maps, 1);
     if (pool.nworkers > 0) atomic_fetch_add(&stats.threaded_maps, 1);
     atomic_fetch_add(&stats.jobs, njobs);
-    in_worker = 1; /* the caller works too, in its own state */
-    run_batch(L, &b, 0);
-    in_worker = 0;
+    if (!workers_only) {
+      in_worker = 1; /* the caller works too, in its own state */
+      run_batch(L, &b, 0);
+      in_worker = 0;
+    }
     pthread_mutex_lock(&pool.mu);
     while (pool.busy > 0) pthread_cond_wait(&pool.done, &pool.mu);
     pool.batch = NULL;

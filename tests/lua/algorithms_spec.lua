@@ -2,7 +2,8 @@
 -- worker threads (lua/algorithm.lua, nn.from_module): every algorithm gives the same bits on 1 and 2
 -- threads; what a worker could not rebuild (an edited learner or network, a replaced method, a
 -- network without a spec) is refused, never run as plain MAML; a worker that ignores its job is
--- caught by the 1-vs-2 comparison; per algorithm, its gradient against finite differences (Reptile:
+-- stopped at its first task (the learner's check against this thread), and one that goes wrong later
+-- is caught by the 1-vs-2 comparison; per algorithm, its gradient against finite differences (Reptile:
 -- against a hand computation); Meta-SGD's step sizes are learned, checkpointed and resumed exactly.
 local T = require "tensor"
 local ag = require "autograd"
@@ -77,10 +78,45 @@ describe("every algorithm on 1 and 2 threads", function()
     end)
   end
 
-  it("the comparison fails for a worker that ignores its job (fixtures/broken_worker_maml.lua)", function()
+  it("a worker that ignores its job is stopped at the first task it is sent (fixtures/broken_worker_maml.lua)", function()
     options.broken_worker_maml = options.maml
     _G.MAMLRUN_MAIN_STATE = true
-    local ok, one, two = pcall(function() return train("broken_worker_maml", 2, 1), train("broken_worker_maml", 2, 2) end)
+    local ok1, one = pcall(train, "broken_worker_maml", 2, 1)
+    local ok2, err = pcall(train, "broken_worker_maml", 2, 2)
+    _G.MAMLRUN_MAIN_STATE = nil
+    assert(ok1, one) -- (on one thread it runs as written)
+    assert.is_false(ok2)
+    assert.is_true(require("options").is_usage_error(err), tostring(err))
+    assert.matches("^meta_gradient on 2 threads: a worker thread computed task 1 of the meta%-batch of iteration 1 "
+      .. "otherwise than this thread: the query loss is [%d.]+ on the worker, [%d.]+ here%. The broken_worker_maml "
+      .. "learner or its network depends on something a worker thread does not rebuild", tostring(err))
+  end)
+
+  it("evaluate stops as well at the first task a worker fine-tunes otherwise (fixtures/broken_worker_maml.lua)", function()
+    -- a regression, whose metric (the mean squared error) shows any difference of the adapted weights
+    local learner = algorithm.build("broken_worker_maml", nn.mlp{sizes = {1, 8, 1}}:init(T.generator(3)),
+      {inner_lr = 0.1, steps = 2, loss = "mse", metric = "mse"})
+    local gen = T.generator(4)
+    local function next_task()
+      local sx, qx = T.randn({5, 1}, gen), T.randn({5, 1}, gen)
+      return sx, sx:tanh(), qx, qx:tanh()
+    end
+    _G.MAMLRUN_MAIN_STATE = true
+    local ok1, serial = pcall(with_threads, 1, learner.evaluate, learner, nil, 3, next_task, 2)
+    local ok2, err = pcall(learner.evaluate, learner, nil, 3, next_task, 2)
+    _G.MAMLRUN_MAIN_STATE = nil
+    assert(ok1, serial)
+    assert.is_false(ok2)
+    assert.matches("^evaluate on 2 threads: a worker thread computed the first task's fine%-tuning otherwise than "
+      .. "this thread: the metric after 1 inner step is [%d.e-]+ on the worker, [%d.e-]+ here", tostring(err))
+  end)
+
+  it("the 1-vs-2 comparison fails for a worker that goes wrong after its first task (fixtures/late_broken_worker_maml.lua)", function()
+    options.late_broken_worker_maml = options.maml
+    _G.MAMLRUN_MAIN_STATE = true
+    local ok, one, two = pcall(function()
+      return train("late_broken_worker_maml", 3, 1), train("late_broken_worker_maml", 3, 2)
+    end)
     _G.MAMLRUN_MAIN_STATE = nil
     assert(ok, one)
     assert.are_not.same(one, two)

@@ -15,6 +15,20 @@ describe("parallel.map", function()
     for i = 1, 6 do assert.same({2 * i}, results[i]) end
   end)
 
+  it("workers_only: the worker threads run every job, the caller none; refused without workers", function()
+    parallel.set_threads(2)
+    parallel.reset_stats()
+    local results = parallel.map("tests.lua.helpers", "busy_job", {{0, 1}, {0, 2}, {0, 3}}, {workers_only = true})
+    assert.same({{2}, {4}, {6}}, results)
+    assert.same({maps = 1, threaded_maps = 1, jobs = 3, worker_jobs = 3}, parallel.stats())
+    assert.error_matches(function() parallel.map("tests.lua.helpers", "busy_job", {{0, 1}}, {worker_only = true}) end,
+      "bad argument #4 to 'map' (unknown option 'worker_only'; valid options: workers_only)", 1, true)
+    parallel.set_threads(1)
+    assert.error_matches(function() parallel.map("tests.lua.helpers", "busy_job", {{0, 1}}, {workers_only = true}) end,
+      "bad argument #4 to 'map' (option 'workers_only' needs worker threads, but the pool has none "
+      .. "(parallel.threads() is 1))", 1, true)
+  end)
+
   it("names the job and the error of a failing job", function()
     parallel.set_threads(2)
     -- (pcall, not error_matches: busted would strip the message up to the job's own "file:line: ")
