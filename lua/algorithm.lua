@@ -30,7 +30,8 @@
 local T = require "tensor"
 local ag = require "autograd"
 local nn = require "nn"
-local usage_error = require("options").usage_error
+local usage_or_input = require "options" -- (usage_error, input_error: mistakes of the user's, no traceback)
+local usage_error = usage_or_input.usage_error
 
 local M = {}
 
@@ -109,9 +110,43 @@ M.Learner = Learner
 --- "boolean", "string", a list of choices, or "number_or_ways"). check_config(cfg, set) and
 --- check_learner(learner, cfg, set) (the built learner, its network learner.net): nil, or a key's name
 --- and the error for a setting the algorithm cannot honour (docs/algorithms.md).
+local DEFINE_FIELDS = {"name", "base", "doc", "keys", "check_config", "check_learner"}
+
+-- a mistake in the call of algorithm.define in the user's module: the message starts with that call's
+-- place (file:line) and has no traceback of our code (options.input_error: the module is the user's file)
+local function define_error(fmt, ...)
+  local info = debug.getinfo(3, "Sl")
+  local where = info and info.currentline and info.currentline > 0 and (info.short_src .. ":" .. info.currentline .. ": ")
+    or ""
+  usage_or_input.input_error(where .. string.format(fmt, ...))
+end
+
 function M.define(def)
   if type(def) ~= "table" or type(def.name) ~= "string" then
     error("algorithm.define: expected {name = <string>, ...}", 2)
+  end
+  -- a field it does not know would be ignored (a check_confg that never checks): refused
+  for k in pairs(def) do
+    local known = false
+    for _, f in ipairs(DEFINE_FIELDS) do known = known or k == f end
+    if not known then
+      local near = type(k) == "string" and require("options").closest(k, DEFINE_FIELDS)
+      define_error("algorithm.define (%s): unknown field '%s'%s; the fields are %s", def.name, tostring(k),
+        near and string.format(" (did you mean %s?)", near) or "", table.concat(DEFINE_FIELDS, ", "))
+    end
+  end
+  for _, f in ipairs{"check_config", "check_learner"} do
+    if def[f] ~= nil and type(def[f]) ~= "function" then
+      define_error("algorithm.define (%s): %s must be a function, got %s", def.name, f, type(def[f]))
+    end
+  end
+  if def.keys ~= nil and type(def.keys) ~= "table" then
+    define_error("algorithm.define (%s): keys must be a list of {name=, type=, default=, doc=}, got %s",
+      def.name, type(def.keys))
+  end
+  if def.base ~= nil and (type(def.base) ~= "table" or type(def.base.Learner) ~= "table") then
+    define_error("algorithm.define (%s): base must be the module of another algorithm (require "
+      .. "\"algorithms.maml\"), got %s", def.name, type(def.base))
   end
   local A = {name = def.name, doc = def.doc or "", keys = def.keys or {}, base = def.base,
     check_config = def.check_config or (def.base and def.base.check_config),
@@ -168,6 +203,44 @@ end
 
 local loaded = {}   -- module name -> {A =, methods = snapshot at load}
 
+-- the methods every algorithm must have (the base Learner has neither)
+local REQUIRED = {"task_meta_gradient", "finetune"}
+
+-- An algorithm's class as written: every required method there, and no method of its own whose name is
+-- a near miss of one its base calls (inner_stp for inner_step would never be called: the run would be
+-- plain MAML under another name). Refused with the module's file, the name and the one meant.
+local function check_methods(A, module)
+  local file = package.searchpath(module, package.path)
+  local where = string.format("algorithm %s (%s)", A.name, file or "module " .. module)
+  local parent = getmetatable(A.Learner) and getmetatable(A.Learner).__index
+  local inherited = {}
+  for k in pairs(type(parent) == "table" and methods(parent) or {}) do inherited[#inherited + 1] = k end
+  for _, r in ipairs(REQUIRED) do inherited[#inherited + 1] = r end
+  table.sort(inherited)
+  local own = {}
+  for k, v in pairs(A.Learner) do
+    if type(k) == "string" and type(v) == "function" then own[#own + 1] = k end
+  end
+  table.sort(own)
+  for _, r in ipairs(REQUIRED) do
+    if type(A.Learner[r]) ~= "function" then
+      local near = require("options").closest(r, own)
+      usage_or_input.input_error(string.format("%s has no method Learner:%s, which every algorithm needs "
+        .. "(docs/algorithms.md)%s", where, r, near and string.format("; did you mean it by Learner:%s?", near) or ""))
+    end
+  end
+  local known = {}
+  for _, k in ipairs(inherited) do known[k] = true end
+  for _, k in ipairs(own) do
+    local near = not known[k] and require("options").closest(k, inherited)
+    if near then
+      usage_or_input.input_error(string.format("%s defines Learner:%s, which nothing calls: did you mean "
+        .. "Learner:%s, which %s calls? (a helper method of your own needs a name further from the hooks')", where, k,
+        near, A.base and tostring(A.base.name) or "the runner"))
+    end
+  end
+end
+
 --- The module of an algorithm by name: a shipped one (lua/algorithms/<name>.lua) or a module of
 --- that name on package.path (beside the experiment script). Returns A and its module name.
 function M.load(name)
@@ -189,10 +262,14 @@ function M.load(name)
   end
   local A = require(module)
   if type(A) ~= "table" or type(A.new) ~= "function" or type(A.Learner) ~= "table" then
-    error(string.format("algorithm '%s': module %s is not an algorithm (make it with algorithm.define and "
-      .. "give it a new(net, options) function)", name, module), 0)
+    local file = package.searchpath(module, package.path)
+    usage_or_input.input_error(string.format("algorithm '%s': module %s%s is not an algorithm (make it with "
+      .. "algorithm.define and give it a new(net, options) function)", name, module, file and " (" .. file .. ")" or ""))
   end
-  if not loaded[module] then loaded[module] = {A = A, methods = methods(A.Learner)} end
+  if not loaded[module] then
+    check_methods(A, module)
+    loaded[module] = {A = A, methods = methods(A.Learner)}
+  end
   return A, module
 end
 

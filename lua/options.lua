@@ -115,6 +115,35 @@ M.input_error, M.is_input_error = error_kind("mamlrun.input_error")
 --- options.is_run_stopped(err): whether err was raised by run_stopped.
 M.run_stopped, M.is_run_stopped = error_kind("mamlrun.run_stopped")
 
+-- the edit distance of two strings (insertions, deletions, substitutions, and swaps of neighbours)
+local function distance(a, b)
+  local prev2, prev, cur = {}, {}, {}
+  for j = 0, #b do prev[j] = j end
+  for i = 1, #a do
+    cur = {[0] = i}
+    for j = 1, #b do
+      local cost = a:byte(i) == b:byte(j) and 0 or 1
+      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+      if i > 1 and j > 1 and a:byte(i) == b:byte(j - 1) and a:byte(i - 1) == b:byte(j) then
+        cur[j] = math.min(cur[j], prev2[j - 2] + 1)
+      end
+    end
+    prev2, prev = prev, cur
+  end
+  return prev[#b]
+end
+
+--- options.closest(name, candidates): the candidate (a list of strings) that name is probably a typo
+--- of (within 2 edits, and fewer than half its letters), or nil: for "did you mean" in messages.
+function M.closest(name, candidates)
+  local best, best_d
+  for _, c in ipairs(candidates) do
+    local d = distance(name, c)
+    if c ~= name and d <= 2 and d * 2 < #c and (best_d == nil or d < best_d) then best, best_d = c, d end
+  end
+  return best
+end
+
 --- options.without_position(msg): msg without the "file.lua:LINE: " an error() or a C binding put
 --- before it, for a message shown to the user, where the place in our code says nothing.
 function M.without_position(msg)

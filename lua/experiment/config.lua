@@ -212,15 +212,63 @@ local default_model = {omniglot = "conv4", sinusoid = "mlp", custom = "conv4"}
 -- the config key group of an algorithm module (its `keys`: {name=, type=, default=, doc=, only=} with
 -- type "integer", "number", "boolean", "string", "number_or_ways" or a list of choices, and only as
 -- key()'s)
-local function algorithm_keys(A)
-  local group = {}
-  for _, k in ipairs(A.keys or {}) do
+local KEY_FIELDS = {"name", "type", "default", "doc", "only"}
+
+local function show(v) -- (as describe below)
+  if type(v) == "string" then return string.format("%q", v) end
+  if type(v) == "table" then return json.encode(v) end
+  return tostring(v)
+end
+local KEY_TYPES = "\"integer\", \"number\", \"boolean\", \"string\", \"number_or_ways\" or a list of choices"
+
+-- Each key entry as it must be: a table with these fields alone, a name of its own, a known type and a
+-- default of that type (a key the run would read as nil, or show as a number while refusing one on the
+-- command line, is refused here, when the module's keys are first read, before anything runs).
+local function check_key_entry(what, i, k, seen)
+  local function bad(fmt, ...) require("options").input_error(what .. ": " .. string.format(fmt, ...)) end
+  if type(k) ~= "table" then bad("keys[%d] is a %s, not a {name=, type=, default=, doc=} table", i, type(k)) end
+  if type(k.name) ~= "string" or not k.name:match("^[%a_][%w_]*$") then
+    bad("keys[%d] has %s, but a key's name is a Lua name (as lr_decay)", i,
+      k.name == nil and "no name" or "the name " .. show(k.name))
+  end
+  for f in pairs(k) do
+    local known = false
+    for _, g in ipairs(KEY_FIELDS) do known = known or f == g end
+    if not known then
+      local near = type(f) == "string" and require("options").closest(f, KEY_FIELDS)
+      bad("key '%s' has an unknown field '%s'%s; a key's fields are %s", k.name, tostring(f),
+        near and string.format(" (did you mean %s?)", near) or "", table.concat(KEY_FIELDS, ", "))
+    end
+  end
+  if seen[k.name] then bad("key '%s' is declared twice (keys[%d] and keys[%d])", k.name, seen[k.name], i) end
+  seen[k.name] = i
+  if k.doc ~= nil and type(k.doc) ~= "string" then bad("key '%s' has a doc that is a %s, not a string", k.name, type(k.doc)) end
+end
+
+local function algorithm_keys(A, kind)
+  kind = kind or "algorithm"
+  local what = kind .. " " .. tostring(A.name)
+  local group, seen = {}, {}
+  for i, k in ipairs(A.keys or {}) do
+    check_key_entry(what, i, k, seen)
     local t = k.type
     if type(t) == "table" then t = one_of(t)
     elseif t == "number_or_ways" then t = number_or("ways")
-    else t = types[t] end
-    if not t then error(string.format("algorithm %s: key '%s' has an unknown type %s", A.name, tostring(k.name),
-      tostring(k.type)), 0) end
+    elseif t ~= "integer_list" and t ~= "model" and t ~= "algorithm" then t = types[t]
+    else t = nil end
+    if not t then
+      require("options").input_error(string.format("%s: key '%s' has an unknown type %s; the types are %s", what,
+        k.name, show(k.type), KEY_TYPES))
+    end
+    if k.default == nil then
+      require("options").input_error(string.format("%s: key '%s' has no default (the value when neither the "
+        .. "script nor the command line sets it)", what, k.name))
+    end
+    local converted = t.convert(k.default)
+    if converted == nil or converted ~= k.default then
+      require("options").input_error(string.format("%s: key '%s' is declared %s, but its default is %s (%s)", what,
+        k.name, t.name, show(k.default), math.type(k.default) == "float" and "a number" or "a " .. type(k.default)))
+    end
     local only = k.only
     local list = type(only) == "table" and (only.values or only.not_values)
     local stray -- a field of `only` it does not have (a misspelt instead would silently say nothing)
@@ -229,9 +277,9 @@ local function algorithm_keys(A)
     end
     if only ~= nil and (type(only) ~= "table" or type(only.key) ~= "string" or type(list) ~= "table" or #list == 0
         or (only.values and only.not_values) or (only.instead ~= nil and type(only.instead) ~= "string") or stray) then
-      error(string.format("algorithm %s: key '%s' has a bad 'only'%s (expected {key = <name>, values = {...}} or "
-        .. "{key = <name>, not_values = {...}}, and optionally instead = <name>)",
-        A.name, tostring(k.name), stray and " (unknown field '" .. stray .. "')" or ""), 0)
+      require("options").input_error(string.format("%s: key '%s' has a bad 'only'%s (expected {key = <name>, "
+        .. "values = {...}} or {key = <name>, not_values = {...}}, and optionally instead = <name>)",
+        what, tostring(k.name), stray and " (unknown field '" .. stray .. "')" or ""))
     end
     group[#group + 1] = key(k.name, t, k.default, k.doc or "", only)
   end
@@ -244,7 +292,8 @@ local function model_keys(model)
     if m == model then return M.keys[model] or {} end
   end
   local mod = require(model)
-  return type(mod) == "table" and mod.keys and algorithm_keys{name = model, keys = mod.keys} or {}
+  return type(mod) == "table" and mod.keys and algorithm_keys({name = model, keys = mod.keys}, "network module")
+    or {}
 end
 
 --- The config keys of an algorithm (by name), as M.keys' groups.
@@ -255,12 +304,21 @@ end
 -- the key list of a (task, model, algorithm), as a map name -> entry and a sorted list of names
 local function schema(task, model, alg)
   local map, names = {}, {}
-  local groups = {M.keys.common, M.keys[task] or {}, model == "none" and {} or model_keys(model),
+  local groups = {M.keys.common, task ~= "common" and M.keys[task] or {}, model == "none" and {} or model_keys(model),
     alg and M.algorithm_keys(alg) or {}}
-  for _, group in ipairs(groups) do
+  local owners = {"every experiment", "task " .. tostring(task), "network " .. tostring(model),
+    "algorithm " .. tostring(alg)}
+  local owner = {}
+  for g, group in ipairs(groups) do
     for _, k in ipairs(group) do
+      -- a network's or algorithm's key of the same name as another's would replace it silently (its default
+      -- and meaning): refused
+      if map[k.name] and owner[k.name] ~= g then
+        require("options").input_error(string.format("%s declares the key '%s', which is a key of %s already: "
+          .. "give it a name of its own", owners[g], k.name, owners[owner[k.name]]))
+      end
       if not map[k.name] then names[#names + 1] = k.name end
-      map[k.name] = k
+      map[k.name], owner[k.name] = k, g
     end
   end
   table.sort(names)

@@ -494,3 +494,98 @@ describe("algorithms in the experiment runner", function()
     assert.truthy(tostring(err):find("tiny (algorithm maml) on 2 threads: learner.adapted", 1, true), tostring(err))
   end)
 end)
+
+describe("an algorithm module is refused where it is not what it says (before anything runs)", function()
+  local options_lib = require "options"
+  local maml = require "algorithms.maml"
+  local n = 0
+  -- a module of the user's own, by a new name each time (algorithm.load checks a module once)
+  local function module_named(prefix, make)
+    n = n + 1
+    local name = prefix .. n
+    package.loaded[name] = make(name)
+    return name
+  end
+  local function input_error_of(f, ...)
+    local ok, err = pcall(f, ...)
+    assert.is_false(ok)
+    assert.is_true(options_lib.is_input_error(err), tostring(err))
+    return err.message
+  end
+
+  it("algorithm.define refuses a field it does not know, naming the one meant, at the caller's line", function()
+    local msg = input_error_of(function()
+      local A = algorithm.define{name = "cc_typo", base = maml, keys = maml.keys, check_confg = function() end}
+      return A -- (not a tail call: that frame would have no line)
+    end)
+    assert.matches("^.*algorithms_spec%.lua:%d+: algorithm%.define %(cc_typo%): unknown field 'check_confg' %(did "
+      .. "you mean check_config%?%); the fields are name, base, doc, keys, check_config, check_learner$", msg)
+    assert.matches("keys must be a list", input_error_of(algorithm.define, {name = "k", keys = 3}))
+    assert.matches("check_learner must be a function, got string",
+      input_error_of(algorithm.define, {name = "k", check_learner = "yes"}))
+  end)
+
+  it("a hook spelt wrong (inner_stp) would never be called: refused, naming the hook", function()
+    local name = module_named("typo_hook", function(name)
+      local A = algorithm.define{name = name, base = maml, keys = maml.keys}
+      function A.new(net, o) return maml.setup(algorithm.instance(A, net, o), o) end
+      function A.Learner:inner_stp(i, w, g) return w - g end -- luacheck: ignore self i
+      function A.Learner:my_own_helper() end -- (a name far from every hook's is fine)
+      return A
+    end)
+    assert.equals("algorithm " .. name .. " (module " .. name .. ") defines Learner:inner_stp, which nothing calls: did "
+      .. "you mean Learner:inner_step, which maml calls? (a helper method of your own needs a name further from the "
+      .. "hooks')", input_error_of(algorithm.load, name))
+  end)
+
+  it("an algorithm without task_meta_gradient or finetune is refused when loaded, not after training", function()
+    local name = module_named("no_finetune", function(name)
+      local A = algorithm.define{name = name}
+      function A.new(net, o) return algorithm.instance(A, net, o) end
+      function A.Learner:task_meta_gradient() end
+      function A.Learner:fine_tune() end
+      return A
+    end)
+    assert.equals("algorithm " .. name .. " (module " .. name .. ") has no method Learner:finetune, which every "
+      .. "algorithm needs (docs/algorithms.md); did you mean it by Learner:fine_tune?", input_error_of(algorithm.load, name))
+  end)
+
+  it("a key declared with a default of another type, an unknown field or type, twice, or as another's", function()
+    local function with_keys(keys)
+      return module_named("keyed", function(name)
+        local A = algorithm.define{name = name, base = maml, keys = keys}
+        function A.new(net, o) return maml.setup(algorithm.instance(A, net, o), o) end
+        return A
+      end)
+    end
+    local function refused(keys, fragment)
+      local name = with_keys(keys)
+      local msg = input_error_of(experiment.algorithm_keys, name)
+      assert.truthy(msg:find("algorithm " .. name .. ": " .. fragment, 1, true), msg)
+    end
+    refused({{name = "lr_decay", type = "integer", default = 0.5, doc = "d"}},
+      "key 'lr_decay' is declared an integer, but its default is 0.5 (a number)")
+    refused({{name = "lr_decay", type = "number", default = "0.5", doc = "d"}},
+      "key 'lr_decay' is declared a number, but its default is \"0.5\" (a string)")
+    refused({{name = "lr_decay", type = {"a", "b"}, default = "c", doc = "d"}},
+      "key 'lr_decay' is declared one of a, b, but its default is \"c\" (a string)")
+    refused({{name = "lr_decay", type = "number", defualt = 0.5, doc = "d"}},
+      "key 'lr_decay' has an unknown field 'defualt' (did you mean default?)")
+    refused({{name = "lr_decay", type = "number", doc = "d"}}, "key 'lr_decay' has no default")
+    refused({{name = "lr_decay", type = "float", default = 0.5, doc = "d"}},
+      "key 'lr_decay' has an unknown type \"float\"; the types are \"integer\", \"number\", \"boolean\", \"string\", "
+      .. "\"number_or_ways\" or a list of choices")
+    refused({{name = "a", type = "number", default = 1}, {name = "a", type = "number", default = 2}},
+      "key 'a' is declared twice (keys[1] and keys[2])")
+    refused({{name = "lr-decay", type = "number", default = 1}}, "keys[1] has the name \"lr-decay\", but a key's name")
+    -- a key of every experiment declared again would replace its default and meaning without a word
+    local name = with_keys({{name = "meta_batch", type = "integer", default = 2, doc = "mine"}})
+    local msg = input_error_of(experiment.resolve, {algorithm = name}, {})
+    assert.equals("algorithm " .. name .. " declares the key 'meta_batch', which is a key of every experiment "
+      .. "already: give it a name of its own", msg)
+    -- and one declared as it should be is fine
+    local fine = with_keys({{name = "lr_decay", type = "number", default = 0.5, doc = "d"},
+      {name = "k", type = "integer", default = 2}, {name = "c", type = {"a", "b"}, default = "a"}})
+    assert.equals(0.5, experiment.resolve({algorithm = fine}, {}).lr_decay)
+  end)
+end)

@@ -206,6 +206,7 @@ describe("experiment config", function()
       local A = algorithm.define{name = name, doc = "a test algorithm with a bad only", keys = {
         {name = "k", type = "integer", default = 1, doc = "a key", only = only}}}
       A.new = function() end
+      A.Learner.task_meta_gradient, A.Learner.finetune = function() end, function() end
       package.loaded[name] = A
       local ok, err = pcall(experiment.algorithm_keys, name)
       package.loaded[name] = nil

@@ -51,6 +51,8 @@ local cases = {
     "eps", "0.1"},
   {"gradgradcheck", 3, function(o) return require("gradcheck").gradgradcheck(function(v) return v end, {}, o) end,
     "max_elements", 2.5},
+  {"map", 4, function(o) return require("parallel").map("tests.lua.helpers", "busy_job", {{0, 1}}, o) end,
+    "workers_only", 1},
   {"json.encode", 2, function(o) return require("json").encode({}, o) end, "empty_object", "yes"},
 }
 
