@@ -332,6 +332,11 @@ function Learner:reproducible()
   if not spec then
     return "the learner was not made by algorithm.build (or maml.new), so worker threads cannot rebuild it" .. fix
   end
+  if not require("locate").module_file(spec.module) then
+    return string.format("the algorithm module '%s' is in no file on package.path (the script made it, in "
+      .. "package.loaded or package.preload), so worker threads, which load modules from files, cannot build it; "
+      .. "put it in %s.lua beside the script, or run with threads=1", spec.module, spec.module)
+  end
   if spec.unportable then
     return string.format("the %s learner's %s, which cannot be sent to a worker thread%s", spec.algorithm,
       spec.unportable, fix)

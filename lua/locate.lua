@@ -50,6 +50,13 @@ function M.is_dir(path)
 end
 local is_dir = M.is_dir
 
+--- The file a new Lua state's require(name) would load (package.path, then package.cpath), or nil: a
+--- module a script made itself (package.loaded[name] = ..., package.preload) is in no file, so worker
+--- threads, which start from the files, cannot load it.
+function M.module_file(name)
+  return package.searchpath(name, package.path) or package.searchpath(name, package.cpath)
+end
+
 --- The project folder (the one above the Lua library), or nil when there is no library.
 function M.project(opts)
   local root = (opts and opts.root) or host_root()

@@ -562,6 +562,11 @@ function M.reproducible(net)
     return "the network has no spec (it was not built by nn.conv4, nn.peer_net, nn.mlp or nn.from_module), "
       .. "so worker threads cannot rebuild it" .. fix
   end
+  if net.spec.module and not require("locate").module_file(net.spec.module) then
+    return string.format("the network module '%s' is in no file on package.path (the script made it, in "
+      .. "package.loaded or package.preload), so worker threads, which load modules from files, cannot build it; "
+      .. "put it in %s.lua beside the script, or run with threads=1", net.spec.module, net.spec.module)
+  end
   local now, was = layer_text(net, "", {}), net.fingerprint or {}
   for i = 1, math.max(#now, #was) do
     local a, b = now[i], was[i]

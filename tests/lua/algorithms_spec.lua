@@ -196,6 +196,24 @@ describe("what a worker cannot rebuild is refused on 2 threads", function()
     local net = nn.sequential{nn.flatten(), nn.linear(64, 3)}:init(T.generator(1))
     refused(algorithm.build("maml", net, {inner_lr = 0.4}), "the network has no spec")
   end)
+
+  it("a network module or an algorithm module the script made (package.loaded), in no file", function()
+    package.loaded.inline_net = function() return nn.sequential{nn.flatten(), nn.linear(64, 3)} end
+    local net = nn.from_module("inline_net", {})
+    net:init(T.generator(1))
+    refused(algorithm.build("maml", net, {inner_lr = 0.4}), "the network module 'inline_net' is in no file on "
+      .. "package.path (the script made it, in package.loaded or package.preload), so worker threads, which load "
+      .. "modules from files, cannot build it; put it in inline_net.lua beside the script, or run with threads=1")
+    package.loaded.inline_net = nil
+    local maml = require "algorithms.maml"
+    local A = algorithm.define{name = "inline_maml", base = maml, keys = maml.keys}
+    function A.new(n, o) return maml.setup(algorithm.instance(A, n, o), o) end
+    package.loaded.inline_maml = A
+    local ok, learner = pcall(algorithm.build, "inline_maml", conv_net(1), {inner_lr = 0.4})
+    assert(ok, learner)
+    refused(learner, "the algorithm module 'inline_maml' is in no file on package.path")
+    package.loaded.inline_maml = nil
+  end)
 end)
 
 describe("a network of the user's own (fixtures/tanh_net.lua, with a custom layer)", function()
