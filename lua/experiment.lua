@@ -1031,12 +1031,15 @@ function run_experiment(script_cfg, opts)
     (function() local n = 0; for _, a in ipairs(run.learner.adapted) do if a then n = n + 1 end end; return n end)(),
     run.dir)
 
-  local ok, err = pcall(function() return run:train() end)
-  if not ok then
-    run.metrics_file:close()
-    error(err, 0)
+  -- (on an error the metrics file is closed as the error goes on: not caught and raised again, which would
+  -- lose the traceback of where it happened, in the user's algorithm say)
+  local finished
+  do
+    local close_on_error <close> = setmetatable({}, {__close = function(_, err)
+      if err ~= nil then run.metrics_file:close() end
+    end})
+    finished = run:train()
   end
-  local finished = err
   if not finished then
     run.metrics_file:close()
     run:write_summary(nil, nil)

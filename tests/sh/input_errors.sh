@@ -98,5 +98,24 @@ run "$MAMLRUN" "$T/bug.lua"
 expect "a script's own error" 1 "" "mamlrun: "
 check "a script's own error keeps its traceback" grep -q "stack traceback" "$T/err"
 
+# a bug in an algorithm of the user's, met during training: the traceback goes through the user's line
+# (the runner closes its metrics file as the error goes on, it does not catch it and raise it again)
+mkdir -p "$T/alg"
+cat >"$T/alg/boom_maml.lua" <<'EOF'
+local algorithm = require "algorithm"
+local maml = require "algorithms.maml"
+local A = algorithm.define{name = "boom_maml", base = maml, keys = maml.keys}
+function A.new(net, o) return maml.setup(algorithm.instance(A, net, o), o) end
+function A.Learner:inner_step(i, w, g) local x = nil; return x.y end -- luacheck: ignore
+return A
+EOF
+cat >"$T/alg/boom.lua" <<'EOF'
+local experiment = require "experiment"
+return experiment.run(experiment.extend(experiment.config "sinusoid", {name = "boom", algorithm = "boom_maml"}))
+EOF
+run "$MAMLRUN" "$T/alg/boom.lua" "${SIN[@]:1}" threads=1 out_dir="$T/runs-boom"
+expect "a bug in the user's algorithm" 1 "" "boom_maml.lua:5: attempt to index a nil value"
+check "its traceback names the user's line" grep -q "boom_maml.lua:5: in " "$T/err"
+
 echo "$checks checks, $failures failed"
 [ "$failures" -eq 0 ]
