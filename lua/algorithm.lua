@@ -527,6 +527,19 @@ function Learner:meta_gradient(batch, ctx)
     total_loss, total_metric = total_loss + loss, total_metric + metric
   end
   local comm, first, last, mine = self.comm, 1, n_tasks, {}
+  local function checked(t, loss, metric, g)
+    if type(loss) ~= "number" or type(metric) ~= "number" or type(g) ~= "table" then
+      error(string.format("%s: Learner:task_meta_gradient returned (%s, %s, %s) for task %d; expected the query "
+        .. "loss and the metric as numbers and the gradient list over meta (return loss:item(), metric, grads)",
+        tostring(self.algorithm), T.is_tensor(loss) and "a tensor" or type(loss),
+        T.is_tensor(metric) and "a tensor" or type(metric), type(g), t), 0)
+    end
+    if #g > #meta_params then
+      error(string.format("%s: Learner:task_meta_gradient returned %d gradients for task %d, but meta has %d "
+        .. "entries", tostring(self.algorithm), #g, t, #meta_params), 0)
+    end
+    return loss, metric, g
+  end
   if comm then
     if self.bn_mode == "running" then
       error("bn_mode=running needs the running statistics of every task, which no MPI rank sees; "
@@ -535,6 +548,7 @@ function Learner:meta_gradient(batch, ctx)
     first, last = comm:share(n_tasks)
   end
   local collect = comm and function(...) mine[#mine + 1] = {...} end or add
+  local function collect_task(t, ...) collect(checked(t, ...)) end
   local function task_ctx(t)
     return {iteration = ctx.iteration, iterations = ctx.iterations, seed = ctx.seed, task = t}
   end
@@ -547,10 +561,10 @@ function Learner:meta_gradient(batch, ctx)
         batch.query_x:select(1, t), batch.query_y:select(1, t), task_ctx(t)}
     end
     cross_check_gradients(self, parallel, jobs[1])
-    for _, r in ipairs(parallel.map("algorithm", "task_gradients", jobs)) do collect(r[1], r[2], r[3]) end
+    for j, r in ipairs(parallel.map("algorithm", "task_gradients", jobs)) do collect_task(first + j - 1, r[1], r[2], r[3]) end
   else
     for t = first, last do
-      collect(self:task_meta_gradient(meta_params, batch.support_x:select(1, t), batch.support_y:select(1, t),
+      collect_task(t, self:task_meta_gradient(meta_params, batch.support_x:select(1, t), batch.support_y:select(1, t),
         batch.query_x:select(1, t), batch.query_y:select(1, t), task_ctx(t)))
     end
   end
@@ -612,6 +626,15 @@ function Learner:evaluate(meta, n_tasks, next_task, steps, should_stop)
     end
   end
   flush()
+  for t, row in ipairs(per_task) do
+    local ok = type(row) == "table" and #row == steps + 1
+    for c = 1, ok and #row or 0 do ok = ok and type(row[c]) == "number" end
+    if not ok then
+      error(string.format("%s: Learner:finetune returned %s for task %d; expected a list of steps + 1 = %d numbers "
+        .. "(the metric after 0..%d inner steps)", tostring(self.algorithm), type(row) == "table"
+        and string.format("a table of %d entries", #row) or "a " .. type(row), t, steps + 1, steps), 0)
+    end
+  end
   if self.comm then per_task = self.comm:gather_rows(per_task) end
   return M.summarize(per_task)
 end

@@ -15,6 +15,7 @@
 -- mean query loss (the paper's code: N x it, which Adam does not see).
 -- bn_mode "batch" normalises with the batch statistics at meta-test too (the paper's code,
 -- transductive); "running" uses the running statistics accumulated in meta-training.
+local T = require "tensor"
 local ag = require "autograd"
 local algorithm = require "algorithm"
 
@@ -134,9 +135,19 @@ function Learner:adapt_from(meta, fast, x, y, steps, create_graph, first_step, s
     local list = {}
     for n, i in ipairs(idx) do list[n] = out[i] end
     local loss = self:inner_loss(out, x, y, s, meta)
+    if not T.is_tensor(loss) then
+      error(string.format("%s: Learner:inner_loss returned a %s at inner step %d, not a tensor (the support loss to "
+        .. "differentiate)", self.algorithm, type(loss), s), 0)
+    end
     local grads = ag.grad(loss, list, {create_graph = create_graph, allow_unused = true})
     for n, i in ipairs(idx) do
-      if grads[n] ~= nil then out[i] = self:inner_step(i, out[i], self:inner_direction(i, grads[n], s, state), meta, s) end
+      if grads[n] ~= nil then
+        out[i] = self:inner_step(i, out[i], self:inner_direction(i, grads[n], s, state), meta, s)
+        if not T.is_tensor(out[i]) then
+          error(string.format("%s: Learner:inner_step returned a %s for %s at inner step %d, not a tensor (the "
+            .. "parameter's new value)", self.algorithm, type(out[i]), tostring(self.names[i]), s), 0)
+        end
+      end
     end
   end
   return out, state
@@ -162,6 +173,11 @@ function Learner:task_meta_gradient(meta, sx, sy, qx, qy, ctx)
   self.net:update_buffers(self.comm == nil) -- split over MPI ranks: no rank sees every task
   local fast = self:adapt(meta, sx, sy, self.steps, not self:is_first_order(ctx))
   local loss, out = self:query_loss(meta, fast, qx, qy, ctx)
+  if not T.is_tensor(loss) or not T.is_tensor(out) then
+    error(string.format("%s: Learner:query_loss returned (%s, %s); expected the query loss and the network's output, "
+      .. "two tensors", self.algorithm, T.is_tensor(loss) and "a tensor" or type(loss),
+      T.is_tensor(out) and "a tensor" or type(out)), 0)
+  end
   local grads = ag.grad(loss, meta, {allow_unused = true})
   return loss:item(), ag.no_grad(self.metric, out:detach(), qy), grads
 end

@@ -568,6 +568,44 @@ describe("an algorithm module is refused where it is not what it says (before an
       .. "algorithm needs (docs/algorithms.md); did you mean it by Learner:fine_tune?", input_error_of(algorithm.load, name))
   end)
 
+  it("a hook that returns the wrong kind of value is named, with what it should return", function()
+    local function variant(method, f)
+      local name = module_named("bad_" .. method, function(name)
+        local A = algorithm.define{name = name, base = maml, keys = maml.keys}
+        function A.new(net, o) return maml.setup(algorithm.instance(A, net, o), o) end
+        A.Learner[method] = f
+        return A
+      end)
+      return algorithm.build(name, conv_net(1), options.maml), name
+    end
+    local batch = random_batch(T.generator(9), 2, 1, {1, 8, 8})
+    local function fails(learner, call, fragment)
+      local ok, err = pcall(with_threads, 1, call, learner)
+      assert.is_false(ok)
+      assert.truthy(tostring(err):find(fragment, 1, true), tostring(err))
+    end
+    local learner, name = variant("inner_step", function() end)
+    fails(learner, function(l) return l:meta_gradient(batch) end,
+      name .. ": Learner:inner_step returned a nil for conv1.weight at inner step 1, not a tensor")
+    learner, name = variant("query_loss", function(self, meta, fast, qx, qy)
+      return self.loss(self:forward_at(meta, fast, qx, self.steps), qy)
+    end)
+    fails(learner, function(l) return l:meta_gradient(batch) end, name .. ": Learner:query_loss returned (a tensor, nil)")
+    learner, name = variant("task_meta_gradient", function(self, ...)
+      local loss, metric, grads = maml.Learner.task_meta_gradient(self, ...)
+      return T.tensor{loss}, metric, grads
+    end)
+    fails(learner, function(l) return l:meta_gradient(batch) end,
+      name .. ": Learner:task_meta_gradient returned (a tensor, number, table) for task 1")
+    learner, name = variant("finetune", function() return 0.5 end)
+    fails(learner, function(l)
+      return l:evaluate(nil, 1, function()
+        return batch.support_x:select(1, 1), batch.support_y:select(1, 1), batch.query_x:select(1, 1),
+          batch.query_y:select(1, 1)
+      end, 2)
+    end, name .. ": Learner:finetune returned a number for task 1; expected a list of steps + 1 = 3 numbers")
+  end)
+
   it("a key declared with a default of another type, an unknown field or type, twice, or as another's", function()
     local function with_keys(keys)
       return module_named("keyed", function(name)
