@@ -843,6 +843,13 @@ function run_experiment(script_cfg, opts)
   local host = host_functions(opts)
   if opts.overrides == nil then refuse_plain_arguments(host) end
   local overrides = opts.overrides or host.overrides or {}
+  -- a dataset folder given relative to where mamlrun started is kept as an absolute path, so the run's
+  -- config (and a resume= or eval_only= from another folder) names the same folder
+  if type(overrides.data) == "string" and overrides.data ~= "" and overrides.data:sub(1, 1) ~= "/" then
+    local copy = {}
+    for k, v in pairs(overrides) do copy[k] = v end
+    copy.data, overrides = require("locate").absolute(overrides.data), copy
+  end
   -- the host's requests, not config keys: help=true (`mamlrun SCRIPT --help`) and check=true (`--check`);
   -- =false is no request
   local requests = {}
@@ -883,9 +890,16 @@ function run_experiment(script_cfg, opts)
     -- a run continues with the script it was started from: another script's settings would be ignored
     local this = state.script_name(opts.script or host_functions(opts).script)
     if resume_tree.script and this and resume_tree.script ~= this then
+      -- the script as a command names it from here: a shipped one by name, a file of the user's by its path
+      local locate = require "locate"
+      local name = resume_tree.script:gsub("%.lua$", "")
+      local by_name = locate.script(name)
+      local file = type(resume_tree.script_path) == "string" and locate.is_file(resume_tree.script_path)
+        and resume_tree.script_path or nil
+      local command = (file and (not by_name or locate.absolute(by_name) ~= file)) and file or name
       usage_error(string.format("resume: %s is a run of %s (experiment %s), not of %s; continue it with: "
         .. "mamlrun %s resume=%s", resume_dir, resume_tree.script, tostring(resume_tree.experiment), this,
-        resume_tree.script:gsub("%.lua$", ""), resume_dir))
+        command, resume_dir))
     end
     local saved = state.saved_config(resume_tree, path)
     saved.resume = nil
@@ -911,6 +925,7 @@ function run_experiment(script_cfg, opts)
     end
   else
     cfg, ignored, set = M.resolve(script_cfg, overrides)
+    if cfg.data ~= nil and cfg.data ~= "" then cfg.data = require("locate").absolute(cfg.data) end
   end
   local asked_scale = overrides.inner_loss_scale or (not resume_tree and cfg.inner_loss_scale ~= nil
     and script_cfg.inner_loss_scale) or nil

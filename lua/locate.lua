@@ -50,6 +50,25 @@ function M.is_dir(path)
 end
 local is_dir = M.is_dir
 
+--- path as an absolute path: a relative one is taken in the folder mamlrun started in (mamlrun.cwd), so
+--- that a run folder's config names the same file from any folder; unchanged when that is unknown.
+function M.absolute(path)
+  if type(path) ~= "string" or path == "" or path:sub(1, 1) == "/" then return path end
+  local ok, host = pcall(require, "mamlrun")
+  local cwd = ok and type(host) == "table" and host.cwd
+  if type(cwd) ~= "string" then return path end
+  -- cwd is the physical folder (getcwd), so its "." and ".." can be taken away by name
+  local parts = {}
+  for part in (cwd .. "/" .. path):gmatch("[^/]+") do
+    if part == ".." then
+      parts[#parts] = nil
+    elseif part ~= "." then
+      parts[#parts + 1] = part
+    end
+  end
+  return "/" .. table.concat(parts, "/")
+end
+
 --- The file a new Lua state's require(name) would load (package.path, then package.cpath), or nil: a
 --- module a script made itself (package.loaded[name] = ..., package.preload) is in no file, so worker
 --- threads, which start from the files, cannot load it.

@@ -512,7 +512,7 @@ static void push_blas_info(lua_State *L) {
   }
 }
 
-/* package.loaded.mamlrun = {version=, overrides=, script=, root=, ...};
+/* package.loaded.mamlrun = {version=, overrides=, script=, root=, cwd=, ...};
 ** expects the overrides table and the root (string or nil) at the top, and
 ** pops the root */
 static void register_mamlrun_module(lua_State *L, const char *script) {
@@ -533,6 +533,10 @@ static void register_mamlrun_module(lua_State *L, const char *script) {
   if (script != NULL) lua_pushstring(L, script);
   else lua_pushnil(L);
   lua_setfield(L, -2, "script");
+  char cwd[PATH_MAX]; /* mamlrun.cwd: the folder it was started in (relative paths the user gave are of it) */
+  if (getcwd(cwd, sizeof cwd) != NULL) lua_pushstring(L, cwd);
+  else lua_pushnil(L);
+  lua_setfield(L, -2, "cwd");
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   lua_insert(L, -2);
   lua_setfield(L, -2, "mamlrun");

@@ -169,7 +169,8 @@ M.keys = {
       .. "test draws other tasks); with split=vinyals 0, its own 172 validation characters"),
     key("data", types.string, "",
       "Omniglot folder (empty: $OMNIGLOT_DIR, else the per-user folder $XDG_DATA_HOME/mamlrun/omniglot "
-      .. "(default ~/.local/share/mamlrun/omniglot), else a checkout's data/omniglot)"),
+      .. "(default ~/.local/share/mamlrun/omniglot), else a checkout's data/omniglot); a relative one is kept "
+      .. "as an absolute path"),
   },
   sinusoid = {
     key("shots", types.integer, 10, "support points per task in meta-training (K)", training("shots_test")),

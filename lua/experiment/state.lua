@@ -30,6 +30,8 @@ function M.checkpoint_tree(run)
   return {
     format = "mamlrun-maml", experiment = run.cfg.name, iteration = run.iteration,
     script = M.script_name(run.script),
+    -- (the file itself, for the command that continues the run from another folder)
+    script_path = M.script_name(run.script) and require("locate").absolute(run.script) or nil,
     shapes = {params = named_shapes(learner.meta_names, learner.meta_params),
               buffers = named_shapes(net:buffer_names(), net:buffers())},
     params = learner.meta_params, buffers = net:buffers(), skipped = run.skipped,

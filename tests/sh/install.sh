@@ -132,6 +132,15 @@ OMNIGLOT_DIR=$DATA XDG_DATA_HOME=$T/elsewhere run "$M" omniglot5w1s "${TINY[@]}"
 expect "a shipped experiment by name, OMNIGLOT_DIR" 0 "run folder: runs/by_name-"
 OMNIGLOT_DIR=$T/nothing-here run "$M" omniglot5w1s "${TINY[@]}"
 expect "OMNIGLOT_DIR is used as is" 1 "" "tasks.load: no Omniglot under '$T/nothing-here'"
+# a data= folder relative to the current one is kept as an absolute path: the run goes on from any folder
+run "$M" omniglot5w1s "${TINY[@]}" iterations=1 name=relative_data data="../xdg/mamlrun/./omniglot"
+expect "data= relative to the current folder" 0 "run folder: runs/relative_data-"
+rel_dir=$(ls -d "$W"/runs/relative_data-* 2>/dev/null | head -n 1)
+check "  ... config.json names it from the root" grep -qF "\"data\":\"$(cd "$DATA" && pwd -P)\"" "$rel_dir/config.json"
+cd "$T" || exit 2
+run "$M" omniglot5w1s resume="$rel_dir" iterations=2
+expect "  ... and a resume= from another folder finds it" 0 "resuming $rel_dir at iteration 1 of 2"
+cd "$W" || exit 2
 
 # ---------------------------------------------------------------- a user's own scripts come first
 U=$T/user

@@ -194,5 +194,18 @@ else
   fail "read-only folder: the run did not start" "$out"
 fi
 
+# a run of a script of the user's, resumed with another script from another folder: the command it
+# names is the user's file by its path (by the name alone, it is found only beside the file)
+mkdir -p "$T/mine" "$T/elsewhere"
+printf -- 'local e = require "experiment"\nreturn e.run(e.extend(e.config "sinusoid", {name = "mine"}))\n' \
+  >"$T/mine/sin_mine.lua"
+(cd "$T/mine" && "$MAMLRUN" sin_mine.lua "${SIN[@]:1}" iterations=2 out_dir="$T/mine/runs" >"$T/mine.out" 2>&1)
+mine_dir=$(ls -d "$T"/mine/runs/mine-* 2>/dev/null | head -n 1)
+rc=0
+(cd "$T/elsewhere" && "$MAMLRUN" sinusoid resume="$mine_dir" >"$T/mine-other.out" 2>&1) || rc=$?
+check "resume of a user's script with another: exit status $rc, expected 2" test "$rc" -eq 2
+check "resume of a user's script with another: the command names the script's file" has "$T/mine-other.out" \
+  "continue it with: mamlrun $T/mine/sin_mine.lua resume=$mine_dir"
+
 echo "$checks checks, $failures failed"
 [ "$failures" -eq 0 ]
