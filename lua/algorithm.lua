@@ -126,14 +126,10 @@ function M.define(def)
     error("algorithm.define: expected {name = <string>, ...}", 2)
   end
   -- a field it does not know would be ignored (a check_confg that never checks): refused
-  for k in pairs(def) do
-    local known = false
-    for _, f in ipairs(DEFINE_FIELDS) do known = known or k == f end
-    if not known then
-      local near = type(k) == "string" and require("options").closest(k, DEFINE_FIELDS)
-      define_error("algorithm.define (%s): unknown field '%s'%s; the fields are %s", def.name, tostring(k),
-        near and string.format(" (did you mean %s?)", near) or "", table.concat(DEFINE_FIELDS, ", "))
-    end
+  local stray = usage_or_input.unknown_field(def, DEFINE_FIELDS)
+  if stray then
+    define_error("algorithm.define (%s): unknown field %s; the fields are %s", def.name, stray,
+      table.concat(DEFINE_FIELDS, ", "))
   end
   for _, f in ipairs{"check_config", "check_learner"} do
     if def[f] ~= nil and type(def[f]) ~= "function" then
@@ -404,6 +400,15 @@ end
 -- run stops rather than run as something else on the workers.
 local cross_checked = setmetatable({}, {__mode = "k"}) -- learner -> {meta_gradient = true, evaluate = true}
 
+-- true the first time a learner asks for `what`'s check, then false
+local function first_check(self, what)
+  local done = cross_checked[self] or {}
+  cross_checked[self] = done
+  if done[what] then return false end
+  done[what] = true
+  return true
+end
+
 local function same_number(a, b) return a == b or (a ~= a and b ~= b) end
 
 -- the first difference of two values (numbers, tensors, lists of them) as text, or nil
@@ -441,10 +446,7 @@ end
 
 -- meta_gradient's first job (the arguments of algorithm.task_gradients), once per learner
 local function cross_check_gradients(self, parallel, job)
-  local done = cross_checked[self] or {}
-  cross_checked[self] = done
-  if done.meta_gradient then return end
-  done.meta_gradient = true
+  if not first_check(self, "meta_gradient") then return end
   local meta, sx, sy, qx, qy, ctx = job[2], job[3], job[4], job[5], job[6], job[7]
   -- (this thread's network is left as it was: its modes, and its batch-norm running statistics, which a
   -- task may update)
@@ -471,10 +473,7 @@ end
 
 -- evaluate's first job (the arguments of algorithm.finetune_task), once per learner
 local function cross_check_finetune(self, parallel, job)
-  local done = cross_checked[self] or {}
-  cross_checked[self] = done
-  if done.evaluate then return end
-  done.evaluate = true
+  if not first_check(self, "evaluate") then return end
   local here = self:finetune(job[2], job[4], job[5], job[6], job[7], job[8])
   local there = parallel.map("algorithm", "finetune_task", {job}, {workers_only = true})[1][1]
   if type(here) ~= "table" or type(there) ~= "table" then

@@ -144,6 +144,20 @@ function M.closest(name, candidates)
   return best
 end
 
+--- options.unknown_field(t, fields): the first key of table t (in sorted order) that is not in the list
+--- fields, as text for a message: "'check_confg' (did you mean check_config?)", or nil when there is none.
+function M.unknown_field(t, fields)
+  local known, stray = {}, {}
+  for _, f in ipairs(fields) do known[f] = true end
+  for k in pairs(t) do
+    if not known[k] then stray[#stray + 1] = tostring(k) end
+  end
+  if #stray == 0 then return nil end
+  table.sort(stray)
+  local near = M.closest(stray[1], fields)
+  return string.format("'%s'%s", stray[1], near and string.format(" (did you mean %s?)", near) or "")
+end
+
 --- options.without_position(msg): msg without the "file.lua:LINE: " an error() or a C binding put
 --- before it, for a message shown to the user, where the place in our code says nothing.
 function M.without_position(msg)

@@ -232,15 +232,8 @@ local function check_key_entry(what, i, k, seen)
     bad("keys[%d] has %s, but a key's name is a Lua name (as lr_decay)", i,
       k.name == nil and "no name" or "the name " .. show(k.name))
   end
-  for f in pairs(k) do
-    local known = false
-    for _, g in ipairs(KEY_FIELDS) do known = known or f == g end
-    if not known then
-      local near = type(f) == "string" and require("options").closest(f, KEY_FIELDS)
-      bad("key '%s' has an unknown field '%s'%s; a key's fields are %s", k.name, tostring(f),
-        near and string.format(" (did you mean %s?)", near) or "", table.concat(KEY_FIELDS, ", "))
-    end
-  end
+  local stray = require("options").unknown_field(k, KEY_FIELDS)
+  if stray then bad("key '%s' has an unknown field %s; a key's fields are %s", k.name, stray, table.concat(KEY_FIELDS, ", ")) end
   if seen[k.name] then bad("key '%s' is declared twice (keys[%d] and keys[%d])", k.name, seen[k.name], i) end
   seen[k.name] = i
   if k.doc ~= nil and type(k.doc) ~= "string" then bad("key '%s' has a doc that is a %s, not a string", k.name, type(k.doc)) end
