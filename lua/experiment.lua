@@ -654,7 +654,7 @@ end
 -- what the run ran on, for its record: the CPU's model name (Linux's /proc/cpuinfo, when there),
 -- the worker threads and MPI ranks, the OpenBLAS core (vm/blas.h: who chose it) and what ran the
 -- convolutions (ops/conv_dnnl.c)
-local function machine(comm)
+local function machine(comm, training_threads)
   local cpu
   local f = io.open("/proc/cpuinfo", "r")
   if f then
@@ -663,8 +663,9 @@ local function machine(comm)
   end
   local host = require("mamlrun")
   local has_parallel, parallel = pcall(require, "parallel")
-  return {cpu = cpu, threads = has_parallel and parallel.threads() or 1, ranks = comm and comm.size or 1,
-          blas_core = host.blas.core, blas_core_set_by = host.blas.set_by, conv = host.conv}
+  return {cpu = cpu, threads = has_parallel and parallel.threads() or 1, training_threads = training_threads,
+          ranks = comm and comm.size or 1, blas_core = host.blas.core, blas_core_set_by = host.blas.set_by,
+          conv = host.conv}
 end
 
 function Run:write_summary(result, text)
@@ -674,7 +675,7 @@ function Run:write_summary(result, text)
     name = cfg.name, run = self.dir, iteration = self.iteration, iterations = cfg.iterations,
     seconds_per_iteration = self.seconds_per_iteration, skipped_updates = self.skipped,
     rss_peak_bytes = self.host.rss_peak(), metric = self.metric_key, steps_test = cfg.steps_test,
-    algorithm = cfg.algorithm, algorithm_options = {}, machine = machine(self.comm),
+    algorithm = cfg.algorithm, algorithm_options = {}, machine = machine(self.comm, self.training_threads),
   }
   for _, k in ipairs(M.algorithm_keys(cfg.algorithm)) do summary.algorithm_options[k.name] = cfg[k.name] end
   if result then
@@ -732,6 +733,17 @@ function M.prepare(cfg, opts)
   run.opt = run.learner:outer_optimizer(cfg)
   -- what worker threads could not rebuild is refused before anything runs (never run as another algorithm)
   run.learner:check_threads(string.format("%s (algorithm %s)", cfg.name, cfg.algorithm))
+  -- bn_mode=running updates the running statistics task after task on one network: its meta-batches run on
+  -- this thread alone (validation and test on all). Asked for by threads=N, that is refused; chosen by
+  -- threads=0 (as many as useful), it is said, and the summary records it
+  if has_parallel and parallel.threads() > 1 and run.learner:sequential_tasks() then
+    if cfg.threads > 1 and not cfg.eval_only then
+      usage_error(string.format("config key 'threads' is %d, but with bn_mode=running the tasks of a meta-batch "
+        .. "run one after another on one thread (each updates the running statistics): set threads=1, or "
+        .. "bn_mode=batch to train on %d threads", cfg.threads, cfg.threads))
+    end
+    run.training_threads = 1
+  end
   if cfg.progress == "auto" then
     run.mode = run.host.is_tty(1) and "line" or "log"
   else
@@ -1040,11 +1052,15 @@ function run_experiment(script_cfg, opts)
   end
   run:record({type = "start", iter = run.iteration, resumed = resume_tree ~= nil, changed = changed,
     date = os.date("!%Y-%m-%dT%H:%M:%SZ"),
-    version = require("mamlrun").version, machine = machine(run.comm)})
+    version = require("mamlrun").version, machine = machine(run.comm, run.training_threads)})
   run:say("%s: %s on %s with %d weights, %d meta-parameter tensors (%d adapted in the inner loop), run folder %s",
     cfg.name, M.algorithm_text(cfg), tostring(run.net.kind), run.net:num_elements(), #run.learner.meta_params,
     (function() local n = 0; for _, a in ipairs(run.learner.adapted) do if a then n = n + 1 end end; return n end)(),
     run.dir)
+  if run.training_threads then
+    run:say("bn_mode=running: the tasks of each meta-batch run on one thread, one after another (each updates "
+      .. "the running statistics); validation and test on %d threads", require("parallel").threads())
+  end
 
   -- (on an error the metrics file is closed as the error goes on: not caught and raised again, which would
   -- lose the traceback of where it happened, in the user's algorithm say)

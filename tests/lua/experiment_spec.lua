@@ -406,6 +406,22 @@ describe("experiment runs", function()
     assert.same(params_of(full), params_of(again))
   end)
 
+  it("bn_mode=running trains on one thread: threads=2 is refused, threads=0 says so and records it", function()
+    local ok, err = pcall(run_tiny, dir .. "/bn_running2", {bn_mode = "running", threads = 2})
+    assert.is_false(ok)
+    assert.is_true(options.is_usage_error(err), tostring(err))
+    assert.truthy(tostring(err):find("config key 'threads' is 2, but with bn_mode=running the tasks of a meta-batch "
+      .. "run one after another on one thread", 1, true), tostring(err))
+    parallel.set_threads(2) -- (threads=0: the pool as it is)
+    local said = {}
+    local result = run_tiny(dir .. "/bn_running0", {bn_mode = "running", threads = 0, progress = "log"},
+      {print = function(s) said[#said + 1] = s end})
+    assert.truthy(table.concat(said):find("bn_mode=running: the tasks of each meta-batch run on one thread", 1, true))
+    local summary = json.decode(read(result.dir .. "/summary.json"))
+    assert.equals(1, summary.machine.training_threads)
+    assert.equals(2, summary.machine.threads)
+  end)
+
   it("give the same meta-parameters on 1 and 2 threads, bit for bit", function()
     local one = run_tiny(dir .. "/one_thread", {threads = 1})
     parallel.reset_stats()
