@@ -690,6 +690,39 @@ function Run:write_summary(result, text)
   end
 end
 
+local BUILTIN_MODELS = {conv4 = true, peer_net = true, mlp = true}
+
+-- The network of cfg, built and run once on two of the task's examples (zeros), before anything is written:
+-- a network that cannot take them (an image too small for conv4's pools, a flat mlp on images, a network
+-- of another task) is refused here, naming the network, the examples and why, not at the first meta-batch
+-- with a traceback (and --check finds it). A shipped network's refusal is a usage error; a network
+-- module of the user's keeps its traceback (it may be a bug in the module).
+local function checked_net(cfg, source)
+  local builtin = BUILTIN_MODELS[cfg.model]
+  local function refuse(what, err)
+    local msg = string.format("network %s %s: %s", tostring(cfg.model), what, without_position(err))
+    if builtin then usage_error(msg) end
+    error(msg, 0)
+  end
+  local handler = builtin and function(e) return e end or function(e) return debug.traceback(tostring(e), 2) end
+  local ok, net = xpcall(M.build_net, handler, cfg, source)
+  if not ok then refuse("cannot be built for task " .. tostring(cfg.task), net) end
+  local regression = source.kind == "regression"
+  local size = source.image_size or cfg.image
+  local shape = regression and {2, source.input_size or 1} or {2, source.channels or 1, size, size}
+  local text = "(" .. table.concat(shape, "x") .. (regression and "" or ", image=" .. tostring(size)) .. ")"
+  local out
+  ok, out = xpcall(function() return net:output_shape(shape) end, handler)
+  if not ok then refuse(string.format("cannot take this task's examples %s", text), out) end
+  local want = regression and (source.output_size or 1) or cfg.ways
+  if #out ~= 2 or out[1] ~= 2 or out[2] ~= want then
+    refuse(string.format("gives outputs of shape (%s) for the examples %s", table.concat(out, "x"), text),
+      string.format("the task needs (2x%d), %s", want, regression and "one prediction per example"
+        or "one score per class (ways=" .. tostring(cfg.ways) .. ")"))
+  end
+  return net
+end
+
 --- Set up a run for cfg: source, net, learner, optimizer, generator (nothing is written yet).
 function M.prepare(cfg, opts)
   opts = opts or {}
@@ -705,7 +738,7 @@ function M.prepare(cfg, opts)
     -- loss there, and the run says and records 1 (run_experiment refuses a "ways" the user set)
     cfg.inner_loss_scale = 1
   end
-  local net = M.build_net(cfg, source)
+  local net = checked_net(cfg, source)
   if cfg.bn_mode == "running" and #net:buffers() == 0 then -- (running statistics are a net's buffers)
     usage_error(string.format("config key 'bn_mode' is \"running\", but network %s has no batch norm (no running "
       .. "statistics) and meta-tests the same either way: remove bn_mode", tostring(cfg.model)))

@@ -616,12 +616,32 @@ describe("experiment runs", function()
     local script, said, warned = {}, {}, {}
     for k, v in pairs(tiny) do script[k] = v end
     script.bn_scale = true -- a key of conv4's
+    local source = synthetic_source()
+    source.image_size = 28 -- (the peer's network takes 28x28 images: --check runs it once on two)
     experiment.run(script, {overrides = {model = "peer_net", check = true, out_dir = dir .. "/note"},
-      source = synthetic_source(), print = function(s) said[#said + 1] = s end,
+      source = source, print = function(s) said[#said + 1] = s end,
       warn = function(s) warned[#warned + 1] = s end})
     assert.equals("note: keys of the script not used with task custom and model peer_net: bn_scale, channels\n",
       table.concat(warned))
     assert.truthy(table.concat(said):find("^check: tiny"), table.concat(said))
+  end)
+
+  it("a network that cannot take the task's examples is refused before anything is written (--check too)", function()
+    for _, case in ipairs{
+        {{model = "peer_net"}, "network peer_net cannot take this task's examples (2x1x8x8, image=8): bad argument #2 "
+          .. "to 'conv2d' (kernel 3x3 is larger than the padded input 1x1)"},
+        {{model = "mlp"}, "network mlp cannot take this task's examples (2x1x8x8, image=8): bad argument #1 to "
+          .. "'linear' (expected input (..., 1) for weight (40, 1), got (2, 1, 8, 8))"},
+        {{pool = "max", check = true}, "network conv4 cannot take this task's examples (2x1x8x8, image=8): bad "
+          .. "argument #2 to 'max_pool2d'"}} do
+      local overrides = {out_dir = dir .. "/probe"}
+      for k, v in pairs(case[1]) do overrides[k] = v end
+      local ok, err = pcall(experiment.run, tiny, {overrides = overrides, source = synthetic_source()})
+      assert.is_false(ok)
+      assert.is_true(options.is_usage_error(err), tostring(err))
+      assert.truthy(tostring(err):find(case[2], 1, true), tostring(err))
+    end
+    assert.is_nil(io.open(dir .. "/probe")) -- (no run folder)
   end)
 
   it("resume of a folder without a checkpoint is an error", function()
