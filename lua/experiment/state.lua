@@ -110,6 +110,15 @@ end
 function M.restore(run, tree, path)
   local msg = optim.check_state(tree.optimizer or {}, run.learner.meta_params, run.learner.meta_names)
   if msg then input_error("checkpoint " .. path .. ": " .. msg) end
+  -- another algorithm's outer optimizer (Reptile's SGD for MAML's Adam): its state cannot go on
+  local saved_kind, kind = type(tree.optimizer) == "table" and tree.optimizer.kind, run.opt.kind
+  if saved_kind and kind and saved_kind ~= kind then
+    local saved = M.saved_config(tree, path)
+    require("options").usage_error(string.format("resume: the run's outer optimizer is %s (algorithm %s), but "
+      .. "algorithm %s steps with %s: a resumed run keeps its outer optimizer and its state; resume it with "
+      .. "algorithm=%s, or start a new run for another algorithm", saved_kind, tostring(saved.algorithm),
+      tostring(run.cfg.algorithm), kind, tostring(saved.algorithm)))
+  end
   run.opt:load_state(tree.optimizer)
   run.gen:set_state(tree.generator)
   run.iteration = tree.iteration

@@ -644,6 +644,16 @@ describe("experiment runs", function()
     assert.is_nil(io.open(dir .. "/probe")) -- (no run folder)
   end)
 
+  it("resume with an algorithm of another outer optimizer is a usage error naming both (not a traceback)", function()
+    local first = run_tiny(dir .. "/other_alg", {iterations = 2})
+    local ok, err = pcall(run_tiny, dir .. "/unused", {resume = first.dir, iterations = 4, algorithm = "reptile"})
+    assert.is_false(ok)
+    assert.is_true(options.is_usage_error(err), tostring(err))
+    assert.equals("resume: the run's outer optimizer is adam (algorithm maml), but algorithm reptile steps with sgd: a "
+      .. "resumed run keeps its outer optimizer and its state; resume it with algorithm=maml, or start a new run for "
+      .. "another algorithm", tostring(err))
+  end)
+
   it("resume of a folder without a checkpoint is an error", function()
     local ok, err = pcall(run_tiny, dir .. "/x", {resume = dir .. "/nothing-here"})
     assert.equals("resume: no such run folder: " .. dir .. "/nothing-here", input_error(ok, err))
