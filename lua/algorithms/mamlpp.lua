@@ -63,7 +63,9 @@ local A = algorithm.define{
     end
     -- epochs are what MSL, DA and CA anneal over: with the three off, an epoch length changes nothing
     local da = not cfg.first_order and cfg.second_order_epoch >= 0
-    if set and set("epoch_iterations") and not cfg.eval_only and not cfg.multi_step_loss and not da
+    -- (a script's epoch length counts only while the command line leaves the three switches as the script has them)
+    if set and set("epoch_iterations", {"multi_step_loss", "cosine_lr", "second_order_epoch", "first_order"})
+        and not cfg.eval_only and not cfg.multi_step_loss and not da
         and not cfg.cosine_lr then
       return "epoch_iterations", string.format("config key 'epoch_iterations' is %d, but it has no effect with "
         .. "multi_step_loss=false, cosine_lr=false and no derivative-order annealing (second_order_epoch=%d%s): "

@@ -440,7 +440,13 @@ local function check_combinations(out, map, names, script_cfg, overrides, resolv
   local A = algorithm.load(out.algorithm)
   if type(A.check_config) == "function" then
     local name, msg = A.check_config(out, set)
-    -- (the command line's mistake too when it chose the algorithm that refuses the script's key)
+    -- (the command line's mistake too when it chose the algorithm that refuses the script's key: the key
+    -- cannot be removed from there, but overridden)
+    if name and overrides[name] == nil and not resolved and script_cfg[name] ~= nil and overrides.algorithm ~= nil then
+      local v = out[name]
+      msg = string.format("%s (%s=%s is the experiment script's: override it on the command line%s)", msg, name,
+        describe(v), type(v) == "boolean" and string.format(", %s=%s", name, tostring(not v)) or "")
+    end
     if name then config_error(overrides.algorithm ~= nil and ON_COMMAND_LINE or origin(name), msg) end
   end
 end
@@ -567,10 +573,16 @@ function M.resolve(script_cfg, overrides, opts)
     if size < 1 then config_error(origin("hidden"), string.format("config key 'hidden' must list positive sizes, got %d at position %d",
       size, i)) end
   end
-  -- set(name): whether the script or the command line set the key (a script's key counts unless the
-  -- command line chose another algorithm, as for `only`; a resumed run's config: only the overrides)
-  local function set(name)
-    return overrides[name] ~= nil or (not resolved and (script_cfg or {})[name] ~= nil and overrides.algorithm == nil)
+  -- set(name [, by]): whether the script or the command line set the key (a script's key counts unless the
+  -- command line chose another algorithm, or set one of the keys of the list `by` that decide whether it has
+  -- an effect, as for `only`; a resumed run's config: only the overrides)
+  local function set(name, by)
+    if overrides[name] ~= nil then return true end
+    if resolved or (script_cfg or {})[name] == nil or overrides.algorithm ~= nil then return false end
+    for _, k in ipairs(by or {}) do
+      if overrides[k] ~= nil then return false end
+    end
+    return true
   end
   check_combinations(out, map, names, script_cfg or {}, overrides, resolved, set)
   return out, ignored, set

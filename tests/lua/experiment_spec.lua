@@ -223,6 +223,9 @@ describe("experiment config", function()
     assert.is_false(experiment.resolve({algorithm = "anil", bn_adapt = false}, {}).bn_adapt)
     -- a script's key that the algorithm chosen on the command line refuses is the command line's mistake
     fails({bn_adapt = true}, {algorithm = "anil"}, "config key 'bn_adapt' has no effect with algorithm anil", true)
+    -- (and the message says how: the script's key cannot be removed from the command line, but overridden)
+    fails({bn_adapt = true}, {algorithm = "anil"}, "(bn_adapt=true is the experiment script's: override it on the "
+      .. "command line, bn_adapt=false)", true)
     -- Reptile and MAML++ meta-test with batch statistics alone: refused before any data is loaded
     fails({}, {algorithm = "reptile", bn_mode = "running"}, "config key 'bn_mode' must be batch with algorithm "
       .. "reptile, whose network normalises with batch statistics at meta-training and meta-test: remove "

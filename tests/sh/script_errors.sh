@@ -184,6 +184,14 @@ if ! "$MAMLRUN" "${SIN[@]}" algorithm=mamlpp cosine_lr=false multi_step_loss=fal
   failures=$((failures + 1))
   echo "FAIL: MAML++'s epoch length with derivative-order annealing on is refused"
 fi
+# the script's epoch length, with the command line turning the switches off: what was asked for, and runs
+printf -- 'local e = require "experiment"\nreturn e.run(e.extend(e.config "sinusoid", {algorithm = "mamlpp", epoch_iterations = 200}))\n' \
+  >"$T/mamlpp_epochs.lua"
+checks=$((checks + 1))
+if ! "$MAMLRUN" "$T/mamlpp_epochs.lua" "${SIN[@]:1}" cosine_lr=false multi_step_loss=false --check 2>&1 | grep -qF "would train"; then
+  failures=$((failures + 1))
+  echo "FAIL: the script's epoch_iterations with the switches turned off on the command line is refused"
+fi
 expect_usage "a key the algorithm cannot honour" "config key 'bn_adapt' has no effect with algorithm anil" \
   "$MAMLRUN" experiments/anil_omniglot5w1s.lua bn_adapt=true "${QUICK[@]}"
 expect_usage "split=vinyals under a script's val_classes" "config key 'val_classes' (set in the experiment script) must be 0 with split=vinyals" \
