@@ -321,6 +321,21 @@ local function cli_value(v)
   return tostring(v)
 end
 
+--- Keys of validation that no test reads (eval_only=true: set on the command line, they are refused;
+--- the checkpoint's are recorded).
+M.VALIDATION_KEYS = {val_tasks = true, val_classes = true}
+
+-- eval_only=true: the eval folder records how the checkpoint was trained (the keys of meta-training alone
+-- and of validation, from its run's config), not the script's values, which trained nothing here
+local function as_trained_record(cfg, saved)
+  local map, names = schema(cfg.task, cfg.model, cfg.algorithm)
+  for _, k in ipairs(names) do
+    local only = map[k].only
+    local training = only and only.key == "eval_only" and only.values and only.values[1] == false
+    if (training or M.VALIDATION_KEYS[k]) and saved[k] ~= nil then cfg[k] = saved[k] end
+  end
+end
+
 -- keys that say where and how a command runs, not what a checkpoint was trained or is tested as
 local RUN_KEYS = {name = true, out_dir = true, data = true, threads = true, progress = true, eval_only = true,
                   checkpoint = true, resume = true, test_tasks = true, extra = true}
@@ -332,7 +347,7 @@ local function untested_as_trained(cfg, saved, overrides)
   local map, names = schema(cfg.task, cfg.model, cfg.algorithm)
   local out = {}
   for _, k in ipairs(names) do
-    if not RUN_KEYS[k] and overrides[k] == nil and saved[k] ~= nil and M.in_effect(map[k], cfg)
+    if not RUN_KEYS[k] and not M.VALIDATION_KEYS[k] and overrides[k] == nil and saved[k] ~= nil and M.in_effect(map[k], cfg)
         and describe(saved[k]) ~= describe(cfg[k]) then
       out[#out + 1] = {k, saved[k], cfg[k]}
     end
@@ -917,6 +932,11 @@ function run_experiment(script_cfg, opts)
   if requests.help then return M.show_help(script_cfg, overrides, opts) end
   local check = requests.check
   local resume_dir = overrides.resume
+  if resume_dir and resume_dir ~= "" and (overrides.eval_only == true or (overrides.eval_only == nil and script_cfg.eval_only)) then
+    usage_error(string.format("resume=%s has no effect with eval_only=true, which tests checkpoint= and trains "
+      .. "nothing: give eval_only=true checkpoint=%s/checkpoint.bin alone to test the run, or resume= alone to "
+      .. "train it further (it is tested at its end)", resume_dir, resume_dir))
+  end
   local cfg, ignored, set
   local resume_tree, resume_changes
   if resume_dir and resume_dir ~= "" then
@@ -997,7 +1017,14 @@ function run_experiment(script_cfg, opts)
     run.iteration = tree.iteration or 0
     -- a checkpoint is tested as it was trained unless the command line says otherwise: a setting of the
     -- script that differs from the run's (another algorithm, inner optimizer or split) is an error
-    local differ = untested_as_trained(cfg, state.saved_config(tree, cfg.checkpoint), overrides)
+    local saved = state.saved_config(tree, cfg.checkpoint)
+    for k in pairs(M.VALIDATION_KEYS) do
+      if overrides[k] ~= nil then
+        usage_error(string.format("config key '%s' (set on the command line) has no effect with eval_only=true: the "
+          .. "test draws test_tasks tasks of the test classes; remove it", k))
+      end
+    end
+    local differ = untested_as_trained(cfg, saved, overrides)
     if #differ > 0 then
       local as_trained, listed = {}, {}
       for i, d in ipairs(differ) do
@@ -1008,6 +1035,7 @@ function run_experiment(script_cfg, opts)
         .. "with: %s. To test it as trained add %s; to test it otherwise, set those keys on the command line",
         cfg.checkpoint, table.concat(listed, ", "), table.concat(as_trained, " ")))
     end
+    as_trained_record(cfg, saved)
     if check then
       if run.is_root then check_new_run_dir{out_dir = cfg.out_dir, name = cfg.name .. "-eval"} end
       return checked(run, string.format("would test %s (iteration %d) on %d tasks", cfg.checkpoint,

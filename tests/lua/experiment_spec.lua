@@ -559,9 +559,27 @@ describe("experiment runs", function()
     local result = eval_other({inner_lr = 0.4, inner_optimizer = "sgd"})
     assert.same(full.test.mean, result.test.mean)
     -- a setting of meta-training alone may differ (the checkpoint holds what it made)
-    result = experiment.run(experiment.extend(tiny, {iterations = 99, meta_lr = 0.5}), {overrides = {out_dir =
-      dir .. "/eval-other", eval_only = true, checkpoint = ck}, source = synthetic_source()})
+    result = experiment.run(experiment.extend(tiny, {iterations = 99, meta_lr = 0.5, val_tasks = 7}), {overrides = {
+      out_dir = dir .. "/eval-other", eval_only = true, checkpoint = ck}, source = synthetic_source()})
     assert.same(full.test.mean, result.test.mean)
+    -- and the eval folder records how the checkpoint was trained, not the script's values that trained nothing
+    local recorded = dofile(result.dir .. "/config.lua")
+    assert.same({6, 1e-3, 3}, {recorded.iterations, recorded.meta_lr, recorded.val_tasks})
+    assert.equals(6, json.decode(read(result.dir .. "/summary.json")).iterations)
+  end)
+
+  it("eval_only refuses validation keys on the command line (no test reads them) and resume= beside it", function()
+    local ck = full.dir .. "/checkpoint.bin"
+    for _, k in ipairs{"val_tasks"} do -- (val_classes, a key of the Omniglot task, is refused by the same loop)
+      local ok, err = pcall(run_tiny, dir .. "/eval-val", {eval_only = true, checkpoint = ck, [k] = 5})
+      assert.is_false(ok)
+      assert.equals("config key '" .. k .. "' (set on the command line) has no effect with eval_only=true: the test "
+        .. "draws test_tasks tasks of the test classes; remove it", tostring(err))
+    end
+    local ok, err = pcall(run_tiny, dir .. "/eval-val", {eval_only = true, checkpoint = ck, resume = full.dir})
+    assert.is_false(ok)
+    assert.is_true(options.is_usage_error(err), tostring(err))
+    assert.truthy(tostring(err):find("resume=" .. full.dir .. " has no effect with eval_only=true", 1, true))
   end)
 
   it("eval_only refuses a key of meta-training alone set on the command line: seed, init, Reptile's and MAML++'s", function()
