@@ -191,9 +191,11 @@ local function check_task_shapes(cfg, source, learner)
         shape.ways, cfg.split, classes, what, cfg.rotation, fix))
     end
     if shape.shots + shape.queries > per_class then
-      usage_error(string.format("config keys 'shots' (%d) and '%s' (%d) need %d distinct images of each class, "
-        .. "but the dataset has %d per class", shape.shots, queries_key, shape.queries, shape.shots + shape.queries,
-        per_class))
+      -- (an algorithm's own training shots, Reptile's train_shots, are named as such)
+      local shots_key = split == "train" and learner.train_shots and "train_shots" or "shots"
+      usage_error(string.format("config keys '%s' (%d) and '%s' (%d) need %d distinct images of each class, "
+        .. "but the dataset has %d per class", shots_key, shape.shots, queries_key, shape.queries,
+        shape.shots + shape.queries, per_class))
     end
   end
 end

@@ -208,6 +208,8 @@ expect_usage "more shots and queries than a class's images" "config keys 'shots'
   "$MAMLRUN" experiments/omniglot5w1s.lua shots=15 queries=10 --check
 expect_usage "more shots and test queries than a class's images" "config keys 'shots' (15) and 'queries_test' (6) need 21 distinct images" \
   "$MAMLRUN" experiments/omniglot5w1s.lua shots=15 queries=5 queries_test=6 --check
+expect_usage "Reptile's training shots and queries, named as such" "config keys 'train_shots' (10) and 'queries' (15) need 25 distinct images of each class" \
+  "$MAMLRUN" experiments/omniglot5w1s.lua algorithm=reptile queries=15 --check
 checks=$((checks + 1))
 if ! "$MAMLRUN" experiments/omniglot5w1s.lua val_classes=3 eval_every=0 --check 2>&1 | grep -qF "would train"; then
   failures=$((failures + 1))
