@@ -652,7 +652,20 @@ function Run:final_evaluation()
   local t0 = self.host.time()
   local result = M.evaluate(self, "test", cfg.test_tasks, cfg.eval_seed + 1,
     math.max(cfg.steps_test, cfg.steps_test_max), function() return self:signal() end)
-  if self:agreed_signal() then return nil end
+  local sig = self:agreed_signal()
+  if sig then -- (said and recorded: the run is not tested, and what tests it)
+    self:record({type = "stopped", iter = self.iteration, signal = sig, during = "test"})
+    if cfg.eval_only then
+      self:say("%s: stopped during the test of %s: nothing tested; test it again with the same command", sig,
+        cfg.checkpoint)
+    else
+      self:say("%s: stopped during the final test at iteration %d, which is not tested; its checkpoint %s is saved: "
+        .. "test it with: mamlrun %s resume=%s (a finished run is tested when resumed)", sig, self.iteration,
+        self.last_checkpoint and self.last_checkpoint.path or "?", self.script or "<experiment script>",
+        self.dir or "?")
+    end
+    return nil
+  end
   local seconds = self.host.time() - t0
   local title = string.format("final evaluation of %s at iteration %d: %d test tasks%s, %s, "
     .. "bn_mode %s", cfg.name, self.iteration, result.n,

@@ -194,6 +194,26 @@ else
   fail "read-only folder: the run did not start" "$out"
 fi
 
+# a signal during the final test: the run says that it is not tested and how to test it, and records it
+out=$T/sigtest.out
+"$MAMLRUN" experiments/sinusoid.lua meta_batch=2 eval_every=0 steps_test=1 steps_test_max=1 threads=1 progress=log \
+  $LOG5 iterations=5 test_tasks=100000000 out_dir="$T/sigtest" >"$out" 2>&1 &
+pid=$!
+children+=("$pid")
+if wait_for "$out" "iter 5/5"; then
+  sleep 1 # (the last iteration's checks are done: the test has begun)
+  kill -INT "$pid"
+  rc=0
+  wait "$pid" || rc=$?
+  dir=$(run_dir_of "$out")
+  check "SIGINT during the test: exit status $rc, expected 130" test "$rc" -eq 130
+  check "SIGINT during the test: says so and how to test the run" has "$out" \
+    "SIGINT: stopped during the final test at iteration 5, which is not tested; its checkpoint $dir/checkpoint.bin is saved: test it with: mamlrun experiments/sinusoid.lua resume=$dir"
+  check "SIGINT during the test: a stopped record" grep -qF '"during":"test"' "$dir/metrics.jsonl"
+else
+  fail "SIGINT during the test: the run did not train" "$out"
+fi
+
 # a run of a script of the user's, resumed with another script from another folder: the command it
 # names is the user's file by its path (by the name alone, it is found only beside the file)
 mkdir -p "$T/mine" "$T/elsewhere"
