@@ -432,6 +432,15 @@ local function check_combinations(out, map, names, script_cfg, overrides, resolv
           only.instead) or ""))
     end
   end
+  -- the evaluation reports 0..max(steps_test, steps_test_max) steps: a steps_test_max below steps_test changes nothing
+  local max_set = overrides.steps_test_max ~= nil
+    or (not resolved and script_cfg.steps_test_max ~= nil and overrides.steps_test == nil)
+  if max_set and out.steps_test_max and out.steps_test and out.steps_test_max < out.steps_test then
+    config_error(origin("steps_test_max"), string.format("config key 'steps_test_max' (%s) is %d, below steps_test "
+      .. "(%d): the evaluation reports the metric after 0..max(steps_test, steps_test_max) inner steps, so it "
+      .. "changes nothing; give it at least %d, or leave it out", where_set("steps_test_max", overrides),
+      out.steps_test_max, out.steps_test, out.steps_test))
+  end
   if out.split == "vinyals" and (out.val_classes or 0) ~= 0 then
     config_error(overrides.split ~= nil and ON_COMMAND_LINE or origin("val_classes"), string.format(
       "config key 'val_classes' (%s) must be 0 with split=vinyals, which has its own 172 validation characters; "

@@ -173,6 +173,8 @@ expect_usage "key of another model" "unknown config key 'channels' on the comman
   "$MAMLRUN" "${SIN[@]}" channels=32
 # (a paper config at its smallest: were a check missing, the run it starts ends at once)
 QUICK=(iterations=0 eval_every=0 test_tasks=1 progress=none out_dir="$T/runs")
+expect_usage "a steps_test_max below steps_test" "config key 'steps_test_max' (set on the command line) is 3, below steps_test (10): the evaluation reports the metric after 0..max(steps_test, steps_test_max) inner steps, so it changes nothing" \
+  "$MAMLRUN" "${SIN[@]}" steps_test_max=3
 expect_usage "a key with no effect" "config key 'inner_momentum' (set on the command line) has no effect with inner_optimizer=sgd: it is used only with inner_optimizer=momentum|adam" \
   "$MAMLRUN" "${SIN[@]}" inner_momentum=0.5
 expect_usage "an annealing's key with the annealing off" "config key 'min_meta_lr' (set on the command line) has no effect with cosine_lr=false" \
