@@ -10,8 +10,11 @@
 -- image is framed in its label's color, with the label and the class number above it.
 -- Without root, the Omniglot folder mamlrun finds ($OMNIGLOT_DIR, the per-user folder, a checkout's
 -- data/omniglot: docs/omniglot.md). help=true (or --help) prints this header and draws nothing.
-local overrides = ... or {}
-if overrides.help then
+local options = require "options"
+-- an unknown key or a value of another type than its default is a usage error naming the keys
+local cfg = options.script_keys("show_task", ..., {out = "task.png", ways = 5, shots = 1, queries = 2, seed = 1,
+  split = "maml", set = "train", rotation = "task", scale = 3, size = 28, root = "", help = false})
+if cfg.help then
   for line in io.lines(arg[0]) do
     if not line:match("^%-%-") then break end
     print((line:gsub("^%-%- ?", "")))
@@ -21,18 +24,29 @@ end
 local T = require "tensor"
 local tasks = require "tasks"
 
-local out = overrides.out or "task.png"
-local ds = tasks.load{root = overrides.root, size = overrides.size}
-local split = tasks.split(ds, {kind = overrides.split or "maml"})
-local set = overrides.set or "train"
+-- a value the library refuses (ways=0, queries=30 with 20 images a class) is the user's: said without a traceback
+local function asked(f, ...)
+  local ok, result = pcall(f, ...)
+  if not ok then
+    if type(result) == "table" then error(result, 0) end -- (an input or usage error: as it is)
+    options.usage_error("show_task: " .. options.without_position(result))
+  end
+  return result
+end
+
+local out = cfg.out
+local ds = tasks.load{root = cfg.root ~= "" and cfg.root or nil, size = cfg.size}
+local split = asked(tasks.split, ds, {kind = cfg.split})
+local set = cfg.set
 local classes = split[set]
-if not classes or #classes == 0 then error("show_task: set must be train or test (or val with split=vinyals), got " .. tostring(set), 0) end
-local sampler = tasks.sampler(ds, classes, {
-  ways = overrides.ways or 5, shots = overrides.shots or 1, queries = overrides.queries or 2,
-  rotation = overrides.rotation or "task", generator = T.generator(overrides.seed or 1),
+if not classes or #classes == 0 then
+  options.usage_error("show_task: set must be train or test (or val with split=vinyals), got " .. tostring(set))
+end
+local sampler = asked(tasks.sampler, ds, classes, {
+  ways = cfg.ways, shots = cfg.shots, queries = cfg.queries, rotation = cfg.rotation, generator = T.generator(cfg.seed),
 })
-local batch = sampler:sample(1)
-tasks.picture(batch, out, {scale = overrides.scale or 3})
+local batch = asked(sampler.sample, sampler, 1)
+tasks.picture(batch, out, {scale = cfg.scale})
 
 local names = {}
 for l, c in ipairs(batch.classes[1]) do

@@ -5,9 +5,12 @@
 **   omniglot.resize(t, h [, w [, {pil_exact=false}]])    Lanczos-3 as the loader
 **   omniglot.tile(images [, opts])                       a picture of a task
 */
+#include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "image.h"
 #include "lua_tensor.h"
@@ -70,8 +73,21 @@ static int l_write_png(lua_State *L) {
   size_t hw = (size_t)h * w;
   for (size_t i = 0; i < hw; i++)
     for (int k = 0; k < c; k++) px[i * c + k] = to_u8(d[k * hw + i]); /* planar -> interleaved */
-  char err[600];
-  if (img_write_png(path, px, h, w, c, err, sizeof err) != 0) return luaL_error(L, "write_png: %s", err);
+  /* atomically: the PNG goes to a temporary file beside it, which is renamed over path (a picture that
+  ** cannot be written whole leaves the previous file as it was) */
+  char err[600], tmp[PATH_MAX];
+  if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= sizeof tmp)
+    return luaL_error(L, "write_png: %s: path too long", path);
+  if (img_write_png(tmp, px, h, w, c, err, sizeof err) != 0) {
+    size_t n = strlen(tmp); /* (the message names the user's path, not the temporary one) */
+    const char *why = strncmp(err, tmp, n) == 0 ? err + n : err;
+    return luaL_error(L, "write_png: %s%s", why == err ? "" : path, why);
+  }
+  if (rename(tmp, path) != 0) {
+    int e = errno;
+    remove(tmp);
+    return luaL_error(L, "write_png: %s: cannot rename %s over it (%s)", path, tmp, strerror(e));
+  }
   return 0;
 }
 

@@ -90,7 +90,7 @@ local base = experiment.config "experiments/omniglot5w1s.lua"
 return experiment.run(experiment.extend(base, {name = "mine", iterations = 20}))
 EOF
 TINY=(split=lake val_classes=0 ways=3 meta_batch=2 test_tasks=3 eval_every=0 checkpoint_every=0
-  log_every=1 channels=8 threads=1 progress=log steps_test_max=1)
+  log_every=1 channels=8 threads=1 progress=log steps_test=1 steps_test_max=1)
 run "$M" my5w1s.lua "${TINY[@]}" iterations=3
 expect "no dataset anywhere" 1 "" "no Omniglot dataset (images_background/ and images_evaluation/) in $HOME/.local/share/mamlrun/omniglot (the per-user folder: fill it with \`mamlrun-data\`)"
 [[ "$err" != *"checkout"* ]] || fail "an installed mamlrun has no checkout to look in"
@@ -174,6 +174,12 @@ expect "data/show_task.lua from the install, on the per-user dataset" 0 "wrote $
 run "$M" data/show_task.lua --help out="$T/help.png"
 expect "data/show_task.lua --help" 0 "show_task.lua: draw one sampled Omniglot task"
 check "data/show_task.lua --help draws nothing" test ! -e "$T/help.png"
+run "$M" data/show_task.lua out="$T/typo.png" wayz=3 split=lake
+expect "data/show_task.lua: a mistyped key" 2 "" "show_task: unknown key 'wayz'; valid keys: help, out, queries,"
+check "  ... draws nothing" test ! -e "$T/typo.png"
+run "$M" data/show_task.lua out="$T/many.png" queries=30 split=lake
+expect "data/show_task.lua: more queries than a class has images, without a traceback" 2 "" "show_task: tasks.sampler: 1 shots + 30 queries need 31 distinct images per class"
+check "  ... no traceback" test "${err#*stack traceback}" = "$err"
 
 # ---------------------------------------------------------------- mamlrun-data
 run env XDG_DATA_HOME="$T/xdg-data" OMNIGLOT_ZIPS="$T/no-zips" "$P/bin/mamlrun-data"
