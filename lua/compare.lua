@@ -88,6 +88,8 @@ local function read_config(dir)
     cfg = v
   end
   if type(cfg) ~= "table" then fail("%s: expected a config table, got %s", path, type(cfg)) end
+  -- (an empty one, [] or {}, is no run's config: its row would be all '-'; a list is refused by flatten)
+  if next(cfg) == nil then fail("%s: expected a config object, got an empty one", path) end
   return cfg, path
 end
 
@@ -145,7 +147,18 @@ function M.load(dir, opts)
   if text then
     local ok, s = pcall(json.decode, text)
     if not ok then fail("%s: %s", summary_path, s) end
-    if type(s) ~= "table" then fail("%s: expected a JSON object", summary_path) end
+    if type(s) ~= "table" or #s > 0 then fail("%s: expected a JSON object", summary_path) end
+    local t = s.test
+    if t ~= nil then -- (a test that reads wrong is an error, not "not tested" or "not finite")
+      local ok_t = type(t) == "table" and type(t.mean) == "table" and #t.mean > 0
+      for _, v in pairs(ok_t and t.mean or {}) do ok_t = ok_t and type(v) == "number" end
+      if not ok_t then fail("%s: test.mean must be a list of numbers (the metric after 0, 1, ... steps)", summary_path) end
+      local n = 0
+      for k in pairs(t.mean) do if math.type(k) == "integer" and k > n then n = k end end
+      if s.steps_test ~= nil and (math.type(s.steps_test) ~= "integer" or s.steps_test < 0 or s.steps_test >= n) then
+        fail("%s: steps_test %s is not one of the test's steps (0..%d)", summary_path, tostring(s.steps_test), n - 1)
+      end
+    end
     run.summary = s
   end
 

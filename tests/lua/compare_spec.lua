@@ -288,6 +288,18 @@ describe("mamlrun --compare", function()
     assert.matches("^" .. dir:gsub("%p", "%%%0") .. "/config.json: json.decode: ", err_of(dir))
     write(dir .. "/config.json", "[1, 2]")
     assert.equals(dir .. "/config.json: expected a config object, got an array", err_of(dir))
+    write(dir .. "/config.json", "[]")
+    assert.equals(dir .. "/config.json: expected a config object, got an empty one", err_of(dir))
+    -- a summary that reads wrong is an error, not "not tested" or "not finite"
+    write(dir .. "/config.json", "{\"name\": \"x\"}\n")
+    for text, msg in pairs{["[1,2,3]"] = "expected a JSON object",
+        ['{"test": {"mean": "abc"}}'] = "test.mean must be a list of numbers (the metric after 0, 1, ... steps)",
+        ['{"test": {"mean": [0.5, "x"]}}'] = "test.mean must be a list of numbers (the metric after 0, 1, ... steps)",
+        ['{"steps_test": 7, "test": {"mean": [0.5, 0.6]}}'] = "steps_test 7 is not one of the test's steps (0..1)"} do
+      write(dir .. "/summary.json", text)
+      assert.equals(dir .. "/summary.json: " .. msg, err_of(dir), text)
+    end
+    os.remove(dir .. "/summary.json")
   end)
 
   it("is one command: table, plot, exit statuses", function()
