@@ -672,6 +672,11 @@ function Run:final_evaluation()
     cfg.ways and self.source.kind ~= "regression" and string.format(" (%d-way %d-shot, %d queries per class)",
       cfg.ways, cfg.shots, cfg.queries_test) or "", M.algorithm_text(cfg), cfg.bn_mode)
   local text = M.format_table(result, cfg, self.source, title)
+  if self.skipped > 0 and not cfg.eval_only then -- (said beside the numbers: they are not of a run that trained throughout)
+    text = text .. string.format("\n%d of the %d meta-updates were skipped (a non-finite meta-gradient, "
+      .. "on_nonfinite=skip)%s", self.skipped, self.iteration, self.skipped >= self.iteration
+      and ": none was made, so this is the test of the initial network" or "")
+  end
   self:say("%s", text)
   local rec = {type = "test", iter = self.iteration, tasks = result.n, seconds = seconds, algorithm = cfg.algorithm}
   rec[self.metric_key] = result.mean

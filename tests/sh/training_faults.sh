@@ -122,6 +122,9 @@ rc=0
 "$MAMLRUN" "${SIN[@]}" iterations=5 log_every=1 meta_lr=1e30 on_nonfinite=skip out_dir="$T/skip" >"$T/skip.out" 2>&1 || rc=$?
 check "on_nonfinite=skip: exit status $rc, expected 0" test "$rc" -eq 0
 check "on_nonfinite=skip: says so" has "$T/skip.out" "meta-update skipped (on_nonfinite=skip)"
+check "on_nonfinite=skip: the test's summary says how many updates were skipped" \
+  grep -qE "^[0-9]+ of the 5 meta-updates were skipped \(a non-finite meta-gradient, on_nonfinite=skip\)" \
+  "$(ls -d "$T"/skip/sinusoid-*/summary.txt | head -n 1)"
 [ "$failures" -eq 0 ] || cat "$T/nan.out" "$T/skip.out" | tail -n 20
 
 # ---------------------------------------------------------------- full disk
