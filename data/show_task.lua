@@ -53,6 +53,6 @@ for l, c in ipairs(batch.classes[1]) do
   names[l] = string.format("%d=%s/%s%s", l, ds.alphabets[c], ds.characters[c],
     batch.rotations[1][l] ~= 0 and string.format(" (rotated %d)", 90 * batch.rotations[1][l]) or "")
 end
-print(string.format("wrote %s: %d-way %d-shot, %d queries per class, %s classes of the '%s' split",
-  out, batch.ways, batch.shots, batch.queries, set, split.kind))
+print(string.format("wrote %s: %d-way %d-shot, %d %s per class, %s classes of the '%s' split",
+  out, batch.ways, batch.shots, batch.queries, batch.queries == 1 and "query" or "queries", set, split.kind))
 for _, line in ipairs(names) do print("  " .. line) end

@@ -615,6 +615,11 @@ function M.cli(args, opts)
     err("mamlrun --compare: --plot needs a file name\n" .. M.USAGE .. "\n")
     return 2
   end
+  if plot_path and not plot_path:lower():match("%.svg$") then -- (an SVG under a .png name would not open as one)
+    err(string.format("mamlrun --compare: --plot %s: the plot is an SVG picture: give a file name ending in .svg\n",
+      plot_path))
+    return 2
+  end
   local runs = {}
   local ok, msg = pcall(function()
     for j, dir in ipairs(dirs) do runs[j] = M.load(dir, {warn = function(s) err("note: " .. s .. "\n") end}) end

@@ -669,8 +669,8 @@ function Run:final_evaluation()
   local seconds = self.host.time() - t0
   local title = string.format("final evaluation of %s at iteration %d: %d test tasks%s, %s, "
     .. "bn_mode %s", cfg.name, self.iteration, result.n,
-    cfg.ways and self.source.kind ~= "regression" and string.format(" (%d-way %d-shot, %d queries per class)",
-      cfg.ways, cfg.shots, cfg.queries_test) or "", M.algorithm_text(cfg), cfg.bn_mode)
+    cfg.ways and self.source.kind ~= "regression" and string.format(" (%d-way %d-shot, %d %s per class)",
+      cfg.ways, cfg.shots, cfg.queries_test, cfg.queries_test == 1 and "query" or "queries") or "", M.algorithm_text(cfg), cfg.bn_mode)
   local text = M.format_table(result, cfg, self.source, title)
   if self.skipped > 0 and not cfg.eval_only then -- (said beside the numbers: they are not of a run that trained throughout)
     text = text .. string.format("\n%d of the %d meta-updates were skipped (a non-finite meta-gradient, "
@@ -712,7 +712,10 @@ function Run:write_summary(result, text)
     rss_peak_bytes = self.host.rss_peak(), metric = self.metric_key, steps_test = cfg.steps_test,
     algorithm = cfg.algorithm, algorithm_options = {}, machine = machine(self.comm, self.training_threads),
   }
-  for _, k in ipairs(M.algorithm_keys(cfg.algorithm)) do summary.algorithm_options[k.name] = cfg[k.name] end
+  -- (the settings in effect: inner_momentum with sgd, msl_epochs with MSL off are left out, as in the run's header)
+  for _, k in ipairs(M.algorithm_keys(cfg.algorithm)) do
+    if M.in_effect(k, cfg) then summary.algorithm_options[k.name] = cfg[k.name] end
+  end
   if result then
     summary.test = {tasks = result.n, mean = result.mean, std = result.std, ci95 = result.ci95}
     summary.test_at_steps_test = {mean = result.mean[cfg.steps_test + 1], ci95 = result.ci95[cfg.steps_test + 1]}
@@ -1093,7 +1096,10 @@ function run_experiment(script_cfg, opts)
     end
     local resuming = string.format("%s at iteration %d of %d%s", resume_dir, run.iteration, cfg.iterations,
       #resume_changes > 0 and "; changed on the command line: " .. changes_text(resume_changes) or "")
-    if check then return checked(run, "would resume " .. resuming) end
+    if check then
+      return checked(run, "would resume " .. resuming .. (cfg.max_minutes > 0
+        and string.format(", for at most %g minutes (max_minutes)", cfg.max_minutes) or ""))
+    end
     if run.is_root then
       run.dir = resume_dir
       run.last_checkpoint = {path = resume_dir .. "/checkpoint.bin", iteration = run.iteration}
@@ -1104,7 +1110,8 @@ function run_experiment(script_cfg, opts)
     run:say("resuming %s", resuming)
   elseif check then
     if run.is_root then check_new_run_dir(cfg) end
-    return checked(run, string.format("would train %d iterations into a new run folder under %s", cfg.iterations,
+    return checked(run, string.format("would train %d iterations%s into a new run folder under %s", cfg.iterations,
+      cfg.max_minutes > 0 and string.format(" (for at most %g minutes: max_minutes)", cfg.max_minutes) or "",
       cfg.out_dir))
   elseif run.is_root then
     run.dir = new_run_dir(cfg)

@@ -344,6 +344,12 @@ describe("mamlrun --compare", function()
     assert.equals(2, status)
     assert.equals("", out)
     assert.matches("^mamlrun %-%-compare: %-%-plot given twice %(.*/a%.svg, then .*/b%.svg%): give it once\n", err)
+    -- the plot is an SVG: another name would not open as what it says
+    status, out, err = cli(string.format("'%s' --plot '%s/curves.png'", base, out_dir))
+    assert.equals(2, status)
+    assert.equals("mamlrun --compare: --plot " .. out_dir .. "/curves.png: the plot is an SVG picture: give a file name "
+      .. "ending in .svg\n", err)
+    assert.is_nil(io.open(out_dir .. "/curves.png"))
     status, out, err = cli(string.format("'%s' --target 95%% --target=0.9", base))
     assert.equals(2, status)
     assert.matches("^mamlrun %-%-compare: %-%-target given twice %(95%%, then 0%.9%)", err)

@@ -54,6 +54,8 @@ expect "--check with --help is a usage error" 2 "" "are two requests"
 run "$MAMLRUN" experiments/sinusoid.lua out_dir="$T/runs" --check
 expect "a checked sinusoid run says what it would do" 0 "would train 70000 iterations into a new run folder under $T/runs. Nothing was run or written"
 check "... and writes no run folder" test ! -e "$T/runs"
+run "$MAMLRUN" experiments/sinusoid.lua out_dir="$T/runs" max_minutes=20 --check
+expect "a checked run with a time limit says so" 0 "would train 70000 iterations (for at most 20 minutes: max_minutes) into a new run folder"
 
 # --check on a run folder: resume= and eval_only= load and check its checkpoint, and leave the folder as
 # it was (a resumed run rewrites its metrics; a checked one must not)
