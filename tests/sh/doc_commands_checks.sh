@@ -45,8 +45,13 @@ check "a good doc passes (exit status $rc)" test "$rc" -eq 0
 
 # --check itself: a plain script is not an experiment (it ran, and the host says nothing was checked),
 # --check with --help is two requests, and a checked run writes nothing
+printf -- '-- a plain script: it builds no experiment\nprint("plain")\n' >"$T/plain.lua"
+run "$MAMLRUN" "$T/plain.lua" --check
+expect "--check on a plain script is a usage error naming it" 2 "" "$T/plain.lua ran as a plain script"
+# a plain script that reads its own keys (options.script_keys) refuses the check it does not know, drawing nothing
 run "$MAMLRUN" data/show_task.lua out="$T/task.png" --check
-expect "--check on a plain script is a usage error naming it" 2 "" "data/show_task.lua ran as a plain script"
+expect "--check on data/show_task.lua: its unknown key" 2 "" "show_task: unknown key 'check'"
+check "... and it drew nothing" test ! -e "$T/task.png"
 run "$MAMLRUN" experiments/sinusoid.lua progress=none --check
 expect "--check answers under progress=none (the answer was asked for)" 0 "check: sinusoid: maml"
 run "$MAMLRUN" experiments/sinusoid.lua --check --help
