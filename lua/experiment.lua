@@ -285,6 +285,19 @@ local function check_new_run_dir(cfg)
   if not ok then run_dir_error(err) end
 end
 
+-- whether the run is at a validation's iteration whose val record its metrics lack
+local function validation_missing(run)
+  local cfg, it = run.cfg, run.iteration
+  if cfg.eval_every <= 0 or it <= 0 or it % cfg.eval_every ~= 0 then return false end
+  for _, line in ipairs(run.metrics_lines or {}) do
+    if line:find('"type":"val"', 1, true) then
+      local ok, r = pcall(json.decode, line)
+      if ok and type(r) == "table" and r.type == "val" and r.iter == it then return false end
+    end
+  end
+  return true
+end
+
 local function fmt_time(s)
   if s ~= s or s == math.huge then return "?" end
   s = math.floor(s + 0.5)
@@ -1157,6 +1170,12 @@ function run_experiment(script_cfg, opts)
     local close_on_error <close> = setmetatable({}, {__close = function(_, err)
       if err ~= nil then run.metrics_file:close() end
     end})
+    -- a validation that a signal cut short (the checkpoint was saved at its iteration, without its record)
+    -- runs again first, so that the resumed run's records are the uninterrupted run's
+    if resume_tree and validation_missing(run) then
+      run:say("the validation at iteration %d was interrupted: it runs now", run.iteration)
+      run:validate()
+    end
     finished = run:train()
   end
   if not finished then

@@ -535,6 +535,28 @@ describe("experiment runs", function()
     assert.same(params_of(full), params_of(resumed))
   end)
 
+  it("Ctrl-C during a validation: resuming runs that validation first, and the records are the uninterrupted run's", function()
+    local fire = false
+    local host = {signal_pending = function() return fire and "SIGINT" or nil end, on_signal = function() end}
+    local source = synthetic_source()
+    local sample = source.sample
+    source.sample = function(self, split, ...)
+      if split == "val" then fire = true end -- (the first validation, at iteration 3, is cut short)
+      return sample(self, split, ...)
+    end
+    local stopped = experiment.run(tiny, {overrides = {out_dir = dir .. "/sig-val"}, source = source, host = host})
+    assert.is_true(stopped.interrupted)
+    assert.equals(3, stopped.iteration)
+    local lines = {}
+    local resumed = experiment.run(tiny, {overrides = {resume = stopped.dir, progress = "log"}, source = synthetic_source(),
+      print = function(s) lines[#lines + 1] = s end})
+    assert.truthy(table.concat(lines):find("the validation at iteration 3 was interrupted: it runs now", 1, true))
+    assert.same(params_of(full), params_of(resumed))
+    local a = split_starts(records(full.dir))
+    local b = split_starts(records(resumed.dir))
+    assert.same(a, b)
+  end)
+
   it("eval_only evaluates a saved model like the end of its run", function()
     local result = run_tiny(dir .. "/eval", {eval_only = true, checkpoint = full.dir .. "/checkpoint.bin"})
     assert.same(full.test.mean, result.test.mean)
