@@ -1116,9 +1116,11 @@ function run_experiment(script_cfg, opts)
     if run.is_root then
       run.dir = resume_dir
       run.last_checkpoint = {path = resume_dir .. "/checkpoint.bin", iteration = run.iteration}
-      local f = assert(io.open(run.dir .. "/metrics.jsonl", "w"))
-      for _, line in ipairs(run.metrics_lines) do f:write(line, "\n") end
-      run.metrics_file = f
+      -- the checkpoint's records, written atomically (the file as it was stays until they are all there),
+      -- then appended to
+      local path = run.dir .. "/metrics.jsonl"
+      write_file(path, #run.metrics_lines > 0 and table.concat(run.metrics_lines, "\n") .. "\n" or "")
+      run.metrics_file = assert(io.open(path, "a"))
     end
     run:say("resuming %s", resuming)
   elseif check then
