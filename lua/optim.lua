@@ -22,6 +22,17 @@ local function check_lists(name, params, grads)
   if #grads > #params then
     error(string.format("%s:step: %d gradients for %d parameters", name, #grads, #params), 3)
   end
+  for i, p in ipairs(params) do
+    local g = grads[i]
+    if not T.is_tensor(p) then error(string.format("%s:step: parameter %d is a %s, not a tensor", name, i, type(p)), 3) end
+    if g ~= nil and not T.is_tensor(g) then
+      error(string.format("%s:step: gradient %d is a %s, not a tensor (nil: no gradient)", name, i, type(g)), 3)
+    end
+    if g ~= nil and table.concat(g:shape(), "x") ~= table.concat(p:shape(), "x") then
+      error(string.format("%s:step: gradient %d has shape (%s), its parameter (%s)", name, i,
+        table.concat(g:shape(), "x"), table.concat(p:shape(), "x")), 3)
+    end
+  end
 end
 
 local function clone_list(list)

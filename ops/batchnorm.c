@@ -324,8 +324,8 @@ static Tensor *bn_normalize_with(Tensor *x, Tensor *mean, Tensor *rstd, double e
   bn_affine_kernel(&g, T_DATA(x), T_DATA(mean), T_DATA(rstd), NULL, NULL, 0, T_DATA(out));
   Node *node = ag_record(out, "bn_normalize", bn_normalize_backward_rule, 1, &x);
   if (node) {
-    node->saved[0] = t_retain(mean);
-    node->saved[1] = t_retain(rstd);
+    node_save(node, 0, t_retain(mean));
+    node_save(node, 1, t_retain(rstd));
     node->scalars[0] = eps;
   }
   return out;
@@ -419,10 +419,10 @@ Tensor *t_bn_affine(Tensor *x, Tensor *w, Tensor *b, double eps, int relu, Tenso
   Node *node =
       ag_record(out, relu ? "batch_norm_relu" : "batch_norm", bn_affine_backward_rule, 3, (Tensor *[]){x, w, b});
   if (node) {
-    node->saved[0] = t_retain(mean);
-    node->saved[1] = t_retain(rstd);
+    node_save(node, 0, t_retain(mean));
+    node_save(node, 1, t_retain(rstd));
     node->scalars[0] = eps;
-    if (relu) node->saved[2] = t_detach(out);
+    if (relu) node_save(node, 2, t_detach(out));
   }
   bn_hand_out(mean, var, mean_out, var_out);
   t_scope_end(scope);
@@ -452,8 +452,8 @@ static Tensor *bn_backward_op(Tensor *g, Tensor *x, Tensor *mean, Tensor *rstd, 
   free(sums);
   Node *node = ag_record(out, "batch_norm_backward", bn_backward_rule, 2, (Tensor *[]){g, x});
   if (node) {
-    node->saved[0] = t_retain(mean);
-    node->saved[1] = t_retain(rstd);
+    node_save(node, 0, t_retain(mean));
+    node_save(node, 1, t_retain(rstd));
     node->scalars[0] = eps; /* for the double backward's composite form */
   }
   return out;

@@ -840,7 +840,7 @@ Tensor *t_conv2d(Tensor *x, Tensor *w, Tensor *b, int stride, int padding, int f
   conv2d_forward_kernel(&g, T_DATA(y), T_DATA(x), T_DATA(w), b ? T_DATA(b) : NULL);
   Node *n = ag_record(y, relu ? "conv2d_relu" : "conv2d", conv2d_backward, b ? 3 : 2, (Tensor *[]){x, w, b});
   record_geometry(n, stride, padding, nhwc);
-  if (n && relu) n->saved[0] = t_detach(y); /* (a view: the node does not hold its own output) */
+  if (n && relu) node_save(n, 0, t_detach(y)); /* (a view: the node does not hold its own output) */
   return y;
 }
 

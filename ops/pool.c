@@ -86,7 +86,7 @@ Tensor *t_max_pool2d(Tensor *x, int k, int stride, int padding, Tensor **indices
   }
   Node *n = idx ? ag_record(y, "max_pool2d", max_pool2d_backward_fn, 1, (Tensor *[]){x}) : NULL;
   if (n) {
-    n->saved[0] = t_retain(idx);
+    node_save(n, 0, t_retain(idx));
     n->ints[0] = g.h;
     n->ints[1] = g.w;
   }
@@ -126,7 +126,7 @@ Tensor *t_max_pool2d_backward(Tensor *gy, Tensor *indices, int64_t h, int64_t w)
   for (int64_t pl = 0; pl < nc; pl++)
     for (int64_t q = 0; q < p; q++) gxd[pl * h * w + (int64_t)id[pl * p + q]] += gyd[pl * p + q];
   Node *n = ag_record(gx, fn, max_pool2d_backward_backward, 1, (Tensor *[]){gy});
-  if (n) n->saved[0] = t_retain(indices);
+  if (n) node_save(n, 0, t_retain(indices));
   return gx;
 }
 
@@ -151,7 +151,7 @@ Tensor *t_max_pool2d_select(Tensor *x, Tensor *indices) {
     for (int64_t q = 0; q < p; q++) yd[pl * p + q] = xd[pl * hw + (int64_t)id[pl * p + q]];
   Node *n = ag_record(y, fn, max_pool2d_select_backward, 1, (Tensor *[]){x});
   if (n) {
-    n->saved[0] = t_retain(indices);
+    node_save(n, 0, t_retain(indices));
     n->ints[0] = x->shape[2];
     n->ints[1] = x->shape[3];
   }

@@ -159,7 +159,7 @@ static Tensor *max_or_argmax(Tensor *a, int dim, int keepdim, int want_index) {
     for (int64_t o = 0; o < outer; o++)
       for (int64_t i = 0; i < inner; i++) m[o * r * inner + idx[o * inner + i] * inner + i] = 1.0f;
     Node *n = ag_record(out, "max", max_backward, 1, &a);
-    n->saved[0] = mask;
+    node_save(n, 0, mask);
     n->ints[0] = dim;
   }
   free(idx);

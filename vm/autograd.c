@@ -38,11 +38,17 @@ Node *ag_record(Tensor *out, const char *name, backward_fn bw, int ninputs, Tens
   n->backward = bw;
   n->ninputs = ninputs;
   n->inputs = n->inline_inputs;
-  if (ninputs > NODE_MAXIN && !(n->inputs = calloc((size_t)ninputs, sizeof *n->inputs))) {
+  n->in_versions = n->inline_versions;
+  if (ninputs > NODE_MAXIN && (!(n->inputs = calloc((size_t)ninputs, sizeof *n->inputs)) ||
+                               !(n->in_versions = calloc((size_t)ninputs, sizeof *n->in_versions)))) {
+    if (n->inputs != n->inline_inputs) free(n->inputs);
     free(n);
     t_error("out of memory recording '%s'", name);
   }
-  for (int i = 0; i < ninputs; i++) n->inputs[i] = inputs[i] ? t_retain(inputs[i]) : NULL;
+  for (int i = 0; i < ninputs; i++) {
+    n->inputs[i] = inputs[i] ? t_retain(inputs[i]) : NULL;
+    n->in_versions[i] = inputs[i] ? atomic_load(&inputs[i]->storage->version) : 0;
+  }
   n->out_ndim = out->ndim;
   memcpy(n->out_shape, out->shape, sizeof out->shape);
   out->requires_grad = 1;
@@ -56,7 +62,33 @@ void node_release(Node *n) {
   for (int i = 0; i < NODE_MAXSAVED; i++) t_release(n->saved[i]);
   t_release(n->acc);
   if (n->inputs != n->inline_inputs) free(n->inputs);
+  if (n->in_versions != n->inline_versions) free(n->in_versions);
   free(n);
+}
+
+void node_save(Node *n, int k, Tensor *t) {
+  n->saved[k] = t;
+  n->saved_versions[k] = t ? atomic_load(&t->storage->version) : 0;
+}
+
+/* refuse to differentiate through a node whose inputs or saved tensors were written since it was recorded:
+** its backward would use the new values, a gradient silently wrong */
+static void check_unchanged(const Node *n) {
+  for (int k = 0; k < n->ninputs; k++) {
+    const Tensor *in = n->inputs[k];
+    if (in && atomic_load(&in->storage->version) != n->in_versions[k])
+      t_error("autograd: input %d of '%s' was changed in place after '%s' used it (an in-place method such as add_, "
+              "fill_ or copy_ on it or on an alias of it, detach() or reshape; an optimizer step), so its gradient "
+              "would be wrong: compute it again after the change, or change a clone()",
+              k + 1, n->name, n->name);
+  }
+  for (int k = 0; k < NODE_MAXSAVED; k++) {
+    const Tensor *s = n->saved[k];
+    if (s && atomic_load(&s->storage->version) != n->saved_versions[k])
+      t_error("autograd: a value that '%s' saved for its gradient (its output, through an alias of it) was "
+              "changed in place after the op ran, so its gradient would be wrong: compute it again after the "
+              "change, or change a clone()", n->name);
+  }
 }
 
 Tensor *t_detach(Tensor *x) {
@@ -218,7 +250,9 @@ void ag_grad(Tensor *output, Tensor *grad_output, int ninputs, Tensor **inputs, 
     }
     for (int k = 0; k < n->ninputs; k++) needs[k] = leads_to_request(n->inputs[k], mark, ninputs, inputs);
     int rule_scope = t_scope_begin(); /* gout is released by an error in the rule too */
-    n->backward(n, t_temp(gout), gin, needs);
+    t_temp(gout);
+    check_unchanged(n);
+    n->backward(n, gout, gin, needs);
     t_scope_end(rule_scope);
     for (int k = 0; k < n->ninputs; k++) {
       Tensor *in = n->inputs[k];

@@ -50,7 +50,7 @@ static int m_add_(lua_State *L) { /* t += alpha * y, y a tensor or a number */
   Tensor *t = check_inplace(L, "add_");
   float *d = T_DATA(t);
   if (lua_type(L, 2) == LUA_TNUMBER) {
-    float v = (float)lua_tonumber(L, 2);
+    float v = (float)(lua_tonumber(L, 2) * luaL_optnumber(L, 3, 1.0)); /* (alpha too: t += alpha * v) */
     for (int64_t i = 0; i < t->numel; i++) d[i] += v;
   } else {
     Tensor *y = check_same(L, 2, t, "add_");

@@ -197,7 +197,12 @@ struct Node {
   int ninputs;
   Tensor **inputs; /* strong refs; points at inline_inputs unless ninputs > NODE_MAXIN */
   Tensor *inline_inputs[NODE_MAXIN];
-  Tensor *saved[NODE_MAXSAVED]; /* strong refs, constants for backward */
+  Tensor *saved[NODE_MAXSAVED]; /* strong refs, constants for backward (set with node_save) */
+  /* the storage versions of the inputs and of the saved tensors when recorded: a write since (an in-place
+  ** method on a leaf or on an alias, detach() or reshape) makes the backward refuse to run on it */
+  uint64_t *in_versions; /* points at inline_versions unless ninputs > NODE_MAXIN */
+  uint64_t inline_versions[NODE_MAXIN];
+  uint64_t saved_versions[NODE_MAXSAVED];
   int64_t ints[2 * T_MAXDIM + 4];
   double scalars[4];
   int out_ndim; /* output shape, for checking and for zero-grads */
@@ -215,6 +220,8 @@ int ag_set_enabled(int on); /* returns the previous value */
 ** otherwise return NULL. The inputs are retained by the node. */
 Node *ag_record(Tensor *out, const char *name, backward_fn bw, int ninputs, Tensor **inputs);
 void node_release(Node *n);
+/* n->saved[k] = t (a reference it takes), with t's storage version now */
+void node_save(Node *n, int k, Tensor *t);
 /* Gradients of the scalar (or grad_output-weighted) output with respect to
 ** inputs. grads[i] gets a new reference, or NULL when output does not depend
 ** on inputs[i] (the caller decides whether that is an error). */

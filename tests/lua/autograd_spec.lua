@@ -573,3 +573,51 @@ describe("memory", function()
     assert.equals(base, settle())
   end)
 end)
+
+describe("a recorded value changed in place", function()
+  local function refused(f, fragment)
+    local ok, err = pcall(f)
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find(fragment, 1, true), tostring(err))
+  end
+
+  it("is refused at the backward, not used: a leaf, an alias by detach() or reshape, an optimizer step", function()
+    -- a constant leaf the product saved
+    local w, x = T.tensor{1, 2, 3}:requires_grad(true), T.tensor{4, 5, 6}
+    local y = (w * x):sum()
+    x:add_(100)
+    refused(function() return ag.grad(y, {w}) end, "autograd: input 2 of 'mul' was changed in place after 'mul' used it")
+    -- a result written through its detach()ed alias (the message of e:fill_ says to detach it first)
+    w = T.tensor{1, 2, 3}:requires_grad(true)
+    local e = w:exp()
+    y = (e * e):sum()
+    e:detach():fill_(0)
+    refused(function() return ag.grad(y, {w}) end, "input 1 of 'mul' was changed in place")
+    -- through a reshape of it
+    w = T.tensor{1, 2, 3}:requires_grad(true)
+    x = T.tensor{{4, 5, 6}}
+    y = (w * x:reshape{3}):sum()
+    x:reshape{3}:mul_(2)
+    refused(function() return ag.grad(y, {w}) end, "input 2 of 'mul' was changed in place")
+    -- the parameter stepped by an optimizer between the forward and a second backward
+    w = T.ones{2}:requires_grad(true)
+    y = (w * w):sum()
+    require("optim").sgd{lr = 0.1}:step({w}, ag.grad(y, {w}))
+    refused(function() return ag.grad(y, {w}) end, "input 1 of 'mul' was changed in place")
+    -- a value an op saved for its gradient: conv's fused ReLU keeps (a view of) its output
+    local xin = T.rand({1, 1, 4, 4}, T.generator(1)):requires_grad(true)
+    local out = T.conv2d(xin, T.rand({2, 1, 3, 3}, T.generator(2)), nil, {relu = true})
+    out:detach():zero_() -- (differentiated from out itself: no later op has it as an input)
+    refused(function() return ag.grad(out, {xin}, {grad_output = T.ones(out:shape())}) end,
+      "autograd: a value that 'conv2d_relu' saved for its gradient")
+  end)
+
+  it("a change before the op or after its backward is fine", function()
+    local w, x = T.tensor{1, 2, 3}:requires_grad(true), T.tensor{4, 5, 6}
+    x:add_(1)
+    local y = (w * x):sum()
+    assert.same({5, 6, 7}, ag.grad(y, {w})[1]:totable())
+    x:add_(1) -- (the graph is not used again)
+    assert.same({6, 7, 8}, ag.grad((w * x):sum(), {w})[1]:totable())
+  end)
+end)

@@ -68,6 +68,20 @@ local function adam_reference(p0, grads, lr, b1, b2, eps)
   return p
 end
 
+describe("optim's step refuses gradients that are not its parameters' own", function()
+  it("a number, or a tensor of another shape, names the gradient", function()
+    for _, make in ipairs{require("optim").sgd, require("optim").adam} do
+      local opt = make{lr = 0.1}
+      local ok, err = pcall(opt.step, opt, {T.ones{2}}, {5})
+      assert.is_false(ok)
+      assert.truthy(tostring(err):find("step: gradient 1 is a number, not a tensor", 1, true), tostring(err))
+      ok, err = pcall(opt.step, opt, {T.ones{2}}, {T.ones{3}})
+      assert.is_false(ok)
+      assert.truthy(tostring(err):find("step: gradient 1 has shape (3), its parameter (2)", 1, true), tostring(err))
+    end
+  end)
+end)
+
 describe("optim.adam", function()
   it("matches the bias-corrected update over several steps", function()
     local p = T.tensor{1, 2, 3}:requires_grad(true)
