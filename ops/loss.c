@@ -95,13 +95,19 @@ double t_accuracy(Tensor *logits, const int64_t *labels, int64_t nlabels) {
   int64_t n = logits->shape[0], c = logits->shape[1];
   if (nlabels != n) t_argerror("accuracy", 2, "expected %lld labels, got %lld", (long long)n, (long long)nlabels);
   if (n == 0 || c == 0) t_argerror("accuracy", 1, "expected a non-empty (N, C) tensor");
+  for (int64_t i = 0; i < n; i++) /* (as cross_entropy: a label of no class is refused, not counted wrong) */
+    if (labels[i] < 1 || labels[i] > c)
+      t_argerror("accuracy", 2, "label %lld at position %lld is outside 1..%lld", (long long)labels[i],
+                 (long long)i + 1, (long long)c);
   const float *x = T_DATA(logits);
   int64_t correct = 0;
   for (int64_t i = 0; i < n; i++) {
     int64_t best = 0;
+    int finite = 1; /* a row with a NaN predicts nothing: not correct (argmax would say class 1) */
+    for (int64_t j = 0; j < c; j++) finite &= x[i * c + j] == x[i * c + j];
     for (int64_t j = 1; j < c; j++)
       if (x[i * c + j] > x[i * c + best]) best = j;
-    correct += best + 1 == labels[i];
+    correct += finite && best + 1 == labels[i];
   }
   return (double)correct / (double)n;
 }

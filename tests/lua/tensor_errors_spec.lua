@@ -414,6 +414,8 @@ describe("network pieces", function()
       "label -9223372036854775808 at position 2 is outside 1..3")
     fails(function() T.cross_entropy(T.zeros { 0, 3 }, {}) end, "cross_entropy", 1, "expected at least one example")
     fails(function() T.accuracy(T.zeros { 2, 0 }, { 1, 1 }) end, "accuracy", 1, "expected a non-empty (N, C) tensor")
+    fails(function() T.accuracy(T.zeros { 2, 3 }, { 1, 4 }) end, "accuracy", 2, "label 4 at position 2 is outside 1..3")
+    fails(function() T.accuracy(T.zeros { 2, 3 }, { 0, 1 }) end, "accuracy", 2, "label 0 at position 1 is outside 1..3")
   end)
 
   it("mse_loss", function()
