@@ -368,6 +368,24 @@ end
 --- nn.sequential{layer, layer, ...}: runs the layers in order; its parameters are its children's,
 --- concatenated in order. Child i's parameter names are prefixed with its name or its index.
 function M.sequential(layers)
+  -- a layer given alone (nn.sequential(nn.linear(3, 4)), the braces forgotten) or a list with a hole
+  -- (a nil element) would build another network than written: refused
+  if getmetatable(layers) == Layer then
+    error("nn.sequential: expected a list of layers, got a layer (write nn.sequential{layer, ...})", 2)
+  end
+  if type(layers) ~= "table" then
+    error(string.format("nn.sequential: expected a list of layers, got %s", type(layers)), 2)
+  end
+  local last = 0
+  for k in pairs(layers) do
+    if math.type(k) ~= "integer" or k < 1 then
+      error(string.format("nn.sequential: expected a list of layers, got the key %s", tostring(k)), 2)
+    end
+    last = math.max(last, k)
+  end
+  for i = 1, last do
+    if layers[i] == nil then error(string.format("nn.sequential: element %d is nil (a layer that was not made?)", i), 2) end
+  end
   local layer = new_layer("sequential")
   for i, child in ipairs(layers) do
     if getmetatable(child) ~= Layer then

@@ -252,6 +252,12 @@ describe("nn layers", function()
   it("nn.sequential refuses elements that are not layers", function()
     assert.has_error(function() nn.sequential{nn.relu(), 3} end,
       "nn.sequential: element 2 is a number, expected an nn layer")
+    -- a layer alone (the braces forgotten) built a network of no parameters, the identity; a hole dropped
+    -- the layers after it
+    assert.has_error(function() nn.sequential(nn.linear(3, 4)) end,
+      "nn.sequential: expected a list of layers, got a layer (write nn.sequential{layer, ...})")
+    assert.has_error(function() nn.sequential{nn.linear(3, 4), nil, nn.linear(4, 2)} end,
+      "nn.sequential: element 2 is nil (a layer that was not made?)")
   end)
 end)
 
