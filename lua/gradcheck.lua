@@ -25,12 +25,32 @@ local defaults = { eps = 1e-2, rtol = 2e-2, atol = 2e-3, max_elements = 64, seed
 
 local spec = { eps = "number", rtol = "number", atol = "number", max_elements = "integer", seed = "integer" }
 
--- opts over the defaults (checked in gradcheck and gradgradcheck, whose callers get the error)
-local function with_defaults(opts)
+-- opts over the defaults (checked in gradcheck and gradgradcheck, whose callers get the error): a value
+-- that would check nothing (max_elements 0) or make no sense (eps 0, a negative or NaN tolerance) is refused
+local function with_defaults(fn, opts)
   local o = {}
   for k, v in pairs(defaults) do o[k] = v end
   for k, v in pairs(opts) do o[k] = v end
+  local function bad(key, want)
+    error(string.format("bad argument #3 to '%s' (option '%s' must be %s, got %s)", fn, key, want, tostring(o[key])), 4)
+  end
+  if o.max_elements < 1 then bad("max_elements", "at least 1 (elements checked per input)") end
+  if not (o.eps > 0 and o.eps < math.huge) then bad("eps", "a positive finite step") end
+  if not (o.rtol >= 0 and o.rtol < math.huge) then bad("rtol", "a finite tolerance >= 0") end
+  if not (o.atol >= 0 and o.atol < math.huge) then bad("atol", "a finite tolerance >= 0") end
   return o
+end
+
+-- f and its inputs as gradcheck takes them: a function, and a non-empty list of tensors
+local function check_call(fn, f, inputs)
+  if type(f) ~= "function" then
+    error(string.format("bad argument #1 to '%s' (a function expected, got %s)", fn, type(f)), 3)
+  end
+  if type(inputs) ~= "table" or T.is_tensor(inputs) or #inputs == 0 then
+    error(string.format("bad argument #2 to '%s' (a non-empty list of input tensors expected, got %s)", fn,
+      T.is_tensor(inputs) and "a tensor (put it in a list: {x})" or type(inputs) == "table" and "an empty list"
+      or type(inputs)), 3)
+  end
 end
 
 -- the elements to probe: all of a small tensor, a fixed random sample of a big one
@@ -55,7 +75,8 @@ local function scalar_of(f, inputs, weights)
 end
 
 function M.gradcheck(f, inputs, opts)
-  local o = with_defaults(options.check("gradcheck", 3, opts, spec))
+  check_call("gradcheck", f, inputs)
+  local o = with_defaults("gradcheck", options.check("gradcheck", 3, opts, spec))
   local gen = T.generator(o.seed)
   local weights = { gen = gen }
   for i, x in ipairs(inputs) do
@@ -92,7 +113,8 @@ function M.gradcheck(f, inputs, opts)
 end
 
 function M.gradgradcheck(f, inputs, opts)
-  local o = with_defaults(options.check("gradgradcheck", 3, opts, spec))
+  check_call("gradgradcheck", f, inputs)
+  local o = with_defaults("gradgradcheck", options.check("gradgradcheck", 3, opts, spec))
   local gen = T.generator(o.seed + 1)
   local weights = { gen = gen }
   local directions = {}

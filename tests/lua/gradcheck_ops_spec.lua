@@ -128,6 +128,29 @@ describe("gradcheck itself", function()
     assert.matches("bad argument #3 to 'gradcheck' (unknown option 'bogus'", err, 1, true)
   end)
 
+  it("refuses options that would check nothing, and a call it cannot make", function()
+    -- max_elements = 0 checked no element and passed the wrong gradient above
+    local x = leafv { 0.5, -1.0, 1.5 }
+    local wrong = function(a) return T.tensor(a) * a end
+    for _, case in ipairs {
+        { { max_elements = 0 }, "option 'max_elements' must be at least 1" },
+        { { eps = 0 }, "option 'eps' must be a positive finite step" },
+        { { atol = -1 }, "option 'atol' must be a finite tolerance >= 0" },
+        { { rtol = 0 / 0 }, "option 'rtol' must be a finite tolerance >= 0" } } do
+      for _, fn in ipairs { "gradcheck", "gradgradcheck" } do
+        local ok, err = pcall(gc[fn], wrong, { x }, case[1])
+        assert.is_false(ok)
+        assert.matches("bad argument #3 to '" .. fn .. "' (" .. case[2], err, 1, true)
+      end
+    end
+    local ok, err = pcall(gc.gradcheck, nil, { x })
+    assert.is_false(ok)
+    assert.matches("bad argument #1 to 'gradcheck' (a function expected, got nil)", err, 1, true)
+    ok, err = pcall(gc.gradcheck, wrong, x)
+    assert.is_false(ok)
+    assert.matches("a non-empty list of input tensors expected, got a tensor (put it in a list: {x})", err, 1, true)
+  end)
+
   it("passes for an input the output does not depend on (zero gradient)", function()
     local x, y = leafv { 1, 2 }, leafv { 3 }
     check(function(a, _) return a * 2 end, { x, y })
