@@ -14,6 +14,7 @@ local x4 = T.rand({2, 3, 6, 6}, T.generator(1))
 local w4 = T.rand({4, 3, 3, 3}, T.generator(2))
 local gy = T.rand({2, 4, 4, 4}, T.generator(3))
 local net = function() return require("nn").mlp{sizes = {1, 2, 1}} end
+local leaf = function() return T.ones{1}:requires_grad(true) end
 
 -- name as it appears in messages, argument number, a call with the given options table, and one
 -- valid key with a value of the wrong type
@@ -47,9 +48,9 @@ local cases = {
   {"tasks.source", 1, function(o) return require("tasks").source(o) end, "rotate", "task"},
   {"tasks.picture", 3, function(o) return require("tasks").picture({}, "/nonexistent.png", o) end, "task", "1"},
   {"sinusoid.new", 1, function(o) return require("sinusoid").new(o) end, "amplitude", 5},
-  {"gradcheck", 3, function(o) return require("gradcheck").gradcheck(function(v) return v end, {}, o) end,
+  {"gradcheck", 3, function(o) return require("gradcheck").gradcheck(function(v) return v end, {leaf()}, o) end,
     "eps", "0.1"},
-  {"gradgradcheck", 3, function(o) return require("gradcheck").gradgradcheck(function(v) return v end, {}, o) end,
+  {"gradgradcheck", 3, function(o) return require("gradcheck").gradgradcheck(function(v) return v end, {leaf()}, o) end,
     "max_elements", 2.5},
   {"map", 4, function(o) return require("parallel").map("tests.lua.helpers", "busy_job", {{0, 1}}, o) end,
     "workers_only", 1},
