@@ -86,19 +86,17 @@ static int l_grad(lua_State *L) {
   return 1;
 }
 
-static int restore_mode(lua_State *L, int status, lua_KContext ctx) {
-  ag_set_enabled((int)ctx);
-  if (status != LUA_OK && status != LUA_YIELD) return lua_error(L);
-  return lua_gettop(L);
-}
-
-/* ag.no_grad(fn, ...): fn's results, computed without recording */
+/* ag.no_grad(fn, ...): fn's results, computed without recording. fn may not yield: the mode is the
+** thread's, and a coroutine suspended inside would leave recording off for everything else ("attempt to
+** yield across a C-call boundary" instead) */
 static int l_no_grad(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   int old = ag_set_enabled(0);
   int nargs = lua_gettop(L) - 1;
-  int status = lua_pcallk(L, nargs, LUA_MULTRET, 0, old, restore_mode);
-  return restore_mode(L, status, old);
+  int status = lua_pcall(L, nargs, LUA_MULTRET, 0);
+  ag_set_enabled(old);
+  if (status != LUA_OK) return lua_error(L);
+  return lua_gettop(L);
 }
 
 static int l_enabled(lua_State *L) {

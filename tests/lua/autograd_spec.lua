@@ -362,6 +362,13 @@ describe("flags: requires_grad, detach, is_leaf, grad_fn", function()
 end)
 
 describe("no_grad and grad mode", function()
+  it("a coroutine cannot yield inside no_grad (it would leave recording off for the rest)", function()
+    local ok, err = pcall(coroutine.wrap(function() ag.no_grad(function() coroutine.yield() end) end))
+    assert.is_false(ok)
+    assert.matches("attempt to yield across a C%-call boundary", err)
+    assert.is_true(ag.enabled())
+  end)
+
   it("returns fn's results and records nothing inside", function()
     local x = leaf { 1, 2 }
     local a, b, c = ag.no_grad(function(p, q)
