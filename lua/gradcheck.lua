@@ -12,8 +12,10 @@
 -- A NaN or an infinity on either side is a failure, never a pass.
 --
 -- Everything is float32, so the step is large (eps = 1e-2 by default, relative
--- to the element's size) and the tolerance is set for float32 rounding; the
--- differences are taken in double in Lua. Inputs must stay away from kinks
+-- to the element's size) and the tolerance is set for float32 rounding: atol
+-- scaled by the size of the weighted outputs when that is below 1 (the rounding
+-- scales with it), plus rtol of the gradient; the differences are taken in
+-- double in Lua. Inputs must stay away from kinks
 -- (relu at 0, ties in max) by more than eps.
 local T = require "tensor"
 local ag = require "autograd"
@@ -71,7 +73,11 @@ local function scalar_of(f, inputs, weights)
   local out = f(table.unpack(inputs))
   if not T.is_tensor(out) then error("gradcheck: f must return a tensor, got " .. type(out), 3) end
   if weights[1] == nil then weights[1] = T.rand(out:shape(), weights.gen) + 0.5 end
-  return (out * weights[1]):sum()
+  local weighted = out * weights[1]
+  if weights.magnitude == nil then -- (the first call's: the unperturbed inputs)
+    weights.magnitude = require("autograd").no_grad(function() return weighted:abs():sum():item() end)
+  end
+  return weighted:sum()
 end
 
 function M.gradcheck(f, inputs, opts)
@@ -85,6 +91,9 @@ function M.gradcheck(f, inputs, opts)
     end
   end
   local out = scalar_of(f, inputs, weights)
+  -- the absolute tolerance is for float32 rounding, which scales with the size of the weighted outputs:
+  -- below 1 it shrinks with them (a gradient of 1e-3 that is twice the true one fails, as it should)
+  local scale = math.min(1, weights.magnitude or 1)
   -- an output that does not require grad (f constant, or its graph was dropped) has zero gradients:
   -- the differences below then decide
   local analytic = out:requires_grad() and ag.grad(out, inputs, { allow_unused = true }) or {}
@@ -102,7 +111,7 @@ function M.gradcheck(f, inputs, opts)
       local numeric = (fp - fm) / (2 * h)
       local a = analytic[i] and analytic[i]:get(k) or 0
       -- (written so that a NaN on either side fails: every comparison with NaN is false)
-      local tol = o.atol + o.rtol * math.max(math.abs(a), math.abs(numeric))
+      local tol = o.atol * scale + o.rtol * math.max(math.abs(a), math.abs(numeric))
       if not (math.abs(a - numeric) <= tol and tol < math.huge) then
         error(("gradcheck: input %d (shape {%s}) element %d: analytic %.6g vs numeric %.6g"):format(
           i, table.concat(x:shape(), ", "), k, a, numeric), 2)

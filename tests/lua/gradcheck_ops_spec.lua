@@ -128,6 +128,14 @@ describe("gradcheck itself", function()
     assert.matches("bad argument #3 to 'gradcheck' (unknown option 'bogus'", err, 1, true)
   end)
 
+  it("fails on a small gradient that is wrong by 2x (the absolute tolerance scales with outputs below 1)", function()
+    -- f = 1e-4 x + 1e-3 x^2 with one factor detached: analytic 1e-4 + 1e-3 x, true 1e-4 + 2e-3 x
+    local x = leafv { 0.5, 1.5 }
+    local ok, err = pcall(gc.gradcheck, function(a) return a * 1e-4 + T.tensor(a) * a * 1e-3 end, { x })
+    assert.is_false(ok)
+    assert.matches("gradcheck: input 1 %(shape {2}%) element %d+: analytic .* vs numeric", err)
+  end)
+
   it("refuses options that would check nothing, and a call it cannot make", function()
     -- max_elements = 0 checked no element and passed the wrong gradient above
     local x = leafv { 0.5, -1.0, 1.5 }
