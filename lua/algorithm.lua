@@ -220,7 +220,7 @@ local function check_methods(A, module)
   table.sort(own)
   for _, r in ipairs(REQUIRED) do
     if type(A.Learner[r]) ~= "function" then
-      local near = require("options").closest(r, own)
+      local near = usage_or_input.closest(r, own)
       usage_or_input.input_error(string.format("%s has no method Learner:%s, which every algorithm needs "
         .. "(docs/algorithms.md)%s", where, r, near and string.format("; did you mean it by Learner:%s?", near) or ""))
     end
@@ -228,7 +228,7 @@ local function check_methods(A, module)
   local known = {}
   for _, k in ipairs(inherited) do known[k] = true end
   for _, k in ipairs(own) do
-    local near = not known[k] and require("options").closest(k, inherited)
+    local near = not known[k] and usage_or_input.closest(k, inherited)
     if near then
       usage_or_input.input_error(string.format("%s defines Learner:%s, which nothing calls: did you mean "
         .. "Learner:%s, which %s calls? (a helper method of your own needs a name further from the hooks')", where, k,
@@ -426,7 +426,7 @@ local function first_difference(here, there, name_of)
       end
     elseif type(a) == "number" and type(b) == "number" then
       if not same_number(a, b) then return string.format("%s is %.9g on the worker, %.9g here", name, b, a) end
-    elseif type(a) ~= type(b) or (type(a) ~= "number" and not T.is_tensor(a) and a ~= nil) then
+    elseif a ~= nil or b ~= nil then -- (not two numbers, not two tensors)
       return string.format("%s is a %s on the worker, a %s here", name, T.is_tensor(b) and "tensor" or type(b),
         T.is_tensor(a) and "tensor" or type(a))
     end
@@ -605,10 +605,22 @@ function Learner:evaluate(meta, n_tasks, next_task, steps, should_stop)
   local threads = parallel and parallel.threads() or 1
   local buffers = self.net:buffers()
   local pending = {}
+  -- a task's row, checked as it comes (not after every task is evaluated)
+  local function keep(row)
+    local t = #per_task + 1
+    local ok = type(row) == "table" and #row == steps + 1
+    for c = 1, ok and #row or 0 do ok = ok and type(row[c]) == "number" end
+    if not ok then
+      error(string.format("%s: Learner:finetune returned %s for task %d; expected a list of steps + 1 = %d numbers "
+        .. "(the metric after 0..%d inner steps)", tostring(self.algorithm), type(row) == "table"
+        and string.format("a table of %d entries", #row) or "a " .. type(row), t, steps + 1, steps), 0)
+    end
+    per_task[t] = row
+  end
   local function flush()
     if #pending == 0 then return end
     cross_check_finetune(self, parallel, pending[1])
-    for _, r in ipairs(parallel.map("algorithm", "finetune_task", pending)) do per_task[#per_task + 1] = r[1] end
+    for _, r in ipairs(parallel.map("algorithm", "finetune_task", pending)) do keep(r[1]) end
     pending = {}
   end
   for t = 1, last do
@@ -620,20 +632,11 @@ function Learner:evaluate(meta, n_tasks, next_task, steps, should_stop)
         pending[#pending + 1] = {self.spec, meta, buffers, sx, sy, qx, qy, steps}
         if #pending >= 4 * threads then flush() end
       else
-        per_task[#per_task + 1] = self:finetune(meta, sx, sy, qx, qy, steps)
+        keep(self:finetune(meta, sx, sy, qx, qy, steps))
       end
     end
   end
   flush()
-  for t, row in ipairs(per_task) do
-    local ok = type(row) == "table" and #row == steps + 1
-    for c = 1, ok and #row or 0 do ok = ok and type(row[c]) == "number" end
-    if not ok then
-      error(string.format("%s: Learner:finetune returned %s for task %d; expected a list of steps + 1 = %d numbers "
-        .. "(the metric after 0..%d inner steps)", tostring(self.algorithm), type(row) == "table"
-        and string.format("a table of %d entries", #row) or "a " .. type(row), t, steps + 1, steps), 0)
-    end
-  end
   if self.comm then per_task = self.comm:gather_rows(per_task) end
   return M.summarize(per_task)
 end

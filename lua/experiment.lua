@@ -741,15 +741,14 @@ function Run:write_summary(result, text)
   end
 end
 
-local BUILTIN_MODELS = {conv4 = true, peer_net = true, mlp = true}
-
 -- The network of cfg, built and run once on two of the task's examples (zeros), before anything is written:
 -- a network that cannot take them (an image too small for conv4's pools, a flat mlp on images, a network
 -- of another task) is refused here, naming the network, the examples and why, not at the first meta-batch
 -- with a traceback (and --check finds it). A shipped network's refusal is a usage error; a network
 -- module of the user's keeps its traceback (it may be a bug in the module).
 local function checked_net(cfg, source)
-  local builtin = BUILTIN_MODELS[cfg.model]
+  local builtin = false
+  for _, m in ipairs(config.builtin_models) do builtin = builtin or m == cfg.model end
   local function refuse(what, err)
     local msg = string.format("network %s %s: %s", tostring(cfg.model), what, without_position(err))
     if builtin then usage_error(msg) end
@@ -939,13 +938,6 @@ function run_experiment(script_cfg, opts)
   local host = host_functions(opts)
   if opts.overrides == nil then refuse_plain_arguments(host) end
   local overrides = opts.overrides or host.overrides or {}
-  -- a dataset folder given relative to where mamlrun started is kept as an absolute path, so the run's
-  -- config (and a resume= or eval_only= from another folder) names the same folder
-  if type(overrides.data) == "string" and overrides.data ~= "" and overrides.data:sub(1, 1) ~= "/" then
-    local copy = {}
-    for k, v in pairs(overrides) do copy[k] = v end
-    copy.data, overrides = require("locate").absolute(overrides.data), copy
-  end
   -- the host's requests, not config keys: help=true (`mamlrun SCRIPT --help`) and check=true (`--check`);
   -- =false is no request
   local requests = {}
@@ -1026,7 +1018,6 @@ function run_experiment(script_cfg, opts)
     end
   else
     cfg, ignored, set = M.resolve(script_cfg, overrides)
-    if cfg.data ~= nil and cfg.data ~= "" then cfg.data = require("locate").absolute(cfg.data) end
   end
   local asked_scale = overrides.inner_loss_scale or (not resume_tree and cfg.inner_loss_scale ~= nil
     and script_cfg.inner_loss_scale) or nil

@@ -24,6 +24,12 @@ types.string = {name = "a string", convert = function(v)
   if type(v) == "string" then return v end
   if type(v) == "number" then return tostring(v) end
 end}
+-- a file or folder: a relative one is taken in the folder mamlrun started in and kept as an absolute path,
+-- so a run's config names the same place from any folder (locate.absolute)
+types.path = {name = "a path", convert = function(v)
+  local text = types.string.convert(v)
+  return text and require("locate").absolute(text)
+end}
 types.integer_list = {name = "a list of integers (e.g. 40,40)", convert = function(v)
   if type(v) == "number" and math.tointeger(v) then return {math.tointeger(v)} end
   if type(v) == "string" then
@@ -167,7 +173,7 @@ M.keys = {
       "classes carved from the training ones for validation (the paper's code: 100); 0: validation "
       .. "tasks come from the test classes (monitoring only: nothing is selected on them, and the final "
       .. "test draws other tasks); with split=vinyals 0, its own 172 validation characters"),
-    key("data", types.string, "",
+    key("data", types.path, "",
       "Omniglot folder (empty: $OMNIGLOT_DIR, else the per-user folder $XDG_DATA_HOME/mamlrun/omniglot "
       .. "(default ~/.local/share/mamlrun/omniglot), else a checkout's data/omniglot); a relative one is kept "
       .. "as an absolute path"),
@@ -215,12 +221,13 @@ local default_model = {omniglot = "conv4", sinusoid = "mlp", custom = "conv4"}
 -- key()'s)
 local KEY_FIELDS = {"name", "type", "default", "doc", "only"}
 
-local function show(v) -- (as describe below)
+local function describe(v)
   if type(v) == "string" then return string.format("%q", v) end
   if type(v) == "table" then return json.encode(v) end
   return tostring(v)
 end
 local KEY_TYPES = "\"integer\", \"number\", \"boolean\", \"string\", \"number_or_ways\" or a list of choices"
+local KEY_TYPE_NAMES = {integer = true, number = true, boolean = true, string = true} -- (of `types`, for a module's keys)
 
 -- Each key entry as it must be: a table with these fields alone, a name of its own, a known type and a
 -- default of that type (a key the run would read as nil, or show as a number while refusing one on the
@@ -230,7 +237,7 @@ local function check_key_entry(what, i, k, seen)
   if type(k) ~= "table" then bad("keys[%d] is a %s, not a {name=, type=, default=, doc=} table", i, type(k)) end
   if type(k.name) ~= "string" or not k.name:match("^[%a_][%w_]*$") then
     bad("keys[%d] has %s, but a key's name is a Lua name (as lr_decay)", i,
-      k.name == nil and "no name" or "the name " .. show(k.name))
+      k.name == nil and "no name" or "the name " .. describe(k.name))
   end
   local stray = require("options").unknown_field(k, KEY_FIELDS)
   if stray then bad("key '%s' has an unknown field %s; a key's fields are %s", k.name, stray, table.concat(KEY_FIELDS, ", ")) end
@@ -248,11 +255,11 @@ local function algorithm_keys(A, kind)
     local t = k.type
     if type(t) == "table" then t = one_of(t)
     elseif t == "number_or_ways" then t = number_or("ways")
-    elseif t ~= "integer_list" and t ~= "model" and t ~= "algorithm" then t = types[t]
+    elseif KEY_TYPE_NAMES[t] then t = types[t]
     else t = nil end
     if not t then
       require("options").input_error(string.format("%s: key '%s' has an unknown type %s; the types are %s", what,
-        k.name, show(k.type), KEY_TYPES))
+        k.name, describe(k.type), KEY_TYPES))
     end
     if k.default == nil then
       require("options").input_error(string.format("%s: key '%s' has no default (the value when neither the "
@@ -261,7 +268,7 @@ local function algorithm_keys(A, kind)
     local converted = t.convert(k.default)
     if converted == nil or converted ~= k.default then
       require("options").input_error(string.format("%s: key '%s' is declared %s, but its default is %s (%s)", what,
-        k.name, t.name, show(k.default), math.type(k.default) == "float" and "a number" or "a " .. type(k.default)))
+        k.name, t.name, describe(k.default), math.type(k.default) == "float" and "a number" or "a " .. type(k.default)))
     end
     local only = k.only
     local list = type(only) == "table" and (only.values or only.not_values)
@@ -337,12 +344,6 @@ local function deep_copy(v)
   local out = {}
   for k, x in pairs(v) do out[k] = deep_copy(x) end
   return out
-end
-
-local function describe(v)
-  if type(v) == "string" then return string.format("%q", v) end
-  if type(v) == "table" then return json.encode(v) end
-  return tostring(v)
 end
 
 -- a config error: the user's (no traceback, exit status 2: see options.usage_error) when the value
@@ -612,5 +613,6 @@ function M.help(task, model, alg)
 end
 
 M.deep_copy, M.describe, M.schema, M.model_keys, M.default_model = deep_copy, describe, schema, model_keys, default_model
+M.builtin_models = builtin_models
 
 return M
